@@ -1,0 +1,326 @@
+//! Status conditions (`metav1.Condition`) for both kinds: the condition types and reasons
+//! as enums, and the one helper that sets a condition with kstatus/Flux semantics.
+
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use schemars::{Schema, SchemaGenerator, json_schema};
+
+/// Every condition type either kind reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConditionType {
+    /// The summary: every check passes.
+    Ready,
+    /// Work toward the desired state is in progress (kstatus).
+    Reconciling,
+    /// The controller cannot make progress without a human (kstatus).
+    Stalled,
+    // BackedUpDatabase checks
+    BackupsEnabled,
+    RetentionCompliant,
+    ReplicationActive,
+    ReplicaKeyCompliant,
+    ReplicaRetentionCompliant,
+    BackupsFresh,
+    ReplicaFresh,
+    // BackedUpRepository checks
+    WorkflowPresent,
+    WorkflowCurrent,
+    WorkflowEnabled,
+    LastRunSucceeded,
+    BackupFresh,
+    LifecycleCompliant,
+}
+
+impl ConditionType {
+    pub const DATABASE_CHECKS: [ConditionType; 7] = [
+        Self::BackupsEnabled,
+        Self::RetentionCompliant,
+        Self::ReplicationActive,
+        Self::ReplicaKeyCompliant,
+        Self::ReplicaRetentionCompliant,
+        Self::BackupsFresh,
+        Self::ReplicaFresh,
+    ];
+
+    pub const REPOSITORY_CHECKS: [ConditionType; 6] = [
+        Self::WorkflowPresent,
+        Self::WorkflowCurrent,
+        Self::WorkflowEnabled,
+        Self::LastRunSucceeded,
+        Self::BackupFresh,
+        Self::LifecycleCompliant,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "Ready",
+            Self::Reconciling => "Reconciling",
+            Self::Stalled => "Stalled",
+            Self::BackupsEnabled => "BackupsEnabled",
+            Self::RetentionCompliant => "RetentionCompliant",
+            Self::ReplicationActive => "ReplicationActive",
+            Self::ReplicaKeyCompliant => "ReplicaKeyCompliant",
+            Self::ReplicaRetentionCompliant => "ReplicaRetentionCompliant",
+            Self::BackupsFresh => "BackupsFresh",
+            Self::ReplicaFresh => "ReplicaFresh",
+            Self::WorkflowPresent => "WorkflowPresent",
+            Self::WorkflowCurrent => "WorkflowCurrent",
+            Self::WorkflowEnabled => "WorkflowEnabled",
+            Self::LastRunSucceeded => "LastRunSucceeded",
+            Self::BackupFresh => "BackupFresh",
+            Self::LifecycleCompliant => "LifecycleCompliant",
+        }
+    }
+}
+
+/// Why a condition has its status; CamelCase on the wire, as API conventions ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The check passes.
+    Compliant,
+    /// The check fails and Enforce would fix it.
+    DriftDetected,
+    /// Not evaluated yet (the first visit sets every condition to Unknown with this).
+    NotYetChecked,
+    /// An action was taken and its effect is not visible yet.
+    ActionPending,
+    /// Audit mode: the drift is reported, nothing is changed.
+    AuditOnly,
+    /// The resource cannot comply by its nature (Aurora member, read replica, ...).
+    Unsupported,
+    /// AWS Backup manages the instance's backups; RDS refuses retention changes.
+    ManagedByAwsBackup,
+    /// The instance exists but is not `available`: act once it is.
+    InstanceNotAvailable,
+    /// The referenced RDS instance does not exist.
+    InstanceNotFound,
+    /// The referenced KMS key does not exist.
+    KeyNotFound,
+    /// The KMS key exists but cannot serve (disabled, asymmetric, wrong region, source key).
+    KeyNotUsable,
+    /// The referenced GitHub repository does not exist or is not visible to the token.
+    RepositoryNotFound,
+    /// The GitHub repository is archived (read only).
+    RepositoryArchived,
+    /// Credentials lack a permission; the message says which.
+    AccessDenied,
+    /// The backups are older than the freshness threshold.
+    Stale,
+    /// A pull request with the fix is open and waits for review.
+    PullRequestOpen,
+    /// All checks pass.
+    AllChecksPassed,
+    /// At least one check fails.
+    ChecksFailing,
+    /// Reconciling: work in progress.
+    Progressing,
+    /// Nothing blocks progress.
+    NotStalled,
+    /// An external API failed; retried with backoff.
+    ApiError,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compliant => "Compliant",
+            Self::DriftDetected => "DriftDetected",
+            Self::NotYetChecked => "NotYetChecked",
+            Self::ActionPending => "ActionPending",
+            Self::AuditOnly => "AuditOnly",
+            Self::Unsupported => "Unsupported",
+            Self::ManagedByAwsBackup => "ManagedByAwsBackup",
+            Self::InstanceNotAvailable => "InstanceNotAvailable",
+            Self::InstanceNotFound => "InstanceNotFound",
+            Self::KeyNotFound => "KeyNotFound",
+            Self::KeyNotUsable => "KeyNotUsable",
+            Self::RepositoryNotFound => "RepositoryNotFound",
+            Self::RepositoryArchived => "RepositoryArchived",
+            Self::AccessDenied => "AccessDenied",
+            Self::Stale => "Stale",
+            Self::PullRequestOpen => "PullRequestOpen",
+            Self::AllChecksPassed => "AllChecksPassed",
+            Self::ChecksFailing => "ChecksFailing",
+            Self::Progressing => "Progressing",
+            Self::NotStalled => "NotStalled",
+            Self::ApiError => "ApiError",
+        }
+    }
+}
+
+/// `metav1.Condition.status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(ok: bool) -> Self {
+        if ok { Self::True } else { Self::False }
+    }
+}
+
+/// Sets one condition in place. Always records `observed_generation`; moves
+/// `lastTransitionTime` only when status, reason or message change, so the time says
+/// when the state last changed, not when it was last looked at. Returns whether
+/// anything besides `observedGeneration` changed.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: ConditionType,
+    status: ConditionStatus,
+    reason: Reason,
+    message: impl Into<String>,
+    observed_generation: Option<i64>,
+    now: Timestamp,
+) -> bool {
+    let message = message.into();
+    match conditions.iter_mut().find(|c| c.type_ == type_.as_str()) {
+        Some(existing) => {
+            existing.observed_generation = observed_generation;
+            let same = existing.status == status.as_str()
+                && existing.reason == reason.as_str()
+                && existing.message == message;
+            if !same {
+                existing.status = status.as_str().to_string();
+                existing.reason = reason.as_str().to_string();
+                existing.message = message;
+                existing.last_transition_time = Time(now);
+            }
+            !same
+        }
+        None => {
+            conditions.push(Condition {
+                type_: type_.as_str().to_string(),
+                status: status.as_str().to_string(),
+                reason: reason.as_str().to_string(),
+                message,
+                observed_generation,
+                last_transition_time: Time(now),
+            });
+            true
+        }
+    }
+}
+
+/// Looks up a condition by type.
+pub fn find_condition(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == type_.as_str())
+}
+
+/// Schema of `status.conditions`: a list-map keyed by `type`, so server-side apply merges
+/// conditions by type instead of replacing the list.
+pub(crate) fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
+    let item = generator.subschema_for::<Condition>();
+    json_schema!({
+        "type": "array",
+        "items": item,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).expect("valid timestamp")
+    }
+
+    #[test]
+    fn first_set_adds_the_condition_with_the_given_time() {
+        let mut conditions = Vec::new();
+        let changed = set_condition(
+            &mut conditions,
+            ConditionType::Ready,
+            ConditionStatus::False,
+            Reason::DriftDetected,
+            "retention is 1 day",
+            Some(3),
+            at(100),
+        );
+        assert!(changed);
+        assert_eq!(conditions.len(), 1);
+        let c = &conditions[0];
+        assert_eq!((c.type_.as_str(), c.status.as_str(), c.reason.as_str()), ("Ready", "False", "DriftDetected"));
+        assert_eq!(c.observed_generation, Some(3));
+        assert_eq!(c.last_transition_time, Time(at(100)));
+    }
+
+    #[test]
+    fn same_state_keeps_transition_time_but_updates_generation() {
+        let mut conditions = Vec::new();
+        let set = |conditions: &mut Vec<Condition>, generation, secs| {
+            set_condition(
+                conditions,
+                ConditionType::Ready,
+                ConditionStatus::True,
+                Reason::AllChecksPassed,
+                "ok",
+                Some(generation),
+                at(secs),
+            )
+        };
+        set(&mut conditions, 1, 100);
+        let changed = set(&mut conditions, 2, 500);
+        assert!(!changed);
+        assert_eq!(conditions[0].observed_generation, Some(2));
+        assert_eq!(conditions[0].last_transition_time, Time(at(100)));
+    }
+
+    #[test]
+    fn status_reason_or_message_change_moves_transition_time() {
+        let cases = [
+            (ConditionStatus::False, Reason::Compliant, "ok"),
+            (ConditionStatus::True, Reason::ActionPending, "ok"),
+            (ConditionStatus::True, Reason::Compliant, "retention is 7 days"),
+        ];
+        for (status, reason, message) in cases {
+            let mut conditions = Vec::new();
+            set_condition(&mut conditions, ConditionType::RetentionCompliant, ConditionStatus::True, Reason::Compliant, "ok", Some(1), at(100));
+            let changed = set_condition(&mut conditions, ConditionType::RetentionCompliant, status, reason, message, Some(1), at(200));
+            assert!(changed, "{status:?} {reason:?} {message}");
+            assert_eq!(conditions[0].last_transition_time, Time(at(200)));
+            assert_eq!(conditions[0].status, status.as_str());
+            assert_eq!(conditions[0].reason, reason.as_str());
+            assert_eq!(conditions[0].message, message);
+        }
+    }
+
+    #[test]
+    fn conditions_of_other_types_are_left_alone() {
+        let mut conditions = Vec::new();
+        set_condition(&mut conditions, ConditionType::Ready, ConditionStatus::True, Reason::AllChecksPassed, "", Some(1), at(1));
+        set_condition(&mut conditions, ConditionType::Stalled, ConditionStatus::False, Reason::NotStalled, "", Some(1), at(2));
+        set_condition(&mut conditions, ConditionType::Ready, ConditionStatus::False, Reason::ChecksFailing, "x", Some(2), at(3));
+        assert_eq!(conditions.len(), 2);
+        let stalled = find_condition(&conditions, ConditionType::Stalled).expect("stalled");
+        assert_eq!(stalled.observed_generation, Some(1));
+        assert_eq!(stalled.last_transition_time, Time(at(2)));
+    }
+
+    #[test]
+    fn reasons_and_types_are_camel_case() {
+        let camel = |s: &str| s.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && s.chars().all(|c| c.is_ascii_alphanumeric());
+        for t in ConditionType::DATABASE_CHECKS.iter().chain(ConditionType::REPOSITORY_CHECKS.iter()) {
+            assert!(camel(t.as_str()), "{}", t.as_str());
+        }
+        for r in [Reason::Compliant, Reason::DriftDetected, Reason::ManagedByAwsBackup, Reason::NotYetChecked] {
+            assert!(camel(r.as_str()), "{}", r.as_str());
+        }
+    }
+}

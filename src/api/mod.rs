@@ -1,0 +1,34 @@
+//! The custom resources users write: `BackedUpDatabase` and `BackedUpRepository`
+//! (group `backupwarden.io`, version `v1alpha1`), their shared field types, and the
+//! status conditions both kinds report.
+
+pub mod common;
+pub mod conditions;
+pub mod database;
+pub mod repository;
+
+pub use common::{Mode, PositiveDuration};
+pub use conditions::{ConditionStatus, ConditionType, Reason, set_condition};
+pub use database::{BackedUpDatabase, BackedUpDatabaseSpec, BackedUpDatabaseStatus};
+pub use repository::{BackedUpRepository, BackedUpRepositorySpec, BackedUpRepositoryStatus};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// The API group of both kinds.
+pub const GROUP: &str = "backupwarden.io";
+
+/// Both CRDs, in the order `crds/` holds them.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![BackedUpDatabase::crd(), BackedUpRepository::crd()]
+}
+
+/// Renders CRDs as one YAML stream, the format of `crds/` and of `backup-warden crd`.
+pub fn crds_yaml(crds: &[CustomResourceDefinition]) -> Result<String, serde_saphyr::SerializeError> {
+    let mut out = String::new();
+    for crd in crds {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(crd)?);
+    }
+    Ok(out)
+}

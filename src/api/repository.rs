@@ -1,0 +1,235 @@
+//! `BackedUpRepository`: one GitHub repository that must carry the daily backup workflow,
+//! whose runs must succeed and whose backups must land in S3 and be kept long enough.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::{Mode, PositiveDuration, duration_default, region_schema};
+use super::conditions::conditions_schema;
+
+/// The backup policy for one GitHub repository.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "backupwarden.io",
+    version = "v1alpha1",
+    kind = "BackedUpRepository",
+    namespaced,
+    shortname = "brepo",
+    category = "backupwarden",
+    status = "BackedUpRepositoryStatus",
+    derive = "PartialEq",
+    doc = "A GitHub repository that backup-warden keeps backed up daily to S3 by the backup-daily workflow.",
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "Workflow", type_ = "string", json_path = ".status.workflow.state", description = "State of the backup workflow"),
+    printcolumn(name = "Last Run", type_ = "string", json_path = ".status.workflow.lastRun.conclusion", description = "Conclusion of the newest workflow run"),
+    printcolumn(name = "Last Backup", type_ = "date", json_path = ".status.latestBackup.lastModified", description = "Time of the newest backup object in S3"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackedUpRepositorySpec {
+    /// Enforce (default) fixes drift; Audit only reports it.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The repository as owner/name, such as narrative-io/marketplace.
+    #[schemars(length(min = 3, max = 140), pattern(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"))]
+    pub repository: String,
+    /// The workflow file that runs the backup.
+    #[serde(default)]
+    pub workflow: WorkflowSpec,
+    /// Where the backups land and how long they are kept.
+    pub storage: StorageSpec,
+    /// How old the newest run and backup may get.
+    #[serde(default)]
+    pub freshness: RepositoryFreshness,
+}
+
+/// How a workflow change reaches the default branch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum Delivery {
+    /// Open a pull request for a person to merge (default).
+    #[default]
+    PullRequest,
+    /// Commit straight to the default branch.
+    Commit,
+}
+
+/// The backup-daily workflow and the reusable workflow it must call.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowSpec {
+    /// Path of the workflow file in the repository.
+    #[serde(default = "default_workflow_path")]
+    #[schemars(length(max = 255), pattern(r"^\.github/workflows/[A-Za-z0-9._-]+\.ya?ml$"))]
+    pub path: String,
+    /// The reusable workflow the job must call, without the @ref
+    /// (default: <owner>/github-common/.github/workflows/backup.yml, owner taken from spec.repository).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255), pattern(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}/\.github/workflows/[A-Za-z0-9._-]+\.ya?ml$"))]
+    pub uses: Option<String>,
+    /// The refs of the reusable workflow that count as current (branches or tags); the first is used when writing the file.
+    #[serde(default = "default_allowed_refs")]
+    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 255), pattern(r"^[A-Za-z0-9._/-]+$")))]
+    pub allowed_refs: Vec<String>,
+    /// The daily cron schedule, in UTC: minute and hour, every day ("17 3 * * *").
+    #[serde(default = "default_schedule")]
+    #[schemars(length(max = 32), pattern(r"^([0-5]?[0-9]) ([01]?[0-9]|2[0-3]) \* \* \*$"))]
+    pub schedule: String,
+    /// PullRequest (default) or Commit.
+    #[serde(default)]
+    pub delivery: Delivery,
+}
+
+impl Default for WorkflowSpec {
+    fn default() -> Self {
+        Self {
+            path: default_workflow_path(),
+            uses: None,
+            allowed_refs: default_allowed_refs(),
+            schedule: default_schedule(),
+            delivery: Delivery::default(),
+        }
+    }
+}
+
+/// The S3 location of the backups.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// The S3 bucket the backup workflow writes to.
+    #[schemars(length(min = 3, max = 63), pattern(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"))]
+    pub bucket: String,
+    /// The bucket's AWS region.
+    #[serde(default = "default_storage_region")]
+    #[schemars(schema_with = "region_schema")]
+    pub region: String,
+    /// The key prefix of this repository's backups (default: "<owner>/<name>/").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), pattern(r"^[^/].*/$"))]
+    pub prefix: Option<String>,
+    /// Days a backup is kept before the lifecycle rule expires it (default 90).
+    #[serde(default = "default_storage_retention_days")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub retention_days: i32,
+}
+
+/// Freshness thresholds for the repository's workflow runs and backups.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryFreshness {
+    /// Oldest allowed age of the newest backup object (default 26h).
+    #[serde(default = "default_day_and_margin")]
+    pub max_backup_age: PositiveDuration,
+    /// Oldest allowed start time of the newest successful workflow run (default 26h).
+    #[serde(default = "default_day_and_margin")]
+    pub max_run_age: PositiveDuration,
+}
+
+impl Default for RepositoryFreshness {
+    fn default() -> Self {
+        Self { max_backup_age: default_day_and_margin(), max_run_age: default_day_and_margin() }
+    }
+}
+
+fn default_workflow_path() -> String {
+    ".github/workflows/backup-daily.yml".to_string()
+}
+fn default_allowed_refs() -> Vec<String> {
+    vec!["main".to_string()]
+}
+fn default_schedule() -> String {
+    "17 3 * * *".to_string()
+}
+fn default_storage_region() -> String {
+    "us-east-1".to_string()
+}
+fn default_storage_retention_days() -> i32 {
+    90
+}
+fn default_day_and_margin() -> PositiveDuration {
+    duration_default("26h")
+}
+
+impl BackedUpRepositorySpec {
+    /// The repository owner (organisation or user).
+    pub fn owner(&self) -> &str {
+        self.repository.split_once('/').map_or(self.repository.as_str(), |(owner, _)| owner)
+    }
+
+    /// The reusable workflow the job must call, defaulted from the owner.
+    pub fn reusable_workflow(&self) -> String {
+        self.workflow
+            .uses
+            .clone()
+            .unwrap_or_else(|| format!("{}/github-common/.github/workflows/backup.yml", self.owner()))
+    }
+
+    /// The S3 key prefix of this repository's backups, defaulted to "<owner>/<name>/".
+    pub fn storage_prefix(&self) -> String {
+        self.storage.prefix.clone().unwrap_or_else(|| format!("{}/", self.repository))
+    }
+}
+
+/// What backup-warden observed and concluded, for people and for kstatus.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackedUpRepositoryStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling, Stalled and one condition per policy check.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// The workflow file and its runs as last observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<ObservedWorkflow>,
+    /// The newest backup object under the prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_backup: Option<ObservedBackup>,
+}
+
+/// Facts about the workflow file and its runs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedWorkflow {
+    /// Whether the file exists on the default branch.
+    #[serde(default)]
+    pub present: bool,
+    /// The workflow's state in GitHub Actions, such as active or disabled_inactivity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The pull request that adds or updates the file, while open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request_url: Option<String>,
+    /// The newest run of the workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<ObservedRun>,
+}
+
+/// One workflow run.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedRun {
+    /// Link to the run on GitHub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// success, failure, cancelled, ... (empty while running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conclusion: Option<String>,
+    /// When the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+}
+
+/// The newest backup object.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedBackup {
+    /// The object's key in the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// When the object was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<Time>,
+}
