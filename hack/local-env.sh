@@ -37,12 +37,12 @@ wait_for() { # name url [curl args...]
 
 start() { # name command...: detached from this shell, so it outlives the caller
   local name=$1; shift
-  setsid "$@" >"$state/$name.log" 2>&1 < /dev/null &
+  setsid "$@" >"$state/$name.log" 2>&1 < /dev/null 9>&- &
   echo $! > "$state/$name.pid"
 }
 
 api_ready() { curl -fsS -o /dev/null --max-time 2 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "https://127.0.0.1:$api_port/readyz" 2>/dev/null; }
-moto_ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$moto_port/moto-api/" 2>/dev/null; }
+moto_ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$moto_port/moto-api/backup-warden" 2>/dev/null; }
 
 make_pki() {
   [ -f "$pki/admin.crt" ] && return 0
@@ -119,7 +119,7 @@ up() {
     local py; py=$("$here/moto-venv.sh")
     stop_one moto
     start moto "$py" "$repo/tests/emulator/backup_warden_moto.py" --host 127.0.0.1 --port "$moto_port"
-    wait_for moto "http://127.0.0.1:$moto_port/moto-api/"
+    wait_for moto "http://127.0.0.1:$moto_port/moto-api/backup-warden"
     started+=(moto)
   fi
 
@@ -131,7 +131,7 @@ ENV
   if [ -n "$owner_pid" ] && [ ${#started[@]} -gt 0 ]; then
     # stop what this call started once its owner is gone
     setsid bash -c 'while kill -0 "$0" 2>/dev/null; do sleep 1; done; for n in "${@:2}"; do "$1" stop-one "$n"; done' \
-      "$owner_pid" "$0" "${started[@]}" >/dev/null 2>&1 < /dev/null &
+      "$owner_pid" "$0" "${started[@]}" >/dev/null 2>&1 < /dev/null 9>&- &
   fi
   log "up: ${started[*]:-everything was already running}; source $env_file"
   echo "$env_file"

@@ -178,6 +178,9 @@ impl From<bool> for ConditionStatus {
 /// `lastTransitionTime` only when status, reason or message change, so the time says
 /// when the state last changed, not when it was last looked at. Returns whether
 /// anything besides `observedGeneration` changed.
+///
+/// The time is kept to whole seconds, as the API server stores it, so a status read back
+/// compares equal to the one written.
 pub fn set_condition(
     conditions: &mut Vec<Condition>,
     type_: ConditionType,
@@ -188,6 +191,7 @@ pub fn set_condition(
     now: Timestamp,
 ) -> bool {
     let message = message.into();
+    let now = whole_seconds(now);
     match conditions.iter_mut().find(|c| c.type_ == type_.as_str()) {
         Some(existing) => {
             existing.observed_generation = observed_generation;
@@ -214,6 +218,11 @@ pub fn set_condition(
             true
         }
     }
+}
+
+/// Drops sub-second precision: `metav1.Time` is serialized with whole seconds.
+pub fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
 
 /// Looks up a condition by type.
@@ -279,6 +288,14 @@ mod tests {
         let changed = set(&mut conditions, 2, 500);
         assert!(!changed);
         assert_eq!(conditions[0].observed_generation, Some(2));
+        assert_eq!(conditions[0].last_transition_time, Time(at(100)));
+    }
+
+    #[test]
+    fn transition_time_is_kept_to_whole_seconds() {
+        let mut conditions = Vec::new();
+        let precise = Timestamp::new(100, 123_456_789).expect("valid timestamp");
+        set_condition(&mut conditions, ConditionType::Ready, ConditionStatus::True, Reason::AllChecksPassed, "", None, precise);
         assert_eq!(conditions[0].last_transition_time, Time(at(100)));
     }
 

@@ -1,1 +1,137 @@
-//! Test support (feature `test-util`).
+//! Test support shared by the integration tests in `tests/` (feature `test-util`): the
+//! local environment (kube-apiserver + etcd, the AWS emulator), a namespace per test, and
+//! AWS SDK configuration that points at the emulator.
+//!
+//! The environment is started once per test process by `hack/local-env.sh up`, which
+//! reuses what already runs (so `make test` starts it once for every test binary) and,
+//! when it started something itself, stops it after this process exits.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use k8s_openapi::{
+    api::core::v1::Namespace,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Config,
+    api::{Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::wait::{await_condition, conditions},
+};
+
+/// Where the running local environment is.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    pub kubeconfig: PathBuf,
+    pub kubectl: PathBuf,
+    pub aws_endpoint: String,
+}
+
+/// The environment for this test process, started (or found running) on first use.
+pub fn env() -> &'static TestEnv {
+    static ENV: OnceLock<TestEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let script = repo_root().join("hack/local-env.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .args(["up", "--owner-pid", &std::process::id().to_string()])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(output.status.success(), "hack/local-env.sh up failed ({})", output.status);
+        let env_file = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let vars = read_env_file(Path::new(&env_file));
+        let var = |name: &str| vars.get(name).cloned().unwrap_or_else(|| panic!("{env_file} lacks {name}"));
+        TestEnv {
+            kubeconfig: PathBuf::from(var("KUBECONFIG")),
+            kubectl: PathBuf::from(var("BACKUP_WARDEN_KUBECTL")),
+            aws_endpoint: var("BACKUP_WARDEN_AWS_ENDPOINT"),
+        }
+    })
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read_env_file(path: &Path) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl TestEnv {
+    /// A client for the local API server. Made per test: a kube client belongs to the
+    /// tokio runtime it was created on, and every `#[tokio::test]` has its own.
+    pub async fn client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig is valid");
+        Client::try_from(config).expect("client")
+    }
+
+    /// Runs the locally built kubectl against the local API server.
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.kubectl)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// AWS SDK configuration for one region of the emulator, with throwaway credentials.
+    pub async fn aws_config(&self, region: &str) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_string()))
+            .endpoint_url(&self.aws_endpoint)
+            .test_credentials()
+            .load()
+            .await
+    }
+}
+
+/// A name no other test (in this or an earlier run) uses: `<prefix>-<pid>-<n>-<time>`.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() % 1_000_000).unwrap_or(0);
+    format!("{prefix}-{}-{n}-{millis}", std::process::id())
+}
+
+/// Creates a fresh namespace for one test.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = unique_name(prefix);
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    name
+}
+
+/// Installs (server-side applies) both CRDs and waits until they are Established.
+pub async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply("backup-warden-tests").force();
+    for crd in crate::api::crds() {
+        let name = crd.metadata.name.clone().expect("crd name");
+        crds.patch(&name, &params, &Patch::Apply(&crd)).await.expect("apply CRD");
+        let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
+        tokio::time::timeout(Duration::from_secs(30), established)
+            .await
+            .expect("CRD established within 30s")
+            .expect("watch CRD");
+    }
+}

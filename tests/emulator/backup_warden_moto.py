@@ -1,0 +1,64 @@
+"""Launch moto's server with the backup-warden RDS extension installed.
+
+    PY=$(hack/moto-venv.sh)
+    "$PY" tests/emulator/backup_warden_moto.py --host 127.0.0.1 --port 15000
+
+Accepts the same arguments as `moto_server` (moto.server.main) and serves every moto
+service (RDS, KMS, S3, STS, ...) on one port, exactly like `moto_server`. The only
+difference is that tests/emulator/rds_backup_replication.py is installed first.
+
+Readiness: GET http://HOST:PORT/moto-api/backup-warden answers 200 with a small JSON
+document naming the extension once the server accepts requests (a plain moto_server on the
+same port answers 404 there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+# Run as a script: this directory is sys.path[0]; make that explicit for `python -m` too.
+# No __pycache__ in the checkout for the extension module.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import moto  # noqa: E402
+import moto.moto_api._internal.urls as moto_api_urls  # noqa: E402
+from moto.server import main as moto_server_main  # noqa: E402
+
+import rds_backup_replication  # noqa: E402
+
+HEALTH_PATH = "/moto-api/backup-warden"
+
+
+def _health(request: object, full_url: str, headers: object) -> tuple[int, dict[str, str], str]:
+    body = json.dumps(
+        {
+            "status": "ok",
+            "extension": rds_backup_replication.EXTENSION_NAME,
+            "moto": moto.__version__,
+        }
+    )
+    return 200, {"Content-Type": "application/json"}, body
+
+
+def install() -> None:
+    rds_backup_replication.install()
+    # moto builds the Flask app for /moto-api/* lazily from this table (on first request).
+    moto_api_urls.url_paths["{0}" + HEALTH_PATH + "$"] = _health
+
+
+def main(argv: list[str] | None = None) -> None:
+    install()
+    print(
+        f"backup-warden-moto: moto {moto.__version__} with {rds_backup_replication.EXTENSION_NAME}; "
+        f"health check: GET {HEALTH_PATH}",
+        file=sys.stderr,
+        flush=True,
+    )
+    moto_server_main(argv)
+
+
+if __name__ == "__main__":
+    main()
