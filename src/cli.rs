@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::{api, controller, telemetry};
 
 #[derive(Parser, Debug)]
-#[command(name = "backup-warden", version, about = "Makes a backup policy true and keeps it true")]
+#[command(
+    name = "backup-warden",
+    version,
+    about = "Makes a backup policy true and keeps it true"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub telemetry: telemetry::LogArgs,
@@ -78,7 +82,10 @@ fn print_crds(args: &CrdArgs) -> Result<(), Box<dyn std::error::Error>> {
             std::fs::create_dir_all(dir)?;
             for crd in &crds {
                 let name = crd.metadata.name.as_deref().unwrap_or("crd");
-                std::fs::write(dir.join(format!("{name}.yaml")), api::crds_yaml(std::slice::from_ref(crd))?)?;
+                std::fs::write(
+                    dir.join(format!("{name}.yaml")),
+                    api::crds_yaml(std::slice::from_ref(crd))?,
+                )?;
             }
         }
     }

@@ -12,7 +12,13 @@ pub enum LogFormat {
 #[derive(Args, Debug)]
 pub struct LogArgs {
     /// Log format.
-    #[arg(long, global = true, env = "BACKUP_WARDEN_LOG_FORMAT", value_enum, default_value = "json")]
+    #[arg(
+        long,
+        global = true,
+        env = "BACKUP_WARDEN_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
     pub log_format: LogFormat,
     /// Log filter, in tracing's EnvFilter syntax (e.g. info,backup_warden=debug).
     #[arg(long, global = true, env = "BACKUP_WARDEN_LOG", default_value = "info")]

@@ -39,7 +39,8 @@ impl FromStr for PositiveDuration {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let invalid = || format!("invalid duration {text:?}: expected a positive duration such as 90m, 1h or 26h");
+        let invalid =
+            || format!("invalid duration {text:?}: expected a positive duration such as 90m, 1h or 26h");
         let parsed: kube::core::Duration = text.parse().map_err(|_| invalid())?;
         if parsed.is_negative() || text.starts_with('+') {
             return Err(invalid());
@@ -48,7 +49,10 @@ impl FromStr for PositiveDuration {
         if value.is_zero() {
             return Err(invalid());
         }
-        Ok(Self { text: text.to_string(), value })
+        Ok(Self {
+            text: text.to_string(),
+            value,
+        })
     }
 }
 
@@ -91,11 +95,16 @@ impl JsonSchema for PositiveDuration {
 
 /// Builds a default `PositiveDuration` from a literal known to be valid.
 pub(crate) fn duration_default(text: &'static str) -> PositiveDuration {
-    PositiveDuration { text: text.to_string(), value: parse_literal(text) }
+    PositiveDuration {
+        text: text.to_string(),
+        value: parse_literal(text),
+    }
 }
 
 fn parse_literal(text: &str) -> Duration {
-    text.parse::<kube::core::Duration>().map(Into::into).unwrap_or_default()
+    text.parse::<kube::core::Duration>()
+        .map(Into::into)
+        .unwrap_or_default()
 }
 
 /// AWS region names such as `us-east-1`, `eu-central-2`, `us-gov-west-1`.

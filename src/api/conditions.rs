@@ -265,7 +265,10 @@ mod tests {
         assert!(changed);
         assert_eq!(conditions.len(), 1);
         let c = &conditions[0];
-        assert_eq!((c.type_.as_str(), c.status.as_str(), c.reason.as_str()), ("Ready", "False", "DriftDetected"));
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            ("Ready", "False", "DriftDetected")
+        );
         assert_eq!(c.observed_generation, Some(3));
         assert_eq!(c.last_transition_time, Time(at(100)));
     }
@@ -295,7 +298,15 @@ mod tests {
     fn transition_time_is_kept_to_whole_seconds() {
         let mut conditions = Vec::new();
         let precise = Timestamp::new(100, 123_456_789).expect("valid timestamp");
-        set_condition(&mut conditions, ConditionType::Ready, ConditionStatus::True, Reason::AllChecksPassed, "", None, precise);
+        set_condition(
+            &mut conditions,
+            ConditionType::Ready,
+            ConditionStatus::True,
+            Reason::AllChecksPassed,
+            "",
+            None,
+            precise,
+        );
         assert_eq!(conditions[0].last_transition_time, Time(at(100)));
     }
 
@@ -308,8 +319,24 @@ mod tests {
         ];
         for (status, reason, message) in cases {
             let mut conditions = Vec::new();
-            set_condition(&mut conditions, ConditionType::RetentionCompliant, ConditionStatus::True, Reason::Compliant, "ok", Some(1), at(100));
-            let changed = set_condition(&mut conditions, ConditionType::RetentionCompliant, status, reason, message, Some(1), at(200));
+            set_condition(
+                &mut conditions,
+                ConditionType::RetentionCompliant,
+                ConditionStatus::True,
+                Reason::Compliant,
+                "ok",
+                Some(1),
+                at(100),
+            );
+            let changed = set_condition(
+                &mut conditions,
+                ConditionType::RetentionCompliant,
+                status,
+                reason,
+                message,
+                Some(1),
+                at(200),
+            );
             assert!(changed, "{status:?} {reason:?} {message}");
             assert_eq!(conditions[0].last_transition_time, Time(at(200)));
             assert_eq!(conditions[0].status, status.as_str());
@@ -321,9 +348,33 @@ mod tests {
     #[test]
     fn conditions_of_other_types_are_left_alone() {
         let mut conditions = Vec::new();
-        set_condition(&mut conditions, ConditionType::Ready, ConditionStatus::True, Reason::AllChecksPassed, "", Some(1), at(1));
-        set_condition(&mut conditions, ConditionType::Stalled, ConditionStatus::False, Reason::NotStalled, "", Some(1), at(2));
-        set_condition(&mut conditions, ConditionType::Ready, ConditionStatus::False, Reason::ChecksFailing, "x", Some(2), at(3));
+        set_condition(
+            &mut conditions,
+            ConditionType::Ready,
+            ConditionStatus::True,
+            Reason::AllChecksPassed,
+            "",
+            Some(1),
+            at(1),
+        );
+        set_condition(
+            &mut conditions,
+            ConditionType::Stalled,
+            ConditionStatus::False,
+            Reason::NotStalled,
+            "",
+            Some(1),
+            at(2),
+        );
+        set_condition(
+            &mut conditions,
+            ConditionType::Ready,
+            ConditionStatus::False,
+            Reason::ChecksFailing,
+            "x",
+            Some(2),
+            at(3),
+        );
         assert_eq!(conditions.len(), 2);
         let stalled = find_condition(&conditions, ConditionType::Stalled).expect("stalled");
         assert_eq!(stalled.observed_generation, Some(1));
@@ -332,11 +383,22 @@ mod tests {
 
     #[test]
     fn reasons_and_types_are_camel_case() {
-        let camel = |s: &str| s.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && s.chars().all(|c| c.is_ascii_alphanumeric());
-        for t in ConditionType::DATABASE_CHECKS.iter().chain(ConditionType::REPOSITORY_CHECKS.iter()) {
+        let camel = |s: &str| {
+            s.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && s.chars().all(|c| c.is_ascii_alphanumeric())
+        };
+        for t in ConditionType::DATABASE_CHECKS
+            .iter()
+            .chain(ConditionType::REPOSITORY_CHECKS.iter())
+        {
             assert!(camel(t.as_str()), "{}", t.as_str());
         }
-        for r in [Reason::Compliant, Reason::DriftDetected, Reason::ManagedByAwsBackup, Reason::NotYetChecked] {
+        for r in [
+            Reason::Compliant,
+            Reason::DriftDetected,
+            Reason::ManagedByAwsBackup,
+            Reason::NotYetChecked,
+        ] {
             assert!(camel(r.as_str()), "{}", r.as_str());
         }
     }

@@ -9,6 +9,8 @@ use super::common::{Mode, PositiveDuration, duration_default, region_schema};
 use super::conditions::conditions_schema;
 
 /// The backup policy for one RDS DB instance.
+// The printer columns repeat `type_ = ...`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "backupwarden.io",
@@ -20,10 +22,28 @@ use super::conditions::conditions_schema;
     status = "BackedUpDatabaseStatus",
     derive = "PartialEq",
     doc = "An RDS DB instance whose automated backups backup-warden keeps enabled, retained and replicated to another region.",
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
-    printcolumn(name = "Retention", type_ = "integer", json_path = ".status.instance.retentionDays", description = "Observed backup retention in days"),
-    printcolumn(name = "Replica Region", type_ = "string", json_path = ".status.replica.region"),
-    printcolumn(name = "Last Backup", type_ = "date", json_path = ".status.instance.latestRestorableTime", description = "Latest restorable time of the instance"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Retention",
+        type_ = "integer",
+        json_path = ".status.instance.retentionDays",
+        description = "Observed backup retention in days"
+    ),
+    printcolumn(
+        name = "Replica Region",
+        type_ = "string",
+        json_path = ".status.replica.region"
+    ),
+    printcolumn(
+        name = "Last Backup",
+        type_ = "date",
+        json_path = ".status.instance.latestRestorableTime",
+        description = "Latest restorable time of the instance"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -59,7 +79,10 @@ pub struct InstanceRef {
     pub region: String,
     /// An IAM role to assume for this instance, for instances in another AWS account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048), pattern(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$"))]
+    #[schemars(
+        length(max = 2048),
+        pattern(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$")
+    )]
     pub role_arn: Option<String>,
 }
 
@@ -80,7 +103,10 @@ pub struct BackupsSpec {
 
 impl Default for BackupsSpec {
     fn default() -> Self {
-        Self { retention_days: default_retention_days(), apply_immediately: false }
+        Self {
+            retention_days: default_retention_days(),
+            apply_immediately: false,
+        }
     }
 }
 
@@ -131,13 +157,19 @@ pub struct KmsKeySpec {
     pub create: bool,
     /// The ARN of an existing symmetric key in the destination region, other than the source's key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048), pattern(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$"))]
+    #[schemars(
+        length(max = 2048),
+        pattern(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$")
+    )]
     pub arn: Option<String>,
 }
 
 impl Default for KmsKeySpec {
     fn default() -> Self {
-        Self { create: true, arn: None }
+        Self {
+            create: true,
+            arn: None,
+        }
     }
 }
 

@@ -9,6 +9,8 @@ use super::common::{Mode, PositiveDuration, duration_default, region_schema};
 use super::conditions::conditions_schema;
 
 /// The backup policy for one GitHub repository.
+// The printer columns repeat `type_ = ...`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "backupwarden.io",
@@ -20,10 +22,29 @@ use super::conditions::conditions_schema;
     status = "BackedUpRepositoryStatus",
     derive = "PartialEq",
     doc = "A GitHub repository that backup-warden keeps backed up daily to S3 by the backup-daily workflow.",
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
-    printcolumn(name = "Workflow", type_ = "string", json_path = ".status.workflow.state", description = "State of the backup workflow"),
-    printcolumn(name = "Last Run", type_ = "string", json_path = ".status.workflow.lastRun.conclusion", description = "Conclusion of the newest workflow run"),
-    printcolumn(name = "Last Backup", type_ = "date", json_path = ".status.latestBackup.lastModified", description = "Time of the newest backup object in S3"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Workflow",
+        type_ = "string",
+        json_path = ".status.workflow.state",
+        description = "State of the backup workflow"
+    ),
+    printcolumn(
+        name = "Last Run",
+        type_ = "string",
+        json_path = ".status.workflow.lastRun.conclusion",
+        description = "Conclusion of the newest workflow run"
+    ),
+    printcolumn(
+        name = "Last Backup",
+        type_ = "date",
+        json_path = ".status.latestBackup.lastModified",
+        description = "Time of the newest backup object in S3"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -32,7 +53,10 @@ pub struct BackedUpRepositorySpec {
     #[serde(default)]
     pub mode: Mode,
     /// The repository as owner/name, such as narrative-io/marketplace.
-    #[schemars(length(min = 3, max = 140), pattern(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"))]
+    #[schemars(
+        length(min = 3, max = 140),
+        pattern(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
+    )]
     pub repository: String,
     /// The workflow file that runs the backup.
     #[serde(default)]
@@ -69,7 +93,10 @@ pub struct WorkflowSpec {
     pub uses: Option<String>,
     /// The refs of the reusable workflow that count as current (branches or tags); the first is used when writing the file.
     #[serde(default = "default_allowed_refs")]
-    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 255), pattern(r"^[A-Za-z0-9._/-]+$")))]
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(length(min = 1, max = 255), pattern(r"^[A-Za-z0-9._/-]+$"))
+    )]
     pub allowed_refs: Vec<String>,
     /// The daily cron schedule, in UTC: minute and hour, every day ("17 3 * * *").
     #[serde(default = "default_schedule")]
@@ -127,7 +154,10 @@ pub struct RepositoryFreshness {
 
 impl Default for RepositoryFreshness {
     fn default() -> Self {
-        Self { max_backup_age: default_day_and_margin(), max_run_age: default_day_and_margin() }
+        Self {
+            max_backup_age: default_day_and_margin(),
+            max_run_age: default_day_and_margin(),
+        }
     }
 }
 
@@ -153,7 +183,9 @@ fn default_day_and_margin() -> PositiveDuration {
 impl BackedUpRepositorySpec {
     /// The repository owner (organisation or user).
     pub fn owner(&self) -> &str {
-        self.repository.split_once('/').map_or(self.repository.as_str(), |(owner, _)| owner)
+        self.repository
+            .split_once('/')
+            .map_or(self.repository.as_str(), |(owner, _)| owner)
     }
 
     /// The reusable workflow the job must call, defaulted from the owner.
@@ -166,7 +198,10 @@ impl BackedUpRepositorySpec {
 
     /// The S3 key prefix of this repository's backups, defaulted to "<owner>/<name>/".
     pub fn storage_prefix(&self) -> String {
-        self.storage.prefix.clone().unwrap_or_else(|| format!("{}/", self.repository))
+        self.storage
+            .prefix
+            .clone()
+            .unwrap_or_else(|| format!("{}/", self.repository))
     }
 }
 

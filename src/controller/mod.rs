@@ -67,7 +67,10 @@ where
     K: Resource<DynamicType = ()> + CustomResourceExt + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let crd = K::crd_name().to_string();
-    match Api::<K>::all(client.clone()).list(&ListParams::default().limit(1)).await {
+    match Api::<K>::all(client.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_not_found() => Err(RunError::CrdMissing { crd }),
         Err(source) => Err(RunError::CrdCheck { crd, source }),

@@ -18,8 +18,7 @@ use std::{
 };
 
 use k8s_openapi::{
-    api::core::v1::Namespace,
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
     Api, Client, Config,
@@ -47,10 +46,18 @@ pub fn env() -> &'static TestEnv {
             .stderr(std::process::Stdio::inherit())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(output.status.success(), "hack/local-env.sh up failed ({})", output.status);
+        assert!(
+            output.status.success(),
+            "hack/local-env.sh up failed ({})",
+            output.status
+        );
         let env_file = String::from_utf8_lossy(&output.stdout).trim().to_string();
         let vars = read_env_file(Path::new(&env_file));
-        let var = |name: &str| vars.get(name).cloned().unwrap_or_else(|| panic!("{env_file} lacks {name}"));
+        let var = |name: &str| {
+            vars.get(name)
+                .cloned()
+                .unwrap_or_else(|| panic!("{env_file} lacks {name}"))
+        };
         TestEnv {
             kubeconfig: PathBuf::from(var("KUBECONFIG")),
             kubectl: PathBuf::from(var("BACKUP_WARDEN_KUBECTL")),
@@ -64,7 +71,8 @@ pub fn repo_root() -> PathBuf {
 }
 
 fn read_env_file(path: &Path) -> HashMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     text.lines()
         .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -106,14 +114,18 @@ impl TestEnv {
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() % 1_000_000).unwrap_or(0);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() % 1_000_000)
+        .unwrap_or(0);
     format!("{prefix}-{}-{n}-{millis}", std::process::id())
 }
 
 /// Creates a fresh namespace for one test.
 pub async fn namespace(client: &Client, prefix: &str) -> String {
     let name = unique_name(prefix);
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)
         .await
@@ -127,7 +139,9 @@ pub async fn install_crds(client: &Client) {
     let params = PatchParams::apply("backup-warden-tests").force();
     for crd in crate::api::crds() {
         let name = crd.metadata.name.clone().expect("crd name");
-        crds.patch(&name, &params, &Patch::Apply(&crd)).await.expect("apply CRD");
+        crds.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .expect("apply CRD");
         let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
         tokio::time::timeout(Duration::from_secs(30), established)
             .await

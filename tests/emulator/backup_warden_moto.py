@@ -27,6 +27,7 @@ import moto  # noqa: E402
 import moto.moto_api._internal.urls as moto_api_urls  # noqa: E402
 from moto.server import main as moto_server_main  # noqa: E402
 
+import kms_key_ids  # noqa: E402
 import rds_backup_replication  # noqa: E402
 
 HEALTH_PATH = "/moto-api/backup-warden"
@@ -44,6 +45,7 @@ def _health(request: object, full_url: str, headers: object) -> tuple[int, dict[
 
 
 def install() -> None:
+    kms_key_ids.install()
     rds_backup_replication.install()
     # moto builds the Flask app for /moto-api/* lazily from this table (on first request).
     moto_api_urls.url_paths["{0}" + HEALTH_PATH + "$"] = _health

@@ -1,0 +1,25 @@
+# backup-warden: `make demo` shows it, `make test` proves it. See README.md.
+.PHONY: demo test down crds build clean
+
+# CI keeps the Rust build outside the fresh clone, so a run reuses the last one's work.
+ifdef CI
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/backup-warden/target
+endif
+
+demo:
+	hack/demo.sh
+
+test:
+	hack/test.sh
+
+down:
+	hack/local-env.sh down
+
+crds:
+	cargo run --quiet --locked -- crd --output-dir crds
+
+build:
+	cargo build --release --locked
+
+clean: down
+	cargo clean

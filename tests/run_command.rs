@@ -1,0 +1,166 @@
+//! `backup-warden run` as a process: it serves /healthz and /readyz once it has checked the
+//! CRDs, stops cleanly on SIGTERM, and refuses to start, saying how to install the CRDs,
+//! when they are missing.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use backup_warden::testing;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The status code of a plain HTTP GET, or None while nothing listens.
+fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn spawn_run(kubeconfig: &std::path::Path, addr: SocketAddr) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_backup-warden"))
+        .args(["run", "--listen-address", &addr.to_string()])
+        .env("KUBECONFIG", kubeconfig)
+        .env("BACKUP_WARDEN_LOG_FORMAT", "text")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn backup-warden run")
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backup-warden did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn output_of(child: Child) -> String {
+    let out = child.wait_with_output().expect("output");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test]
+async fn run_serves_health_and_stops_on_sigterm() {
+    let env = testing::env();
+    testing::install_crds(&env.client().await).await;
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut child = spawn_run(&env.kubeconfig, addr);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_status(addr, "/readyz") != Some(200) {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "run exited early: {}",
+            output_of(child)
+        );
+        assert!(Instant::now() < deadline, "/readyz not 200 within 30s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(http_status(addr, "/healthz"), Some(200));
+    assert_eq!(http_status(addr, "/nope"), Some(404));
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "SIGTERM should end run cleanly, got {status}: {}",
+        output_of(child)
+    );
+    assert_eq!(http_status(addr, "/healthz"), None, "the port is released");
+}
+
+/// An API server that knows no custom resources: every request is a 404 `Status`, as
+/// kube-apiserver answers for a resource whose CRD is not installed.
+async fn api_server_without_crds() -> SocketAddr {
+    use axum::{
+        Router,
+        http::{StatusCode, header},
+    };
+    let app = Router::new().fallback(|| async {
+        (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "the server could not find the requested resource", "reason": "NotFound",
+                "details": {}, "code": 404
+            })
+            .to_string(),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn run_without_crds_says_how_to_install_them() {
+    let api = api_server_without_crds().await;
+    let dir = std::env::temp_dir().join(testing::unique_name("kubeconfig"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let kubeconfig = dir.join("config");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'http://{api}'}}\n\
+             users:\n- name: u\n  user: {{token: not-a-real-token}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n"
+        ),
+    )
+    .expect("write kubeconfig");
+
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut child = spawn_run(&kubeconfig, addr);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = wait_exit(&mut child, Duration::from_secs(30));
+        (status, output_of(child))
+    })
+    .await
+    .expect("join");
+    let (status, output) = status;
+    assert!(!status.success(), "run must fail without CRDs");
+    assert!(
+        output.contains("backedupdatabases.backupwarden.io is not installed"),
+        "{output}"
+    );
+    assert!(
+        output.contains("backup-warden crd | kubectl apply --server-side -f -"),
+        "{output}"
+    );
+    assert!(
+        !output.contains("not-a-real-token"),
+        "no credential in logs: {output}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
