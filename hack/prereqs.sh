@@ -5,9 +5,8 @@ missing=()
 for tool in cargo go python3 curl openssl flock setsid; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
-for component in rustfmt clippy; do
-  cargo "$component" --version >/dev/null 2>&1 || missing+=("cargo $component (rustup component add $component)")
-done
+cargo fmt --version >/dev/null 2>&1 || missing+=("rustfmt (rustup component add rustfmt)")
+cargo clippy --version >/dev/null 2>&1 || missing+=("clippy (rustup component add clippy)")
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3 venv (apt-get install python3-venv)")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "missing prerequisites: ${missing[*]}" >&2
