@@ -129,9 +129,11 @@ export BACKUP_WARDEN_KUBECTL=$(cat "$state/bin-dir")/kubectl
 export BACKUP_WARDEN_AWS_ENDPOINT=http://127.0.0.1:$moto_port
 ENV
   if [ -n "$owner_pid" ] && [ ${#started[@]} -gt 0 ]; then
-    # stop what this call started once its owner is gone
-    setsid bash -c 'while kill -0 "$0" 2>/dev/null; do sleep 1; done; for n in "${@:2}"; do "$1" stop-one "$n"; done' \
-      "$owner_pid" "$0" "${started[@]}" >/dev/null 2>&1 < /dev/null 9>&- &
+    # stop what this call started once its owner is gone (not what replaced it meanwhile)
+    local owned=()
+    for n in "${started[@]}"; do owned+=("$n:$(cat "$state/$n.pid")"); done
+    setsid bash -c 'while kill -0 "$0" 2>/dev/null; do sleep 1; done; "$1" release "${@:2}"' \
+      "$owner_pid" "$0" "${owned[@]}" >/dev/null 2>&1 < /dev/null 9>&- &
   fi
   log "up: ${started[*]:-everything was already running}; source $env_file"
   echo "$env_file"
@@ -159,6 +161,16 @@ down() {
   log "down"
 }
 
+release() { # name:pid...: stop each one still running under that pid
+  mkdir -p "$state"
+  exec 9>"$state/lock"
+  flock 9
+  local entry
+  for entry in "$@"; do
+    if [ "$(cat "$state/${entry%%:*}.pid" 2>/dev/null)" = "${entry#*:}" ]; then stop_one "${entry%%:*}"; fi
+  done
+}
+
 status() {
   for n in etcd kube-apiserver moto; do
     if pid_alive "$n"; then echo "$n: running (pid $(cat "$state/$n.pid"))"; else echo "$n: stopped"; fi
@@ -169,6 +181,7 @@ case "${1:-}" in
   up) shift; up "$@" ;;
   down) down ;;
   stop-one) stop_one "$2" ;;
+  release) shift; release "$@" ;;
   env) cat "$env_file" ;;
   status) status ;;
   *) echo "usage: $0 up [--owner-pid PID] | down | env | status" >&2; exit 2 ;;

@@ -2,6 +2,8 @@
 //! keeps it true, for RDS databases (`BackedUpDatabase`) and GitHub repositories
 //! (`BackedUpRepository`).
 #![forbid(unsafe_code)]
+// No panics on the run path; tests and test support may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod api;
 pub mod cli;

@@ -5,6 +5,7 @@
 //! The environment is started once per test process by `hack/local-env.sh up`, which
 //! reuses what already runs (so `make test` starts it once for every test binary) and,
 //! when it started something itself, stops it after this process exits.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
     collections::HashMap,
