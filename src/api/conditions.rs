@@ -120,6 +120,12 @@ pub enum Reason {
     NotStalled,
     /// An external API failed; retried with backoff.
     ApiError,
+    /// The destination region already holds as many replications as RDS allows.
+    QuotaExceeded,
+    /// The fix needs stopping and restarting replication, which the spec does not allow.
+    RestartRequired,
+    /// Nothing to do.
+    Idle,
 }
 
 impl Reason {
@@ -146,6 +152,9 @@ impl Reason {
             Self::Progressing => "Progressing",
             Self::NotStalled => "NotStalled",
             Self::ApiError => "ApiError",
+            Self::QuotaExceeded => "QuotaExceeded",
+            Self::RestartRequired => "RestartRequired",
+            Self::Idle => "Idle",
         }
     }
 }

@@ -1,0 +1,735 @@
+//! The RDS backup policy: what was observed of one DB instance → one finding per check,
+//! and → the actions Enforce may take. Pure: the facts come in, nothing goes out.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::{Finding, Verdict, days, human_duration};
+use crate::api::{
+    ConditionType::{self, *},
+    Mode, Reason,
+    database::BackedUpDatabaseSpec,
+};
+
+/// Controller-wide policy settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// The retention floor in days (the company policy says 7).
+    pub min_retention_days: i32,
+    /// Plan nothing that writes, whatever the object's mode.
+    pub audit_only: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            min_retention_days: 7,
+            audit_only: false,
+        }
+    }
+}
+
+/// RDS keeps automated backups at most 35 days.
+pub const MAX_RETENTION_DAYS: i32 = 35;
+/// Automated-backup replications per destination region (RDS quota).
+pub const REPLICATION_QUOTA: usize = 20;
+
+/// The source DB instance as DescribeDBInstances shows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceFacts {
+    pub identifier: String,
+    pub arn: String,
+    pub resource_id: Option<String>,
+    pub region: String,
+    /// `DBInstanceStatus`, such as available, modifying, backing-up.
+    pub status: String,
+    pub engine: String,
+    pub retention_days: i32,
+    /// `PendingModifiedValues.BackupRetentionPeriod`: waits for the maintenance window.
+    pub pending_retention_days: Option<i32>,
+    pub latest_restorable_time: Option<Timestamp>,
+    /// Set for Aurora and Multi-AZ DB cluster members.
+    pub cluster_identifier: Option<String>,
+    /// Set for read replicas.
+    pub read_replica_source: Option<String>,
+    /// Set when AWS Backup manages the instance's backups.
+    pub aws_backup_recovery_point_arn: Option<String>,
+    /// The storage encryption key (an ARN).
+    pub kms_key_id: Option<String>,
+    /// ARNs from `DBInstanceAutomatedBackupsReplications`.
+    pub replications: Vec<String>,
+}
+
+/// Replicated automated backups in the destination region
+/// (DescribeDBInstanceAutomatedBackups there).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReplicaFacts {
+    pub arn: String,
+    /// The source instance's ARN.
+    pub source_arn: String,
+    pub dbi_resource_id: Option<String>,
+    /// `replicating`, `pending`, `retained`, ...
+    pub status: String,
+    pub retention_days: Option<i32>,
+    pub kms_key_arn: Option<String>,
+    /// `RestoreWindow.LatestTime`.
+    pub latest_time: Option<Timestamp>,
+}
+
+impl ReplicaFacts {
+    fn status_is(&self, status: &str) -> bool {
+        self.status.eq_ignore_ascii_case(status)
+    }
+
+    /// Replicating now or about to (a start was accepted).
+    pub fn is_active(&self) -> bool {
+        self.status_is("replicating") || self.status_is("pending")
+    }
+}
+
+/// A KMS key as DescribeKey shows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeyFacts {
+    pub arn: String,
+    pub key_id: String,
+    /// `KeyState`: Enabled, Disabled, PendingDeletion, ...
+    pub state: String,
+    /// `KeySpec`: SYMMETRIC_DEFAULT for keys RDS can use.
+    pub key_spec: String,
+    pub key_usage: String,
+}
+
+impl KeyFacts {
+    pub fn region(&self) -> Option<&str> {
+        self.arn.split(':').nth(3)
+    }
+}
+
+/// What looking up a key found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyLookup {
+    Found(KeyFacts),
+    /// DescribeKey said NotFound for this reference.
+    NotFound(String),
+    /// `create: true` and the per-database alias does not exist yet.
+    AliasMissing(String),
+}
+
+/// Everything evaluate needs about one database, gathered by observe.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatabaseObservation {
+    pub instance: Option<InstanceFacts>,
+    /// Creation time of the newest automated snapshot of the instance.
+    pub newest_snapshot: Option<Timestamp>,
+    /// The replication of this source in the destination region (active first, else the newest).
+    pub replica: Option<ReplicaFacts>,
+    /// The key the existing replica is encrypted with.
+    pub replica_key: Option<KeyLookup>,
+    /// The key the spec asks for (the given ARN, or the per-database alias).
+    pub desired_key: KeyLookup,
+    /// Whether DescribeSourceRegions lists the source region for the destination.
+    pub source_region_supported: bool,
+    /// Active replications into the destination region, across all sources.
+    pub active_replications_in_destination: usize,
+    pub now: Timestamp,
+}
+
+/// The alias of the key backup-warden creates for one database's replica.
+pub fn replica_key_alias(source_region: &str, identifier: &str) -> String {
+    format!("alias/backup-warden/{source_region}/{identifier}")
+}
+
+/// The retention a check requires: the spec's value raised to the policy floor.
+pub fn required_retention(spec_days: i32, policy: &Policy) -> i32 {
+    spec_days
+        .max(policy.min_retention_days)
+        .clamp(1, MAX_RETENTION_DAYS)
+}
+
+fn key_id_of(arn_or_id: &str) -> &str {
+    arn_or_id.rsplit_once("key/").map_or(arn_or_id, |(_, id)| id)
+}
+
+/// Why a key cannot encrypt this replica, if it cannot.
+fn key_problem(key: &KeyFacts, destination: &str, source_key: Option<&str>) -> Option<String> {
+    let region = key.region().unwrap_or("?");
+    if region != destination {
+        return Some(format!(
+            "KMS key {} is in {region}, not in the destination region {destination}",
+            key.arn
+        ));
+    }
+    if !key.state.eq_ignore_ascii_case("Enabled") {
+        return Some(format!(
+            "KMS key {} is {}: enable it or name another key",
+            key.arn, key.state
+        ));
+    }
+    if !key.key_spec.is_empty() && key.key_spec != "SYMMETRIC_DEFAULT" {
+        return Some(format!(
+            "KMS key {} is {} but RDS needs a symmetric key",
+            key.arn, key.key_spec
+        ));
+    }
+    if !key.key_usage.is_empty() && key.key_usage != "ENCRYPT_DECRYPT" {
+        return Some(format!(
+            "KMS key {} has usage {}; RDS needs ENCRYPT_DECRYPT",
+            key.arn, key.key_usage
+        ));
+    }
+    // A multi-Region replica (mrk-...) of the source key has the same key id: the same key.
+    if source_key.is_some_and(|s| key_id_of(s) == key.key_id) {
+        return Some(format!(
+            "KMS key {} is the source instance's own key; the replica needs a key of its own",
+            key.arn
+        ));
+    }
+    None
+}
+
+fn age(now: Timestamp, then: Timestamp) -> Duration {
+    now.duration_since(then).unsigned_abs()
+}
+
+/// One finding per database check, in `ConditionType::DATABASE_CHECKS` order.
+pub fn evaluate(spec: &BackedUpDatabaseSpec, obs: &DatabaseObservation, policy: &Policy) -> Vec<Finding> {
+    let Some(instance) = &obs.instance else {
+        let message = format!(
+            "RDS instance {} not found in {}: check spec.instance.identifier and spec.instance.region",
+            spec.instance.identifier, spec.instance.region
+        );
+        return ConditionType::DATABASE_CHECKS
+            .iter()
+            .map(|&check| Finding::new(check, Verdict::Blocked, Reason::InstanceNotFound, message.clone()))
+            .collect();
+    };
+    if let Some(source) = &instance.read_replica_source {
+        let message = format!(
+            "{} is a read replica of {source}: it has no automated backups of its own; protect the source instead",
+            instance.identifier
+        );
+        return ConditionType::DATABASE_CHECKS
+            .iter()
+            .map(|&check| Finding::new(check, Verdict::Blocked, Reason::Unsupported, message.clone()))
+            .collect();
+    }
+    let mut findings = vec![backups_enabled(spec, instance), retention(spec, instance, policy)];
+    findings.extend(replication_findings(spec, obs, instance, policy));
+    findings.insert(5, backups_fresh(spec, obs, instance));
+    findings
+}
+
+fn backups_enabled(spec: &BackedUpDatabaseSpec, instance: &InstanceFacts) -> Finding {
+    if instance.retention_days > 0 {
+        return Finding::pass(BackupsEnabled, "automated backups are enabled");
+    }
+    if instance.pending_retention_days.is_some_and(|d| d > 0) {
+        let when = if spec.backups.apply_immediately {
+            "now"
+        } else {
+            "in the next maintenance window"
+        };
+        return Finding::new(
+            BackupsEnabled,
+            Verdict::Pending,
+            Reason::ActionPending,
+            format!("enabling automated backups is scheduled {when}"),
+        );
+    }
+    if let Some(blocked) = not_ours_to_change(instance) {
+        return Finding::new(
+            BackupsEnabled,
+            Verdict::Blocked,
+            blocked.0,
+            format!("automated backups are disabled; {}", blocked.1),
+        );
+    }
+    Finding::new(
+        BackupsEnabled,
+        Verdict::Drift,
+        Reason::DriftDetected,
+        "automated backups are disabled (retention 0)",
+    )
+}
+
+/// Retention that RDS will not let backup-warden change, and what to do instead.
+fn not_ours_to_change(instance: &InstanceFacts) -> Option<(Reason, String)> {
+    if let Some(point) = &instance.aws_backup_recovery_point_arn {
+        return Some((
+            Reason::ManagedByAwsBackup,
+            format!(
+                "AWS Backup manages this instance's backups (recovery point {point}): change the retention in the backup plan"
+            ),
+        ));
+    }
+    instance.cluster_identifier.as_ref().map(|cluster| {
+        (
+            Reason::Unsupported,
+            format!("the retention belongs to DB cluster {cluster}: set it on the cluster"),
+        )
+    })
+}
+
+fn retention(spec: &BackedUpDatabaseSpec, instance: &InstanceFacts, policy: &Policy) -> Finding {
+    let required = required_retention(spec.backups.retention_days, policy);
+    let have = format!(
+        "retention is {} (policy {})",
+        days(instance.retention_days),
+        days(required)
+    );
+    if instance.retention_days >= required {
+        return Finding::pass(RetentionCompliant, have);
+    }
+    if instance.pending_retention_days.is_some_and(|d| d >= required) {
+        return Finding::new(
+            RetentionCompliant,
+            Verdict::Pending,
+            Reason::ActionPending,
+            format!("{have}; {} pending", days(required)),
+        );
+    }
+    if let Some((reason, what)) = not_ours_to_change(instance) {
+        return Finding::new(
+            RetentionCompliant,
+            Verdict::Blocked,
+            reason,
+            format!("{have}; {what}"),
+        );
+    }
+    Finding::new(RetentionCompliant, Verdict::Drift, Reason::DriftDetected, have)
+}
+
+fn backups_fresh(
+    spec: &BackedUpDatabaseSpec,
+    obs: &DatabaseObservation,
+    instance: &InstanceFacts,
+) -> Finding {
+    if instance.retention_days == 0 {
+        return Finding::new(
+            BackupsFresh,
+            Verdict::Drift,
+            Reason::Stale,
+            "no automated backups (retention 0)",
+        );
+    }
+    let max_lag = spec.freshness.max_restore_lag.as_duration();
+    let max_snapshot = spec.freshness.max_snapshot_age.as_duration();
+    let Some(restorable) = instance.latest_restorable_time else {
+        return Finding::new(
+            BackupsFresh,
+            Verdict::Drift,
+            Reason::Stale,
+            "the instance has no latest restorable time yet",
+        );
+    };
+    let lag = age(obs.now, restorable);
+    if lag > max_lag {
+        return Finding::new(
+            BackupsFresh,
+            Verdict::Drift,
+            Reason::Stale,
+            format!(
+                "latest restorable time is {} old (limit {})",
+                human_duration(lag),
+                spec.freshness.max_restore_lag
+            ),
+        );
+    }
+    let Some(snapshot) = obs.newest_snapshot else {
+        return Finding::new(
+            BackupsFresh,
+            Verdict::Drift,
+            Reason::Stale,
+            "no automated snapshot yet",
+        );
+    };
+    let snapshot_age = age(obs.now, snapshot);
+    if snapshot_age > max_snapshot {
+        return Finding::new(
+            BackupsFresh,
+            Verdict::Drift,
+            Reason::Stale,
+            format!(
+                "newest automated snapshot is {} old (limit {})",
+                human_duration(snapshot_age),
+                spec.freshness.max_snapshot_age
+            ),
+        );
+    }
+    Finding::pass(
+        BackupsFresh,
+        format!(
+            "restorable to {} ago; newest automated snapshot {} old",
+            human_duration(lag),
+            human_duration(snapshot_age)
+        ),
+    )
+}
+
+/// ReplicationActive, ReplicaKeyCompliant, ReplicaRetentionCompliant, ReplicaFresh.
+fn replication_findings(
+    spec: &BackedUpDatabaseSpec,
+    obs: &DatabaseObservation,
+    instance: &InstanceFacts,
+    policy: &Policy,
+) -> Vec<Finding> {
+    let destination = &spec.replication.destination_region;
+    let unsupported = if let Some(cluster) = &instance.cluster_identifier {
+        Some(format!(
+            "{} is a member of DB cluster {cluster}: RDS does not replicate automated backups of Aurora or Multi-AZ DB clusters",
+            instance.identifier
+        ))
+    } else if !obs.source_region_supported {
+        Some(format!(
+            "RDS cannot replicate automated backups from {} to {destination}",
+            instance.region
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = unsupported {
+        return [
+            ReplicationActive,
+            ReplicaKeyCompliant,
+            ReplicaRetentionCompliant,
+            ReplicaFresh,
+        ]
+        .into_iter()
+        .map(|check| Finding::new(check, Verdict::Blocked, Reason::Unsupported, message.clone()))
+        .collect();
+    }
+    let active = obs.replica.as_ref().filter(|r| r.is_active());
+    vec![
+        replication_active(obs, instance, destination),
+        replica_key(spec, obs, instance, active),
+        replica_retention(spec, active, policy),
+        replica_fresh(spec, obs, active),
+    ]
+}
+
+fn replication_active(obs: &DatabaseObservation, instance: &InstanceFacts, destination: &str) -> Finding {
+    match &obs.replica {
+        Some(r) if r.status_is("replicating") => {
+            Finding::pass(ReplicationActive, format!("replicating to {destination}"))
+        }
+        Some(r) if r.status_is("pending") => Finding::new(
+            ReplicationActive,
+            Verdict::Pending,
+            Reason::ActionPending,
+            format!("replication to {destination} is starting"),
+        ),
+        _ if obs.active_replications_in_destination >= REPLICATION_QUOTA => Finding::new(
+            ReplicationActive,
+            Verdict::Blocked,
+            Reason::QuotaExceeded,
+            format!(
+                "{destination} already holds {} automated-backup replications, the RDS quota: request a quota increase",
+                obs.active_replications_in_destination
+            ),
+        ),
+        Some(r) => Finding::new(
+            ReplicationActive,
+            Verdict::Drift,
+            Reason::DriftDetected,
+            format!("replication to {destination} is stopped (status {})", r.status),
+        ),
+        None if instance.retention_days == 0 => Finding::new(
+            ReplicationActive,
+            Verdict::Drift,
+            Reason::DriftDetected,
+            format!("no replication to {destination} (it starts once automated backups are enabled)"),
+        ),
+        None => Finding::new(
+            ReplicationActive,
+            Verdict::Drift,
+            Reason::DriftDetected,
+            format!("no replication to {destination}"),
+        ),
+    }
+}
+
+fn replica_key(
+    spec: &BackedUpDatabaseSpec,
+    obs: &DatabaseObservation,
+    instance: &InstanceFacts,
+    active: Option<&ReplicaFacts>,
+) -> Finding {
+    let destination = &spec.replication.destination_region;
+    let source_key = instance.kms_key_id.as_deref();
+    let lookup = match (active, &obs.replica_key) {
+        (Some(_), Some(in_use)) => in_use,
+        _ => &obs.desired_key,
+    };
+    match lookup {
+        KeyLookup::NotFound(reference) => Finding::new(
+            ReplicaKeyCompliant,
+            Verdict::Blocked,
+            Reason::KeyNotFound,
+            format!("KMS key {reference} not found in {destination}"),
+        ),
+        KeyLookup::AliasMissing(alias) => Finding::new(
+            ReplicaKeyCompliant,
+            Verdict::Drift,
+            Reason::DriftDetected,
+            format!("no dedicated replica key yet ({alias} in {destination})"),
+        ),
+        KeyLookup::Found(key) => {
+            if let Some(problem) = key_problem(key, destination, source_key) {
+                return Finding::new(
+                    ReplicaKeyCompliant,
+                    Verdict::Blocked,
+                    Reason::KeyNotUsable,
+                    problem,
+                );
+            }
+            let wanted = spec.replication.kms_key.arn.as_deref();
+            if active.is_some() && wanted.is_some_and(|w| key_id_of(w) != key.key_id) {
+                let message = format!(
+                    "the replica is encrypted with {}, spec.replication.kmsKey.arn asks for {}",
+                    key.arn,
+                    wanted.unwrap_or_default()
+                );
+                return restart_finding(spec, ReplicaKeyCompliant, message);
+            }
+            let subject = if active.is_some() {
+                "the replica is encrypted with"
+            } else {
+                "replica key ready:"
+            };
+            Finding::pass(ReplicaKeyCompliant, format!("{subject} {}", key.arn))
+        }
+    }
+}
+
+/// Drift that only a stop + start of replication fixes: Enforce acts only with the opt-in.
+fn restart_finding(spec: &BackedUpDatabaseSpec, check: ConditionType, message: String) -> Finding {
+    if spec.replication.allow_replication_restart {
+        Finding::new(
+            check,
+            Verdict::Drift,
+            Reason::DriftDetected,
+            format!("{message}; replication will be restarted"),
+        )
+    } else {
+        Finding::new(
+            check,
+            Verdict::Blocked,
+            Reason::RestartRequired,
+            format!(
+                "{message}; fixing it restarts replication: set spec.replication.allowReplicationRestart: true"
+            ),
+        )
+    }
+}
+
+fn replica_retention(spec: &BackedUpDatabaseSpec, active: Option<&ReplicaFacts>, policy: &Policy) -> Finding {
+    let required = required_retention(spec.replication.retention_days, policy);
+    let Some(replica) = active else {
+        return Finding::new(
+            ReplicaRetentionCompliant,
+            Verdict::Unknown,
+            Reason::NotYetChecked,
+            "no replica yet",
+        );
+    };
+    let have = replica.retention_days.unwrap_or(0);
+    let message = format!("replica retention is {} (policy {})", days(have), days(required));
+    if have >= required {
+        Finding::pass(ReplicaRetentionCompliant, message)
+    } else {
+        restart_finding(spec, ReplicaRetentionCompliant, message)
+    }
+}
+
+fn replica_fresh(
+    spec: &BackedUpDatabaseSpec,
+    obs: &DatabaseObservation,
+    active: Option<&ReplicaFacts>,
+) -> Finding {
+    let Some(replica) = active else {
+        return Finding::new(
+            ReplicaFresh,
+            Verdict::Unknown,
+            Reason::NotYetChecked,
+            "no replica yet",
+        );
+    };
+    let Some(latest) = replica.latest_time else {
+        return Finding::new(
+            ReplicaFresh,
+            Verdict::Drift,
+            Reason::Stale,
+            "the replica has no restorable time yet",
+        );
+    };
+    let lag = age(obs.now, latest);
+    if lag > spec.freshness.max_replica_lag.as_duration() {
+        return Finding::new(
+            ReplicaFresh,
+            Verdict::Drift,
+            Reason::Stale,
+            format!(
+                "replica is restorable to {} ago (limit {})",
+                human_duration(lag),
+                spec.freshness.max_replica_lag
+            ),
+        );
+    }
+    Finding::pass(
+        ReplicaFresh,
+        format!("replica restorable to {} ago", human_duration(lag)),
+    )
+}
+
+/// Which key a replication start uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyChoice {
+    Arn(String),
+    /// The key the preceding `CreateReplicaKey` made.
+    Created,
+}
+
+/// A change Enforce makes. Each is safe to repeat: observe looks before acting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DbAction {
+    /// ModifyDBInstance BackupRetentionPeriod; `to > from` always (never lowers).
+    RaiseRetention {
+        from: i32,
+        to: i32,
+        apply_immediately: bool,
+    },
+    /// A dedicated symmetric key in the destination region, under `alias`.
+    CreateReplicaKey { alias: String },
+    /// StopDBInstanceAutomatedBackupsReplication, only as the first half of an allowed restart.
+    StopReplication,
+    /// StartDBInstanceAutomatedBackupsReplication in the destination region.
+    StartReplication { key: KeyChoice, retention_days: i32 },
+}
+
+impl DbAction {
+    /// What the action does, for events and logs.
+    pub fn describe(&self, spec: &BackedUpDatabaseSpec) -> String {
+        let destination = &spec.replication.destination_region;
+        match self {
+            Self::RaiseRetention {
+                from,
+                to,
+                apply_immediately: false,
+            } if *from == 0 => {
+                format!(
+                    "enabled automated backups ({}) at the next maintenance window",
+                    days(*to)
+                )
+            }
+            Self::RaiseRetention { from, to, .. } => {
+                format!("raised backup retention from {} to {}", days(*from), days(*to))
+            }
+            Self::CreateReplicaKey { alias } => format!("created KMS key {alias} in {destination}"),
+            Self::StopReplication => {
+                format!("stopped replication to {destination} to restart it (replicated backups are kept)")
+            }
+            Self::StartReplication { retention_days, .. } => {
+                format!(
+                    "started replication to {destination} keeping {}",
+                    days(*retention_days)
+                )
+            }
+        }
+    }
+}
+
+/// The actions to take now, and why nothing (else) is done.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub actions: Vec<DbAction>,
+    /// Set when drift is left alone on purpose for now (audit, waiting for the instance).
+    pub holding: Option<String>,
+}
+
+fn verdict_of(findings: &[Finding], check: ConditionType) -> Option<Verdict> {
+    findings.iter().find(|f| f.check == check).map(|f| f.verdict)
+}
+
+/// The actions Enforce takes for these findings. Audit (per object or controller-wide)
+/// plans nothing.
+pub fn plan(
+    spec: &BackedUpDatabaseSpec,
+    obs: &DatabaseObservation,
+    findings: &[Finding],
+    policy: &Policy,
+) -> Plan {
+    let drift = |check| verdict_of(findings, check) == Some(Verdict::Drift);
+    let any_drift = findings
+        .iter()
+        .any(|f| f.verdict == Verdict::Drift && f.reason != Reason::Stale);
+    if spec.mode == Mode::Audit || policy.audit_only {
+        let holding = any_drift.then(|| "audit mode: drift is reported, nothing is changed".to_string());
+        return Plan {
+            actions: Vec::new(),
+            holding,
+        };
+    }
+    let Some(instance) = &obs.instance else {
+        return Plan::default();
+    };
+    if !instance.status.eq_ignore_ascii_case("available") {
+        let holding =
+            any_drift.then(|| format!("instance is {}; acting once it is available", instance.status));
+        return Plan {
+            actions: Vec::new(),
+            holding,
+        };
+    }
+
+    let mut actions = Vec::new();
+    let required = required_retention(spec.backups.retention_days, policy);
+    if (drift(BackupsEnabled) || drift(RetentionCompliant)) && required > instance.retention_days {
+        actions.push(DbAction::RaiseRetention {
+            from: instance.retention_days,
+            to: required,
+            apply_immediately: spec.backups.apply_immediately,
+        });
+    }
+
+    let replica_retention = required_retention(spec.replication.retention_days, policy);
+    let desired_key_usable = verdict_of(findings, ReplicaKeyCompliant) != Some(Verdict::Blocked);
+    if drift(ReplicationActive) && desired_key_usable && instance.retention_days > 0 {
+        match &obs.desired_key {
+            KeyLookup::Found(key) => actions.push(DbAction::StartReplication {
+                key: KeyChoice::Arn(key.arn.clone()),
+                retention_days: replica_retention,
+            }),
+            KeyLookup::AliasMissing(alias) if spec.replication.kms_key.create => {
+                actions.push(DbAction::CreateReplicaKey { alias: alias.clone() });
+                actions.push(DbAction::StartReplication {
+                    key: KeyChoice::Created,
+                    retention_days: replica_retention,
+                });
+            }
+            _ => {}
+        }
+    } else if spec.replication.allow_replication_restart
+        && obs.replica.as_ref().is_some_and(ReplicaFacts::is_active)
+        && (drift(ReplicaRetentionCompliant) || drift(ReplicaKeyCompliant))
+        && let KeyLookup::Found(desired) = &obs.desired_key
+        && key_problem(
+            desired,
+            &spec.replication.destination_region,
+            instance.kms_key_id.as_deref(),
+        )
+        .is_none()
+    {
+        actions.push(DbAction::StopReplication);
+        actions.push(DbAction::StartReplication {
+            key: KeyChoice::Arn(desired.arn.clone()),
+            retention_days: replica_retention,
+        });
+    }
+    let holding = (drift(ReplicationActive) && instance.retention_days == 0)
+        .then(|| "replication starts once automated backups are enabled".to_string());
+    Plan { actions, holding }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,70 @@
+//! Evaluate and plan: pure functions from a spec and what was observed to findings (one
+//! per policy check) and to the actions the mode allows. No I/O lives here.
+
+pub mod database;
+
+use crate::api::{ConditionType, Reason};
+
+/// The outcome of one policy check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub check: ConditionType,
+    pub verdict: Verdict,
+    pub reason: Reason,
+    /// What a person needs to know, naming the observed and the desired values.
+    pub message: String,
+}
+
+/// How a check came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The policy holds.
+    Pass,
+    /// Drift that enforcing fixes (or has already started to fix).
+    Drift,
+    /// A fix is under way; look again soon.
+    Pending,
+    /// It cannot comply without a human: missing resource, unusable key, unsupported.
+    Blocked,
+    /// Could not be evaluated (an earlier fact is missing).
+    Unknown,
+}
+
+impl Finding {
+    pub fn new(check: ConditionType, verdict: Verdict, reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            check,
+            verdict,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn pass(check: ConditionType, message: impl Into<String>) -> Self {
+        Self::new(check, Verdict::Pass, Reason::Compliant, message)
+    }
+
+    pub fn is_pass(&self) -> bool {
+        self.verdict == Verdict::Pass
+    }
+}
+
+/// Days as people read them: "1 day", "7 days".
+pub(crate) fn days(n: i32) -> String {
+    if n == 1 {
+        "1 day".to_string()
+    } else {
+        format!("{n} days")
+    }
+}
+
+/// A duration as people read it: "45m", "3h", "2d 4h".
+pub fn human_duration(d: std::time::Duration) -> String {
+    let minutes = d.as_secs() / 60;
+    match minutes {
+        0 => format!("{}s", d.as_secs()),
+        m if m < 120 => format!("{m}m"),
+        m if m < 48 * 60 => format!("{}h", m / 60),
+        m => format!("{}d {}h", m / (24 * 60), (m / 60) % 24),
+    }
+}
