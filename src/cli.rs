@@ -5,7 +5,7 @@ use std::{io::Write, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{api, controller, telemetry};
+use crate::{api, api::PositiveDuration, controller, telemetry};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,6 +35,27 @@ pub struct RunArgs {
     /// Address of the /healthz and /readyz endpoints.
     #[arg(long, env = "BACKUP_WARDEN_LISTEN_ADDRESS", default_value = "0.0.0.0:8080")]
     pub listen_address: SocketAddr,
+    /// How often every object is checked against AWS and GitHub (drift there fires no watch event).
+    #[arg(long, env = "BACKUP_WARDEN_RESYNC_INTERVAL", default_value = "5m")]
+    pub resync_interval: PositiveDuration,
+    /// How soon an object with a change under way is looked at again.
+    #[arg(long, env = "BACKUP_WARDEN_SETTLE_INTERVAL", default_value = "30s")]
+    pub settle_interval: PositiveDuration,
+    /// The company's retention floor in days: a spec asking for less gets this.
+    #[arg(long, env = "BACKUP_WARDEN_POLICY_MIN_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i32).range(1..=35))]
+    pub policy_min_retention_days: i32,
+    /// Report drift everywhere, change nothing, whatever each object's mode says.
+    #[arg(long, env = "BACKUP_WARDEN_AUDIT_ONLY")]
+    pub audit_only: bool,
+    /// Send AWS calls to this endpoint instead of AWS (an emulator).
+    #[arg(long, env = "BACKUP_WARDEN_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+    /// Objects reconciled at once, and AWS calls in flight per (account, region).
+    #[arg(long, env = "BACKUP_WARDEN_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "BACKUP_WARDEN_NAMESPACE")]
+    pub namespace: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -6,9 +6,11 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod api;
+pub mod aws;
 pub mod cli;
 pub mod controller;
 pub mod policy;
+pub mod report;
 pub mod telemetry;
 
 #[cfg(feature = "test-util")]

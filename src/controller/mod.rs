@@ -1,6 +1,8 @@
-//! `backup-warden run`: connects to the cluster, checks that the CRDs are installed, serves
-//! the health endpoints and runs until SIGTERM or Ctrl-C.
+//! `backup-warden run`: connects to the cluster, checks that the CRDs are installed, then
+//! runs the reconcilers and serves the health endpoints until SIGTERM or Ctrl-C.
 
+pub mod context;
+pub mod database;
 mod health;
 
 use std::sync::Arc;
@@ -15,10 +17,16 @@ use tokio::sync::watch;
 
 use crate::{
     api::{BackedUpDatabase, BackedUpRepository},
+    aws::{ApiCalls, AwsClients, AwsSettings, kms::SdkKms, rds::SdkRds},
     cli::RunArgs,
+    policy::database::Policy,
 };
 
+pub use context::{Context, Timing};
 pub use health::Health;
+
+/// The field manager of every status write.
+pub const FIELD_MANAGER: &str = "backup-warden";
 
 #[derive(Debug, Error)]
 pub enum RunError {
@@ -49,13 +57,46 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
 
     check_crd::<BackedUpDatabase>(&client).await?;
     check_crd::<BackedUpRepository>(&client).await?;
+
+    let calls = Arc::new(ApiCalls::default());
+    let settings = AwsSettings {
+        endpoint_url: args.aws_endpoint_url.clone(),
+        concurrency: usize::from(args.concurrency),
+    };
+    let aws = Arc::new(AwsClients::from_env(settings, calls.clone()).await);
+    let policy = Policy {
+        min_retention_days: args.policy_min_retention_days,
+        audit_only: args.audit_only,
+    };
+    let timing = Timing {
+        resync: args.resync_interval.as_duration(),
+        settle: args.settle_interval.as_duration(),
+        ..Timing::default()
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(SdkRds { clients: aws.clone() }),
+        Arc::new(SdkKms { clients: aws }),
+        calls,
+        policy,
+        timing,
+    ));
+    let databases: Api<BackedUpDatabase> = match &args.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut stop = shutdown_rx.clone();
+    let controller = tokio::spawn(database::run(databases, ctx, args.concurrency, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }));
     health.set_ready(true);
-    tracing::info!(listen = %args.listen_address, "backup-warden is running");
+    tracing::info!(listen = %args.listen_address, audit_only = args.audit_only, "backup-warden is running");
 
     shutdown_signal().await;
     tracing::info!("shutting down");
     health.set_ready(false);
     let _ = shutdown_tx.send(true);
+    let _ = controller.await;
     let _ = server.await;
     Ok(())
 }

@@ -150,3 +150,136 @@ pub async fn install_crds(client: &Client) {
             .expect("watch CRD");
     }
 }
+
+/// A fresh 12-digit AWS account id. The emulator keeps each account's resources apart, so a
+/// test that works in its own account (through `roleArn`) sees only what it made.
+pub fn unique_account() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = u64::from(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mixed = (nanos as u64 ^ (u64::from(std::process::id()) << 20)).wrapping_add(n * 7_919);
+    format!("{:012}", 100_000_000_000 + mixed % 800_000_000_000)
+}
+
+/// The role a test's objects name in `spec.instance.roleArn`.
+pub fn role_arn(account: &str) -> String {
+    format!("arn:aws:iam::{account}:role/backup-warden")
+}
+
+impl TestEnv {
+    /// AWS SDK configuration for one region of the emulator, acting in `account` through
+    /// AssumeRole exactly as the controller does for objects with a `roleArn`.
+    pub async fn aws_config_in(&self, region: &str, account: &str) -> aws_config::SdkConfig {
+        let base = self.aws_config(region).await;
+        let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn(account))
+            .session_name("backup-warden-tests")
+            .region(aws_config::Region::new(region.to_string()))
+            .configure(&base)
+            .build()
+            .await;
+        base.to_builder()
+            .credentials_provider(aws_sdk_rds::config::SharedCredentialsProvider::new(provider))
+            .build()
+    }
+
+    /// A controller context whose AWS clients talk to the emulator.
+    pub async fn context(
+        &self,
+        policy: crate::policy::database::Policy,
+        timing: crate::controller::Timing,
+    ) -> std::sync::Arc<crate::controller::Context> {
+        use std::sync::Arc;
+        let calls = Arc::new(crate::aws::ApiCalls::default());
+        let settings = crate::aws::AwsSettings {
+            endpoint_url: Some(self.aws_endpoint.clone()),
+            concurrency: 8,
+        };
+        let aws = Arc::new(crate::aws::AwsClients::new(
+            self.aws_config("us-east-1").await,
+            settings,
+            calls.clone(),
+        ));
+        Arc::new(crate::controller::Context::new(
+            self.client().await,
+            Arc::new(crate::aws::rds::SdkRds { clients: aws.clone() }),
+            Arc::new(crate::aws::kms::SdkKms { clients: aws }),
+            calls,
+            policy,
+            timing,
+        ))
+    }
+}
+
+/// Timing for tests: everything happens within seconds.
+pub fn fast_timing() -> crate::controller::Timing {
+    crate::controller::Timing {
+        resync: Duration::from_secs(3),
+        settle: Duration::from_millis(500),
+        backoff_base: Duration::from_millis(200),
+    }
+}
+
+/// Runs the database controller for one namespace until the handle is aborted or dropped.
+pub struct RunningController {
+    pub ctx: std::sync::Arc<crate::controller::Context>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RunningController {
+    pub fn start(ctx: std::sync::Arc<crate::controller::Context>, namespace: &str) -> Self {
+        let api: Api<crate::api::BackedUpDatabase> = Api::namespaced(ctx.client.clone(), namespace);
+        let handle = tokio::spawn(crate::controller::database::run(
+            api,
+            ctx.clone(),
+            8,
+            std::future::pending(),
+        ));
+        Self { ctx, handle }
+    }
+
+    /// Stops it at once, as a crash would.
+    pub fn kill(self) {
+        self.handle.abort();
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// Waits until `check` holds for the named object, or panics after `timeout` with the
+/// object's last state.
+pub async fn wait_for<K, F>(api: &Api<K>, name: &str, timeout: Duration, check: F) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    F: Fn(&K) -> bool,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = api.get_opt(name).await.ok().flatten();
+        if let Some(object) = &last
+            && check(object)
+        {
+            return object.clone();
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("{name}: condition not met within {timeout:?}; last state: {last:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The status, reason and message of a condition of a `BackedUpDatabase`.
+pub fn condition(
+    db: &crate::api::BackedUpDatabase,
+    type_: crate::api::ConditionType,
+) -> Option<(String, String, String)> {
+    let conditions = &db.status.as_ref()?.conditions;
+    crate::api::conditions::find_condition(conditions, type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}

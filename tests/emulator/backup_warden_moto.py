@@ -5,11 +5,17 @@
 
 Accepts the same arguments as `moto_server` (moto.server.main) and serves every moto
 service (RDS, KMS, S3, STS, ...) on one port, exactly like `moto_server`. The only
-difference is that tests/emulator/rds_backup_replication.py is installed first.
+difference is that the patches in this directory are installed first:
+rds_backup_replication.py, rds_backup_retention.py, rds_instances.py, rds_pagination.py and
+kms_key_ids.py.
 
 Readiness: GET http://HOST:PORT/moto-api/backup-warden answers 200 with a small JSON
 document naming the extension once the server accepts requests (a plain moto_server on the
 same port answers 404 there).
+
+Test-only endpoint: POST http://HOST:PORT/moto-api/backup-warden/maintenance applies pending
+modified values as if the maintenance window had passed (see
+rds_backup_retention.maintenance_response and README.md).
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from moto.server import main as moto_server_main  # noqa: E402
 
 import kms_key_ids  # noqa: E402
 import rds_backup_replication  # noqa: E402
+import rds_backup_retention  # noqa: E402
+import rds_instances  # noqa: E402
+import rds_pagination  # noqa: E402
 
 HEALTH_PATH = "/moto-api/backup-warden"
 
@@ -46,9 +55,16 @@ def _health(request: object, full_url: str, headers: object) -> tuple[int, dict[
 
 def install() -> None:
     kms_key_ids.install()
+    # Order matters: each wraps methods the previous one patched.
     rds_backup_replication.install()
+    rds_backup_retention.install()
+    rds_instances.install()
+    rds_pagination.install()
     # moto builds the Flask app for /moto-api/* lazily from this table (on first request).
     moto_api_urls.url_paths["{0}" + HEALTH_PATH + "$"] = _health
+    moto_api_urls.url_paths["{0}" + rds_backup_retention.MAINTENANCE_PATH + "$"] = (
+        rds_backup_retention.maintenance_response
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,10 @@ backups to another AWS Region", AWS CLI examples for these operations):
   ``replicating``); afterwards it is ``retained`` and the source no longer lists it.
 * Delete refuses automated backups that are still active/replicating
   (InvalidDBInstanceAutomatedBackupState) and answers with Status ``deleting``.
+* Start refuses Aurora members, Multi-AZ DB cluster members ("Automated backup replication
+  isn't supported for Multi-AZ DB clusters") and read replicas, with InvalidDBInstanceState.
+* DescribeDBInstanceAutomatedBackups in a destination Region lists every replica it
+  receives. The db-instance-id and dbi-resource-id filters find them by source.
 * At most 20 replications per destination Region and account (User Guide: "You can replicate
   up to 20 backups to each destination AWS Region for each AWS account").
 
@@ -61,6 +65,8 @@ from moto.rds.exceptions import (
 )
 from moto.rds.models import DBInstance, DBInstanceClustered, RDSBackend, rds_backends
 from moto.rds.responses import RDSResponse
+
+import rds_pagination
 
 EXTENSION_NAME = "backup-warden-rds-automated-backup-replication"
 
@@ -269,6 +275,12 @@ class AutomatedBackup:
         return shape
 
 
+def backups_enabled_at(instance: DBInstance) -> datetime.datetime:
+    """When automated backups of ``instance`` were last enabled: its creation, or the moment a
+    ModifyDBInstance 0 -> N took effect (rds_backup_retention sets ``_bw_backups_enabled_at``)."""
+    return instance.__dict__.get("_bw_backups_enabled_at") or instance.instance_create_time
+
+
 def _local_shape(instance: DBInstance) -> dict[str, Any]:
     """DBInstanceAutomatedBackup of a running local instance with retention > 0."""
     shape = _instance_attributes(instance)
@@ -276,10 +288,13 @@ def _local_shape(instance: DBInstance) -> dict[str, Any]:
         {
             "Status": ACTIVE,
             "RestoreWindow": _restore_window(
-                instance.instance_create_time,
+                backups_enabled_at(instance),
                 instance.latest_restorable_time,
                 instance.backup_retention_period,
             ),
+            # DBInstanceAutomatedBackup.AwsBackupRecoveryPointArn: set for instances whose
+            # automated backups AWS Backup manages (see rds_backup_retention).
+            "AwsBackupRecoveryPointArn": getattr(instance, "aws_backup_recovery_point_arn", None),
             "DBInstanceAutomatedBackupsArn": automated_backup_arn(
                 instance.partition, instance.region, instance.account_id, instance.dbi_resource_id
             ),
@@ -362,9 +377,36 @@ def start_db_instance_automated_backups_replication(
                 "The source DB instance must be in a different AWS Region than the "
                 f"destination Region {self.region_name} of the replicated automated backups."
             )
+        # Unsupported sources. AWS documents no dedicated error for them; of the errors the
+        # operation documents (DBInstanceAutomatedBackupQuotaExceeded, DBInstanceNotFound,
+        # InvalidDBInstanceAutomatedBackupState, InvalidDBInstanceState,
+        # KMSKeyNotAccessibleFault, StorageTypeNotSupported) only InvalidDBInstanceState ("The
+        # DB instance isn't in a valid state") describes the source instance.
         if isinstance(instance, DBInstanceClustered):
-            raise invalid_parameter_combination(
-                "Automated backup replication isn't supported for Aurora DB instances."
+            if instance.engine.startswith("aurora"):
+                # "This command doesn't apply to RDS Custom, Aurora MySQL, and Aurora
+                # PostgreSQL" (StopDBInstanceAutomatedBackupsReplication); Aurora backups are
+                # the cluster's.
+                raise invalid_db_instance_state(
+                    f"DB instance {instance.db_instance_identifier} is a member of Aurora DB "
+                    f"cluster {instance.db_cluster_identifier}. Automated backup replication "
+                    "isn't supported for Aurora DB instances."
+                )
+            # User Guide: "Automated backup replication isn't supported for Multi-AZ DB clusters."
+            raise invalid_db_instance_state(
+                f"DB instance {instance.db_instance_identifier} is a member of Multi-AZ DB "
+                f"cluster {instance.db_cluster_identifier}. Automated backup replication isn't "
+                "supported for Multi-AZ DB clusters."
+            )
+        if instance.is_replica:
+            # Read replicas are created with backups disabled ("RDS creates read replicas
+            # with backups disabled", CreateDBInstanceReadReplica), so AWS refuses them with
+            # InvalidDBInstanceState like any source without automated backups; refused here
+            # even after backups were enabled on the replica: replicate the source instead.
+            raise invalid_db_instance_state(
+                f"DB instance {instance.db_instance_identifier} is a read replica of "
+                f"{instance.source_db_instance_identifier}. Replicate the automated backups "
+                "of the source DB instance instead."
             )
         if instance.status != "available":
             raise invalid_db_instance_state(
@@ -532,12 +574,9 @@ def describe_db_instance_automated_backups(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """DescribeDBInstanceAutomatedBackups: local automated backups of this Region (active for
     running instances with retention > 0, retained for deleted ones) plus the replicas this
-    Region receives."""
-    max_records = 100 if max_records is None else int(max_records)
-    if not 20 <= max_records <= 100:
-        raise invalid_parameter_value(
-            f"Invalid value {max_records} for MaxRecords. Must be between 20 and 100."
-        )
+    Region receives. Pages are in DBInstanceAutomatedBackupsArn order and the Marker names the
+    last backup returned, so backups deleted between two pages don't shift the listing."""
+    rds_pagination.max_records(max_records)  # 20..100, before anything else
     wanted_filters: dict[str, list[str]] = {}
     for f in filters or []:
         name = f.get("Name")
@@ -558,8 +597,17 @@ def describe_db_instance_automated_backups(
             return False
         if "status" in wanted_filters and shape["Status"] not in wanted_filters["status"]:
             return False
-        if "dbi-resource-id" in wanted_filters and shape["DbiResourceId"] not in wanted_filters["dbi-resource-id"]:
-            return False
+        if "dbi-resource-id" in wanted_filters:
+            # "Accepts DB resource identifiers and Amazon Resource Names (ARNs)": the resource
+            # ID itself, or the ARN of the automated backup or of its DB instance.
+            ids = {v.lower() for v in wanted_filters["dbi-resource-id"]}
+            own = {
+                shape["DbiResourceId"].lower(),
+                shape["DBInstanceAutomatedBackupsArn"].lower(),
+                shape["DBInstanceArn"].lower(),
+            }
+            if not ids & own:
+                return False
         if "db-instance-id" in wanted_filters:
             ids = {v.lower() for v in wanted_filters["db-instance-id"]}
             if shape["DBInstanceIdentifier"].lower() not in ids and shape["DBInstanceArn"].lower() not in ids:
@@ -573,10 +621,13 @@ def describe_db_instance_automated_backups(
         raise automated_backup_not_found(
             dbi_resource_id or db_instance_identifier or db_instance_automated_backups_arn
         )
-    start = _decode_marker(marker)
-    page = shapes[start : start + max_records]
-    next_marker = _encode_marker(start + max_records) if start + max_records < len(shapes) else None
-    return page, next_marker
+    return rds_pagination.paginate(
+        "DescribeDBInstanceAutomatedBackups",
+        shapes,
+        lambda shape: shape["DBInstanceAutomatedBackupsArn"],
+        max_records,
+        marker,
+    )
 
 
 def describe_source_regions(

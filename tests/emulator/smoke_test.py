@@ -9,6 +9,7 @@ AWS SDK for Rust will parse. Exits non-zero on the first failed check.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -24,6 +25,8 @@ from botocore.exceptions import ClientError
 HERE = os.path.dirname(os.path.abspath(__file__))
 ACCOUNT = "123456789012"  # moto's default account
 SRC, DST, OTHER = "us-east-1", "us-west-2", "eu-west-1"
+PAG = "eu-central-1"  # the pagination section's Region (250 instances)
+MAINTENANCE = "/moto-api/backup-warden/maintenance"
 
 
 def free_port() -> int:
@@ -316,6 +319,397 @@ def run(endpoint: str) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     check(not rds_dst.describe_db_instance_automated_backups()["DBInstanceAutomatedBackups"]
           and not rds_src.describe_db_instance_automated_backups()["DBInstanceAutomatedBackups"], "/moto-api/reset clears replicas")
+
+    # The sections below start from the state /moto-api/reset left.
+    check_backup_retention(endpoint, client)
+    check_aws_backup(client)
+    check_pagination(client)
+    check_instance_facts(client)
+    check_destination_listing(client)
+
+
+def post_json(endpoint: str, path: str, body: Any = None, raw: bytes | None = None, method: str = "POST") -> tuple[int, Any]:
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(f"{endpoint}{path}", data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def new_db(rds: Any, name: str, **kw: Any) -> dict:
+    args = dict(DBInstanceIdentifier=name, Engine="postgres", DBInstanceClass="db.t3.micro",
+                AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="password123",
+                BackupRetentionPeriod=1)
+    args.update(kw)
+    return rds.create_db_instance(**args)["DBInstance"]
+
+
+def pending_xml(value: int) -> str:
+    return f"<PendingModifiedValues><BackupRetentionPeriod>{value}</BackupRetentionPeriod></PendingModifiedValues>"
+
+
+def check_backup_retention(endpoint: str, client: Callable[[str, str], Any]) -> None:
+    """ModifyDBInstance BackupRetentionPeriod / ApplyImmediately, PendingModifiedValues and the
+    test-only maintenance endpoint."""
+    rds, rds_other = client("rds", SRC), client("rds", OTHER)
+    raw = RawCapture(rds)
+
+    def describe(name: str) -> dict:
+        return rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
+
+    def automated_snapshots(name: str) -> list[str]:
+        return [s["DBSnapshotIdentifier"] for s in
+                rds.describe_db_snapshots(DBInstanceIdentifier=name, SnapshotType="automated")["DBSnapshots"]]
+
+    def local_backup(name: str) -> dict | None:
+        try:
+            return rds.describe_db_instance_automated_backups(DBInstanceIdentifier=name)["DBInstanceAutomatedBackups"][0]
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "DBInstanceAutomatedBackupNotFound", e
+            return None
+
+    # --- Created with backups disabled ---------------------------------------------------------
+    new_db(rds, "bk0", BackupRetentionPeriod=0)
+    d = describe("bk0")
+    check(d["BackupRetentionPeriod"] == 0 and "PendingModifiedValues" not in d and "<PendingModifiedValues" not in raw.body,
+          "retention 0 instance: no PendingModifiedValues element")
+    check("LatestRestorableTime" not in d, "retention 0 instance: no LatestRestorableTime (no point-in-time restore)")
+    check(automated_snapshots("bk0") == [], "retention 0 instance: no automated snapshot")
+    check(local_backup("bk0") is None, "retention 0 instance: no automated backup")
+
+    # --- 0 -> 7 without ApplyImmediately: pending until the maintenance window ----------------
+    m = rds.modify_db_instance(DBInstanceIdentifier="bk0", BackupRetentionPeriod=7)["DBInstance"]
+    check(m["BackupRetentionPeriod"] == 0 and m.get("PendingModifiedValues") == {"BackupRetentionPeriod": 7},
+          "modify 0->7 (ApplyImmediately default false): response keeps 0, PendingModifiedValues 7")
+    check(re.search(r"<ModifyDBInstanceResult><DBInstance>.*" + pending_xml(7) + r".*</DBInstance></ModifyDBInstanceResult>", raw.body) is not None,
+          "ModifyDBInstance XML: PendingModifiedValues/BackupRetentionPeriod inside DBInstance")
+    d = describe("bk0")
+    check(d["BackupRetentionPeriod"] == 0 and d.get("PendingModifiedValues") == {"BackupRetentionPeriod": 7}
+          and pending_xml(7) in raw.body, "DescribeDBInstances: BackupRetentionPeriod 0, PendingModifiedValues 7 (XML too)")
+    check(local_backup("bk0") is None and automated_snapshots("bk0") == [], "pending enable: no automated backup yet")
+
+    # --- Maintenance endpoint -------------------------------------------------------------------
+    status, body = post_json(endpoint, MAINTENANCE, {"region": SRC, "db_instance_identifier": "bk0"})
+    check(status == 200 and body == {"applied": [{"account_id": ACCOUNT, "region": SRC, "db_instance_identifier": "bk0",
+                                                  "applied": {"BackupRetentionPeriod": {"from": 0, "to": 7}}}]},
+          f"POST {MAINTENANCE} {{region, db_instance_identifier}}: 200, lists the applied change")
+    d = describe("bk0")
+    check(d["BackupRetentionPeriod"] == 7 and "PendingModifiedValues" not in d and "<PendingModifiedValues" not in raw.body,
+          "after maintenance: BackupRetentionPeriod 7, nothing pending")
+    check("LatestRestorableTime" in d, "after maintenance: LatestRestorableTime")
+    b = local_backup("bk0")
+    check(b is not None and b["Status"] == "active" and b["BackupRetentionPeriod"] == 7,
+          "after maintenance: local automated backup active, retention 7")
+    check(len(automated_snapshots("bk0")) == 1 and automated_snapshots("bk0")[0].startswith("rds:bk0-"),
+          "after maintenance: RDS took an automated snapshot (rds:bk0-...)")
+    status, body = post_json(endpoint, MAINTENANCE, {"db_instance_identifier": "bk0"})
+    check(status == 200 and body == {"applied": []}, "maintenance again: nothing to apply")
+
+    # --- Non-zero to non-zero applies at once ----------------------------------------------------
+    m = rds.modify_db_instance(DBInstanceIdentifier="bk0", BackupRetentionPeriod=10)["DBInstance"]
+    check(m["BackupRetentionPeriod"] == 10 and "PendingModifiedValues" not in m, "modify 7->10 without ApplyImmediately: applied at once")
+
+    # --- N -> 0 pending, then applied by a later ApplyImmediately ------------------------------
+    m = rds.modify_db_instance(DBInstanceIdentifier="bk0", BackupRetentionPeriod=0)["DBInstance"]
+    check(m["BackupRetentionPeriod"] == 10 and m.get("PendingModifiedValues") == {"BackupRetentionPeriod": 0}
+          and pending_xml(0) in raw.body, "modify 10->0 without ApplyImmediately: pending 0 (XML <BackupRetentionPeriod>0)")
+    check((local_backup("bk0") or {}).get("Status") == "active", "pending disable: automated backup still active")
+    m = rds.modify_db_instance(DBInstanceIdentifier="bk0", DeletionProtection=False, ApplyImmediately=True)["DBInstance"]
+    check(m["BackupRetentionPeriod"] == 0 and "PendingModifiedValues" not in m,
+          "ApplyImmediately applies the earlier pending change (\"and any pending modifications\")")
+    check(local_backup("bk0") is None and automated_snapshots("bk0") == [] and "LatestRestorableTime" not in describe("bk0"),
+          "disabling backups deletes the automated backups and snapshots")
+
+    # --- 0 -> 5 with ApplyImmediately ---------------------------------------------------------------
+    m = rds.modify_db_instance(DBInstanceIdentifier="bk0", BackupRetentionPeriod=5, ApplyImmediately=True)["DBInstance"]
+    check(m["BackupRetentionPeriod"] == 5 and "PendingModifiedValues" not in m, "modify 0->5 with ApplyImmediately: applied at once")
+    check((local_backup("bk0") or {}).get("Status") == "active" and len(automated_snapshots("bk0")) == 1,
+          "enabled with ApplyImmediately: automated backup active, automated snapshot taken")
+    m = rds.modify_db_instance(DBInstanceIdentifier="bk0", BackupRetentionPeriod=0)["DBInstance"]
+    m = rds.modify_db_instance(DBInstanceIdentifier="bk0", BackupRetentionPeriod=5)["DBInstance"]
+    check(m["BackupRetentionPeriod"] == 5 and "PendingModifiedValues" not in m, "a request for the current value drops the pending change")
+
+    # --- Maintenance without a body: every Region ----------------------------------------------
+    new_db(rds, "bk1", BackupRetentionPeriod=0)
+    new_db(rds_other, "bk2", BackupRetentionPeriod=3)
+    rds.modify_db_instance(DBInstanceIdentifier="bk1", BackupRetentionPeriod=2)
+    rds_other.modify_db_instance(DBInstanceIdentifier="bk2", BackupRetentionPeriod=0)
+    status, body = post_json(endpoint, MAINTENANCE)
+    got = sorted((a["region"], a["db_instance_identifier"], a["applied"]["BackupRetentionPeriod"]["to"]) for a in body["applied"])
+    check(status == 200 and got == [(OTHER, "bk2", 0), (SRC, "bk1", 2)], f"POST {MAINTENANCE} without a body: every Region ({got})")
+    check(rds_other.describe_db_instances(DBInstanceIdentifier="bk2")["DBInstances"][0]["BackupRetentionPeriod"] == 0
+          and describe("bk1")["BackupRetentionPeriod"] == 2, "maintenance applied 3->0 and 0->2")
+
+    # --- Endpoint and parameter errors ----------------------------------------------------------
+    status, body = post_json(endpoint, MAINTENANCE, {"region": SRC, "db_instance_identifier": "nope"})
+    check(status == 404 and body["error"] == "DBInstanceNotFound", "maintenance for an unknown instance: 404")
+    status, body = post_json(endpoint, MAINTENANCE, raw=b"[1, 2]")
+    check(status == 400, "maintenance with a body that is not a JSON object: 400")
+    status, body = post_json(endpoint, MAINTENANCE, {"regoin": SRC})
+    check(status == 400, "maintenance with an unknown key: 400")
+    status, _ = post_json(endpoint, MAINTENANCE, method="GET")
+    check(status == 405, "GET maintenance: 405")
+    expect_error(lambda: rds.modify_db_instance(DBInstanceIdentifier="bk1", BackupRetentionPeriod=36),
+                 "InvalidParameterValue", "BackupRetentionPeriod 36", raw, 400)
+    rds.create_db_cluster(DBClusterIdentifier="ret-aurora", Engine="aurora-postgresql", MasterUsername="admin",
+                          MasterUserPassword="password123")
+    rds.create_db_instance(DBInstanceIdentifier="ret-aurora-1", DBClusterIdentifier="ret-aurora",
+                           Engine="aurora-postgresql", DBInstanceClass="db.r6g.large")
+    expect_error(lambda: rds.modify_db_instance(DBInstanceIdentifier="ret-aurora-1", BackupRetentionPeriod=7, ApplyImmediately=True),
+                 "InvalidParameterCombination", "modify retention of an Aurora member", raw, 400)
+
+
+def check_aws_backup(client: Callable[[str, str], Any]) -> None:
+    """Instances whose automated backups AWS Backup manages (AwsBackupRecoveryPointArn)."""
+    rds = client("rds", SRC)
+    raw = RawCapture(rds)
+    new_db(rds, "awsb", BackupRetentionPeriod=7)
+    d = rds.describe_db_instances(DBInstanceIdentifier="awsb")["DBInstances"][0]
+    check("AwsBackupRecoveryPointArn" not in d and "<AwsBackupRecoveryPointArn" not in raw.body,
+          "unmanaged instance: no AwsBackupRecoveryPointArn")
+    recovery_point = f"arn:aws:backup:{SRC}:{ACCOUNT}:recovery-point:continuous:db-abcdefghijklmnopqrstuvwxyz-1a2b3c4d"
+    m = rds.modify_db_instance(DBInstanceIdentifier="awsb", AwsBackupRecoveryPointArn=recovery_point)["DBInstance"]
+    check(m.get("AwsBackupRecoveryPointArn") == recovery_point, "ModifyDBInstance AwsBackupRecoveryPointArn: returned")
+    d = rds.describe_db_instances(DBInstanceIdentifier="awsb")["DBInstances"][0]
+    check(d.get("AwsBackupRecoveryPointArn") == recovery_point
+          and f"<AwsBackupRecoveryPointArn>{recovery_point}</AwsBackupRecoveryPointArn>" in raw.body,
+          "DescribeDBInstances: AwsBackupRecoveryPointArn (XML too)")
+    b = rds.describe_db_instance_automated_backups(DBInstanceIdentifier="awsb")["DBInstanceAutomatedBackups"][0]
+    check(b.get("AwsBackupRecoveryPointArn") == recovery_point, "DescribeDBInstanceAutomatedBackups: AwsBackupRecoveryPointArn")
+    for kw in ({"BackupRetentionPeriod": 14}, {"BackupRetentionPeriod": 14, "ApplyImmediately": True},
+               {"BackupRetentionPeriod": 0, "ApplyImmediately": True}):
+        expect_error(lambda: rds.modify_db_instance(DBInstanceIdentifier="awsb", **kw),
+                     "InvalidParameterValue", f"managed by AWS Backup: modify {kw}", raw, 400)
+    try:
+        rds.modify_db_instance(DBInstanceIdentifier="awsb", BackupRetentionPeriod=14)
+    except ClientError as e:
+        msg = e.response["Error"]["Message"]
+        check(recovery_point in msg and "current value 7" in msg, "managed by AWS Backup: the message names the recovery point and current value")
+    d = rds.describe_db_instances(DBInstanceIdentifier="awsb")["DBInstances"][0]
+    check(d["BackupRetentionPeriod"] == 7 and "PendingModifiedValues" not in d, "managed by AWS Backup: retention unchanged, nothing pending")
+    m = rds.modify_db_instance(DBInstanceIdentifier="awsb", BackupRetentionPeriod=7, ApplyImmediately=True)["DBInstance"]
+    check(m["BackupRetentionPeriod"] == 7, "managed by AWS Backup: the current value is accepted")
+    expect_error(lambda: rds.modify_db_instance(DBInstanceIdentifier="awsb", AwsBackupRecoveryPointArn="arn:aws:s3:::not-a-recovery-point-but-long-enough"),
+                 "InvalidParameterValue", "AwsBackupRecoveryPointArn that is not a recovery point ARN")
+
+
+def check_pagination(client: Callable[[str, str], Any]) -> None:
+    """DescribeDBInstances, DescribeDBSnapshots and DescribeDBInstanceAutomatedBackups with 250
+    instances: MaxRecords 20..100 (default 100) and Marker."""
+    rds = client("rds", PAG)
+    raw = RawCapture(rds)
+    names = [f"p{i:03d}" for i in range(250)]
+    for name in names:
+        new_db(rds, name)
+    for i in range(5):
+        rds.create_db_snapshot(DBInstanceIdentifier=names[i], DBSnapshotIdentifier=f"manual-{i}")
+
+    def pages(op: str, key: str, **kw: Any) -> list[list[dict]]:
+        out, marker = [], None
+        while True:
+            args = dict(kw, **({"Marker": marker} if marker else {}))
+            resp = getattr(rds, op)(**args)
+            out.append(resp[key])
+            marker = resp.get("Marker")
+            if not marker:
+                return out
+
+    p = pages("describe_db_instances", "DBInstances")
+    ids = [d["DBInstanceIdentifier"] for page in p for d in page]
+    check([len(x) for x in p] == [100, 100, 50] and ids == names,
+          f"DescribeDBInstances: 250 instances in 3 pages of 100/100/50 ({[len(x) for x in p]}), each once, in order")
+    first = rds.describe_db_instances()
+    check("<Marker>" in raw.body and first.get("Marker"), "DescribeDBInstances XML: <Marker> on a partial page")
+    p = pages("describe_db_instances", "DBInstances", MaxRecords=20)
+    check(len(p) == 13 and all(len(x) == 20 for x in p[:-1]) and len(p[-1]) == 10
+          and [d["DBInstanceIdentifier"] for page in p for d in page] == names, "DescribeDBInstances MaxRecords=20: 13 pages")
+    paginated = [d for page in rds.get_paginator("describe_db_instances").paginate(PaginationConfig={"PageSize": 100})
+                 for d in page["DBInstances"]]
+    check(len(paginated) == 250, "boto3 paginator over DescribeDBInstances")
+    for bad in (19, 101):
+        expect_error(lambda: rds.describe_db_instances(MaxRecords=bad), "InvalidParameterValue",
+                     f"DescribeDBInstances MaxRecords={bad}", raw, 400)
+    expect_error(lambda: rds.describe_db_instances(Marker="not-a-marker"), "InvalidParameterValue", "DescribeDBInstances bad Marker")
+    filtered = rds.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": names[:30]}], MaxRecords=20)
+    rest = rds.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": names[:30]}], MaxRecords=20, Marker=filtered["Marker"])
+    check(len(filtered["DBInstances"]) == 20 and len(rest["DBInstances"]) == 10 and "Marker" not in rest,
+          "DescribeDBInstances Filters + MaxRecords/Marker")
+
+    p = pages("describe_db_snapshots", "DBSnapshots", SnapshotType="automated")
+    snaps = [s for page in p for s in page]
+    check([len(x) for x in p] == [100, 100, 50] and all(s["SnapshotType"] == "automated" for s in snaps)
+          and sorted(s["DBInstanceIdentifier"] for s in snaps) == names,
+          f"DescribeDBSnapshots SnapshotType=automated: 250 in 3 pages ({[len(x) for x in p]}), manual ones excluded")
+    p = pages("describe_db_snapshots", "DBSnapshots", SnapshotType="automated", MaxRecords=20)
+    check(len(p) == 13 and sum(len(x) for x in p) == 250, "DescribeDBSnapshots SnapshotType=automated MaxRecords=20: 13 pages")
+    p = pages("describe_db_snapshots", "DBSnapshots")
+    check(sum(len(x) for x in p) == 255 and len(p) == 3, "DescribeDBSnapshots without SnapshotType: automated + manual (255)")
+    check(len(rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]) == 5, "DescribeDBSnapshots SnapshotType=manual")
+    by_dbi = rds.describe_db_snapshots(DbiResourceId=rds.describe_db_instances(DBInstanceIdentifier="p007")["DBInstances"][0]["DbiResourceId"])
+    check([s["DBInstanceIdentifier"] for s in by_dbi["DBSnapshots"]] == ["p007"], "DescribeDBSnapshots DbiResourceId")
+    expect_error(lambda: rds.describe_db_snapshots(SnapshotType="automated", MaxRecords=10), "InvalidParameterValue",
+                 "DescribeDBSnapshots MaxRecords=10", raw, 400)
+    paginated = [s for page in rds.get_paginator("describe_db_snapshots").paginate(SnapshotType="automated", PaginationConfig={"PageSize": 50})
+                 for s in page["DBSnapshots"]]
+    check(len(paginated) == 250, "boto3 paginator over DescribeDBSnapshots SnapshotType=automated")
+
+    p = pages("describe_db_instance_automated_backups", "DBInstanceAutomatedBackups")
+    check([len(x) for x in p] == [100, 100, 50]
+          and sorted(b["DBInstanceIdentifier"] for page in p for b in page) == names,
+          f"DescribeDBInstanceAutomatedBackups: 250 in 3 pages ({[len(x) for x in p]})")
+    p = pages("describe_db_instance_automated_backups", "DBInstanceAutomatedBackups", MaxRecords=20)
+    check(len(p) == 13 and sum(len(x) for x in p) == 250, "DescribeDBInstanceAutomatedBackups MaxRecords=20: 13 pages")
+
+    # The marker names the last record returned: deleting records between pages loses nothing.
+    page1 = rds.describe_db_instances()
+    for name in ("p099", "p100"):
+        rds.delete_db_instance(DBInstanceIdentifier=name, SkipFinalSnapshot=True)
+    page2 = rds.describe_db_instances(Marker=page1["Marker"])
+    check(page2["DBInstances"][0]["DBInstanceIdentifier"] == "p101" and len(page2["DBInstances"]) == 100,
+          "DescribeDBInstances: deleting the last record of a page and the first of the next keeps the Marker valid")
+
+
+def check_instance_facts(client: Callable[[str, str], Any]) -> None:
+    """DescribeDBInstances facts for standalone, encrypted, Aurora, Multi-AZ DB cluster and
+    read replica instances, and which sources StartDBInstanceAutomatedBackupsReplication refuses."""
+    rds, rds_dst, kms = client("rds", SRC), client("rds", DST), client("kms", SRC)
+    raw_dst = RawCapture(rds_dst)
+    key = kms.create_key(Description="instance facts")["KeyMetadata"]
+    default_key_arn = kms.describe_key(KeyId="alias/aws/rds")["KeyMetadata"]["Arn"]
+
+    plain = new_db(rds, "facts-plain", BackupRetentionPeriod=3, PreferredBackupWindow="03:00-03:30",
+                   PreferredMaintenanceWindow="Sun:05:00-Sun:05:30")
+    d = rds.describe_db_instances(DBInstanceIdentifier="facts-plain")["DBInstances"][0]
+    check(d["DBInstanceStatus"] == "available" and d["PreferredBackupWindow"] == "03:00-03:30"
+          and d["PreferredMaintenanceWindow"] == "sun:05:00-sun:05:30",
+          "standalone: DBInstanceStatus, PreferredBackupWindow, PreferredMaintenanceWindow")
+    check(d["DbiResourceId"] == plain["DbiResourceId"] and "LatestRestorableTime" in d
+          and d["StorageEncrypted"] is False and "KmsKeyId" not in d and "DBClusterIdentifier" not in d
+          and "ReadReplicaSourceDBInstanceIdentifier" not in d,
+          "standalone: DbiResourceId, LatestRestorableTime, StorageEncrypted false, no KmsKeyId/cluster/source")
+
+    new_db(rds, "facts-enc-default", StorageEncrypted=True)
+    new_db(rds, "facts-enc-keyid", StorageEncrypted=True, KmsKeyId=key["KeyId"])
+    d1 = rds.describe_db_instances(DBInstanceIdentifier="facts-enc-default")["DBInstances"][0]
+    d2 = rds.describe_db_instances(DBInstanceIdentifier="facts-enc-keyid")["DBInstances"][0]
+    check(d1["StorageEncrypted"] is True and d1["KmsKeyId"] == default_key_arn,
+          "encrypted without KmsKeyId: KmsKeyId is the ARN of the aws/rds key")
+    check(d2["StorageEncrypted"] is True and d2["KmsKeyId"] == key["Arn"], "encrypted with a key ID: KmsKeyId is the key ARN")
+
+    rds.create_db_cluster(DBClusterIdentifier="facts-aurora", Engine="aurora-mysql", MasterUsername="admin",
+                          MasterUserPassword="password123", StorageEncrypted=True, KmsKeyId=key["Arn"])
+    rds.create_db_instance(DBInstanceIdentifier="facts-aurora-1", DBClusterIdentifier="facts-aurora",
+                           Engine="aurora-mysql", DBInstanceClass="db.r6g.large")
+    rds.create_db_cluster(DBClusterIdentifier="facts-aurora-plain", Engine="aurora-postgresql", MasterUsername="admin",
+                          MasterUserPassword="password123")
+    rds.create_db_instance(DBInstanceIdentifier="facts-aurora-plain-1", DBClusterIdentifier="facts-aurora-plain",
+                           Engine="aurora-postgresql", DBInstanceClass="db.r6g.large")
+    a = rds.describe_db_instances(DBInstanceIdentifier="facts-aurora-1")["DBInstances"][0]
+    check(a["DBClusterIdentifier"] == "facts-aurora" and a["StorageEncrypted"] is True and a["KmsKeyId"] == key["Arn"]
+          and "ReadReplicaSourceDBInstanceIdentifier" not in a, "Aurora member: DBClusterIdentifier, encryption of the cluster")
+    a = rds.describe_db_instances(DBInstanceIdentifier="facts-aurora-plain-1")["DBInstances"][0]
+    check(a["StorageEncrypted"] is False and "KmsKeyId" not in a, "unencrypted Aurora member: no KmsKeyId")
+    check(not rds.describe_db_snapshots(DBInstanceIdentifier="facts-aurora-1")["DBSnapshots"],
+          "Aurora member: no DB snapshots (its backups are the cluster's)")
+
+    rds.create_db_cluster(DBClusterIdentifier="facts-maz", Engine="postgres", MasterUsername="admin",
+                          MasterUserPassword="password123", DBClusterInstanceClass="db.m6gd.large",
+                          AllocatedStorage=100, StorageType="io1", Iops=1000)
+    members = rds.describe_db_clusters(DBClusterIdentifier="facts-maz")["DBClusters"][0]["DBClusterMembers"]
+    maz = rds.describe_db_instances(Filters=[{"Name": "db-cluster-id", "Values": ["facts-maz"]}])["DBInstances"]
+    check(sorted(m["DBInstanceIdentifier"] for m in members) == [f"facts-maz-instance-{n}" for n in (1, 2, 3)]
+          and sum(m["IsClusterWriter"] for m in members) == 1, "Multi-AZ DB cluster: one writer and two readers created with it")
+    check(len(maz) == 3 and all(i["DBClusterIdentifier"] == "facts-maz" and i["Engine"] == "postgres"
+                                and i["StorageType"] == "io1" for i in maz)
+          and len({i["AvailabilityZone"] for i in maz}) == 3,
+          "Multi-AZ DB cluster members: DBClusterIdentifier, engine, StorageType io1, three AZs")
+
+    new_db(rds, "facts-primary", BackupRetentionPeriod=7)
+    rds.create_db_instance_read_replica(DBInstanceIdentifier="facts-replica", SourceDBInstanceIdentifier="facts-primary")
+    r = rds.describe_db_instances(DBInstanceIdentifier="facts-replica")["DBInstances"][0]
+    p = rds.describe_db_instances(DBInstanceIdentifier="facts-primary")["DBInstances"][0]
+    check(r["ReadReplicaSourceDBInstanceIdentifier"] == "facts-primary" and p["ReadReplicaDBInstanceIdentifiers"] == ["facts-replica"],
+          "read replica: ReadReplicaSourceDBInstanceIdentifier; the source lists it")
+    check(r["BackupRetentionPeriod"] == 0 and r["DbiResourceId"] != p["DbiResourceId"] and "LatestRestorableTime" not in r,
+          "read replica: created with backups disabled, its own DbiResourceId")
+
+    def start(identifier: str) -> Any:
+        arn = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]["DBInstanceArn"]
+        return lambda: rds_dst.start_db_instance_automated_backups_replication(SourceDBInstanceArn=arn)
+
+    expect_error(start("facts-aurora-plain-1"), "InvalidDBInstanceState", "start replication of an Aurora member", raw_dst, 400)
+    expect_error(start("facts-maz-instance-1"), "InvalidDBInstanceState", "start replication of a Multi-AZ DB cluster member", raw_dst, 400)
+    expect_error(start("facts-replica"), "InvalidDBInstanceState", "start replication of a read replica (backups disabled)")
+    rds.modify_db_instance(DBInstanceIdentifier="facts-replica", BackupRetentionPeriod=1, ApplyImmediately=True)
+    expect_error(start("facts-replica"), "InvalidDBInstanceState", "start replication of a read replica with backups enabled", raw_dst, 400)
+    check(not rds_dst.describe_db_instance_automated_backups()["DBInstanceAutomatedBackups"], "refused starts left nothing in the destination")
+
+    rds.delete_db_cluster(DBClusterIdentifier="facts-maz", SkipFinalSnapshot=True)
+    check(not rds.describe_db_instances(Filters=[{"Name": "db-cluster-id", "Values": ["facts-maz"]}])["DBInstances"],
+          "deleting a Multi-AZ DB cluster deletes its instances")
+
+
+def check_destination_listing(client: Callable[[str, str], Any]) -> None:
+    """What the controller's sweep needs in a destination Region: every replica in one paginated
+    listing, and the db-instance-id / dbi-resource-id filters."""
+    rds_src, rds_other, rds_dst = client("rds", SRC), client("rds", OTHER), client("rds", DST)
+    sources = [new_db(rds_src, f"dst-{i:02d}") for i in range(20)]
+    sources += [new_db(rds_other, "dst-00"), new_db(rds_other, "dst-other")]
+    local = new_db(rds_dst, "dst-local")
+    for s in sources[:20]:
+        rds_dst.start_db_instance_automated_backups_replication(SourceDBInstanceArn=s["DBInstanceArn"])
+    for s in sources[18:20]:  # stop two: their replicas are retained, freeing quota
+        rds_dst.stop_db_instance_automated_backups_replication(SourceDBInstanceArn=s["DBInstanceArn"])
+    for s in sources[20:]:
+        rds_dst.start_db_instance_automated_backups_replication(SourceDBInstanceArn=s["DBInstanceArn"])
+
+    def listing(**kw: Any) -> list[dict]:
+        return [b for page in rds_dst.get_paginator("describe_db_instance_automated_backups").paginate(
+            PaginationConfig={"PageSize": 20}, **kw) for b in page["DBInstanceAutomatedBackups"]]
+
+    everything = listing()
+    replicas = [b for b in everything if b["Region"] != DST]
+    check(len(everything) == 23 and len({b["DBInstanceAutomatedBackupsArn"] for b in everything}) == 23,
+          f"destination, unfiltered, paginated by 20: 22 replicas + 1 local backup, each once ({len(everything)})")
+    check(sorted(b["Status"] for b in replicas) == ["replicating"] * 20 + ["retained"] * 2
+          and {b["DbiResourceId"] for b in replicas} == {s["DbiResourceId"] for s in sources},
+          "destination lists every replica of the Region (20 replicating, 2 retained), from both source Regions")
+    check([b["Status"] for b in everything if b["Region"] == DST] == ["active"], "destination lists its own local backup as active")
+    page = rds_dst.describe_db_instance_automated_backups(MaxRecords=20)
+    check(len(page["DBInstanceAutomatedBackups"]) == 20 and page.get("Marker"), "destination MaxRecords=20: a first page with a Marker")
+
+    by_id = listing(Filters=[{"Name": "db-instance-id", "Values": ["dst-00"]}])
+    check(sorted(b["Region"] for b in by_id) == sorted([SRC, OTHER]),
+          "filter db-instance-id by identifier: the replicas of both dst-00 (two source Regions)")
+    by_arn = listing(Filters=[{"Name": "db-instance-id", "Values": [sources[20]["DBInstanceArn"], sources[5]["DBInstanceArn"]]}])
+    check(sorted(b["DBInstanceArn"] for b in by_arn) == sorted([sources[20]["DBInstanceArn"], sources[5]["DBInstanceArn"]]),
+          "filter db-instance-id by two instance ARNs")
+    by_dbi = listing(Filters=[{"Name": "dbi-resource-id", "Values": [sources[3]["DbiResourceId"], sources[21]["DbiResourceId"]]}])
+    check(sorted(b["DbiResourceId"] for b in by_dbi) == sorted([sources[3]["DbiResourceId"], sources[21]["DbiResourceId"]]),
+          "filter dbi-resource-id by two resource IDs")
+    one = by_dbi[0]
+    by_backup_arn = listing(Filters=[{"Name": "dbi-resource-id", "Values": [one["DBInstanceAutomatedBackupsArn"]]}])
+    check([b["DbiResourceId"] for b in by_backup_arn] == [one["DbiResourceId"]], "filter dbi-resource-id by automated backup ARN")
+    retained = listing(Filters=[{"Name": "status", "Values": ["retained"]}, {"Name": "db-instance-id", "Values": ["dst-18", "dst-00"]}])
+    check([b["DBInstanceIdentifier"] for b in retained] == ["dst-18"], "filters combine (status AND db-instance-id)")
+    check(listing(Filters=[{"Name": "dbi-resource-id", "Values": ["db-NOSUCHRESOURCE"]}]) == [],
+          "filter matching nothing: empty list, not an error")
+    check(local["DbiResourceId"] in {b["DbiResourceId"] for b in listing(Filters=[{"Name": "status", "Values": ["active"]}])},
+          "filter status=active: the destination's own instance")
+
+    # A sweep that deletes a backup between two pages still sees every other backup.
+    first = rds_dst.describe_db_instance_automated_backups(MaxRecords=20)
+    victim = next(b for b in first["DBInstanceAutomatedBackups"] if b["Status"] == "replicating")
+    rds_dst.stop_db_instance_automated_backups_replication(SourceDBInstanceArn=victim["DBInstanceArn"])
+    rds_dst.delete_db_instance_automated_backup(DBInstanceAutomatedBackupsArn=victim["DBInstanceAutomatedBackupsArn"])
+    second = rds_dst.describe_db_instance_automated_backups(MaxRecords=20, Marker=first["Marker"])
+    seen = {b["DBInstanceAutomatedBackupsArn"] for b in first["DBInstanceAutomatedBackups"] + second["DBInstanceAutomatedBackups"]}
+    remaining = {b["DBInstanceAutomatedBackupsArn"] for b in listing()}
+    check(len(remaining) == 22 and remaining <= seen and "Marker" not in second,
+          "deleting a backup of the first page doesn't shift the second (Marker names the last backup returned)")
 
 
 if __name__ == "__main__":

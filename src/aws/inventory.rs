@@ -1,0 +1,235 @@
+//! Inventories shared by every object of one (role, region): one paginated read serves all
+//! the databases in it. An entry is read again only when it is older than the age the
+//! caller accepts (the resync interval, or a short settle time while work is pending),
+//! and concurrent callers wait for one read instead of each making their own. Actions
+//! write what AWS answered back into the inventory, so nothing is read twice to see them.
+
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::{AwsError, Scope, kms::Kms, rds::Rds};
+use crate::policy::database::{InstanceFacts, KeyFacts, ReplicaFacts};
+
+/// Source regions rarely change: DescribeSourceRegions is read once a day per destination.
+const SOURCE_REGIONS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+type Slot<V> = Arc<tokio::sync::Mutex<Option<(Instant, V)>>>;
+
+/// A map of single-flight, time-stamped entries.
+struct Cached<K, V> {
+    slots: Mutex<HashMap<K, Slot<V>>>,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> Cached<K, V> {
+    fn new() -> Self {
+        Self {
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, key: &K) -> Slot<V> {
+        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.entry(key.clone()).or_default().clone()
+    }
+
+    async fn get<F, Fut>(&self, key: &K, max_age: Duration, fetch: F) -> Result<V, AwsError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, AwsError>>,
+    {
+        let slot = self.slot(key);
+        let mut entry = slot.lock().await;
+        if let Some((at, value)) = entry.as_ref()
+            && at.elapsed() <= max_age
+        {
+            return Ok(value.clone());
+        }
+        let value = fetch().await?;
+        *entry = Some((Instant::now(), value.clone()));
+        Ok(value)
+    }
+
+    /// Changes a cached value in place (no read); does nothing if it was never read.
+    async fn update(&self, key: &K, change: impl FnOnce(&mut V)) {
+        let slot = self.slot(key);
+        let mut entry = slot.lock().await;
+        if let Some((_, value)) = entry.as_mut() {
+            change(value);
+        }
+    }
+
+    async fn put(&self, key: &K, value: V) {
+        *self.slot(key).lock().await = Some((Instant::now(), value));
+    }
+}
+
+pub struct Inventory {
+    rds: Arc<dyn Rds>,
+    kms: Arc<dyn Kms>,
+    instances: Cached<Scope, Arc<HashMap<String, InstanceFacts>>>,
+    automated_backups: Cached<Scope, Arc<Vec<ReplicaFacts>>>,
+    snapshots: Cached<Scope, Arc<HashMap<String, Timestamp>>>,
+    source_regions: Cached<Scope, Arc<Vec<String>>>,
+    aliases: Cached<Scope, Arc<HashMap<String, String>>>,
+    keys: Cached<(Scope, String), Option<KeyFacts>>,
+}
+
+impl Inventory {
+    pub fn new(rds: Arc<dyn Rds>, kms: Arc<dyn Kms>) -> Self {
+        Self {
+            rds,
+            kms,
+            instances: Cached::new(),
+            automated_backups: Cached::new(),
+            snapshots: Cached::new(),
+            source_regions: Cached::new(),
+            aliases: Cached::new(),
+            keys: Cached::new(),
+        }
+    }
+
+    pub async fn instance(
+        &self,
+        scope: &Scope,
+        identifier: &str,
+        max_age: Duration,
+    ) -> Result<Option<InstanceFacts>, AwsError> {
+        let all = self
+            .instances
+            .get(scope, max_age, || async {
+                let list = self.rds.instances(scope).await?;
+                Ok(Arc::new(
+                    list.into_iter().map(|i| (i.identifier.clone(), i)).collect(),
+                ))
+            })
+            .await?;
+        Ok(all.get(identifier).cloned())
+    }
+
+    /// Every automated backup held in the scope's region (replicas of other regions' instances included).
+    pub async fn automated_backups(
+        &self,
+        scope: &Scope,
+        max_age: Duration,
+    ) -> Result<Arc<Vec<ReplicaFacts>>, AwsError> {
+        self.automated_backups
+            .get(scope, max_age, || async {
+                Ok(Arc::new(self.rds.automated_backups(scope).await?))
+            })
+            .await
+    }
+
+    pub async fn newest_snapshot(
+        &self,
+        scope: &Scope,
+        identifier: &str,
+        max_age: Duration,
+    ) -> Result<Option<Timestamp>, AwsError> {
+        let all = self
+            .snapshots
+            .get(scope, max_age, || async {
+                Ok(Arc::new(self.rds.newest_automated_snapshots(scope).await?))
+            })
+            .await?;
+        Ok(all.get(identifier).copied())
+    }
+
+    /// Whether `destination` can replicate automated backups from `source_region`.
+    pub async fn replication_supported(
+        &self,
+        destination: &Scope,
+        source_region: &str,
+    ) -> Result<bool, AwsError> {
+        let regions = self
+            .source_regions
+            .get(destination, SOURCE_REGIONS_MAX_AGE, || async {
+                Ok(Arc::new(self.rds.replication_source_regions(destination).await?))
+            })
+            .await?;
+        Ok(regions.iter().any(|r| r == source_region))
+    }
+
+    /// The key id an alias points to.
+    pub async fn alias_target(
+        &self,
+        scope: &Scope,
+        alias: &str,
+        max_age: Duration,
+    ) -> Result<Option<String>, AwsError> {
+        let all = self
+            .aliases
+            .get(scope, max_age, || async {
+                Ok(Arc::new(self.kms.aliases(scope).await?))
+            })
+            .await?;
+        Ok(all.get(alias).cloned())
+    }
+
+    /// DescribeKey, once per distinct key per `max_age`.
+    pub async fn key(
+        &self,
+        scope: &Scope,
+        key: &str,
+        max_age: Duration,
+    ) -> Result<Option<KeyFacts>, AwsError> {
+        self.keys
+            .get(&(scope.clone(), key.to_string()), max_age, || {
+                self.kms.describe_key(scope, key)
+            })
+            .await
+    }
+
+    /// What ModifyDBInstance answered.
+    pub async fn record_instance(&self, scope: &Scope, facts: InstanceFacts) {
+        self.instances
+            .update(scope, |all| {
+                Arc::make_mut(all).insert(facts.identifier.clone(), facts);
+            })
+            .await;
+    }
+
+    /// What StartDBInstanceAutomatedBackupsReplication answered.
+    pub async fn record_replica(&self, destination: &Scope, replica: ReplicaFacts) {
+        self.automated_backups
+            .update(destination, |all| {
+                let all = Arc::make_mut(all);
+                all.retain(|r| r.arn != replica.arn || replica.arn.is_empty());
+                all.push(replica);
+            })
+            .await;
+    }
+
+    /// StopDBInstanceAutomatedBackupsReplication succeeded: the replica is retained.
+    pub async fn record_stopped(&self, destination: &Scope, source_arn: &str) {
+        self.automated_backups
+            .update(destination, |all| {
+                for r in Arc::make_mut(all)
+                    .iter_mut()
+                    .filter(|r| r.source_arn == source_arn && r.is_active())
+                {
+                    r.status = "retained".to_string();
+                }
+            })
+            .await;
+    }
+
+    /// A key created under `alias`.
+    pub async fn record_key(&self, scope: &Scope, alias: &str, key: KeyFacts) {
+        self.aliases
+            .update(scope, |all| {
+                Arc::make_mut(all).insert(alias.to_string(), key.key_id.clone());
+            })
+            .await;
+        for reference in [key.key_id.clone(), key.arn.clone()] {
+            self.keys
+                .put(&(scope.clone(), reference), Some(key.clone()))
+                .await;
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! AWS adapters: one SDK client set per (role, region), reused; every call counted by
+//! service and operation; errors classified once for retry and reporting decisions.
+
+pub mod calls;
+pub mod inventory;
+pub mod kms;
+pub mod rds;
+
+use std::{collections::HashMap, sync::Arc};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig, sts::AssumeRoleProvider};
+use tokio::sync::{Mutex, Semaphore};
+
+pub use calls::ApiCalls;
+
+/// Where a call goes: a region, and the role to assume (None: the controller's own identity).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope {
+    pub role_arn: Option<String>,
+    pub region: String,
+}
+
+impl Scope {
+    pub fn new(role_arn: Option<&str>, region: &str) -> Self {
+        Self {
+            role_arn: role_arn.map(str::to_string),
+            region: region.to_string(),
+        }
+    }
+}
+
+/// Settings of the AWS side, from the command line.
+#[derive(Clone, Debug)]
+pub struct AwsSettings {
+    /// Send every call here instead of AWS (an emulator in tests and the demo).
+    pub endpoint_url: Option<String>,
+    /// Calls in flight per (role, region).
+    pub concurrency: usize,
+}
+
+/// A client set for one scope, and the permits that bound its calls in flight.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub rds: aws_sdk_rds::Client,
+    pub kms: aws_sdk_kms::Client,
+    pub limit: Arc<Semaphore>,
+}
+
+/// Builds clients lazily and keeps one set per scope.
+#[derive(Debug)]
+pub struct AwsClients {
+    base: SdkConfig,
+    settings: AwsSettings,
+    calls: Arc<ApiCalls>,
+    cache: Mutex<HashMap<Scope, Clients>>,
+}
+
+impl AwsClients {
+    /// Credentials come from the default chain (environment, IRSA / EKS Pod Identity, profile).
+    pub async fn from_env(settings: AwsSettings, calls: Arc<ApiCalls>) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        Self::new(loader.load().await, settings, calls)
+    }
+
+    pub fn new(base: SdkConfig, settings: AwsSettings, calls: Arc<ApiCalls>) -> Self {
+        Self {
+            base,
+            settings,
+            calls,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn calls(&self) -> &Arc<ApiCalls> {
+        &self.calls
+    }
+
+    pub async fn for_scope(&self, scope: &Scope) -> Clients {
+        let mut cache = self.cache.lock().await;
+        if let Some(clients) = cache.get(scope) {
+            return clients.clone();
+        }
+        let mut config = self.base.to_builder().region(Region::new(scope.region.clone()));
+        if let Some(role) = &scope.role_arn {
+            let provider = AssumeRoleProvider::builder(role.clone())
+                .session_name("backup-warden")
+                .region(Region::new(scope.region.clone()))
+                .configure(&self.base)
+                .build()
+                .await;
+            config =
+                config.credentials_provider(aws_sdk_rds::config::SharedCredentialsProvider::new(provider));
+        }
+        let config = config.build();
+        let counter = calls::CallCounter::new(self.calls.clone());
+        let clients = Clients {
+            rds: aws_sdk_rds::Client::from_conf(
+                aws_sdk_rds::config::Builder::from(&config)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            kms: aws_sdk_kms::Client::from_conf(
+                aws_sdk_kms::config::Builder::from(&config)
+                    .interceptor(counter)
+                    .build(),
+            ),
+            limit: Arc::new(Semaphore::new(self.settings.concurrency.max(1))),
+        };
+        cache.insert(scope.clone(), clients.clone());
+        clients
+    }
+}
+
+/// What went wrong with an AWS call, in the terms that decide what happens next.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation}: {code}: {message}")]
+pub struct AwsError {
+    pub operation: &'static str,
+    pub kind: AwsErrorKind,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsErrorKind {
+    /// Throttled or a server-side error: back off and retry.
+    Transient,
+    /// Missing permission: a human must grant it.
+    AccessDenied,
+    /// The named thing does not exist.
+    NotFound,
+    /// Refused for another reason (invalid state, parameters): reported as is.
+    Refused,
+}
+
+impl AwsError {
+    pub fn from_sdk<E, R>(operation: &'static str, err: &aws_sdk_rds::error::SdkError<E, R>) -> Self
+    where
+        E: aws_sdk_rds::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        use aws_sdk_rds::error::SdkError;
+        let (code, message) = match err {
+            SdkError::ServiceError(service) => (
+                service.err().code().unwrap_or("Unknown").to_string(),
+                service.err().message().unwrap_or_default().to_string(),
+            ),
+            SdkError::TimeoutError(_) => ("Timeout".to_string(), "the request timed out".to_string()),
+            SdkError::DispatchFailure(_) => (
+                "DispatchFailure".to_string(),
+                "could not reach the AWS endpoint".to_string(),
+            ),
+            SdkError::ResponseError(_) => (
+                "ResponseError".to_string(),
+                "the response could not be read".to_string(),
+            ),
+            _ => ("Unknown".to_string(), err.to_string()),
+        };
+        let kind = classify(&code, matches!(err, SdkError::ServiceError(_)));
+        Self {
+            operation,
+            kind,
+            code,
+            message,
+        }
+    }
+}
+
+/// Classifies by error code, as documented across RDS, KMS and STS.
+fn classify(code: &str, answered: bool) -> AwsErrorKind {
+    match code {
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "ServiceUnavailable"
+        | "InternalFailure"
+        | "InternalError"
+        | "RequestTimeout" => AwsErrorKind::Transient,
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "NotAuthorized"
+        | "InvalidClientTokenId"
+        | "UnrecognizedClientException"
+        | "ExpiredToken" => AwsErrorKind::AccessDenied,
+        c if c.ends_with("NotFound") || c.ends_with("NotFoundFault") || c == "NotFoundException" => {
+            AwsErrorKind::NotFound
+        }
+        _ if !answered => AwsErrorKind::Transient,
+        _ => AwsErrorKind::Refused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_classified() {
+        assert_eq!(classify("Throttling", true), AwsErrorKind::Transient);
+        assert_eq!(classify("AccessDenied", true), AwsErrorKind::AccessDenied);
+        assert_eq!(
+            classify("AccessDeniedException", true),
+            AwsErrorKind::AccessDenied
+        );
+        assert_eq!(classify("DBInstanceNotFound", true), AwsErrorKind::NotFound);
+        assert_eq!(classify("NotFoundException", true), AwsErrorKind::NotFound);
+        assert_eq!(classify("InvalidDBInstanceState", true), AwsErrorKind::Refused);
+        assert_eq!(classify("DispatchFailure", false), AwsErrorKind::Transient);
+    }
+}

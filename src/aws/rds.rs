@@ -1,0 +1,270 @@
+//! RDS: paginated inventories of instances, replicated backups and automated snapshots, and
+//! the three changes backup-warden makes (retention, start and stop of replication).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_rds::{
+    primitives::DateTime,
+    types::{DbInstance, DbInstanceAutomatedBackup},
+};
+use k8s_openapi::jiff::Timestamp;
+
+use super::{AwsClients, AwsError, Scope};
+use crate::policy::database::{InstanceFacts, ReplicaFacts};
+
+/// Page size of every Describe call: the API maximum, so a sweep reads as few pages as possible.
+pub const PAGE_SIZE: i32 = 100;
+
+#[async_trait]
+pub trait Rds: Send + Sync {
+    /// Every DB instance of the scope (DescribeDBInstances, all pages).
+    async fn instances(&self, scope: &Scope) -> Result<Vec<InstanceFacts>, AwsError>;
+    /// Every automated backup held in the scope's region, replicas included.
+    async fn automated_backups(&self, scope: &Scope) -> Result<Vec<ReplicaFacts>, AwsError>;
+    /// The newest automated snapshot per instance identifier.
+    async fn newest_automated_snapshots(&self, scope: &Scope)
+    -> Result<HashMap<String, Timestamp>, AwsError>;
+    /// Regions the scope's region can replicate automated backups from.
+    async fn replication_source_regions(&self, scope: &Scope) -> Result<Vec<String>, AwsError>;
+    /// ModifyDBInstance BackupRetentionPeriod; returns the instance as RDS now reports it.
+    async fn modify_retention(
+        &self,
+        scope: &Scope,
+        identifier: &str,
+        days: i32,
+        apply_immediately: bool,
+    ) -> Result<InstanceFacts, AwsError>;
+    /// StartDBInstanceAutomatedBackupsReplication, called in the destination scope.
+    async fn start_replication(
+        &self,
+        destination: &Scope,
+        source_arn: &str,
+        kms_key_arn: &str,
+        retention_days: i32,
+    ) -> Result<ReplicaFacts, AwsError>;
+    /// StopDBInstanceAutomatedBackupsReplication, called in the destination scope.
+    async fn stop_replication(&self, destination: &Scope, source_arn: &str) -> Result<(), AwsError>;
+}
+
+pub(crate) fn timestamp(t: &DateTime) -> Option<Timestamp> {
+    Timestamp::new(t.secs(), i32::try_from(t.subsec_nanos()).unwrap_or(0)).ok()
+}
+
+fn instance_facts(region: &str, db: &DbInstance) -> InstanceFacts {
+    InstanceFacts {
+        identifier: db.db_instance_identifier().unwrap_or_default().to_string(),
+        arn: db.db_instance_arn().unwrap_or_default().to_string(),
+        resource_id: db.dbi_resource_id().map(str::to_string),
+        region: region.to_string(),
+        status: db.db_instance_status().unwrap_or_default().to_string(),
+        engine: db.engine().unwrap_or_default().to_string(),
+        retention_days: db.backup_retention_period().unwrap_or(0),
+        pending_retention_days: db
+            .pending_modified_values()
+            .and_then(|p| p.backup_retention_period()),
+        latest_restorable_time: db.latest_restorable_time().and_then(timestamp),
+        cluster_identifier: db.db_cluster_identifier().map(str::to_string),
+        read_replica_source: db
+            .read_replica_source_db_instance_identifier()
+            .map(str::to_string),
+        aws_backup_recovery_point_arn: db.aws_backup_recovery_point_arn().map(str::to_string),
+        kms_key_id: db.kms_key_id().map(str::to_string),
+        replications: db
+            .db_instance_automated_backups_replications()
+            .iter()
+            .filter_map(|r| r.db_instance_automated_backups_arn().map(str::to_string))
+            .collect(),
+    }
+}
+
+fn replica_facts(b: &DbInstanceAutomatedBackup) -> ReplicaFacts {
+    ReplicaFacts {
+        arn: b
+            .db_instance_automated_backups_arn()
+            .unwrap_or_default()
+            .to_string(),
+        source_arn: b.db_instance_arn().unwrap_or_default().to_string(),
+        dbi_resource_id: b.dbi_resource_id().map(str::to_string),
+        status: b.status().unwrap_or_default().to_string(),
+        retention_days: b.backup_retention_period(),
+        kms_key_arn: b.kms_key_id().map(str::to_string),
+        latest_time: b
+            .restore_window()
+            .and_then(|w| w.latest_time())
+            .and_then(timestamp),
+    }
+}
+
+/// The real thing, through aws-sdk-rds.
+pub struct SdkRds {
+    pub clients: std::sync::Arc<AwsClients>,
+}
+
+#[async_trait]
+impl Rds for SdkRds {
+    async fn instances(&self, scope: &Scope) -> Result<Vec<InstanceFacts>, AwsError> {
+        let c = self.clients.for_scope(scope).await;
+        let _permit = c.limit.acquire().await;
+        let mut pages = c
+            .rds
+            .describe_db_instances()
+            .max_records(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("DescribeDBInstances", &e))?;
+            out.extend(
+                page.db_instances()
+                    .iter()
+                    .map(|db| instance_facts(&scope.region, db)),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn automated_backups(&self, scope: &Scope) -> Result<Vec<ReplicaFacts>, AwsError> {
+        let c = self.clients.for_scope(scope).await;
+        let _permit = c.limit.acquire().await;
+        let mut pages = c
+            .rds
+            .describe_db_instance_automated_backups()
+            .max_records(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("DescribeDBInstanceAutomatedBackups", &e))?;
+            out.extend(page.db_instance_automated_backups().iter().map(replica_facts));
+        }
+        Ok(out)
+    }
+
+    async fn newest_automated_snapshots(
+        &self,
+        scope: &Scope,
+    ) -> Result<HashMap<String, Timestamp>, AwsError> {
+        let c = self.clients.for_scope(scope).await;
+        let _permit = c.limit.acquire().await;
+        let mut pages = c
+            .rds
+            .describe_db_snapshots()
+            .snapshot_type("automated")
+            .max_records(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut newest: HashMap<String, Timestamp> = HashMap::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("DescribeDBSnapshots", &e))?;
+            for snapshot in page.db_snapshots() {
+                let (Some(id), Some(created)) = (
+                    snapshot.db_instance_identifier(),
+                    snapshot.snapshot_create_time().and_then(timestamp),
+                ) else {
+                    continue;
+                };
+                let slot = newest.entry(id.to_string()).or_insert(created);
+                *slot = (*slot).max(created);
+            }
+        }
+        Ok(newest)
+    }
+
+    async fn replication_source_regions(&self, scope: &Scope) -> Result<Vec<String>, AwsError> {
+        let c = self.clients.for_scope(scope).await;
+        let _permit = c.limit.acquire().await;
+        let mut pages = c
+            .rds
+            .describe_source_regions()
+            .max_records(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("DescribeSourceRegions", &e))?;
+            out.extend(
+                page.source_regions()
+                    .iter()
+                    .filter(|r| {
+                        r.supports_db_instance_automated_backups_replication()
+                            .unwrap_or(false)
+                    })
+                    .filter_map(|r| r.region_name().map(str::to_string)),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn modify_retention(
+        &self,
+        scope: &Scope,
+        identifier: &str,
+        days: i32,
+        apply_immediately: bool,
+    ) -> Result<InstanceFacts, AwsError> {
+        let c = self.clients.for_scope(scope).await;
+        let _permit = c.limit.acquire().await;
+        // ApplyImmediately would also apply every other pending modification of the
+        // instance, so it is only ever set when the spec asks for it.
+        let out = c
+            .rds
+            .modify_db_instance()
+            .db_instance_identifier(identifier)
+            .backup_retention_period(days)
+            .apply_immediately(apply_immediately)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ModifyDBInstance", &e))?;
+        out.db_instance()
+            .map(|db| instance_facts(&scope.region, db))
+            .ok_or_else(|| AwsError {
+                operation: "ModifyDBInstance",
+                kind: super::AwsErrorKind::Refused,
+                code: "EmptyResponse".into(),
+                message: "no DBInstance in the response".into(),
+            })
+    }
+
+    async fn start_replication(
+        &self,
+        destination: &Scope,
+        source_arn: &str,
+        kms_key_arn: &str,
+        retention_days: i32,
+    ) -> Result<ReplicaFacts, AwsError> {
+        let c = self.clients.for_scope(destination).await;
+        let _permit = c.limit.acquire().await;
+        let out = c
+            .rds
+            .start_db_instance_automated_backups_replication()
+            .source_db_instance_arn(source_arn)
+            .kms_key_id(kms_key_arn)
+            .backup_retention_period(retention_days)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("StartDBInstanceAutomatedBackupsReplication", &e))?;
+        Ok(out
+            .db_instance_automated_backup()
+            .map(replica_facts)
+            .unwrap_or_else(|| ReplicaFacts {
+                source_arn: source_arn.to_string(),
+                status: "pending".into(),
+                retention_days: Some(retention_days),
+                kms_key_arn: Some(kms_key_arn.to_string()),
+                ..Default::default()
+            }))
+    }
+
+    async fn stop_replication(&self, destination: &Scope, source_arn: &str) -> Result<(), AwsError> {
+        let c = self.clients.for_scope(destination).await;
+        let _permit = c.limit.acquire().await;
+        c.rds
+            .stop_db_instance_automated_backups_replication()
+            .source_db_instance_arn(source_arn)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("StopDBInstanceAutomatedBackupsReplication", &e))?;
+        Ok(())
+    }
+}

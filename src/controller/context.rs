@@ -1,0 +1,99 @@
+//! What every reconcile shares: clients, inventories, policy settings, timing, and the
+//! per-object failure counts behind the backoff.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use kube::runtime::events::Recorder;
+
+use crate::{
+    aws::{ApiCalls, inventory::Inventory, kms::Kms, rds::Rds},
+    policy::database::Policy,
+};
+
+/// How often things are looked at.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Every object is checked again this often; drift in AWS fires no watch event.
+    pub resync: Duration,
+    /// While work is under way (a pending change), look again this soon.
+    pub settle: Duration,
+    /// First delay after a transient failure; doubles up to `resync`.
+    pub backoff_base: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(300),
+            settle: Duration::from_secs(30),
+            backoff_base: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct Context {
+    pub client: kube::Client,
+    pub rds: Arc<dyn Rds>,
+    pub kms: Arc<dyn Kms>,
+    pub inventory: Inventory,
+    pub calls: Arc<ApiCalls>,
+    pub policy: Policy,
+    pub timing: Timing,
+    pub recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        rds: Arc<dyn Rds>,
+        kms: Arc<dyn Kms>,
+        calls: Arc<ApiCalls>,
+        policy: Policy,
+        timing: Timing,
+    ) -> Self {
+        let recorder = Recorder::new(client.clone(), "backup-warden".into());
+        Self {
+            client,
+            inventory: Inventory::new(rds.clone(), kms.clone()),
+            rds,
+            kms,
+            calls,
+            policy,
+            timing,
+            recorder,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The delay before retrying `key` after a transient failure: exponential, capped at
+    /// the resync interval, with up to 25% jitter so that many objects failing together
+    /// do not retry together.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let exp = self.timing.backoff_base.saturating_mul(1u32 << (*n - 1).min(16));
+        let capped = exp.min(self.timing.resync);
+        capped + capped.mul_f64(jitter_fraction(key, *n) * 0.25)
+    }
+
+    /// A success resets the backoff.
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+/// A fraction in [0, 1) that differs per object and attempt, without a random source.
+fn jitter_fraction(key: &str, attempt: u32) -> f64 {
+    use std::hash::{BuildHasher, RandomState};
+    let hash = RandomState::new().hash_one((key, attempt));
+    (hash % 1000) as f64 / 1000.0
+}

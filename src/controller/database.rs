@@ -1,0 +1,481 @@
+//! The `BackedUpDatabase` reconciler: observe → evaluate → plan → act → report.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::{self, Action},
+        predicates, reflector, watcher,
+    },
+};
+use serde_json::json;
+
+use super::{FIELD_MANAGER, context::Context};
+use crate::{
+    api::{
+        BackedUpDatabase, BackedUpDatabaseStatus, ConditionType, Reason,
+        database::{ObservedInstance, ObservedReplica},
+    },
+    aws::{AwsError, AwsErrorKind, Scope, kms::ReplicaKeyRequest},
+    policy::{
+        Finding,
+        database::{
+            DatabaseObservation, DbAction, InstanceFacts, KeyChoice, KeyLookup, ReplicaFacts, evaluate, plan,
+            replica_key_alias,
+        },
+    },
+    report::{
+        events,
+        status::{Progress, apply_findings, is_reconciling},
+    },
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading AWS: {0}")]
+    Observe(#[source] AwsError),
+    #[error("changing AWS: {0}")]
+    Act(#[source] AwsError),
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
+}
+
+impl Error {
+    /// The only error label on metrics and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Observe(_) => "observe",
+            Self::Act(_) => "act",
+            Self::Status(_) => "status",
+        }
+    }
+}
+
+/// Runs the controller for `api` until `shutdown` resolves.
+pub async fn run(
+    api: Api<BackedUpDatabase>,
+    ctx: Arc<Context>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (reader, writer) = reflector::store();
+    // Status writes change no generation, so they do not wake the controller again.
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    Controller::for_stream(stream, reader)
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn key_of(db: &BackedUpDatabase) -> String {
+    format!("{}/{}", db.namespace().unwrap_or_default(), db.name_any())
+}
+
+pub fn error_policy(db: Arc<BackedUpDatabase>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&key_of(&db));
+    tracing::warn!(object = %key_of(&db), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let old = db.status.clone().unwrap_or_default();
+    // While a change settles, read fresher inventories; otherwise once per resync.
+    let max_age = if is_reconciling(&old.conditions) {
+        ctx.timing.settle
+    } else {
+        ctx.timing.resync
+    };
+
+    let obs = match observe(&db, &ctx, max_age).await {
+        Ok(obs) => obs,
+        Err(e) if e.kind == AwsErrorKind::AccessDenied => {
+            // Fixed outside the cluster: say what is missing and look again at the next resync.
+            let message = format!(
+                "AWS refused {} ({}): {}; grant it to backup-warden's role",
+                e.operation, e.code, e.message
+            );
+            report_stalled(&db, &ctx, Reason::AccessDenied, message).await?;
+            ctx.succeeded(&key_of(&db));
+            return Ok(Action::requeue(ctx.timing.resync));
+        }
+        Err(e) => return Err(Error::Observe(e)),
+    };
+    let findings = evaluate(&db.spec, &obs, &ctx.policy);
+    let plan = plan(&db.spec, &obs, &findings, &ctx.policy);
+    // What was found before acting, for the drift events.
+    let found = build_status(&db, &old, &obs, &findings, &Progress::default()).conditions;
+
+    let mut progress = Progress::default();
+    let mut action_events = Vec::new();
+    let acted = !plan.actions.is_empty();
+    let mut transient = None;
+    let mut refused = false;
+    if let Err(e) = act(&db, &ctx, &obs, &plan.actions, &mut progress, &mut action_events).await {
+        match e.kind {
+            AwsErrorKind::Transient => transient = Some(e),
+            AwsErrorKind::AccessDenied => {
+                progress.stalled = Some((
+                    Reason::AccessDenied,
+                    format!(
+                        "AWS refused {} ({}): {}; grant it to backup-warden's role",
+                        e.operation, e.code, e.message
+                    ),
+                ))
+            }
+            _ => {
+                refused = true;
+                progress.stalled = Some((
+                    Reason::ApiError,
+                    format!("AWS refused {}: {}: {}", e.operation, e.code, e.message),
+                ));
+            }
+        }
+    }
+    if let Some(holding) = &plan.holding {
+        progress.working.push(holding.clone());
+    }
+
+    // Look again (through the inventory, which holds what the actions returned) so that
+    // status shows the state after this reconcile's changes.
+    let (obs, findings) = if acted {
+        let obs = observe(&db, &ctx, max_age).await.map_err(Error::Observe)?;
+        let findings = evaluate(&db.spec, &obs, &ctx.policy);
+        (obs, findings)
+    } else {
+        (obs, findings)
+    };
+    let status = build_status(&db, &old, &obs, &findings, &progress);
+    write_status(&db, &ctx, &old, status.clone()).await?;
+
+    let reference = db.object_ref(&());
+    let mut events = events::transitions(
+        &old.conditions,
+        &found,
+        &status.conditions,
+        &ConditionType::DATABASE_CHECKS,
+    );
+    events.extend(action_events);
+    events::publish(&ctx.recorder, &reference, events).await;
+
+    if let Some(e) = transient {
+        return Err(Error::Act(e));
+    }
+    ctx.succeeded(&key_of(&db));
+    // A refused action may have lost a race (another replica acted first): look again soon.
+    let next = if is_reconciling(&status.conditions) || refused {
+        ctx.timing.settle
+    } else {
+        ctx.timing.resync
+    };
+    Ok(Action::requeue(next))
+}
+
+/// Reads what the policy needs from the shared inventories.
+async fn observe(
+    db: &BackedUpDatabase,
+    ctx: &Context,
+    max_age: Duration,
+) -> Result<DatabaseObservation, AwsError> {
+    let spec = &db.spec;
+    let role = spec.instance.role_arn.as_deref();
+    let source = Scope::new(role, &spec.instance.region);
+    let destination = Scope::new(role, &spec.replication.destination_region);
+    let inv = &ctx.inventory;
+
+    let instance = inv.instance(&source, &spec.instance.identifier, max_age).await?;
+    let alias = replica_key_alias(&spec.instance.region, &spec.instance.identifier);
+    let desired_key = desired_key(
+        ctx,
+        &destination,
+        spec.replication.kms_key.arn.as_deref(),
+        &alias,
+        max_age,
+    )
+    .await?;
+    let now = Timestamp::now();
+    let Some(instance) = instance else {
+        return Ok(DatabaseObservation {
+            instance: None,
+            newest_snapshot: None,
+            replica: None,
+            replica_key: None,
+            desired_key,
+            source_region_supported: true,
+            active_replications_in_destination: 0,
+            now,
+        });
+    };
+
+    let backups = inv.automated_backups(&destination, max_age).await?;
+    let replica = pick_replica(&backups, &instance.arn);
+    let replica_key = match replica
+        .as_ref()
+        .filter(|r| r.is_active())
+        .and_then(|r| r.kms_key_arn.as_deref())
+    {
+        Some(arn) => Some(match inv.key(&destination, arn, max_age).await? {
+            Some(key) => KeyLookup::Found(key),
+            None => KeyLookup::NotFound(arn.to_string()),
+        }),
+        None => None,
+    };
+    Ok(DatabaseObservation {
+        newest_snapshot: inv
+            .newest_snapshot(&source, &instance.identifier, max_age)
+            .await?,
+        source_region_supported: inv.replication_supported(&destination, &instance.region).await?,
+        active_replications_in_destination: backups.iter().filter(|b| b.is_active()).count(),
+        instance: Some(instance),
+        replica,
+        replica_key,
+        desired_key,
+        now,
+    })
+}
+
+/// The replication of `source_arn` held in the destination: an active one first, else the newest.
+fn pick_replica(backups: &[ReplicaFacts], source_arn: &str) -> Option<ReplicaFacts> {
+    let mine: Vec<&ReplicaFacts> = backups.iter().filter(|b| b.source_arn == source_arn).collect();
+    mine.iter()
+        .find(|b| b.is_active())
+        .or_else(|| mine.last())
+        .map(|b| (*b).clone())
+}
+
+async fn desired_key(
+    ctx: &Context,
+    destination: &Scope,
+    arn: Option<&str>,
+    alias: &str,
+    max_age: Duration,
+) -> Result<KeyLookup, AwsError> {
+    let reference = match arn {
+        Some(arn) => arn.to_string(),
+        None => match ctx.inventory.alias_target(destination, alias, max_age).await? {
+            Some(target) => target,
+            None => return Ok(KeyLookup::AliasMissing(alias.to_string())),
+        },
+    };
+    Ok(match ctx.inventory.key(destination, &reference, max_age).await? {
+        Some(key) => KeyLookup::Found(key),
+        None => KeyLookup::NotFound(reference),
+    })
+}
+
+/// Carries out the plan in order and stops at the first failure. Each success is written
+/// into the inventory and reported in `progress` and as an event.
+async fn act(
+    db: &BackedUpDatabase,
+    ctx: &Context,
+    obs: &DatabaseObservation,
+    actions: &[DbAction],
+    progress: &mut Progress,
+    taken: &mut Vec<kube::runtime::events::Event>,
+) -> Result<(), AwsError> {
+    let Some(instance) = &obs.instance else {
+        return Ok(());
+    };
+    let mut created_key = None;
+    for action in actions {
+        let description = action.describe(&db.spec);
+        let reason = match action {
+            DbAction::RaiseRetention { .. } => "RetentionRaised",
+            DbAction::CreateReplicaKey { .. } => "ReplicaKeyCreated",
+            DbAction::StopReplication => "ReplicationStopped",
+            DbAction::StartReplication { .. } => "ReplicationStarted",
+        };
+        tracing::info!(object = %key_of(db), action = %description, "enforcing");
+        match perform(db, ctx, instance, action, &mut created_key).await {
+            Ok(()) => {
+                progress.working.push(description.clone());
+                taken.push(events::action(reason, description, false));
+            }
+            Err(e) => {
+                taken.push(events::action(
+                    reason,
+                    format!("{description}: failed: {e}"),
+                    true,
+                ));
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn perform(
+    db: &BackedUpDatabase,
+    ctx: &Context,
+    instance: &InstanceFacts,
+    action: &DbAction,
+    created_key: &mut Option<String>,
+) -> Result<(), AwsError> {
+    let spec = &db.spec;
+    let role = spec.instance.role_arn.as_deref();
+    let source = Scope::new(role, &spec.instance.region);
+    let destination = Scope::new(role, &spec.replication.destination_region);
+    match action {
+        DbAction::RaiseRetention {
+            from,
+            to,
+            apply_immediately,
+        } => {
+            // Safety rule, held here as well as in the plan: a retention is never lowered.
+            if to <= from || *to < instance.retention_days {
+                return Ok(());
+            }
+            let facts = ctx
+                .rds
+                .modify_retention(&source, &instance.identifier, *to, *apply_immediately)
+                .await?;
+            ctx.inventory.record_instance(&source, facts).await;
+        }
+        DbAction::CreateReplicaKey { alias } => {
+            let arn_part = |n: usize| instance.arn.split(':').nth(n).unwrap_or_default().to_string();
+            let request = ReplicaKeyRequest {
+                alias: alias.clone(),
+                account_id: arn_part(4),
+                partition: arn_part(1),
+                source_arn: instance.arn.clone(),
+            };
+            let key = ctx.kms.create_replica_key(&destination, &request).await?;
+            *created_key = Some(key.arn.clone());
+            ctx.inventory.record_key(&destination, alias, key).await;
+        }
+        DbAction::StopReplication => {
+            ctx.rds.stop_replication(&destination, &instance.arn).await?;
+            ctx.inventory.record_stopped(&destination, &instance.arn).await;
+        }
+        DbAction::StartReplication { key, retention_days } => {
+            let key_arn = match key {
+                KeyChoice::Arn(arn) => arn.clone(),
+                KeyChoice::Created => created_key.clone().unwrap_or_default(),
+            };
+            let replica = ctx
+                .rds
+                .start_replication(&destination, &instance.arn, &key_arn, *retention_days)
+                .await?;
+            ctx.inventory.record_replica(&destination, replica).await;
+        }
+    }
+    Ok(())
+}
+
+fn build_status(
+    db: &BackedUpDatabase,
+    old: &BackedUpDatabaseStatus,
+    obs: &DatabaseObservation,
+    findings: &[Finding],
+    progress: &Progress,
+) -> BackedUpDatabaseStatus {
+    let generation = db.metadata.generation;
+    let mut status = old.clone();
+    status.observed_generation = generation;
+    apply_findings(&mut status.conditions, findings, progress, generation, obs.now);
+    status.instance = obs.instance.as_ref().map(|i| ObservedInstance {
+        arn: Some(i.arn.clone()),
+        status: Some(i.status.clone()),
+        retention_days: Some(i.retention_days),
+        pending_retention_days: i.pending_retention_days,
+        latest_restorable_time: i
+            .latest_restorable_time
+            .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+        latest_snapshot_time: obs
+            .newest_snapshot
+            .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+    });
+    status.replica = obs.replica.as_ref().map(|r| ObservedReplica {
+        arn: Some(r.arn.clone()).filter(|a| !a.is_empty()),
+        region: Some(db.spec.replication.destination_region.clone()),
+        status: Some(r.status.clone()),
+        retention_days: r.retention_days,
+        kms_key_arn: r.kms_key_arn.clone(),
+        latest_restorable_time: r
+            .latest_time
+            .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+    });
+    status
+}
+
+async fn report_stalled(
+    db: &BackedUpDatabase,
+    ctx: &Context,
+    reason: Reason,
+    message: String,
+) -> Result<(), Error> {
+    let old = db.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    let generation = db.metadata.generation;
+    status.observed_generation = generation;
+    let now = Timestamp::now();
+    use crate::api::{ConditionStatus, set_condition};
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Ready,
+        ConditionStatus::False,
+        reason,
+        message.clone(),
+        generation,
+        now,
+    );
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Stalled,
+        ConditionStatus::True,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Reconciling,
+        ConditionStatus::False,
+        Reason::Idle,
+        "",
+        generation,
+        now,
+    );
+    write_status(db, ctx, &old, status).await
+}
+
+/// Server-side applies the status, only when it differs from what is stored.
+async fn write_status(
+    db: &BackedUpDatabase,
+    ctx: &Context,
+    old: &BackedUpDatabaseStatus,
+    status: BackedUpDatabaseStatus,
+) -> Result<(), Error> {
+    if db.status.is_some() && *old == status {
+        return Ok(());
+    }
+    let api: Api<BackedUpDatabase> = Api::namespaced(ctx.client.clone(), &db.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": BackedUpDatabase::api_version(&()),
+        "kind": BackedUpDatabase::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &db.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Status)?;
+    Ok(())
+}

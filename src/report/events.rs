@@ -1,0 +1,134 @@
+//! Kubernetes Events on transitions: a check going into drift, a drift resolved, an action
+//! taken or failed. Never one per reconcile.
+
+use k8s_openapi::{api::core::v1::ObjectReference, apimachinery::pkg::apis::meta::v1::Condition};
+use kube::runtime::events::{Event, EventType, Recorder};
+
+use crate::api::{ConditionType, conditions::find_condition};
+
+/// The events for one reconcile: a check that went into drift (`old` → `found`, what the
+/// reconcile found before acting) and a check whose drift is gone (`old` or `found` →
+/// `now`, after acting).
+pub fn transitions(
+    old: &[Condition],
+    found: &[Condition],
+    now: &[Condition],
+    checks: &[ConditionType],
+) -> Vec<Event> {
+    let status =
+        |conditions: &[Condition], check| find_condition(conditions, check).map(|c| c.status.clone());
+    let mut events = Vec::new();
+    for &check in checks {
+        let (before, seen, after) = (status(old, check), status(found, check), status(now, check));
+        let was_false = before.as_deref() == Some("False");
+        if seen.as_deref() == Some("False")
+            && !was_false
+            && let Some(c) = find_condition(found, check)
+        {
+            events.push(Event {
+                type_: EventType::Warning,
+                reason: c.reason.clone(),
+                note: Some(format!("{}: {}", check.as_str(), c.message)),
+                action: "Evaluate".into(),
+                secondary: None,
+            });
+        }
+        if after.as_deref() == Some("True")
+            && (was_false || seen.as_deref() == Some("False"))
+            && let Some(c) = find_condition(now, check)
+        {
+            events.push(Event {
+                type_: EventType::Normal,
+                reason: "DriftResolved".into(),
+                note: Some(format!("{}: {}", check.as_str(), c.message)),
+                action: "Evaluate".into(),
+                secondary: None,
+            });
+        }
+    }
+    events
+}
+
+/// An event for an action taken (`reason` such as RetentionRaised) or failed.
+pub fn action(reason: &str, note: String, failed: bool) -> Event {
+    Event {
+        type_: if failed {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: if failed {
+            "ActionFailed".into()
+        } else {
+            reason.into()
+        },
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    }
+}
+
+/// Publishes events; a failure to publish is logged, never fails the reconcile.
+pub async fn publish(recorder: &Recorder, reference: &ObjectReference, events: Vec<Event>) {
+    for event in events {
+        if let Err(error) = recorder.publish(&event, reference).await {
+            tracing::warn!(%error, reason = %event.reason, "could not publish event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ConditionStatus, Reason, set_condition};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn conditions(status: ConditionStatus, reason: Reason) -> Vec<Condition> {
+        let mut c = Vec::new();
+        set_condition(
+            &mut c,
+            ConditionType::RetentionCompliant,
+            status,
+            reason,
+            "retention is 1 day",
+            None,
+            Timestamp::now(),
+        );
+        c
+    }
+
+    #[test]
+    fn drift_found_and_resolved_each_give_one_event() {
+        let drift = conditions(ConditionStatus::False, Reason::DriftDetected);
+        let ok = conditions(ConditionStatus::True, Reason::Compliant);
+        let checks = [ConditionType::RetentionCompliant];
+
+        let found = transitions(&[], &drift, &drift, &checks);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].type_, found[0].reason.as_str()),
+            (EventType::Warning, "DriftDetected")
+        );
+
+        assert!(
+            transitions(&drift, &drift, &drift, &checks).is_empty(),
+            "no event without a transition"
+        );
+
+        let resolved = transitions(&drift, &ok, &ok, &checks);
+        assert_eq!(
+            (resolved[0].type_, resolved[0].reason.as_str()),
+            (EventType::Normal, "DriftResolved")
+        );
+        assert!(transitions(&ok, &ok, &ok, &checks).is_empty());
+        assert!(
+            transitions(&[], &ok, &ok, &checks).is_empty(),
+            "a first pass is no news"
+        );
+
+        // Found and fixed in one reconcile: both events.
+        let both = transitions(&[], &drift, &ok, &checks);
+        let reasons: Vec<&str> = both.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, ["DriftDetected", "DriftResolved"]);
+    }
+}

@@ -1,0 +1,5 @@
+//! Report: conditions and observed facts in status (written only when they change), and a
+//! Kubernetes Event on each transition.
+
+pub mod events;
+pub mod status;

@@ -1,0 +1,472 @@
+//! The BackedUpDatabase controller end to end: the real API server, the AWS emulator, the
+//! controller running in this process. Each test works in its own namespace and its own
+//! AWS account (through `spec.instance.roleArn`), so tests never see each other's resources.
+
+use std::time::Duration;
+
+use aws_sdk_kms::types::KeyUsageType;
+use backup_warden::{
+    api::{BackedUpDatabase, ConditionType},
+    policy::database::Policy,
+    testing::{self, RunningController, condition, wait_for},
+};
+use k8s_openapi::api::core::v1::Event;
+use kube::{
+    Api,
+    api::{DeleteParams, ListParams, PostParams},
+};
+use serde_json::json;
+
+const SOURCE: &str = "us-east-1";
+const DESTINATION: &str = "us-west-2";
+const CONVERGE: Duration = Duration::from_secs(60);
+
+/// Mutating calls: none of them may happen in Audit mode.
+const WRITES: [&str; 5] = [
+    "ModifyDBInstance",
+    "CreateKey",
+    "CreateAlias",
+    "StartDBInstanceAutomatedBackupsReplication",
+    "StopDBInstanceAutomatedBackupsReplication",
+];
+
+struct World {
+    account: String,
+    namespace: String,
+    dbs: Api<BackedUpDatabase>,
+    rds_source: aws_sdk_rds::Client,
+    rds_destination: aws_sdk_rds::Client,
+    kms_destination: aws_sdk_kms::Client,
+}
+
+async fn world(prefix: &str) -> World {
+    let env = testing::env();
+    let client = env.client().await;
+    testing::install_crds(&client).await;
+    let namespace = testing::namespace(&client, prefix).await;
+    let account = testing::unique_account();
+    World {
+        rds_source: aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, &account).await),
+        rds_destination: aws_sdk_rds::Client::new(&env.aws_config_in(DESTINATION, &account).await),
+        kms_destination: aws_sdk_kms::Client::new(&env.aws_config_in(DESTINATION, &account).await),
+        dbs: Api::namespaced(client, &namespace),
+        account,
+        namespace,
+    }
+}
+
+impl World {
+    async fn instance(&self, identifier: &str, retention: i32) {
+        self.rds_source
+            .create_db_instance()
+            .db_instance_identifier(identifier)
+            .db_instance_class("db.t3.micro")
+            .engine("postgres")
+            .allocated_storage(20)
+            .master_username("admin")
+            .master_user_password("not-a-secret-1")
+            .backup_retention_period(retention)
+            .send()
+            .await
+            .expect("create instance");
+    }
+
+    async fn retention(&self, identifier: &str) -> i32 {
+        let out = self
+            .rds_source
+            .describe_db_instances()
+            .db_instance_identifier(identifier)
+            .send()
+            .await
+            .expect("describe");
+        out.db_instances()[0].backup_retention_period().unwrap_or(-1)
+    }
+
+    async fn set_retention(&self, identifier: &str, days: i32) {
+        self.rds_source
+            .modify_db_instance()
+            .db_instance_identifier(identifier)
+            .backup_retention_period(days)
+            .send()
+            .await
+            .expect("modify retention");
+    }
+
+    /// (status, key ARN) of every automated backup of the instance held in the destination.
+    async fn replicas(&self, identifier: &str) -> Vec<(String, String)> {
+        let out = self
+            .rds_destination
+            .describe_db_instance_automated_backups()
+            .send()
+            .await
+            .expect("describe automated backups");
+        out.db_instance_automated_backups()
+            .iter()
+            .filter(|b| b.db_instance_identifier() == Some(identifier))
+            .map(|b| {
+                (
+                    b.status().unwrap_or_default().to_string(),
+                    b.kms_key_id().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Keys backup-warden made for this instance (tagged with its ARN).
+    async fn keys_made_for(&self, identifier: &str) -> usize {
+        let arn = format!("arn:aws:rds:{SOURCE}:{}:db:{identifier}", self.account);
+        let keys = self.kms_destination.list_keys().send().await.expect("list keys");
+        let mut n = 0;
+        for key in keys.keys() {
+            let tags = self
+                .kms_destination
+                .list_resource_tags()
+                .key_id(key.key_id().unwrap_or_default())
+                .send()
+                .await
+                .expect("tags");
+            if tags.tags().iter().any(|t| t.tag_value() == arn) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    async fn apply(&self, name: &str, identifier: &str, extra: serde_json::Value) {
+        let mut spec = json!({
+            "instance": {"identifier": identifier, "region": SOURCE, "roleArn": testing::role_arn(&self.account)},
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        let object: BackedUpDatabase = serde_json::from_value(json!({
+            "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .expect("object");
+        self.dbs
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create BackedUpDatabase");
+    }
+
+    async fn event_reasons(&self) -> Vec<String> {
+        let events: Api<Event> = Api::namespaced(self.dbs.clone().into_client(), &self.namespace);
+        let list = events.list(&ListParams::default()).await.expect("events");
+        list.items.into_iter().filter_map(|e| e.reason).collect()
+    }
+}
+
+fn is(status: &str, type_: ConditionType) -> impl Fn(&BackedUpDatabase) -> bool {
+    let status = status.to_string();
+    move |db| {
+        condition(db, type_).is_some_and(|(s, _, _)| s == status)
+            && db.status.as_ref().and_then(|s| s.observed_generation) == db.metadata.generation
+    }
+}
+
+async fn controller(w: &World, policy: Policy) -> RunningController {
+    let ctx = testing::env().context(policy, testing::fast_timing()).await;
+    RunningController::start(ctx, &w.namespace)
+}
+
+#[tokio::test]
+async fn enforce_makes_a_noncompliant_database_ready_and_deleting_it_leaves_aws_alone() {
+    let w = world("bdb-enforce").await;
+    w.instance("orders-db", 1).await;
+    w.apply("orders", "orders-db", json!({})).await;
+    let _c = controller(&w, Policy::default()).await;
+
+    let db = wait_for(&w.dbs, "orders", CONVERGE, is("True", ConditionType::Ready)).await;
+    assert_eq!(w.retention("orders-db").await, 7);
+    let replicas = w.replicas("orders-db").await;
+    assert_eq!(replicas.len(), 1, "{replicas:?}");
+    assert_eq!(replicas[0].0, "replicating");
+    let status = db.status.clone().expect("status");
+    let replica = status.replica.expect("observed replica");
+    assert_eq!(replica.region.as_deref(), Some(DESTINATION));
+    assert_eq!(replica.retention_days, Some(7));
+    assert_eq!(replica.kms_key_arn.as_deref(), Some(replicas[0].1.as_str()));
+    assert_eq!(status.instance.and_then(|i| i.retention_days), Some(7));
+
+    // The replica's key is the dedicated one, under the per-database alias.
+    let alias = w
+        .kms_destination
+        .list_aliases()
+        .send()
+        .await
+        .expect("aliases")
+        .aliases()
+        .iter()
+        .find(|a| a.alias_name() == Some("alias/backup-warden/us-east-1/orders-db"))
+        .and_then(|a| a.target_key_id().map(str::to_string))
+        .expect("alias exists");
+    assert!(
+        replicas[0].1.ends_with(&alias),
+        "{} uses the aliased key {alias}",
+        replicas[0].1
+    );
+    assert_eq!(w.keys_made_for("orders-db").await, 1);
+    for check in ConditionType::DATABASE_CHECKS {
+        assert_eq!(
+            condition(&db, check).map(|c| c.0).as_deref(),
+            Some("True"),
+            "{check:?}"
+        );
+    }
+    let reasons = w.event_reasons().await;
+    for reason in [
+        "DriftDetected",
+        "RetentionRaised",
+        "ReplicaKeyCreated",
+        "ReplicationStarted",
+        "DriftResolved",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} event in {reasons:?}"
+        );
+    }
+
+    // Deleting the resource stops management and touches nothing in AWS.
+    w.dbs
+        .delete("orders", &DeleteParams::default())
+        .await
+        .expect("delete");
+    tokio::time::sleep(testing::fast_timing().resync * 2).await;
+    assert_eq!(w.retention("orders-db").await, 7);
+    assert_eq!(w.replicas("orders-db").await, replicas);
+    let key = w
+        .kms_destination
+        .describe_key()
+        .key_id(&alias)
+        .send()
+        .await
+        .expect("key still there");
+    assert_eq!(
+        key.key_metadata().and_then(|m| m.key_state()).map(|s| s.as_str()),
+        Some("Enabled")
+    );
+}
+
+#[tokio::test]
+async fn audit_reports_every_finding_and_changes_nothing() {
+    let w = world("bdb-audit").await;
+    w.instance("billing-db", 1).await;
+    w.apply("billing", "billing-db", json!({"mode": "Audit"})).await;
+    let c = controller(&w, Policy::default()).await;
+
+    let db = wait_for(&w.dbs, "billing", CONVERGE, is("False", ConditionType::Ready)).await;
+    let (_, reason, message) = condition(&db, ConditionType::Ready).expect("ready");
+    assert_eq!(reason, "DriftDetected");
+    for finding in [
+        "retention is 1 day (policy 7 days)",
+        "no replication to us-west-2",
+        "no dedicated replica key yet",
+    ] {
+        assert!(message.contains(finding), "{message:?} lacks {finding:?}");
+    }
+    assert_eq!(
+        condition(&db, ConditionType::RetentionCompliant)
+            .map(|c| c.0)
+            .as_deref(),
+        Some("False")
+    );
+    assert_eq!(
+        condition(&db, ConditionType::Stalled).map(|c| c.0).as_deref(),
+        Some("False")
+    );
+
+    // Several resyncs later: still nothing written.
+    tokio::time::sleep(testing::fast_timing().resync * 2).await;
+    for op in WRITES {
+        assert_eq!(c.ctx.calls.calls(op), 0, "{op} in Audit mode");
+    }
+    assert!(
+        c.ctx.calls.calls("DescribeDBInstances") > 0,
+        "the counter sees calls: {:?}",
+        c.ctx.calls.snapshot()
+    );
+    assert_eq!(w.retention("billing-db").await, 1);
+    assert!(w.replicas("billing-db").await.is_empty());
+    assert_eq!(w.keys_made_for("billing-db").await, 0);
+}
+
+#[tokio::test]
+async fn the_controller_wide_audit_flag_overrides_enforce() {
+    let w = world("bdb-audit-only").await;
+    w.instance("ledger-db", 1).await;
+    w.apply("ledger", "ledger-db", json!({"mode": "Enforce"})).await;
+    let c = controller(
+        &w,
+        Policy {
+            audit_only: true,
+            ..Policy::default()
+        },
+    )
+    .await;
+    wait_for(&w.dbs, "ledger", CONVERGE, is("False", ConditionType::Ready)).await;
+    tokio::time::sleep(testing::fast_timing().resync).await;
+    for op in WRITES {
+        assert_eq!(c.ctx.calls.calls(op), 0, "{op} with --audit-only");
+    }
+    assert_eq!(w.retention("ledger-db").await, 1);
+}
+
+#[tokio::test]
+async fn drift_made_in_aws_is_found_within_a_resync_and_healed() {
+    let w = world("bdb-drift").await;
+    w.instance("search-db", 3).await;
+    w.apply("search", "search-db", json!({})).await;
+    let _c = controller(&w, Policy::default()).await;
+    wait_for(&w.dbs, "search", CONVERGE, is("True", ConditionType::Ready)).await;
+
+    // Someone lowers the retention by hand; no Kubernetes event tells the controller.
+    w.set_retention("search-db", 1).await;
+    let deadline = tokio::time::Instant::now() + testing::fast_timing().resync * 3 + Duration::from_secs(5);
+    while w.retention("search-db").await != 7 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention not restored within a resync"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_for(&w.dbs, "search", CONVERGE, is("True", ConditionType::Ready)).await;
+    assert_eq!(w.replicas("search-db").await.len(), 1, "still one replication");
+}
+
+#[tokio::test]
+async fn a_higher_retention_in_aws_is_kept() {
+    let w = world("bdb-higher").await;
+    w.instance("archive-db", 14).await;
+    w.apply("archive", "archive-db", json!({})).await;
+    let c = controller(&w, Policy::default()).await;
+    wait_for(&w.dbs, "archive", CONVERGE, is("True", ConditionType::Ready)).await;
+    assert_eq!(w.retention("archive-db").await, 14);
+    assert_eq!(c.ctx.calls.calls("ModifyDBInstance"), 0);
+}
+
+#[tokio::test]
+async fn a_disabled_replica_key_stalls_naming_the_key() {
+    let w = world("bdb-key").await;
+    w.instance("crm-db", 7).await;
+    w.apply("crm", "crm-db", json!({})).await;
+    let _c = controller(&w, Policy::default()).await;
+    let db = wait_for(&w.dbs, "crm", CONVERGE, is("True", ConditionType::Ready)).await;
+    let key_arn = db
+        .status
+        .and_then(|s| s.replica)
+        .and_then(|r| r.kms_key_arn)
+        .expect("replica key");
+
+    w.kms_destination
+        .disable_key()
+        .key_id(&key_arn)
+        .send()
+        .await
+        .expect("disable key");
+    let db = wait_for(&w.dbs, "crm", CONVERGE, is("True", ConditionType::Stalled)).await;
+    let (status, reason, message) =
+        condition(&db, ConditionType::ReplicaKeyCompliant).expect("key condition");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "KeyNotUsable"));
+    assert!(
+        message.contains(&key_arn) && message.contains("Disabled"),
+        "{message}"
+    );
+    let (_, stalled_reason, stalled_message) = condition(&db, ConditionType::Stalled).expect("stalled");
+    assert_eq!(stalled_reason, "KeyNotUsable");
+    assert!(stalled_message.contains(&key_arn));
+}
+
+#[tokio::test]
+async fn a_given_key_is_used_and_a_missing_one_stalls() {
+    let w = world("bdb-given-key").await;
+    w.instance("hr-db", 7).await;
+    w.instance("ops-db", 7).await;
+    let key = w
+        .kms_destination
+        .create_key()
+        .key_usage(KeyUsageType::EncryptDecrypt)
+        .send()
+        .await
+        .expect("key")
+        .key_metadata
+        .and_then(|m| m.arn)
+        .expect("arn");
+    w.apply("hr", "hr-db", json!({"replication": {"kmsKey": {"arn": key}}}))
+        .await;
+    let missing = format!(
+        "arn:aws:kms:{DESTINATION}:{}:key/00000000-0000-0000-0000-000000000000",
+        w.account
+    );
+    w.apply(
+        "ops",
+        "ops-db",
+        json!({"replication": {"kmsKey": {"arn": missing}}}),
+    )
+    .await;
+    let c = controller(&w, Policy::default()).await;
+
+    wait_for(&w.dbs, "hr", CONVERGE, is("True", ConditionType::Ready)).await;
+    assert_eq!(
+        w.replicas("hr-db").await,
+        [("replicating".to_string(), key.clone())]
+    );
+
+    let db = wait_for(&w.dbs, "ops", CONVERGE, is("True", ConditionType::Stalled)).await;
+    let (_, reason, message) = condition(&db, ConditionType::Stalled).expect("stalled");
+    assert_eq!(reason, "KeyNotFound");
+    assert!(message.contains(&missing), "{message}");
+    assert!(w.replicas("ops-db").await.is_empty());
+    assert_eq!(
+        c.ctx.calls.calls("CreateKey"),
+        0,
+        "a given key is never replaced by a created one"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_instance_stalls_with_its_name() {
+    let w = world("bdb-missing").await;
+    w.apply("ghost", "ghost-db", json!({})).await;
+    let _c = controller(&w, Policy::default()).await;
+    let db = wait_for(&w.dbs, "ghost", CONVERGE, is("True", ConditionType::Stalled)).await;
+    let (_, reason, message) = condition(&db, ConditionType::Stalled).expect("stalled");
+    assert_eq!(reason, "InstanceNotFound");
+    assert!(message.contains("ghost-db not found in us-east-1"), "{message}");
+}
+
+#[tokio::test]
+async fn restarting_the_controller_mid_way_makes_no_second_key_or_replication() {
+    let w = world("bdb-restart").await;
+    w.instance("cart-db", 1).await;
+    w.apply("cart", "cart-db", json!({})).await;
+
+    // First controller: killed as soon as it has started acting.
+    let first = controller(&w, Policy::default()).await;
+    wait_for(&w.dbs, "cart", CONVERGE, is("True", ConditionType::Reconciling)).await;
+    first.kill();
+
+    // Second and third controllers, each with empty caches, finish the job.
+    let second = controller(&w, Policy::default()).await;
+    wait_for(&w.dbs, "cart", CONVERGE, is("True", ConditionType::Ready)).await;
+    second.kill();
+    let third = controller(&w, Policy::default()).await;
+    tokio::time::sleep(testing::fast_timing().resync * 2).await;
+    wait_for(&w.dbs, "cart", CONVERGE, is("True", ConditionType::Ready)).await;
+
+    assert_eq!(w.keys_made_for("cart-db").await, 1, "one key across restarts");
+    let replicas = w.replicas("cart-db").await;
+    assert_eq!(replicas.len(), 1, "one replication across restarts: {replicas:?}");
+    for op in [
+        "CreateKey",
+        "StartDBInstanceAutomatedBackupsReplication",
+        "ModifyDBInstance",
+    ] {
+        assert_eq!(
+            third.ctx.calls.calls(op),
+            0,
+            "the third controller had nothing to do: {op}"
+        );
+    }
+}
