@@ -470,3 +470,65 @@ async fn restarting_the_controller_mid_way_makes_no_second_key_or_replication() 
         );
     }
 }
+
+#[tokio::test]
+async fn enabling_backups_from_zero_waits_for_the_maintenance_window() {
+    let w = world("bdb-window").await;
+    w.instance("events-db", 0).await;
+    w.apply("events", "events-db", json!({})).await;
+    let c = controller(&w, Policy::default()).await;
+
+    let db = wait_for(&w.dbs, "events", CONVERGE, |db| {
+        db.status
+            .as_ref()
+            .and_then(|s| s.instance.as_ref())
+            .and_then(|i| i.pending_retention_days)
+            == Some(7)
+    })
+    .await;
+    let (status, reason, _) = condition(&db, ConditionType::BackupsEnabled).expect("condition");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "ActionPending"));
+    let (reconciling, _, message) = condition(&db, ConditionType::Reconciling).expect("reconciling");
+    assert_eq!(reconciling, "True");
+    assert!(
+        message.contains("replication starts once automated backups are enabled"),
+        "{message}"
+    );
+    assert_eq!(
+        w.retention("events-db").await,
+        0,
+        "nothing applied before the window"
+    );
+    assert_eq!(c.ctx.calls.calls("StartDBInstanceAutomatedBackupsReplication"), 0);
+    tokio::time::sleep(testing::fast_timing().resync).await;
+    assert_eq!(
+        c.ctx.calls.calls("ModifyDBInstance"),
+        1,
+        "scheduled once, not again while pending"
+    );
+
+    // The maintenance window passes.
+    let (code, body) = testing::env().emulator_post(
+        "/moto-api/backup-warden/maintenance",
+        &json!({"account_id": w.account, "region": SOURCE, "db_instance_identifier": "events-db"}),
+    );
+    assert_eq!(code, 200, "{body}");
+    wait_for(&w.dbs, "events", CONVERGE, is("True", ConditionType::Ready)).await;
+    assert_eq!(w.retention("events-db").await, 7);
+    assert_eq!(w.replicas("events-db").await.len(), 1);
+}
+
+#[tokio::test]
+async fn apply_immediately_enables_backups_now() {
+    let w = world("bdb-now").await;
+    w.instance("metrics-db", 0).await;
+    w.apply(
+        "metrics",
+        "metrics-db",
+        json!({"backups": {"applyImmediately": true}}),
+    )
+    .await;
+    let _c = controller(&w, Policy::default()).await;
+    wait_for(&w.dbs, "metrics", CONVERGE, is("True", ConditionType::Ready)).await;
+    assert_eq!(w.retention("metrics-db").await, 7);
+}

@@ -216,7 +216,6 @@ async fn observe(
             replica_key: None,
             desired_key,
             source_region_supported: true,
-            active_replications_in_destination: 0,
             now,
         });
     };
@@ -239,7 +238,6 @@ async fn observe(
             .newest_snapshot(&source, &instance.identifier, max_age)
             .await?,
         source_region_supported: inv.replication_supported(&destination, &instance.region).await?,
-        active_replications_in_destination: backups.iter().filter(|b| b.is_active()).count(),
         instance: Some(instance),
         replica,
         replica_key,

@@ -32,8 +32,6 @@ impl Default for Policy {
 
 /// RDS keeps automated backups at most 35 days.
 pub const MAX_RETENTION_DAYS: i32 = 35;
-/// Automated-backup replications per destination region (RDS quota).
-pub const REPLICATION_QUOTA: usize = 20;
 
 /// The source DB instance as DescribeDBInstances shows it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -130,8 +128,6 @@ pub struct DatabaseObservation {
     pub desired_key: KeyLookup,
     /// Whether DescribeSourceRegions lists the source region for the destination.
     pub source_region_supported: bool,
-    /// Active replications into the destination region, across all sources.
-    pub active_replications_in_destination: usize,
     pub now: Timestamp,
 }
 
@@ -419,15 +415,6 @@ fn replication_active(obs: &DatabaseObservation, instance: &InstanceFacts, desti
             Reason::ActionPending,
             format!("replication to {destination} is starting"),
         ),
-        _ if obs.active_replications_in_destination >= REPLICATION_QUOTA => Finding::new(
-            ReplicationActive,
-            Verdict::Blocked,
-            Reason::QuotaExceeded,
-            format!(
-                "{destination} already holds {} automated-backup replications, the RDS quota: request a quota increase",
-                obs.active_replications_in_destination
-            ),
-        ),
         Some(r) => Finding::new(
             ReplicationActive,
             Verdict::Drift,
@@ -643,7 +630,8 @@ impl DbAction {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub actions: Vec<DbAction>,
-    /// Set when drift is left alone on purpose for now (audit, waiting for the instance).
+    /// Set while drift waits for something to happen first (the instance to be available,
+    /// backups to be enabled).
     pub holding: Option<String>,
 }
 
@@ -663,12 +651,9 @@ pub fn plan(
     let any_drift = findings
         .iter()
         .any(|f| f.verdict == Verdict::Drift && f.reason != Reason::Stale);
+    // Audit: the findings are the report; nothing is under way.
     if spec.mode == Mode::Audit || policy.audit_only {
-        let holding = any_drift.then(|| "audit mode: drift is reported, nothing is changed".to_string());
-        return Plan {
-            actions: Vec::new(),
-            holding,
-        };
+        return Plan::default();
     }
     let Some(instance) = &obs.instance else {
         return Plan::default();

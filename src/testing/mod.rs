@@ -283,3 +283,35 @@ pub fn condition(
     crate::api::conditions::find_condition(conditions, type_)
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
+
+impl TestEnv {
+    /// POSTs JSON to one of the emulator's test-only endpoints (`/moto-api/backup-warden/...`)
+    /// and returns the status code and body.
+    pub fn emulator_post(&self, path: &str, body: &serde_json::Value) -> (u16, String) {
+        use std::io::{Read, Write};
+        let authority = self
+            .aws_endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        let mut stream = std::net::TcpStream::connect(authority).expect("connect to the emulator");
+        let body = body.to_string();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+}

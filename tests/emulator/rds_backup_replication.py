@@ -34,13 +34,18 @@ backups to another AWS Region", AWS CLI examples for these operations):
 * DescribeDBInstanceAutomatedBackups in a destination Region lists every replica it
   receives. The db-instance-id and dbi-resource-id filters find them by source.
 * At most 20 replications per destination Region and account (User Guide: "You can replicate
-  up to 20 backups to each destination AWS Region for each AWS account").
+  up to 20 backups to each destination AWS Region for each AWS account"). Only the account's
+  own replications into that Region count: the replicas live on the destination Region's
+  backend of the account, and a source in another account is never found. Like any RDS quota,
+  this one can be raised per account and Region (Service Quotas); the test-only endpoint
+  ``POST /moto-api/backup-warden/quota`` stands in for that, see ``quota_response``.
 
 Environment knobs (both optional):
 
 * BACKUP_WARDEN_MOTO_REPLICATION_PENDING_SECONDS (default 0): how long a new replication
   stays ``pending`` before it reports ``replicating``.
-* BACKUP_WARDEN_MOTO_REPLICATION_QUOTA (default 20): replications per destination Region.
+* BACKUP_WARDEN_MOTO_REPLICATION_QUOTA (default 20): replications per destination Region
+  and account, for every account and Region without an override from the quota endpoint.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import json
 import os
 import re
 import threading
@@ -69,6 +75,7 @@ from moto.rds.responses import RDSResponse
 import rds_pagination
 
 EXTENSION_NAME = "backup-warden-rds-automated-backup-replication"
+QUOTA_PATH = "/moto-api/backup-warden/quota"
 
 _lock = threading.RLock()
 _installed = False
@@ -96,8 +103,15 @@ def _pending_seconds() -> float:
     return float(os.environ.get("BACKUP_WARDEN_MOTO_REPLICATION_PENDING_SECONDS", "0"))
 
 
-def _replication_quota() -> int:
+def _default_replication_quota() -> int:
     return int(os.environ.get("BACKUP_WARDEN_MOTO_REPLICATION_QUOTA", "20"))
+
+
+def _replication_quota(dest: RDSBackend) -> int:
+    """Active replications allowed into ``dest``'s Region for ``dest``'s account: the override
+    set through QUOTA_PATH, else BACKUP_WARDEN_MOTO_REPLICATION_QUOTA."""
+    override = dest.__dict__.get("_bw_replication_quota")
+    return _default_replication_quota() if override is None else override
 
 
 # --------------------------------------------------------------------------------------
@@ -441,12 +455,15 @@ def start_db_instance_automated_backups_replication(
             # Reported by users of aws_db_instance_automated_backups_replication.
             raise invalid_parameter_value("Encrypted instances require a valid KMS key ID.")
 
+        # The store is this account's, in this Region: only the account's own replications
+        # into the Region count (pending ones included; retained replicas don't).
         store = _stored_backups(self)
         active_here = [b for b in store.values() if b.replica and b.is_replicating]
-        if len(active_here) >= _replication_quota():
+        quota = _replication_quota(self)
+        if len(active_here) >= quota:
             raise automated_backup_quota_exceeded(
-                f"Cannot replicate more than {_replication_quota()} automated backups to "
-                f"{self.region_name}."
+                f"Cannot replicate more than {quota} automated backups to "
+                f"{self.region_name} for account {self.account_id}."
             )
 
         attributes = _instance_attributes(instance)
