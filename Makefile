@@ -1,5 +1,5 @@
 # backup-warden: `make demo` shows it, `make test` proves it. See README.md.
-.PHONY: demo test down crds build clean
+.PHONY: demo test bench down crds build clean
 
 # CI keeps the Rust build outside the fresh clone, so a run reuses the last one's work.
 ifdef CI
@@ -11,6 +11,11 @@ demo:
 
 test:
 	hack/test.sh
+
+# Converge BENCH_OBJECTS (default 1000) databases against the local environment.
+bench:
+	hack/local-env.sh up >/dev/null
+	cargo bench --locked --features test-util --bench converge_databases
 
 down:
 	hack/local-env.sh down

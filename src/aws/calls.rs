@@ -54,6 +54,16 @@ impl ApiCalls {
             .sum()
     }
 
+    /// `{"RDS.DescribeDBInstances": {"calls": 3, "errors": 0}, ...}`, for logs and reports.
+    pub fn to_json(&self) -> serde_json::Value {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .snapshot()
+            .into_iter()
+            .map(|((service, op), c)| (format!("{service}.{op}"), serde_json::json!({"calls": c.calls, "errors": c.errors})))
+            .collect();
+        serde_json::Value::Object(map)
+    }
+
     /// Every (service, operation) with its counts.
     pub fn snapshot(&self) -> BTreeMap<(String, String), Count> {
         self.counts.lock().map(|c| c.clone()).unwrap_or_default()

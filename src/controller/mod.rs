@@ -59,6 +59,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     check_crd::<BackedUpRepository>(&client).await?;
 
     let calls = Arc::new(ApiCalls::default());
+    let calls_at_exit = calls.clone();
     let settings = AwsSettings {
         endpoint_url: args.aws_endpoint_url.clone(),
         concurrency: usize::from(args.concurrency),
@@ -98,6 +99,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let _ = shutdown_tx.send(true);
     let _ = controller.await;
     let _ = server.await;
+    tracing::info!(aws_calls = %calls_at_exit.to_json(), "stopped");
     Ok(())
 }
 

@@ -16,6 +16,10 @@ same port answers 404 there).
 Test-only endpoint: POST http://HOST:PORT/moto-api/backup-warden/maintenance applies pending
 modified values as if the maintenance window had passed (see
 rds_backup_retention.maintenance_response and README.md).
+
+Test-only endpoint: POST http://HOST:PORT/moto-api/backup-warden/quota sets the automated
+backup replication quota of one account and destination Region, GET lists the overrides (see
+rds_backup_replication.quota_response and README.md).
 """
 
 from __future__ import annotations
@@ -64,6 +68,9 @@ def install() -> None:
     moto_api_urls.url_paths["{0}" + HEALTH_PATH + "$"] = _health
     moto_api_urls.url_paths["{0}" + rds_backup_retention.MAINTENANCE_PATH + "$"] = (
         rds_backup_retention.maintenance_response
+    )
+    moto_api_urls.url_paths["{0}" + rds_backup_replication.QUOTA_PATH + "$"] = (
+        rds_backup_replication.quota_response
     )
 
 

@@ -694,6 +694,108 @@ def _decode_marker(marker: str | None) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# GET/POST /moto-api/backup-warden/quota: per account and Region replication quota
+# --------------------------------------------------------------------------------------
+
+ACCOUNT_ID_RE = re.compile(r"\d{12}")
+QUOTA_KEYS = ("account_id", "region", "replications")
+
+
+def set_replication_quota(account_id: str, region: str, replications: int) -> dict[str, Any]:
+    """Override the replication quota of ``account_id`` into ``region``. Kept on that RDS
+    backend (created if needed), so /moto-api/reset drops it. Raises KeyError for a Region
+    moto's RDS doesn't know."""
+    with _lock:
+        backend = rds_backends[account_id][region]
+        backend.__dict__["_bw_replication_quota"] = replications
+    return {"account_id": account_id, "region": region, "replications": replications}
+
+
+def replication_quota_overrides() -> list[dict[str, Any]]:
+    with _lock:
+        overrides = [
+            {"account_id": account, "region": region, "replications": quota}
+            for account, regions in list(rds_backends.items())
+            for region, backend in list(regions.items())
+            if (quota := backend.__dict__.get("_bw_replication_quota")) is not None
+        ]
+    return sorted(overrides, key=lambda o: (o["account_id"], o["region"]))
+
+
+def request_body(request: Any) -> bytes:
+    get_data = getattr(request, "get_data", None)
+    if callable(get_data):
+        return get_data() or b""
+    body = getattr(request, "body", None) or b""
+    return body.encode() if isinstance(body, str) else body
+
+
+def _parse_quota_body(raw: bytes) -> tuple[str, str, int]:
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except ValueError as e:
+        raise ValueError(f"not JSON: {e}")
+    if not isinstance(body, dict):
+        raise ValueError('expected a JSON object {"account_id", "region", "replications"}')
+    unknown = sorted(set(body) - set(QUOTA_KEYS))
+    if unknown:
+        raise ValueError(f"unknown keys {unknown}")
+    missing = [k for k in QUOTA_KEYS if k not in body]
+    if missing:
+        raise ValueError(f"missing keys {missing}")
+    account_id, region, replications = (body[k] for k in QUOTA_KEYS)
+    if not isinstance(account_id, str) or not ACCOUNT_ID_RE.fullmatch(account_id):
+        raise ValueError("account_id must be a string of 12 digits")
+    if not isinstance(region, str) or not region:
+        raise ValueError("region must be a non-empty string")
+    # bool is an int in Python; 25.0 is not an integer quota.
+    if isinstance(replications, bool) or not isinstance(replications, int) or replications < 0:
+        raise ValueError("replications must be an integer >= 0")
+    return account_id, region, replications
+
+
+def quota_response(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+    """GET/POST /moto-api/backup-warden/quota
+
+    POST {"account_id": "123456789012", "region": "us-west-2", "replications": 1000} sets the
+    quota "automated-backup replications per destination Region" of that account into that
+    Region (AWS raises it per account and Region through Service Quotas). All three keys are
+    required; other keys are refused. Answers 200 with the stored setting, the same three
+    keys. Start then refuses a replication into the Region once the account has that many
+    active (pending/replicating) ones there. Lowering the quota below the current count stops
+    nothing; it only refuses further starts. Setting the same account and Region again
+    replaces the override.
+
+    GET answers 200 {"default": <BACKUP_WARDEN_MOTO_REPLICATION_QUOTA or 20>, "overrides":
+    [{"account_id", "region", "replications"}, ...]} sorted by account and Region.
+
+    400 {"error": "BadRequest", ...}: the body is not a JSON object, a key is missing or
+    unknown, account_id is not a 12-digit string, region is not a string or not an RDS Region
+    moto knows, or replications is not an integer >= 0. 405 for other methods.
+    /moto-api/reset drops every override.
+    """
+    json_headers = {"Content-Type": "application/json"}
+    if request.method == "GET":
+        body = {"default": _default_replication_quota(), "overrides": replication_quota_overrides()}
+        return 200, json_headers, json.dumps(body)
+    if request.method != "POST":
+        return 405, json_headers, json.dumps({"error": "MethodNotAllowed", "message": "GET or POST only"})
+
+    def bad_request(message: str) -> tuple[int, dict[str, str], str]:
+        return 400, json_headers, json.dumps({"error": "BadRequest", "message": message})
+
+    try:
+        account_id, region, replications = _parse_quota_body(request_body(request))
+    except ValueError as e:
+        return bad_request(f"invalid JSON body: {e}")
+    try:
+        stored = set_replication_quota(account_id, region, replications)
+    except KeyError:
+        return bad_request(f"invalid JSON body: region {region!r} is not an RDS Region")
+    return 200, json_headers, json.dumps(stored)
+
+
+# --------------------------------------------------------------------------------------
 # Hooks into existing moto behaviour
 # --------------------------------------------------------------------------------------
 

@@ -27,6 +27,9 @@ ACCOUNT = "123456789012"  # moto's default account
 SRC, DST, OTHER = "us-east-1", "us-west-2", "eu-west-1"
 PAG = "eu-central-1"  # the pagination section's Region (250 instances)
 MAINTENANCE = "/moto-api/backup-warden/maintenance"
+QUOTA = "/moto-api/backup-warden/quota"
+OTHER_ACCOUNT = "210987654321"  # reached through STS AssumeRole (moto switches accounts)
+QDST = "ap-southeast-2"  # the quota section's destination Region
 
 
 def free_port() -> int:
@@ -326,6 +329,8 @@ def run(endpoint: str) -> None:
     check_pagination(client)
     check_instance_facts(client)
     check_destination_listing(client)
+    # Last: it ends with /moto-api/reset.
+    check_replication_quota(endpoint, client)
 
 
 def post_json(endpoint: str, path: str, body: Any = None, raw: bytes | None = None, method: str = "POST") -> tuple[int, Any]:
@@ -710,6 +715,118 @@ def check_destination_listing(client: Callable[[str, str], Any]) -> None:
     remaining = {b["DBInstanceAutomatedBackupsArn"] for b in listing()}
     check(len(remaining) == 22 and remaining <= seen and "Marker" not in second,
           "deleting a backup of the first page doesn't shift the second (Marker names the last backup returned)")
+
+
+def check_replication_quota(endpoint: str, client: Callable[[str, str], Any]) -> None:
+    """The test-only quota endpoint: the replication quota per account and destination Region,
+    counted per account and Region."""
+    rds_a, rds_a_dst, rds_a_other = client("rds", SRC), client("rds", QDST), client("rds", OTHER)
+    raw_a_dst, raw_a_other = RawCapture(rds_a_dst), RawCapture(rds_a_other)
+    setting = {"account_id": ACCOUNT, "region": QDST, "replications": 25}
+
+    # --- Contract and validation --------------------------------------------------------------
+    status, body = post_json(endpoint, QUOTA, method="GET")
+    check(status == 200 and body == {"default": 20, "overrides": []}, f"GET {QUOTA}: default 20, no overrides")
+    bad_bodies: list[tuple[str, Any]] = [
+        ("no body", None),
+        ("a JSON array", [setting]),
+        ("account_id missing", {"region": QDST, "replications": 25}),
+        ("region missing", {"account_id": ACCOUNT, "replications": 25}),
+        ("replications missing", {"account_id": ACCOUNT, "region": QDST}),
+        ("an unknown key", dict(setting, service="rds")),
+        ("account_id a number", dict(setting, account_id=int(ACCOUNT))),
+        ("account_id not 12 digits", dict(setting, account_id="1234")),
+        ("region a number", dict(setting, region=5)),
+        ("an unknown region", dict(setting, region="us-nowhere-1")),
+        ("replications a string", dict(setting, replications="25")),
+        ("replications a float", dict(setting, replications=25.5)),
+        ("replications a boolean", dict(setting, replications=True)),
+        ("replications negative", dict(setting, replications=-1)),
+        ("replications null", dict(setting, replications=None)),
+    ]
+    for what, bad in bad_bodies:
+        status, body = post_json(endpoint, QUOTA, bad)
+        check(status == 400 and body["error"] == "BadRequest", f"POST {QUOTA} with {what}: 400 BadRequest ({body.get('message')})")
+    status, body = post_json(endpoint, QUOTA, raw=b"{not json")
+    check(status == 400 and body["error"] == "BadRequest", f"POST {QUOTA} with a body that is not JSON: 400")
+    for method in ("PUT", "DELETE", "PATCH"):
+        status, _ = post_json(endpoint, QUOTA, setting, method=method)
+        check(status == 405, f"{method} {QUOTA}: 405")
+    status, body = post_json(endpoint, QUOTA, method="GET")
+    check(status == 200 and body["overrides"] == [], "refused requests stored nothing")
+
+    status, body = post_json(endpoint, QUOTA, setting)
+    check(status == 200 and body == setting, f"POST {QUOTA} {setting}: 200 with the stored setting")
+    status, body = post_json(endpoint, QUOTA, method="GET")
+    check(status == 200 and body == {"default": 20, "overrides": [setting]}, f"GET {QUOTA} lists the override")
+
+    # --- Account A: 25 replications into QDST, the 26th refused ------------------------------------
+    a_sources = [new_db(rds_a, f"quota-a-{i:02d}")["DBInstanceArn"] for i in range(26)]
+    for arn in a_sources[:25]:
+        rds_a_dst.start_db_instance_automated_backups_replication(SourceDBInstanceArn=arn)
+    a_replicating = rds_a_dst.describe_db_instance_automated_backups(Filters=[{"Name": "status", "Values": ["replicating"]}])
+    check(len(a_replicating["DBInstanceAutomatedBackups"]) == 25, f"account {ACCOUNT}, quota 25: 25 replications into {QDST} (21st to 25th accepted)")
+    expect_error(lambda: rds_a_dst.start_db_instance_automated_backups_replication(SourceDBInstanceArn=a_sources[25]),
+                 "DBInstanceAutomatedBackupQuotaExceeded", f"account {ACCOUNT}, quota 25: 26th replication into {QDST}", raw_a_dst, 400)
+    check("Cannot replicate more than 25 " in raw_a_dst.body, "the quota error names the raised quota (25)")
+
+    # --- Account B, same Regions: the default 20, its own count --------------------------------------
+    creds = client("sts", SRC).assume_role(RoleArn=f"arn:aws:iam::{OTHER_ACCOUNT}:role/quota-smoke",
+                                           RoleSessionName="quota-smoke")["Credentials"]
+
+    def client_b(service: str, region: str) -> Any:
+        return boto3.client(service, region_name=region, endpoint_url=endpoint,
+                            aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                            aws_session_token=creds["SessionToken"])
+
+    check(client_b("sts", SRC).get_caller_identity()["Account"] == OTHER_ACCOUNT, f"AssumeRole switches to account {OTHER_ACCOUNT}")
+    rds_b, rds_b_dst = client_b("rds", SRC), client_b("rds", QDST)
+    raw_b_dst = RawCapture(rds_b_dst)
+    b_sources = [new_db(rds_b, f"quota-b-{i:02d}")["DBInstanceArn"] for i in range(21)]
+    check(all(f":{OTHER_ACCOUNT}:db:" in arn for arn in b_sources), f"account {OTHER_ACCOUNT}'s instances have its ARNs")
+    check(not rds_b_dst.describe_db_instance_automated_backups()["DBInstanceAutomatedBackups"],
+          f"account {OTHER_ACCOUNT} sees none of account {ACCOUNT}'s replicas in {QDST}")
+    for arn in b_sources[:20]:
+        rds_b_dst.start_db_instance_automated_backups_replication(SourceDBInstanceArn=arn)
+    check(len(rds_b_dst.describe_db_instance_automated_backups()["DBInstanceAutomatedBackups"]) == 20,
+          f"account {OTHER_ACCOUNT}: 20 replications into {QDST} although account {ACCOUNT} has 25 there (counted per account)")
+    expect_error(lambda: rds_b_dst.start_db_instance_automated_backups_replication(SourceDBInstanceArn=b_sources[20]),
+                 "DBInstanceAutomatedBackupQuotaExceeded", f"account {OTHER_ACCOUNT} without an override: 21st replication into {QDST}",
+                 raw_b_dst, 400)
+    check("Cannot replicate more than 20 " in raw_b_dst.body, f"account {OTHER_ACCOUNT} gets the default quota 20")
+    check(len(rds_a_dst.describe_db_instance_automated_backups()["DBInstanceAutomatedBackups"]) == 25,
+          f"account {ACCOUNT} still has its 25 replicas in {QDST}")
+
+    # --- Per Region; lowering and raising again ---------------------------------------------------
+    zero = {"account_id": ACCOUNT, "region": OTHER, "replications": 0}
+    status, body = post_json(endpoint, QUOTA, zero)
+    check(status == 200 and body == zero, f"POST {QUOTA} quota 0 for {OTHER}")
+    expect_error(lambda: rds_a_other.start_db_instance_automated_backups_replication(SourceDBInstanceArn=a_sources[25]),
+                 "DBInstanceAutomatedBackupQuotaExceeded", f"account {ACCOUNT}, quota 0 in {OTHER}: first replication there",
+                 raw_a_other, 400)
+    lowered = dict(setting, replications=22)
+    status, body = post_json(endpoint, QUOTA, lowered)
+    check(status == 200 and body == lowered, f"POST {QUOTA} lowers {QDST} to 22 (replaces the override)")
+    check(len(rds_a_dst.describe_db_instance_automated_backups(Filters=[{"Name": "status", "Values": ["replicating"]}])["DBInstanceAutomatedBackups"]) == 25,
+          "lowering the quota below the count stops no replication")
+    rds_a_dst.stop_db_instance_automated_backups_replication(SourceDBInstanceArn=a_sources[0])
+    expect_error(lambda: rds_a_dst.start_db_instance_automated_backups_replication(SourceDBInstanceArn=a_sources[25]),
+                 "DBInstanceAutomatedBackupQuotaExceeded", "24 active, quota 22: start refused")
+    raised = dict(setting, replications=1000)
+    post_json(endpoint, QUOTA, raised)
+    started = rds_a_dst.start_db_instance_automated_backups_replication(SourceDBInstanceArn=a_sources[25])["DBInstanceAutomatedBackup"]
+    check(started["Status"] == "pending", "quota raised to 1000: the start is accepted")
+    status, body = post_json(endpoint, QUOTA, method="GET")
+    check(status == 200 and body["overrides"] == [raised, zero], f"GET {QUOTA}: one override per account and Region, sorted ({body['overrides']})")
+
+    # --- /moto-api/reset drops the overrides ----------------------------------------------------------
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+    status, body = post_json(endpoint, QUOTA, method="GET")
+    check(status == 200 and body == {"default": 20, "overrides": []}, "/moto-api/reset clears the quota overrides")
+    arn = new_db(rds_a, "quota-after-reset")["DBInstanceArn"]
+    rds_a_other.start_db_instance_automated_backups_replication(SourceDBInstanceArn=arn)
+    check(len(rds_a_other.describe_db_instance_automated_backups()["DBInstanceAutomatedBackups"]) == 1,
+          f"after reset: the default quota applies again in {OTHER} (quota 0 gone)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,142 @@
+//! Benchmark (not a test): converge N BackedUpDatabases (default 1,000) from non-compliant
+//! (retention 1, no replication, no key) to Ready, with the release binary running as the
+//! controller against the local API server and the AWS emulator. Reports AWS calls by
+//! operation, wall time and the controller's peak RSS.
+//!
+//!     make bench            # or: cargo bench --features test-util --bench converge_databases
+//!     BENCH_OBJECTS=200 make bench
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use backup_warden::{
+    api::{BackedUpDatabase, ConditionType},
+    testing::{self, condition},
+};
+use futures::{StreamExt, stream};
+use kube::{
+    Api,
+    api::{ListParams, PostParams},
+};
+use serde_json::json;
+
+const SOURCE: &str = "us-east-1";
+const DESTINATION: &str = "us-west-2";
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("BENCH_OBJECTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let env = testing::env();
+    let client = env.client().await;
+    testing::install_crds(&client).await;
+    let namespace = testing::namespace(&client, "bench").await;
+    let account = testing::unique_account();
+    // A large company raises the replication quota (20 per region by default).
+    let (code, body) = env.emulator_post(
+        "/moto-api/backup-warden/quota",
+        &json!({"account_id": account, "region": DESTINATION, "replications": n + 10}),
+    );
+    assert_eq!(code, 200, "raise the emulator's replication quota: {body}");
+
+    let setup = Instant::now();
+    let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, &account).await);
+    let ids: Vec<String> = (0..n).map(|i| format!("db-{i:05}")).collect();
+    stream::iter(ids.iter())
+        .for_each_concurrent(16, |id| {
+            let rds = rds.clone();
+            async move {
+                rds.create_db_instance()
+                    .db_instance_identifier(id)
+                    .db_instance_class("db.t3.micro")
+                    .engine("postgres")
+                    .allocated_storage(20)
+                    .master_username("admin")
+                    .master_user_password("not-a-secret-1")
+                    .backup_retention_period(1)
+                    .send()
+                    .await
+                    .expect("create instance");
+            }
+        })
+        .await;
+    let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);
+    stream::iter(ids.iter())
+        .for_each_concurrent(16, |id| {
+            let dbs = dbs.clone();
+            let role = testing::role_arn(&account);
+            async move {
+                let object: BackedUpDatabase = serde_json::from_value(json!({
+                    "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase",
+                    "metadata": {"name": id},
+                    "spec": {"instance": {"identifier": id, "region": SOURCE, "roleArn": role}},
+                }))
+                .expect("object");
+                dbs.create(&PostParams::default(), &object).await.expect("create");
+            }
+        })
+        .await;
+    eprintln!("setup: {n} instances and resources in {:.1}s", setup.elapsed().as_secs_f64());
+
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_backup-warden"))
+        .args(["run", "--listen-address", "127.0.0.1:0", "--namespace", &namespace])
+        .args(["--aws-endpoint-url", &env.aws_endpoint, "--resync-interval", "10m", "--settle-interval", "2s"])
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", SOURCE)
+        .env("BACKUP_WARDEN_LOG", "warn,backup_warden=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start backup-warden run");
+    let pid = child.id();
+
+    let mut ready = 0;
+    while ready < n {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let list = dbs.list(&ListParams::default()).await.expect("list");
+        ready = list
+            .items
+            .iter()
+            .filter(|db| condition(db, ConditionType::Ready).is_some_and(|c| c.0 == "True"))
+            .count();
+        assert!(child.try_wait().expect("wait").is_none(), "the controller exited");
+        assert!(started.elapsed() < Duration::from_secs(1800), "only {ready} of {n} Ready after 30 minutes");
+    }
+    let converged = started.elapsed();
+    let rss = peak_rss_kib(pid);
+
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    let output = child.wait_with_output().expect("controller output");
+    let logs = String::from_utf8_lossy(&output.stdout);
+    let calls = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "stopped")
+        .and_then(|l| l["aws_calls"].as_str().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()))
+        .unwrap_or_default();
+
+    println!("## converge {n} BackedUpDatabases (retention 1, no replication -> Ready)");
+    println!("wall time to converge: {:.1}s", converged.as_secs_f64());
+    println!("controller peak RSS: {:.1} MiB ({:.1} KiB per object)", rss as f64 / 1024.0, rss as f64 / n as f64);
+    println!("AWS calls by operation:");
+    let mut total = 0;
+    if let Some(map) = calls.as_object() {
+        for (op, c) in map {
+            let count = c["calls"].as_u64().unwrap_or(0);
+            total += count;
+            println!("  {op:<55} {count:>6}  errors {}", c["errors"]);
+        }
+    }
+    println!("  {:<55} {total:>6}", "total");
+}
