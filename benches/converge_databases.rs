@@ -34,7 +34,10 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("BENCH_OBJECTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let n: usize = std::env::var("BENCH_OBJECTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let env = testing::env();
     let client = env.client().await;
     testing::install_crds(&client).await;
@@ -84,12 +87,28 @@ async fn main() {
             }
         })
         .await;
-    eprintln!("setup: {n} instances and resources in {:.1}s", setup.elapsed().as_secs_f64());
+    eprintln!(
+        "setup: {n} instances and resources in {:.1}s",
+        setup.elapsed().as_secs_f64()
+    );
 
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_backup-warden"))
-        .args(["run", "--listen-address", "127.0.0.1:0", "--namespace", &namespace])
-        .args(["--aws-endpoint-url", &env.aws_endpoint, "--resync-interval", "10m", "--settle-interval", "2s"])
+        .args([
+            "run",
+            "--listen-address",
+            "127.0.0.1:0",
+            "--namespace",
+            &namespace,
+        ])
+        .args([
+            "--aws-endpoint-url",
+            &env.aws_endpoint,
+            "--resync-interval",
+            "10m",
+            "--settle-interval",
+            "2s",
+        ])
         .env("KUBECONFIG", &env.kubeconfig)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -111,24 +130,38 @@ async fn main() {
             .filter(|db| condition(db, ConditionType::Ready).is_some_and(|c| c.0 == "True"))
             .count();
         assert!(child.try_wait().expect("wait").is_none(), "the controller exited");
-        assert!(started.elapsed() < Duration::from_secs(1800), "only {ready} of {n} Ready after 30 minutes");
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "only {ready} of {n} Ready after 30 minutes"
+        );
     }
     let converged = started.elapsed();
     let rss = peak_rss_kib(pid);
 
-    Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
     let output = child.wait_with_output().expect("controller output");
     let logs = String::from_utf8_lossy(&output.stdout);
     let calls = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|l| l["message"] == "stopped")
-        .and_then(|l| l["aws_calls"].as_str().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()))
+        .and_then(|l| {
+            l["aws_calls"]
+                .as_str()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        })
         .unwrap_or_default();
 
     println!("## converge {n} BackedUpDatabases (retention 1, no replication -> Ready)");
     println!("wall time to converge: {:.1}s", converged.as_secs_f64());
-    println!("controller peak RSS: {:.1} MiB ({:.1} KiB per object)", rss as f64 / 1024.0, rss as f64 / n as f64);
+    println!(
+        "controller peak RSS: {:.1} MiB ({:.1} KiB per object)",
+        rss as f64 / 1024.0,
+        rss as f64 / n as f64
+    );
     println!("AWS calls by operation:");
     let mut total = 0;
     if let Some(map) = calls.as_object() {

@@ -532,3 +532,25 @@ async fn apply_immediately_enables_backups_now() {
     wait_for(&w.dbs, "metrics", CONVERGE, is("True", ConditionType::Ready)).await;
     assert_eq!(w.retention("metrics-db").await, 7);
 }
+
+#[tokio::test]
+async fn the_replication_quota_stalls_with_its_reason() {
+    let w = world("bdb-quota").await;
+    let (code, body) = testing::env().emulator_post(
+        "/moto-api/backup-warden/quota",
+        &json!({"account_id": w.account, "region": DESTINATION, "replications": 1}),
+    );
+    assert_eq!(code, 200, "{body}");
+    w.instance("first-db", 7).await;
+    w.instance("second-db", 7).await;
+    w.apply("first", "first-db", json!({})).await;
+    let _c = controller(&w, Policy::default()).await;
+    wait_for(&w.dbs, "first", CONVERGE, is("True", ConditionType::Ready)).await;
+
+    w.apply("second", "second-db", json!({})).await;
+    let db = wait_for(&w.dbs, "second", CONVERGE, is("True", ConditionType::Stalled)).await;
+    let (_, reason, message) = condition(&db, ConditionType::Stalled).expect("stalled");
+    assert_eq!(reason, "QuotaExceeded", "{message}");
+    assert!(message.contains("Service Quotas"), "{message}");
+    assert!(w.replicas("second-db").await.is_empty());
+}

@@ -56,7 +56,14 @@ async fn one_sweep_reads_each_inventory_once_per_page() {
         })
         .await;
     // A few instances already replicate, so the replica inventory holds something.
-    let key = kms.create_key().send().await.expect("key").key_metadata.and_then(|m| m.arn).expect("arn");
+    let key = kms
+        .create_key()
+        .send()
+        .await
+        .expect("key")
+        .key_metadata
+        .and_then(|m| m.arn)
+        .expect("arn");
     for id in &ids[..REPLICATED] {
         rds_destination
             .start_db_instance_automated_backups_replication()
@@ -86,30 +93,49 @@ async fn one_sweep_reads_each_inventory_once_per_page() {
         .await;
 
     // A resync long enough that the sweep below is the only one.
-    let timing = Timing { resync: Duration::from_secs(600), ..testing::fast_timing() };
+    let timing = Timing {
+        resync: Duration::from_secs(600),
+        ..testing::fast_timing()
+    };
     let ctx = env.context(Policy::default(), timing).await;
     let controller = RunningController::start(ctx.clone(), &namespace);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let list = dbs.list(&ListParams::default()).await.expect("list");
-        let done = list.items.iter().filter(|db| condition(db, ConditionType::Ready).is_some()).count();
+        let done = list
+            .items
+            .iter()
+            .filter(|db| condition(db, ConditionType::Ready).is_some())
+            .count();
         if done == INSTANCES {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "only {done} of {INSTANCES} reconciled");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {done} of {INSTANCES} reconciled"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     drop(controller);
 
     let calls = ctx.calls.snapshot();
     let count = |op: &str| ctx.calls.calls(op);
-    assert!(count("DescribeDBInstances") <= pages(INSTANCES), "DescribeDBInstances: {calls:?}");
-    assert!(count("DescribeDBInstanceAutomatedBackups") <= pages(REPLICATED), "{calls:?}");
+    assert!(
+        count("DescribeDBInstances") <= pages(INSTANCES),
+        "DescribeDBInstances: {calls:?}"
+    );
+    assert!(
+        count("DescribeDBInstanceAutomatedBackups") <= pages(REPLICATED),
+        "{calls:?}"
+    );
     assert!(count("DescribeDBSnapshots") <= pages(INSTANCES), "{calls:?}");
     assert!(count("DescribeSourceRegions") <= 1, "{calls:?}");
     assert!(count("ListAliases") <= 1, "{calls:?}");
     assert!(count("DescribeKey") <= 1, "one distinct key in use: {calls:?}");
     let total: u64 = calls.values().map(|c| c.calls).sum();
     println!("AWS calls for one sweep of {INSTANCES} objects: {calls:?}");
-    assert!(total <= 10, "{total} AWS calls for {INSTANCES} objects: {calls:?}");
+    assert!(
+        total <= 10,
+        "{total} AWS calls for {INSTANCES} objects: {calls:?}"
+    );
 }

@@ -59,7 +59,12 @@ impl ApiCalls {
         let map: serde_json::Map<String, serde_json::Value> = self
             .snapshot()
             .into_iter()
-            .map(|((service, op), c)| (format!("{service}.{op}"), serde_json::json!({"calls": c.calls, "errors": c.errors})))
+            .map(|((service, op), c)| {
+                (
+                    format!("{service}.{op}"),
+                    serde_json::json!({"calls": c.calls, "errors": c.errors}),
+                )
+            })
             .collect();
         serde_json::Value::Object(map)
     }

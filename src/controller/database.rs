@@ -137,6 +137,17 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
                     ),
                 ))
             }
+            // RDS is the judge of the quota (it can be raised per account and region).
+            _ if e.code == "DBInstanceAutomatedBackupQuotaExceeded" => {
+                progress.stalled = Some((
+                    Reason::QuotaExceeded,
+                    format!(
+                        "{} holds as many automated-backup replications as the account's RDS quota allows ({}); \
+                         request an increase in Service Quotas",
+                        db.spec.replication.destination_region, e.message
+                    ),
+                ))
+            }
             _ => {
                 refused = true;
                 progress.stalled = Some((
