@@ -70,16 +70,12 @@ impl Context {
         }
     }
 
-    /// The delay before retrying `key` after a transient failure: exponential, capped at
-    /// the resync interval, with up to 25% jitter so that many objects failing together
-    /// do not retry together.
+    /// The delay before retrying `key` after a transient failure (see [`backoff_delay`]).
     pub fn backoff(&self, key: &str) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let n = failures.entry(key.to_string()).or_insert(0);
         *n = n.saturating_add(1);
-        let exp = self.timing.backoff_base.saturating_mul(1u32 << (*n - 1).min(16));
-        let capped = exp.min(self.timing.resync);
-        capped + capped.mul_f64(jitter_fraction(key, *n) * 0.25)
+        backoff_delay(&self.timing, key, *n)
     }
 
     /// A success resets the backoff.
@@ -91,9 +87,55 @@ impl Context {
     }
 }
 
+/// Exponential from `backoff_base`, capped at the resync interval, plus up to 25% jitter so
+/// that many objects failing together do not retry together.
+pub fn backoff_delay(timing: &Timing, key: &str, attempt: u32) -> Duration {
+    let exp = timing
+        .backoff_base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(timing.resync);
+    capped + capped.mul_f64(jitter_fraction(key, attempt) * 0.25)
+}
+
 /// A fraction in [0, 1) that differs per object and attempt, without a random source.
 fn jitter_fraction(key: &str, attempt: u32) -> f64 {
     use std::hash::{BuildHasher, RandomState};
     let hash = RandomState::new().hash_one((key, attempt));
     (hash % 1000) as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context_timing() -> Timing {
+        Timing {
+            resync: Duration::from_secs(60),
+            settle: Duration::from_secs(1),
+            backoff_base: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter_and_is_capped_at_the_resync() {
+        let d: Vec<Duration> = (1..=8)
+            .map(|n| backoff_delay(&context_timing(), "ns/db", n))
+            .collect();
+        let base = [5, 10, 20, 40, 60, 60, 60, 60];
+        for (delay, secs) in d.iter().zip(base) {
+            let floor = Duration::from_secs(secs);
+            assert!(
+                *delay >= floor && *delay <= floor.mul_f64(1.25),
+                "{delay:?} for base {floor:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn jitter_differs_between_objects() {
+        let spread: std::collections::HashSet<u64> = (0..20)
+            .map(|i| (jitter_fraction(&format!("ns/db-{i}"), 1) * 1000.0) as u64)
+            .collect();
+        assert!(spread.len() > 5, "jitter spreads retries: {spread:?}");
+    }
 }

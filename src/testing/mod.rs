@@ -185,27 +185,44 @@ impl TestEnv {
             .build()
     }
 
-    /// A controller context whose AWS clients talk to the emulator.
+    /// AWS clients that talk to the emulator, counting their calls.
+    pub async fn aws_clients(&self) -> std::sync::Arc<crate::aws::AwsClients> {
+        let calls = std::sync::Arc::new(crate::aws::ApiCalls::default());
+        let settings = crate::aws::AwsSettings {
+            endpoint_url: Some(self.aws_endpoint.clone()),
+            concurrency: 8,
+        };
+        std::sync::Arc::new(crate::aws::AwsClients::new(
+            self.aws_config("us-east-1").await,
+            settings,
+            calls,
+        ))
+    }
+
+    /// A controller context whose AWS adapters talk to the emulator.
     pub async fn context(
         &self,
         policy: crate::policy::database::Policy,
         timing: crate::controller::Timing,
     ) -> std::sync::Arc<crate::controller::Context> {
-        use std::sync::Arc;
-        let calls = Arc::new(crate::aws::ApiCalls::default());
-        let settings = crate::aws::AwsSettings {
-            endpoint_url: Some(self.aws_endpoint.clone()),
-            concurrency: 8,
-        };
-        let aws = Arc::new(crate::aws::AwsClients::new(
-            self.aws_config("us-east-1").await,
-            settings,
-            calls.clone(),
-        ));
-        Arc::new(crate::controller::Context::new(
+        let aws = self.aws_clients().await;
+        let rds = std::sync::Arc::new(crate::aws::rds::SdkRds { clients: aws.clone() });
+        self.context_with(rds, aws, policy, timing).await
+    }
+
+    /// A controller context with the given RDS adapter (a wrapper that injects faults, say).
+    pub async fn context_with(
+        &self,
+        rds: std::sync::Arc<dyn crate::aws::rds::Rds>,
+        aws: std::sync::Arc<crate::aws::AwsClients>,
+        policy: crate::policy::database::Policy,
+        timing: crate::controller::Timing,
+    ) -> std::sync::Arc<crate::controller::Context> {
+        let calls = aws.calls().clone();
+        std::sync::Arc::new(crate::controller::Context::new(
             self.client().await,
-            Arc::new(crate::aws::rds::SdkRds { clients: aws.clone() }),
-            Arc::new(crate::aws::kms::SdkKms { clients: aws }),
+            rds,
+            std::sync::Arc::new(crate::aws::kms::SdkKms { clients: aws }),
             calls,
             policy,
             timing,
