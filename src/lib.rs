@@ -12,6 +12,7 @@ pub mod controller;
 pub mod policy;
 pub mod report;
 pub mod telemetry;
+pub mod workflow;
 
 #[cfg(feature = "test-util")]
 pub mod testing;

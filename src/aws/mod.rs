@@ -5,6 +5,7 @@ pub mod calls;
 pub mod inventory;
 pub mod kms;
 pub mod rds;
+pub mod s3;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -43,6 +44,7 @@ pub struct AwsSettings {
 pub struct Clients {
     pub rds: aws_sdk_rds::Client,
     pub kms: aws_sdk_kms::Client,
+    pub s3: aws_sdk_s3::Client,
     pub limit: Arc<Semaphore>,
 }
 
@@ -104,7 +106,14 @@ impl AwsClients {
             ),
             kms: aws_sdk_kms::Client::from_conf(
                 aws_sdk_kms::config::Builder::from(&config)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            // Path-style addressing: bucket names with dots, and emulators on 127.0.0.1.
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&config)
                     .interceptor(counter)
+                    .force_path_style(self.settings.endpoint_url.is_some())
                     .build(),
             ),
             limit: Arc::new(Semaphore::new(self.settings.concurrency.max(1))),

@@ -196,19 +196,22 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
     Ok(Action::requeue(next))
 }
 
-/// Reads what the policy needs from the shared inventories.
+/// Reads what the policy needs from the shared inventories. `fresh` bounds the age of what
+/// a change in progress moves (the instance and its replication); keys, aliases, snapshots
+/// and source regions are read once per resync.
 async fn observe(
     db: &BackedUpDatabase,
     ctx: &Context,
-    max_age: Duration,
+    fresh: Duration,
 ) -> Result<DatabaseObservation, AwsError> {
+    let max_age = ctx.timing.resync;
     let spec = &db.spec;
     let role = spec.instance.role_arn.as_deref();
     let source = Scope::new(role, &spec.instance.region);
     let destination = Scope::new(role, &spec.replication.destination_region);
     let inv = &ctx.inventory;
 
-    let instance = inv.instance(&source, &spec.instance.identifier, max_age).await?;
+    let instance = inv.instance(&source, &spec.instance.identifier, fresh).await?;
     let alias = replica_key_alias(&spec.instance.region, &spec.instance.identifier);
     let desired_key = desired_key(
         ctx,
@@ -231,7 +234,7 @@ async fn observe(
         });
     };
 
-    let backups = inv.automated_backups(&destination, max_age).await?;
+    let backups = inv.automated_backups(&destination, fresh).await?;
     let replica = pick_replica(&backups, &instance.arn);
     let replica_key = match replica
         .as_ref()

@@ -28,6 +28,8 @@ use kube::{
     runtime::wait::{await_condition, conditions},
 };
 
+pub mod github_fake;
+
 /// Where the running local environment is.
 #[derive(Debug, Clone)]
 pub struct TestEnv {
