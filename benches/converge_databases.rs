@@ -92,6 +92,7 @@ async fn main() {
         setup.elapsed().as_secs_f64()
     );
 
+    let log_path = std::env::temp_dir().join(format!("{namespace}.log"));
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_backup-warden"))
         .args([
@@ -114,7 +115,8 @@ async fn main() {
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", SOURCE)
         .env("BACKUP_WARDEN_LOG", "warn,backup_warden=info")
-        .stdout(Stdio::piped())
+        // Logs go to a file: a pipe nobody reads would fill up and stall the controller.
+        .stdout(Stdio::from(std::fs::File::create(&log_path).expect("log file")))
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start backup-warden run");
@@ -142,8 +144,8 @@ async fn main() {
         .args(["-TERM", &pid.to_string()])
         .status()
         .expect("kill");
-    let output = child.wait_with_output().expect("controller output");
-    let logs = String::from_utf8_lossy(&output.stdout);
+    child.wait().expect("controller exit");
+    let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
     let calls = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
