@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the controller against the cluster from kubeconfig or the in-cluster config.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print both CRDs as YAML (or write one file per CRD with --output-dir).
     Crd(CrdArgs),
     /// Print the version.
@@ -56,6 +56,61 @@ pub struct RunArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "BACKUP_WARDEN_NAMESPACE")]
     pub namespace: Option<String>,
+    /// The company keeps repository backups at least this many days.
+    #[arg(long, env = "BACKUP_WARDEN_POLICY_MIN_BACKUP_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(i32).range(1..=36500))]
+    pub policy_min_backup_retention_days: i32,
+    #[command(flatten)]
+    pub github: GitHubArgs,
+}
+
+/// GitHub access. Without credentials, BackedUpRepository objects are not reconciled.
+#[derive(Args, Debug, Clone)]
+pub struct GitHubArgs {
+    /// The GitHub REST API root (GitHub Enterprise Server: https://HOST/api/v3).
+    #[arg(
+        long = "github-api-url",
+        env = "BACKUP_WARDEN_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub api_url: String,
+    /// A file holding a GitHub token (a mounted Secret); GITHUB_TOKEN is read when absent.
+    #[arg(long = "github-token-file", env = "BACKUP_WARDEN_GITHUB_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// GitHub App id (with --github-app-installation-id and --github-app-private-key-file).
+    #[arg(long = "github-app-id", env = "BACKUP_WARDEN_GITHUB_APP_ID")]
+    pub app_id: Option<u64>,
+    #[arg(
+        long = "github-app-installation-id",
+        env = "BACKUP_WARDEN_GITHUB_APP_INSTALLATION_ID"
+    )]
+    pub app_installation_id: Option<u64>,
+    /// A file holding the GitHub App's private key (PEM).
+    #[arg(
+        long = "github-app-private-key-file",
+        env = "BACKUP_WARDEN_GITHUB_APP_PRIVATE_KEY_FILE"
+    )]
+    pub app_private_key_file: Option<std::path::PathBuf>,
+    /// GitHub requests in flight.
+    #[arg(
+        long = "github-concurrency",
+        env = "BACKUP_WARDEN_GITHUB_CONCURRENCY",
+        default_value_t = 8
+    )]
+    pub concurrency: usize,
+    /// Content-creating requests (commits, branches, pull requests) per minute; GitHub allows 80.
+    #[arg(
+        long = "github-writes-per-minute",
+        env = "BACKUP_WARDEN_GITHUB_WRITES_PER_MINUTE",
+        default_value_t = 40
+    )]
+    pub writes_per_minute: usize,
+    /// Content-creating requests per hour; GitHub allows 500.
+    #[arg(
+        long = "github-writes-per-hour",
+        env = "BACKUP_WARDEN_GITHUB_WRITES_PER_HOUR",
+        default_value_t = 400
+    )]
+    pub writes_per_hour: usize,
 }
 
 #[derive(Args, Debug)]
@@ -81,7 +136,7 @@ impl Cli {
             },
             Command::Run(args) => {
                 telemetry::init(&self.telemetry);
-                match controller::run(args).await {
+                match controller::run(*args).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!(error = %e, "backup-warden stopped");

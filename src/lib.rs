@@ -9,6 +9,7 @@ pub mod api;
 pub mod aws;
 pub mod cli;
 pub mod controller;
+pub mod github;
 pub mod policy;
 pub mod report;
 pub mod telemetry;

@@ -14,7 +14,10 @@ use std::{
 use k8s_openapi::jiff::Timestamp;
 
 use super::{AwsError, Scope, kms::Kms, rds::Rds};
-use crate::policy::database::{InstanceFacts, KeyFacts, ReplicaFacts};
+use crate::policy::{
+    database::{InstanceFacts, KeyFacts, ReplicaFacts},
+    repository::{BackupObject, LifecycleRuleFacts},
+};
 
 /// Source regions rarely change: DescribeSourceRegions is read once a day per destination.
 const SOURCE_REGIONS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -231,5 +234,83 @@ impl Inventory {
                 .put(&(scope.clone(), reference), Some(key.clone()))
                 .await;
         }
+    }
+}
+
+/// S3 facts shared by every repository: a bucket's lifecycle is read once per sweep
+/// however many repositories back up into it; the newest object once per prefix.
+pub struct BucketInventory {
+    s3: Arc<dyn super::s3::S3>,
+    lifecycle: Cached<(Scope, String), Option<Vec<LifecycleRuleFacts>>>,
+    newest: Cached<(Scope, String, String), Option<BackupObject>>,
+}
+
+impl BucketInventory {
+    pub fn new(s3: Arc<dyn super::s3::S3>) -> Self {
+        Self {
+            s3,
+            lifecycle: Cached::new(),
+            newest: Cached::new(),
+        }
+    }
+
+    /// The bucket's lifecycle rules; `None` when the bucket does not exist.
+    pub async fn lifecycle(
+        &self,
+        scope: &Scope,
+        bucket: &str,
+        max_age: Duration,
+    ) -> Result<Option<Vec<LifecycleRuleFacts>>, AwsError> {
+        self.lifecycle
+            .get(&(scope.clone(), bucket.to_string()), max_age, || {
+                self.s3.lifecycle(scope, bucket)
+            })
+            .await
+    }
+
+    pub async fn newest_object(
+        &self,
+        scope: &Scope,
+        bucket: &str,
+        prefix: &str,
+        max_age: Duration,
+    ) -> Result<Option<BackupObject>, AwsError> {
+        self.newest
+            .get(
+                &(scope.clone(), bucket.to_string(), prefix.to_string()),
+                max_age,
+                || self.s3.newest_object(scope, bucket, prefix),
+            )
+            .await
+    }
+
+    /// Adds the rule (merging with the others) and records it, so the next look sees it.
+    pub async fn add_expiration_rule(
+        &self,
+        scope: &Scope,
+        bucket: &str,
+        id: &str,
+        prefix: &str,
+        days: i32,
+    ) -> Result<(), AwsError> {
+        self.s3
+            .add_expiration_rule(scope, bucket, id, prefix, days)
+            .await?;
+        let rule = LifecycleRuleFacts {
+            id: id.to_string(),
+            enabled: true,
+            prefix: prefix.to_string(),
+            narrowed: false,
+            expiration_days: Some(days),
+        };
+        self.lifecycle
+            .update(&(scope.clone(), bucket.to_string()), |rules| {
+                if let Some(rules) = rules {
+                    rules.retain(|r| r.id != rule.id);
+                    rules.push(rule);
+                }
+            })
+            .await;
+        Ok(())
     }
 }

@@ -44,7 +44,38 @@ pub struct Context {
     pub policy: Policy,
     pub timing: Timing,
     pub recorder: Recorder,
+    pub backoff: Backoff,
+}
+
+/// Per-object failure counts behind the retry delays.
+pub struct Backoff {
+    timing: Timing,
     failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    pub fn new(timing: Timing) -> Self {
+        Self {
+            timing,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The delay before retrying `key` after a transient failure (see [`backoff_delay`]).
+    pub fn delay(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        backoff_delay(&self.timing, key, *n)
+    }
+
+    /// A success resets the backoff.
+    pub fn reset(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
 }
 
 impl Context {
@@ -66,24 +97,8 @@ impl Context {
             policy,
             timing,
             recorder,
-            failures: Mutex::new(HashMap::new()),
+            backoff: Backoff::new(timing),
         }
-    }
-
-    /// The delay before retrying `key` after a transient failure (see [`backoff_delay`]).
-    pub fn backoff(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key.to_string()).or_insert(0);
-        *n = n.saturating_add(1);
-        backoff_delay(&self.timing, key, *n)
-    }
-
-    /// A success resets the backoff.
-    pub fn succeeded(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
     }
 }
 

@@ -87,7 +87,7 @@ fn key_of(db: &BackedUpDatabase) -> String {
 }
 
 pub fn error_policy(db: Arc<BackedUpDatabase>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff(&key_of(&db));
+    let delay = ctx.backoff.delay(&key_of(&db));
     tracing::warn!(object = %key_of(&db), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -110,7 +110,7 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
                 e.operation, e.code, e.message
             );
             report_stalled(&db, &ctx, Reason::AccessDenied, message).await?;
-            ctx.succeeded(&key_of(&db));
+            ctx.backoff.reset(&key_of(&db));
             return Ok(Action::requeue(ctx.timing.resync));
         }
         Err(e) => return Err(Error::Observe(e)),
@@ -186,7 +186,7 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
     if let Some(e) = transient {
         return Err(Error::Act(e));
     }
-    ctx.succeeded(&key_of(&db));
+    ctx.backoff.reset(&key_of(&db));
     // A refused action may have lost a race (another replica acted first): look again soon.
     let next = if is_reconciling(&status.conditions) || refused {
         ctx.timing.settle

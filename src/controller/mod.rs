@@ -4,6 +4,7 @@
 pub mod context;
 pub mod database;
 mod health;
+pub mod repository;
 
 use std::sync::Arc;
 
@@ -17,9 +18,12 @@ use tokio::sync::watch;
 
 use crate::{
     api::{BackedUpDatabase, BackedUpRepository},
-    aws::{ApiCalls, AwsClients, AwsSettings, kms::SdkKms, rds::SdkRds},
+    aws::{
+        ApiCalls, AwsClients, AwsSettings, inventory::BucketInventory, kms::SdkKms, rds::SdkRds, s3::SdkS3,
+    },
     cli::RunArgs,
-    policy::database::Policy,
+    github::{GitHub, GitHubAuth, GitHubClient, client::GitHubSettings, inventory::RepoInventory},
+    policy::{database::Policy, repository::RepositoryPolicy},
 };
 
 pub use context::{Context, Timing};
@@ -65,6 +69,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         concurrency: usize::from(args.concurrency),
     };
     let aws = Arc::new(AwsClients::from_env(settings, calls.clone()).await);
+    let aws_for_repositories = aws.clone();
     let policy = Policy {
         min_retention_days: args.policy_min_retention_days,
         audit_only: args.audit_only,
@@ -86,10 +91,34 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let mut stop = shutdown_rx.clone();
-    let controller = tokio::spawn(database::run(databases, ctx, args.concurrency, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }));
+    let stop = |rx: &watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut controllers = vec![tokio::spawn(database::run(
+        databases,
+        ctx,
+        args.concurrency,
+        stop(&shutdown_rx),
+    ))];
+    match repository_context(&args, client.clone(), aws_for_repositories) {
+        Ok((repo_ctx, writer)) => {
+            let repositories: Api<BackedUpRepository> = match &args.namespace {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            controllers.push(tokio::spawn(repository::run(
+                repositories,
+                repo_ctx,
+                writer,
+                args.concurrency,
+                stop(&shutdown_rx),
+            )));
+        }
+        Err(why) => tracing::warn!(%why, "BackedUpRepository objects are not reconciled"),
+    }
     health.set_ready(true);
     tracing::info!(listen = %args.listen_address, audit_only = args.audit_only, "backup-warden is running");
 
@@ -97,10 +126,64 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     tracing::info!("shutting down");
     health.set_ready(false);
     let _ = shutdown_tx.send(true);
-    let _ = controller.await;
+    for controller in controllers {
+        let _ = controller.await;
+    }
     let _ = server.await;
     tracing::info!(aws_calls = %calls_at_exit.to_json(), "stopped");
     Ok(())
+}
+
+/// The repository controller's context, when GitHub credentials are configured.
+fn repository_context(
+    args: &RunArgs,
+    client: Client,
+    aws: Arc<AwsClients>,
+) -> Result<
+    (
+        Arc<repository::RepoContext>,
+        kube::runtime::reflector::store::Writer<BackedUpRepository>,
+    ),
+    String,
+> {
+    let g = &args.github;
+    let auth = GitHubAuth::from_settings(
+        g.token_file.as_deref(),
+        std::env::var("GITHUB_TOKEN").ok(),
+        g.app_id,
+        g.app_installation_id,
+        g.app_private_key_file.as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
+    let settings = GitHubSettings {
+        base_url: g.api_url.clone(),
+        auth,
+        concurrency: g.concurrency,
+        writes_per_minute: g.writes_per_minute,
+        writes_per_hour: g.writes_per_hour,
+    };
+    let github: Arc<dyn GitHub> = Arc::new(GitHubClient::new(&settings).map_err(|e| e.to_string())?);
+    let timing = Timing {
+        resync: args.resync_interval.as_duration(),
+        settle: args.settle_interval.as_duration(),
+        ..Timing::default()
+    };
+    let (store, writer) = repository::store();
+    let ctx = repository::RepoContext {
+        client: client.clone(),
+        repos: RepoInventory::new(github.clone()),
+        github,
+        buckets: BucketInventory::new(Arc::new(SdkS3 { clients: aws })),
+        policy: RepositoryPolicy {
+            min_retention_days: args.policy_min_backup_retention_days,
+            audit_only: args.audit_only,
+        },
+        timing,
+        recorder: kube::runtime::events::Recorder::new(client, "backup-warden".into()),
+        backoff: context::Backoff::new(timing),
+        store,
+    };
+    Ok((Arc::new(ctx), writer))
 }
 
 /// A list of at most one object answers 404 exactly when the CRD is missing, and needs no

@@ -1,0 +1,501 @@
+//! The `BackedUpRepository` reconciler: observe → evaluate → plan → act → report.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::{self, Action},
+        events::Recorder,
+        predicates,
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use serde_json::json;
+
+use super::{FIELD_MANAGER, context::Backoff, context::Timing};
+use crate::{
+    api::{
+        BackedUpRepository, BackedUpRepositoryStatus, ConditionType, Reason,
+        repository::{ObservedBackup, ObservedRun, ObservedWorkflow},
+    },
+    aws::{AwsError, AwsErrorKind, Scope, inventory::BucketInventory},
+    github::{FileChange, GitHub, GitHubError, GitHubErrorKind, inventory::RepoInventory},
+    policy::{
+        Finding,
+        repository::{RepoAction, RepositoryObservation, RepositoryPolicy, evaluate, plan},
+    },
+    report::{
+        events,
+        status::{Progress, apply_findings, is_reconciling},
+    },
+    workflow,
+};
+
+/// What every repository reconcile shares.
+pub struct RepoContext {
+    pub client: kube::Client,
+    pub github: Arc<dyn GitHub>,
+    pub repos: RepoInventory,
+    pub buckets: BucketInventory,
+    pub policy: RepositoryPolicy,
+    pub timing: Timing,
+    pub recorder: Recorder,
+    pub backoff: Backoff,
+    /// Every BackedUpRepository the controller knows: the sweep reads them all at once.
+    pub store: Store<BackedUpRepository>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading GitHub: {0}")]
+    GitHub(#[source] GitHubError),
+    #[error("reading AWS: {0}")]
+    Aws(#[source] AwsError),
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
+}
+
+impl Error {
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::GitHub(_) => "github",
+            Self::Aws(_) => "aws",
+            Self::Status(_) => "status",
+        }
+    }
+
+    /// A rate limit says when to come back.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::GitHub(e) => e.retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// The reflector store the repository controller and its context share.
+pub fn store() -> (
+    Store<BackedUpRepository>,
+    reflector::store::Writer<BackedUpRepository>,
+) {
+    reflector::store()
+}
+
+/// Runs the controller for `api` until `shutdown` resolves. `writer` feeds `ctx.store`.
+pub async fn run(
+    api: Api<BackedUpRepository>,
+    ctx: Arc<RepoContext>,
+    writer: reflector::store::Writer<BackedUpRepository>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    Controller::for_stream(stream, ctx.store.clone())
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn key_of(repo: &BackedUpRepository) -> String {
+    format!("{}/{}", repo.namespace().unwrap_or_default(), repo.name_any())
+}
+
+pub fn error_policy(repo: Arc<BackedUpRepository>, error: &Error, ctx: Arc<RepoContext>) -> Action {
+    let delay = error
+        .retry_after()
+        .unwrap_or_else(|| ctx.backoff.delay(&key_of(&repo)));
+    tracing::warn!(object = %key_of(&repo), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn denied_message(e: &GitHubError) -> String {
+    format!(
+        "GitHub refused {} ({}: {}): grant the token or GitHub App contents, pull requests, actions and workflows (write) on the repository",
+        e.operation, e.status, e.message
+    )
+}
+
+pub async fn reconcile(repo: Arc<BackedUpRepository>, ctx: Arc<RepoContext>) -> Result<Action, Error> {
+    let old = repo.status.clone().unwrap_or_default();
+    let fresh = if is_reconciling(&old.conditions) {
+        ctx.timing.settle
+    } else {
+        ctx.timing.resync
+    };
+    let obs = match observe(&repo, &ctx, fresh).await {
+        Ok(obs) => obs,
+        Err(Error::GitHub(e)) if e.kind == GitHubErrorKind::AccessDenied => {
+            report_stalled(&repo, &ctx, &old, Reason::AccessDenied, denied_message(&e)).await?;
+            return Ok(Action::requeue(ctx.timing.resync));
+        }
+        Err(Error::Aws(e)) if e.kind == AwsErrorKind::AccessDenied => {
+            let message = format!(
+                "AWS refused {} ({}): {}; grant it to backup-warden's role",
+                e.operation, e.code, e.message
+            );
+            report_stalled(&repo, &ctx, &old, Reason::AccessDenied, message).await?;
+            return Ok(Action::requeue(ctx.timing.resync));
+        }
+        Err(e) => return Err(e),
+    };
+    let findings = evaluate(&repo.spec, &obs, &ctx.policy);
+    let actions = plan(&repo.spec, &obs, &findings, &ctx.policy);
+    let found = build_status(&repo, &old, &obs, &findings, &Progress::default()).conditions;
+
+    let mut progress = Progress::default();
+    let mut taken = Vec::new();
+    let mut failure = None;
+    for action in &actions {
+        let description = action.describe(&repo.spec);
+        tracing::info!(object = %key_of(&repo), action = %description, "enforcing");
+        match act(&repo, &ctx, &obs, action).await {
+            Ok(done) => {
+                progress.working.push(done.clone());
+                taken.push(events::action(reason_of(action), done, false));
+            }
+            Err(e) => {
+                taken.push(events::action(
+                    reason_of(action),
+                    format!("{description}: failed: {e}"),
+                    true,
+                ));
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let mut retry = None;
+    match failure {
+        Some(ActError::GitHub(e)) if e.kind == GitHubErrorKind::AccessDenied => {
+            progress.stalled = Some((Reason::AccessDenied, denied_message(&e)));
+        }
+        // Someone changed the file between the check and the write: check again soon.
+        Some(ActError::GitHub(e)) if e.kind == GitHubErrorKind::Conflict => {
+            progress.working.push(e.message.clone())
+        }
+        Some(ActError::GitHub(e)) if e.kind == GitHubErrorKind::Transient => retry = Some(Error::GitHub(e)),
+        Some(ActError::GitHub(e)) => progress.stalled = Some((Reason::ApiError, e.to_string())),
+        Some(ActError::Aws(e)) if e.kind == AwsErrorKind::Transient => retry = Some(Error::Aws(e)),
+        Some(ActError::Aws(e)) if e.kind == AwsErrorKind::AccessDenied => {
+            progress.stalled = Some((
+                Reason::AccessDenied,
+                format!(
+                    "AWS refused {} ({}): {}; grant it to backup-warden's role",
+                    e.operation, e.code, e.message
+                ),
+            ));
+        }
+        Some(ActError::Aws(e)) => progress.stalled = Some((Reason::ApiError, e.to_string())),
+        None => {}
+    }
+
+    let (obs, findings) = if actions.is_empty() {
+        (obs, findings)
+    } else {
+        ctx.repos.forget(&repo.spec.repository);
+        let obs = observe(&repo, &ctx, ctx.timing.settle).await?;
+        let findings = evaluate(&repo.spec, &obs, &ctx.policy);
+        (obs, findings)
+    };
+    let status = build_status(&repo, &old, &obs, &findings, &progress);
+    write_status(&repo, &ctx, &old, &status).await?;
+    let mut published = events::transitions(
+        &old.conditions,
+        &found,
+        &status.conditions,
+        &ConditionType::REPOSITORY_CHECKS,
+    );
+    published.extend(taken);
+    events::publish(&ctx.recorder, &repo.object_ref(&()), published).await;
+
+    if let Some(e) = retry {
+        return Err(e);
+    }
+    ctx.backoff.reset(&key_of(&repo));
+    let next = if is_reconciling(&status.conditions) {
+        ctx.timing.settle
+    } else {
+        ctx.timing.resync
+    };
+    Ok(Action::requeue(next))
+}
+
+fn reason_of(action: &RepoAction) -> &'static str {
+    match action {
+        RepoAction::ProposeWorkflow { .. } => "PullRequestOpened",
+        RepoAction::CommitWorkflow { .. } => "WorkflowCommitted",
+        RepoAction::EnableWorkflow { .. } => "WorkflowEnabled",
+        RepoAction::AddLifecycleRule { .. } => "LifecycleRuleAdded",
+    }
+}
+
+/// Reads the repository (through the sweep), its workflow, runs and pull request, and its
+/// S3 backups and bucket lifecycle (cached per bucket).
+async fn observe(
+    repo: &BackedUpRepository,
+    ctx: &RepoContext,
+    fresh: Duration,
+) -> Result<RepositoryObservation, Error> {
+    let spec = &repo.spec;
+    let name = &spec.repository;
+    let path = &spec.workflow.path;
+    let facts = ctx
+        .repos
+        .get(name, fresh, || {
+            ctx.store
+                .state()
+                .iter()
+                .map(|r| (r.spec.repository.clone(), r.spec.workflow.path.clone()))
+                .collect()
+        })
+        .await
+        .map_err(Error::GitHub)?;
+    let mut obs = RepositoryObservation {
+        repo: facts.clone(),
+        workflow: None,
+        last_run: None,
+        pull_request: None,
+        newest_backup: None,
+        lifecycle: None,
+        now: Timestamp::now(),
+    };
+    let Some(facts) = facts.filter(|f| !f.archived) else {
+        return Ok(obs);
+    };
+    let current = facts.file.as_deref().is_some_and(|text| {
+        workflow::check(text, &spec.reusable_workflow(), &spec.workflow.allowed_refs).is_ok()
+    });
+    // Only ask what the answer can change: runs need a registered workflow, a pull request
+    // matters only while the file is missing or outdated.
+    if facts.file.is_some() {
+        obs.workflow = ctx.github.workflow(name, path).await.map_err(Error::GitHub)?;
+        if obs.workflow.is_some() {
+            obs.last_run = ctx
+                .github
+                .newest_completed_run(name, path)
+                .await
+                .map_err(Error::GitHub)?;
+        }
+    }
+    if !current {
+        obs.pull_request = ctx.github.open_pull_request(name).await.map_err(Error::GitHub)?;
+    }
+    let scope = Scope::new(None, &spec.storage.region);
+    obs.lifecycle = ctx
+        .buckets
+        .lifecycle(&scope, &spec.storage.bucket, ctx.timing.resync)
+        .await
+        .map_err(Error::Aws)?;
+    if obs.lifecycle.is_some() {
+        obs.newest_backup = ctx
+            .buckets
+            .newest_object(
+                &scope,
+                &spec.storage.bucket,
+                &spec.storage_prefix(),
+                fresh.max(ctx.timing.settle),
+            )
+            .await
+            .map_err(Error::Aws)?;
+    }
+    Ok(obs)
+}
+
+enum ActError {
+    GitHub(GitHubError),
+    Aws(AwsError),
+}
+
+impl std::fmt::Display for ActError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::GitHub(e) => e.fmt(f),
+            Self::Aws(e) => e.fmt(f),
+        }
+    }
+}
+
+fn change(repo: &BackedUpRepository, obs: &RepositoryObservation, content: &str) -> FileChange {
+    let spec = &repo.spec;
+    let prefix = spec.storage_prefix();
+    FileChange {
+        path: spec.workflow.path.clone(),
+        content: content.to_string(),
+        base_branch: obs
+            .repo
+            .as_ref()
+            .map(|r| r.default_branch.clone())
+            .unwrap_or_else(|| "main".into()),
+        commit_message: format!("Add the daily backup workflow ({})", spec.workflow.path),
+        title: "Back this repository up daily (backup-warden)".to_string(),
+        body: format!(
+            "The company backup policy says every repository is backed up to S3 once a day.\n\n\
+             This adds `{path}`, which calls the shared reusable workflow `{uses}` on the schedule `{cron}` (UTC). \
+             Backups land in `s3://{bucket}/{prefix}` and are kept {days} days.\n\n\
+             Opened by backup-warden for the BackedUpRepository `{ns}/{name}`; change that resource, not this file. \
+             Merging this pull request makes the repository compliant.",
+            path = spec.workflow.path,
+            uses = spec.reusable_workflow(),
+            cron = spec.workflow.schedule,
+            bucket = spec.storage.bucket,
+            days = spec.storage.retention_days,
+            ns = repo.namespace().unwrap_or_default(),
+            name = repo.name_any(),
+        ),
+    }
+}
+
+/// Carries out one action; returns what was done, for status and events.
+async fn act(
+    repo: &BackedUpRepository,
+    ctx: &RepoContext,
+    obs: &RepositoryObservation,
+    action: &RepoAction,
+) -> Result<String, ActError> {
+    let spec = &repo.spec;
+    let name = &spec.repository;
+    match action {
+        RepoAction::ProposeWorkflow { content } => {
+            let pr = ctx
+                .github
+                .propose_file(name, &change(repo, obs, content))
+                .await
+                .map_err(ActError::GitHub)?;
+            Ok(format!("pull request {} proposes {}", pr.url, spec.workflow.path))
+        }
+        RepoAction::CommitWorkflow { content, replacing } => {
+            ctx.github
+                .commit_file(name, &change(repo, obs, content), replacing.as_deref())
+                .await
+                .map_err(ActError::GitHub)?;
+            Ok(action.describe(spec))
+        }
+        RepoAction::EnableWorkflow { id } => {
+            ctx.github
+                .enable_workflow(name, *id)
+                .await
+                .map_err(ActError::GitHub)?;
+            Ok(action.describe(spec))
+        }
+        RepoAction::AddLifecycleRule { id, prefix, days } => {
+            let scope = Scope::new(None, &spec.storage.region);
+            ctx.buckets
+                .add_expiration_rule(&scope, &spec.storage.bucket, id, prefix, *days)
+                .await
+                .map_err(ActError::Aws)?;
+            Ok(action.describe(spec))
+        }
+    }
+}
+
+fn build_status(
+    repo: &BackedUpRepository,
+    old: &BackedUpRepositoryStatus,
+    obs: &RepositoryObservation,
+    findings: &[Finding],
+    progress: &Progress,
+) -> BackedUpRepositoryStatus {
+    let generation = repo.metadata.generation;
+    let mut status = old.clone();
+    status.observed_generation = generation;
+    apply_findings(&mut status.conditions, findings, progress, generation, obs.now);
+    status.workflow = obs.repo.as_ref().map(|r| ObservedWorkflow {
+        present: r.file.is_some(),
+        state: obs.workflow.as_ref().map(|w| w.state.clone()),
+        pull_request_url: obs.pull_request.as_ref().map(|p| p.url.clone()),
+        last_run: obs.last_run.as_ref().map(|run| ObservedRun {
+            url: Some(run.url.clone()),
+            conclusion: Some(run.conclusion.clone()),
+            started_at: Some(Time(run.started_at)),
+        }),
+    });
+    status.latest_backup = obs.newest_backup.as_ref().map(|b| ObservedBackup {
+        key: Some(b.key.clone()),
+        last_modified: Some(Time(b.last_modified)),
+    });
+    status
+}
+
+async fn report_stalled(
+    repo: &BackedUpRepository,
+    ctx: &RepoContext,
+    old: &BackedUpRepositoryStatus,
+    reason: Reason,
+    message: String,
+) -> Result<(), Error> {
+    use crate::api::{ConditionStatus, set_condition};
+    let mut status = old.clone();
+    let generation = repo.metadata.generation;
+    status.observed_generation = generation;
+    let now = Timestamp::now();
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Ready,
+        ConditionStatus::False,
+        reason,
+        message.clone(),
+        generation,
+        now,
+    );
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Stalled,
+        ConditionStatus::True,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Reconciling,
+        ConditionStatus::False,
+        Reason::Idle,
+        "",
+        generation,
+        now,
+    );
+    write_status(repo, ctx, old, &status).await
+}
+
+async fn write_status(
+    repo: &BackedUpRepository,
+    ctx: &RepoContext,
+    old: &BackedUpRepositoryStatus,
+    status: &BackedUpRepositoryStatus,
+) -> Result<(), Error> {
+    if repo.status.is_some() && old == status {
+        return Ok(());
+    }
+    let api: Api<BackedUpRepository> =
+        Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": BackedUpRepository::api_version(&()),
+        "kind": BackedUpRepository::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &repo.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Status)?;
+    Ok(())
+}

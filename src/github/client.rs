@@ -1,0 +1,666 @@
+//! The GitHub client: octocrab for transport and authentication (tokens, GitHub App
+//! installation tokens refreshed before they expire), plus what a controller at scale
+//! needs on top: ETag revalidation, rate-limit bookkeeping, bounded concurrency, writes
+//! serialized per repository and paced.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use async_trait::async_trait;
+use base64::Engine;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use k8s_openapi::jiff::Timestamp;
+use octocrab::Octocrab;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use super::{FileChange, GitHub, GitHubAuth, GitHubError, GitHubErrorKind, pacing::Pacer};
+use crate::policy::repository::{BRANCH, PullRequestFacts, RepoFacts, RunFacts, WorkflowFacts};
+
+/// Settings of the GitHub side.
+#[derive(Clone, Debug)]
+pub struct GitHubSettings {
+    /// The REST root: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server.
+    pub base_url: String,
+    pub auth: GitHubAuth,
+    /// Requests in flight.
+    pub concurrency: usize,
+    /// Content-creating requests per minute and per hour.
+    pub writes_per_minute: usize,
+    pub writes_per_hour: usize,
+}
+
+/// A response read whole.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+/// What a conditional GET last returned, kept small: the facts, not the payload.
+#[derive(Clone, Debug)]
+enum Cached {
+    Workflow(Option<WorkflowFacts>),
+    Run(Option<RunFacts>),
+    PullRequest(Option<PullRequestFacts>),
+}
+
+#[derive(Debug, Default)]
+struct RateState {
+    /// Do not send before this (a rate limit said so).
+    blocked_until: Option<SystemTime>,
+}
+
+pub struct GitHubClient {
+    crab: Octocrab,
+    limit: Semaphore,
+    pacer: Pacer,
+    etags: Mutex<HashMap<String, (String, Cached)>>,
+    rate: Mutex<RateState>,
+    repo_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn error(
+    operation: &'static str,
+    kind: GitHubErrorKind,
+    status: u16,
+    message: impl Into<String>,
+) -> GitHubError {
+    GitHubError {
+        operation,
+        kind,
+        status,
+        message: message.into(),
+        retry_after: None,
+    }
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn parse_time(value: &Value) -> Option<Timestamp> {
+    value.as_str()?.parse().ok()
+}
+
+impl GitHubClient {
+    pub fn new(settings: &GitHubSettings) -> Result<Self, GitHubError> {
+        let fail = |e: octocrab::Error| error("configure", GitHubErrorKind::Refused, 0, e.to_string());
+        let builder = Octocrab::builder()
+            .base_uri(settings.base_url.as_str())
+            .map_err(fail)?;
+        let crab = match &settings.auth {
+            GitHubAuth::Token(token) => builder.personal_token(token.clone()).build().map_err(fail)?,
+            GitHubAuth::App {
+                app_id,
+                installation_id,
+                private_key_pem,
+            } => {
+                let key = octocrab::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).map_err(|e| {
+                    error(
+                        "configure",
+                        GitHubErrorKind::Refused,
+                        0,
+                        format!("invalid GitHub App private key: {e}"),
+                    )
+                })?;
+                builder
+                    .app(octocrab::models::AppId(*app_id), key)
+                    .build()
+                    .map_err(fail)?
+                    .installation(octocrab::models::InstallationId(*installation_id))
+                    .map_err(fail)?
+            }
+        };
+        Ok(Self {
+            crab,
+            limit: Semaphore::new(settings.concurrency.max(1)),
+            pacer: Pacer::new(settings.writes_per_minute, settings.writes_per_hour),
+            etags: Mutex::new(HashMap::new()),
+            rate: Mutex::new(RateState::default()),
+            repo_locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock_for(&self, repo: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.repo_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(repo.to_string()).or_default().clone()
+    }
+
+    /// Sends one request. Refuses to send while a rate limit is in force, and turns rate
+    /// limits, auth failures and server errors into `GitHubError`s that say what to do.
+    async fn send(
+        &self,
+        operation: &'static str,
+        method: http::Method,
+        path: &str,
+        body: Option<&Value>,
+        if_none_match: Option<&str>,
+    ) -> Result<Reply, GitHubError> {
+        if let Some(until) = self.rate.lock().unwrap_or_else(|p| p.into_inner()).blocked_until
+            && let Ok(wait) = until.duration_since(SystemTime::now())
+        {
+            return Err(GitHubError {
+                operation,
+                kind: GitHubErrorKind::Transient,
+                status: 403,
+                message: "rate limited; waiting for the limit to reset".into(),
+                retry_after: Some(wait),
+            });
+        }
+        let _permit = self.limit.acquire().await;
+        let transient = |message: String| error(operation, GitHubErrorKind::Transient, 0, message);
+        let response = match method {
+            http::Method::GET => {
+                let mut headers = HeaderMap::new();
+                if let Some(tag) = if_none_match.and_then(|t| HeaderValue::from_str(t).ok()) {
+                    headers.insert(header::IF_NONE_MATCH, tag);
+                }
+                self.crab._get_with_headers(path, Some(headers)).await
+            }
+            http::Method::POST => self.crab._post(path, body).await,
+            http::Method::PUT => self.crab._put(path, body).await,
+            _ => self.crab._patch(path, body).await,
+        }
+        .map_err(|e| transient(format!("request failed: {e}")))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = self
+            .crab
+            .body_to_string(response)
+            .await
+            .map_err(|e| transient(format!("reading the response: {e}")))?;
+        let body: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+
+        let message = body
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let retry_after = header_u64(&headers, "retry-after").map(Duration::from_secs);
+        let exhausted = header_u64(&headers, "x-ratelimit-remaining") == Some(0);
+        let reset_in = header_u64(&headers, "x-ratelimit-reset")
+            .map(|reset| Duration::from_secs(reset.saturating_sub(unix_now()) + 1));
+        let limited = status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::FORBIDDEN
+                && (exhausted || retry_after.is_some() || message.contains("rate limit")));
+        if limited {
+            // Secondary limits say when (retry-after); without it GitHub asks for a minute.
+            let wait = retry_after
+                .or(if exhausted { reset_in } else { None })
+                .unwrap_or(Duration::from_secs(60));
+            self.rate.lock().unwrap_or_else(|p| p.into_inner()).blocked_until =
+                Some(SystemTime::now() + wait);
+            return Err(GitHubError {
+                operation,
+                kind: GitHubErrorKind::Transient,
+                status: status.as_u16(),
+                message,
+                retry_after: Some(wait),
+            });
+        }
+        let kind = match status.as_u16() {
+            200..=299 | 304 => {
+                return Ok(Reply {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+            401 | 403 => GitHubErrorKind::AccessDenied,
+            404 => GitHubErrorKind::NotFound,
+            409 => GitHubErrorKind::Conflict,
+            500..=599 => GitHubErrorKind::Transient,
+            _ => GitHubErrorKind::Refused,
+        };
+        let message = match body
+            .get("errors")
+            .and_then(Value::as_array)
+            .and_then(|e| e.first())
+            .and_then(|e| e.get("message"))
+        {
+            Some(detail) => format!("{message}: {}", detail.as_str().unwrap_or_default()),
+            None => message,
+        };
+        Err(error(operation, kind, status.as_u16(), message))
+    }
+
+    /// A GET revalidated with its ETag: a 304 answers from what the last 200 said.
+    async fn conditional_get(
+        &self,
+        operation: &'static str,
+        path: &str,
+        extract: impl FnOnce(&Value) -> Cached,
+    ) -> Result<Cached, GitHubError> {
+        let known = self
+            .etags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .cloned();
+        let reply = self
+            .send(
+                operation,
+                http::Method::GET,
+                path,
+                None,
+                known.as_ref().map(|(tag, _)| tag.as_str()),
+            )
+            .await;
+        match reply {
+            Ok(reply) if reply.status == StatusCode::NOT_MODIFIED => match known {
+                Some((_, cached)) => Ok(cached),
+                None => Err(error(
+                    operation,
+                    GitHubErrorKind::Transient,
+                    304,
+                    "304 without a cached response",
+                )),
+            },
+            Ok(reply) => {
+                let cached = extract(&reply.body);
+                if let Some(tag) = reply.headers.get(header::ETAG).and_then(|t| t.to_str().ok()) {
+                    self.etags
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(path.to_string(), (tag.to_string(), cached.clone()));
+                }
+                Ok(cached)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The file at `path` on `branch`: (blob sha, text), or None.
+    async fn file(
+        &self,
+        repo: &str,
+        path: &str,
+        branch: &str,
+    ) -> Result<Option<(String, String)>, GitHubError> {
+        let uri = format!("/repos/{repo}/contents/{path}?ref={}", encode(branch));
+        match self.send("GetContent", http::Method::GET, &uri, None, None).await {
+            Ok(reply) => {
+                let sha = reply
+                    .body
+                    .get("sha")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let encoded: String = reply
+                    .body
+                    .get("content")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .map_err(|e| {
+                        error(
+                            "GetContent",
+                            GitHubErrorKind::Refused,
+                            200,
+                            format!("undecodable content: {e}"),
+                        )
+                    })?;
+                Ok(Some((sha, String::from_utf8_lossy(&bytes).into_owned())))
+            }
+            Err(e) if e.kind == GitHubErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put_file(
+        &self,
+        repo: &str,
+        change: &FileChange,
+        branch: &str,
+        sha: Option<&str>,
+    ) -> Result<(), GitHubError> {
+        let mut body = json!({
+            "message": change.commit_message,
+            "content": base64::engine::general_purpose::STANDARD.encode(change.content.as_bytes()),
+            "branch": branch,
+        });
+        if let (Some(sha), Some(object)) = (sha, body.as_object_mut()) {
+            object.insert("sha".into(), json!(sha));
+        }
+        self.pacer.acquire().await;
+        self.send(
+            "PutContent",
+            http::Method::PUT,
+            &format!("/repos/{repo}/contents/{}", change.path),
+            Some(&body),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// Percent-encodes a branch name for a query string or path segment (`/` stays for refs).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn pull_request_facts(pr: &Value) -> Option<PullRequestFacts> {
+    Some(PullRequestFacts {
+        url: pr.get("html_url")?.as_str()?.to_string(),
+        number: pr.get("number")?.as_u64()?,
+    })
+}
+
+/// The GraphQL query for one batch: an aliased `repository` field per repository.
+pub fn batch_query(repos: &[(String, String)]) -> String {
+    let mut query = String::from("query {\n");
+    for (i, (full_name, path)) in repos.iter().enumerate() {
+        let (owner, name) = full_name.split_once('/').unwrap_or((full_name.as_str(), ""));
+        let literal = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        query.push_str(&format!(
+            "  r{i}: repository(owner: {}, name: {}) {{ nameWithOwner isArchived defaultBranchRef {{ name }} \
+             file: object(expression: {}) {{ ... on Blob {{ text }} }} }}\n",
+            literal(owner),
+            literal(name),
+            literal(&format!("HEAD:{path}")),
+        ));
+    }
+    query.push_str("  rateLimit { cost remaining resetAt }\n}\n");
+    query
+}
+
+#[async_trait]
+impl GitHub for GitHubClient {
+    async fn repositories(
+        &self,
+        repos: &[(String, String)],
+    ) -> Result<HashMap<String, Option<RepoFacts>>, GitHubError> {
+        let mut out = HashMap::new();
+        for batch in repos.chunks(super::BATCH_SIZE) {
+            let body = json!({ "query": batch_query(batch) });
+            let reply = self
+                .send("GraphQL", http::Method::POST, "/graphql", Some(&body), None)
+                .await?;
+            let errors = reply
+                .body
+                .get("errors")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            // Missing repositories come back as null with a NOT_FOUND error; anything else is a failure.
+            if let Some(other) = errors
+                .iter()
+                .find(|e| e.get("type").and_then(Value::as_str) != Some("NOT_FOUND"))
+            {
+                let kind = match other.get("type").and_then(Value::as_str) {
+                    Some("RATE_LIMITED") => GitHubErrorKind::Transient,
+                    Some("FORBIDDEN") => GitHubErrorKind::AccessDenied,
+                    _ => GitHubErrorKind::Refused,
+                };
+                let message = other
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("GraphQL error");
+                return Err(error("GraphQL", kind, reply.status.as_u16(), message));
+            }
+            let data = reply.body.get("data").cloned().unwrap_or(Value::Null);
+            for (i, (full_name, _)) in batch.iter().enumerate() {
+                let repo = data.get(format!("r{i}")).filter(|r| !r.is_null());
+                let facts = repo.map(|r| RepoFacts {
+                    default_branch: r
+                        .pointer("/defaultBranchRef/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    archived: r.get("isArchived").and_then(Value::as_bool).unwrap_or(false),
+                    file: r
+                        .pointer("/file/text")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                });
+                out.insert(full_name.clone(), facts);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn workflow(&self, repo: &str, path: &str) -> Result<Option<WorkflowFacts>, GitHubError> {
+        let uri = format!("/repos/{repo}/actions/workflows/{}", file_name(path));
+        let extract = |w: &Value| {
+            Cached::Workflow(Some(WorkflowFacts {
+                id: w.get("id").and_then(Value::as_u64).unwrap_or_default(),
+                state: w
+                    .get("state")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            }))
+        };
+        match self.conditional_get("GetWorkflow", &uri, extract).await {
+            Ok(Cached::Workflow(w)) => Ok(w),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind == GitHubErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn newest_completed_run(&self, repo: &str, path: &str) -> Result<Option<RunFacts>, GitHubError> {
+        let uri = format!(
+            "/repos/{repo}/actions/workflows/{}/runs?status=completed&per_page=1",
+            file_name(path)
+        );
+        let extract = |page: &Value| {
+            Cached::Run(page.pointer("/workflow_runs/0").and_then(|run| {
+                Some(RunFacts {
+                    url: run.get("html_url")?.as_str()?.to_string(),
+                    conclusion: run
+                        .get("conclusion")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown")
+                        .to_string(),
+                    started_at: run
+                        .get("run_started_at")
+                        .and_then(parse_time)
+                        .or_else(|| run.get("created_at").and_then(parse_time))?,
+                })
+            }))
+        };
+        match self.conditional_get("ListWorkflowRuns", &uri, extract).await {
+            Ok(Cached::Run(run)) => Ok(run),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind == GitHubErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open_pull_request(&self, repo: &str) -> Result<Option<PullRequestFacts>, GitHubError> {
+        let owner = repo.split('/').next().unwrap_or_default();
+        let uri = format!(
+            "/repos/{repo}/pulls?state=open&head={}&per_page=1",
+            encode(&format!("{owner}:{BRANCH}"))
+        );
+        let extract = |list: &Value| Cached::PullRequest(list.get(0).and_then(pull_request_facts));
+        match self.conditional_get("ListPullRequests", &uri, extract).await? {
+            Cached::PullRequest(pr) => Ok(pr),
+            _ => Ok(None),
+        }
+    }
+
+    async fn enable_workflow(&self, repo: &str, workflow_id: u64) -> Result<(), GitHubError> {
+        let uri = format!("/repos/{repo}/actions/workflows/{workflow_id}/enable");
+        self.send("EnableWorkflow", http::Method::PUT, &uri, None, None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn propose_file(&self, repo: &str, change: &FileChange) -> Result<PullRequestFacts, GitHubError> {
+        let lock = self.lock_for(repo);
+        let _serialized = lock.lock().await;
+        // An open pull request from our branch is the answer, whoever opened it and when.
+        if let Some(pr) = self.open_pull_request(repo).await? {
+            return Ok(pr);
+        }
+        let base = self
+            .send(
+                "GetRef",
+                http::Method::GET,
+                &format!("/repos/{repo}/git/ref/heads/{}", encode(&change.base_branch)),
+                None,
+                None,
+            )
+            .await?;
+        let base_sha = base
+            .body
+            .pointer("/object/sha")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        self.pacer.acquire().await;
+        let created = self
+            .send(
+                "CreateRef",
+                http::Method::POST,
+                &format!("/repos/{repo}/git/refs"),
+                Some(&json!({"ref": format!("refs/heads/{BRANCH}"), "sha": base_sha})),
+                None,
+            )
+            .await;
+        match created {
+            // The branch is left from an earlier attempt: it is ours, reuse it.
+            Err(e) if e.kind == GitHubErrorKind::Refused && e.message.contains("already exists") => {}
+            other => {
+                other?;
+            }
+        }
+        let existing = self.file(repo, &change.path, BRANCH).await?;
+        if existing.as_ref().map(|(_, text)| text.as_str()) != Some(change.content.as_str()) {
+            self.put_file(
+                repo,
+                change,
+                BRANCH,
+                existing.as_ref().map(|(sha, _)| sha.as_str()),
+            )
+            .await?;
+        }
+        self.pacer.acquire().await;
+        let opened = self
+            .send(
+                "CreatePullRequest",
+                http::Method::POST,
+                &format!("/repos/{repo}/pulls"),
+                Some(&json!({"title": change.title, "head": BRANCH, "base": change.base_branch, "body": change.body})),
+                None,
+            )
+            .await;
+        match opened {
+            Ok(reply) => pull_request_facts(&reply.body).ok_or_else(|| {
+                error(
+                    "CreatePullRequest",
+                    GitHubErrorKind::Refused,
+                    201,
+                    "no html_url in the response",
+                )
+            }),
+            // Opened meanwhile by another replica: report that one.
+            Err(e) if e.kind == GitHubErrorKind::Refused && e.message.contains("already exists") => {
+                self.etags
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|k, _| !k.contains("/pulls?"));
+                self.open_pull_request(repo).await?.ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn commit_file(
+        &self,
+        repo: &str,
+        change: &FileChange,
+        replacing: Option<&str>,
+    ) -> Result<(), GitHubError> {
+        let lock = self.lock_for(repo);
+        let _serialized = lock.lock().await;
+        let current = self.file(repo, &change.path, &change.base_branch).await?;
+        if current.as_ref().map(|(_, text)| text.as_str()) != replacing {
+            return Err(error(
+                "PutContent",
+                GitHubErrorKind::Conflict,
+                409,
+                format!(
+                    "{} changed since it was checked; checking again before writing",
+                    change.path
+                ),
+            ));
+        }
+        self.put_file(
+            repo,
+            change,
+            &change.base_branch,
+            current.as_ref().map(|(sha, _)| sha.as_str()),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batch_query_names_each_repository_and_its_file() {
+        let q = batch_query(&[
+            (
+                "narrative-io/marketplace".into(),
+                ".github/workflows/backup-daily.yml".into(),
+            ),
+            ("narrative-io/api".into(), ".github/workflows/backup.yaml".into()),
+        ]);
+        assert!(
+            q.contains(r#"r0: repository(owner: "narrative-io", name: "marketplace")"#),
+            "{q}"
+        );
+        assert!(
+            q.contains(r#"object(expression: "HEAD:.github/workflows/backup-daily.yml")"#),
+            "{q}"
+        );
+        assert!(
+            q.contains(r#"r1: repository(owner: "narrative-io", name: "api")"#),
+            "{q}"
+        );
+        assert!(q.contains("rateLimit"));
+    }
+
+    #[test]
+    fn branch_names_are_encoded_for_queries() {
+        assert_eq!(
+            encode("narrative-io:backup-warden/backup-daily"),
+            "narrative-io%3Abackup-warden/backup-daily"
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! Paces content-creating requests (commits, refs, pull requests) to stay well under
+//! GitHub's secondary limits of 80 per minute and 500 per hour.
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::Mutex;
+
+/// Sliding windows of recent writes.
+#[derive(Debug)]
+pub struct Pacer {
+    per_minute: usize,
+    per_hour: usize,
+    recent: Mutex<VecDeque<Instant>>,
+}
+
+impl Pacer {
+    pub fn new(per_minute: usize, per_hour: usize) -> Self {
+        Self {
+            per_minute: per_minute.max(1),
+            per_hour: per_hour.max(1),
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// How long a write at `now` must wait, given the writes in `recent`.
+    fn wait_at(&self, recent: &VecDeque<Instant>, now: Instant) -> Duration {
+        let window_wait = |window: Duration, limit: usize| {
+            let inside: Vec<&Instant> = recent
+                .iter()
+                .filter(|t| now.duration_since(**t) < window)
+                .collect();
+            if inside.len() < limit {
+                Duration::ZERO
+            } else {
+                // Wait until the oldest write that keeps the window full leaves it.
+                let oldest = inside[inside.len() - limit];
+                window.saturating_sub(now.duration_since(*oldest))
+            }
+        };
+        window_wait(Duration::from_secs(60), self.per_minute)
+            .max(window_wait(Duration::from_secs(3600), self.per_hour))
+    }
+
+    /// Waits until a write is allowed, then records it.
+    pub async fn acquire(&self) {
+        loop {
+            let mut recent = self.recent.lock().await;
+            let now = Instant::now();
+            while recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(3600))
+            {
+                recent.pop_front();
+            }
+            let wait = self.wait_at(&recent, now);
+            if wait.is_zero() {
+                recent.push_back(now);
+                return;
+            }
+            drop(recent);
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minute_window_fills_then_waits_for_its_oldest_write() {
+        let pacer = Pacer::new(3, 100);
+        let start = Instant::now();
+        let recent: VecDeque<Instant> = [0, 10, 20]
+            .iter()
+            .map(|s| start + Duration::from_secs(*s))
+            .collect();
+        let at_30 = start + Duration::from_secs(30);
+        assert_eq!(
+            pacer.wait_at(&recent, at_30),
+            Duration::from_secs(30),
+            "the write at 0s leaves at 60s"
+        );
+        let two: VecDeque<Instant> = recent.iter().take(2).copied().collect();
+        assert_eq!(pacer.wait_at(&two, at_30), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_hour_window_limits_too() {
+        let pacer = Pacer::new(100, 2);
+        let start = Instant::now();
+        let recent: VecDeque<Instant> = [0, 120].iter().map(|s| start + Duration::from_secs(*s)).collect();
+        assert_eq!(
+            pacer.wait_at(&recent, start + Duration::from_secs(600)),
+            Duration::from_secs(3000)
+        );
+    }
+
+    #[tokio::test]
+    async fn acquire_passes_while_under_the_limits() {
+        let pacer = Pacer::new(5, 5);
+        let started = Instant::now();
+        for _ in 0..5 {
+            pacer.acquire().await;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}
