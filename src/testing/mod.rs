@@ -334,3 +334,83 @@ impl TestEnv {
         (status, body)
     }
 }
+
+/// The repository controller's context against a GitHub fake and the emulator's S3.
+pub async fn repository_context(
+    github_base_url: &str,
+    token: &str,
+    policy: crate::policy::repository::RepositoryPolicy,
+    timing: crate::controller::Timing,
+) -> (
+    std::sync::Arc<crate::controller::repository::RepoContext>,
+    kube::runtime::reflector::store::Writer<crate::api::BackedUpRepository>,
+) {
+    use std::sync::Arc;
+    let env = env();
+    let settings = crate::github::client::GitHubSettings {
+        base_url: github_base_url.to_string(),
+        auth: crate::github::GitHubAuth::Token(token.to_string()),
+        concurrency: 8,
+        writes_per_minute: 1000,
+        writes_per_hour: 10_000,
+    };
+    let github: Arc<dyn crate::github::GitHub> =
+        Arc::new(crate::github::GitHubClient::new(&settings).expect("github client"));
+    let aws = env.aws_clients().await;
+    let client = env.client().await;
+    let (store, writer) = crate::controller::repository::store();
+    let ctx = crate::controller::repository::RepoContext {
+        repos: crate::github::inventory::RepoInventory::new(github.clone()),
+        github,
+        buckets: crate::aws::inventory::BucketInventory::new(Arc::new(crate::aws::s3::SdkS3 {
+            clients: aws,
+        })),
+        policy,
+        timing,
+        recorder: kube::runtime::events::Recorder::new(client.clone(), "backup-warden".into()),
+        backoff: crate::controller::context::Backoff::new(timing),
+        store,
+        client,
+    };
+    (Arc::new(ctx), writer)
+}
+
+/// Runs the repository controller for one namespace until dropped.
+pub struct RunningRepoController {
+    pub ctx: std::sync::Arc<crate::controller::repository::RepoContext>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RunningRepoController {
+    pub fn start(
+        ctx: std::sync::Arc<crate::controller::repository::RepoContext>,
+        writer: kube::runtime::reflector::store::Writer<crate::api::BackedUpRepository>,
+        namespace: &str,
+    ) -> Self {
+        let api: Api<crate::api::BackedUpRepository> = Api::namespaced(ctx.client.clone(), namespace);
+        let handle = tokio::spawn(crate::controller::repository::run(
+            api,
+            ctx.clone(),
+            writer,
+            8,
+            std::future::pending(),
+        ));
+        Self { ctx, handle }
+    }
+}
+
+impl Drop for RunningRepoController {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// The status, reason and message of a condition of a `BackedUpRepository`.
+pub fn repo_condition(
+    repo: &crate::api::BackedUpRepository,
+    type_: crate::api::ConditionType,
+) -> Option<(String, String, String)> {
+    let conditions = &repo.status.as_ref()?.conditions;
+    crate::api::conditions::find_condition(conditions, type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
