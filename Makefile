@@ -1,5 +1,5 @@
 # backup-warden: `make demo` shows it, `make test` proves it. See README.md.
-.PHONY: demo test bench down crds build clean
+.PHONY: demo test bench bench-repositories down crds build clean
 
 # CI keeps the Rust build outside the fresh clone, so a run reuses the last one's work.
 ifdef CI
@@ -16,6 +16,11 @@ test:
 bench:
 	hack/local-env.sh up >/dev/null
 	cargo bench --locked --features test-util --bench converge_databases
+
+# Sweep BENCH_OBJECTS (default 2000) repositories against the GitHub fake and the emulator.
+bench-repositories:
+	hack/local-env.sh up >/dev/null
+	cargo bench --locked --features test-util --bench sweep_repositories
 
 down:
 	hack/local-env.sh down

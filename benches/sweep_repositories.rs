@@ -1,0 +1,157 @@
+//! Benchmark (not a test): N BackedUpRepositories (default 2,000) over compliant repositories
+//! in the GitHub fake and the emulator's S3, reconciled by the release binary. Reports GitHub
+//! requests per sweep by kind (first sweep, then a second one with nothing changed), wall
+//! time to Ready and the controller's peak RSS.
+//!
+//!     make bench-repositories      # BENCH_OBJECTS=500 make bench-repositories
+use std::{
+    collections::BTreeMap,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use backup_warden::{
+    api::{BackedUpRepository, BackedUpRepositorySpec, ConditionType},
+    testing::{self, github_fake::GitHubFake, repo_condition},
+    workflow,
+};
+use futures::{StreamExt, stream};
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api,
+    api::{ListParams, PostParams},
+};
+use serde_json::json;
+
+const PATH: &str = ".github/workflows/backup-daily.yml";
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Requests grouped by what they are for.
+fn by_kind(github: &GitHubFake) -> BTreeMap<String, (usize, usize)> {
+    let mut kinds: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for r in github.requests() {
+        let kind = if r.path == "/graphql" {
+            "POST /graphql (100 repositories each)".to_string()
+        } else if r.path.ends_with("/runs") {
+            format!("{} workflow runs", r.method)
+        } else if r.path.contains("/actions/workflows/") {
+            format!("{} workflow", r.method)
+        } else if r.path.contains("/pulls") {
+            format!("{} pull requests", r.method)
+        } else {
+            format!("{} other", r.method)
+        };
+        let entry = kinds.entry(kind).or_default();
+        entry.0 += 1;
+        if r.status == 304 {
+            entry.1 += 1;
+        }
+    }
+    kinds
+}
+
+fn print_kinds(title: &str, kinds: &BTreeMap<String, (usize, usize)>) {
+    println!("{title}:");
+    let total: usize = kinds.values().map(|(n, _)| n).sum();
+    for (kind, (n, not_modified)) in kinds {
+        println!("  {kind:<40} {n:>6}   of which 304: {not_modified}");
+    }
+    println!("  {:<40} {total:>6}", "total");
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("BENCH_OBJECTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let env = testing::env();
+    let client = env.client().await;
+    testing::install_crds(&client).await;
+    let namespace = testing::namespace(&client, "bench-repos").await;
+    let config = env.aws_config("us-east-1").await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let bucket = testing::unique_name("bench").to_lowercase();
+    s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
+    let github = GitHubFake::start().await;
+    let repos: Api<BackedUpRepository> = Api::namespaced(client.clone(), &namespace);
+
+    let setup = Instant::now();
+    stream::iter(0..n)
+        .for_each_concurrent(16, |i| {
+            let (github, s3, bucket, repos) = (github.clone(), s3.clone(), bucket.clone(), repos.clone());
+            async move {
+                let name = format!("narrative-io/service-{i:05}");
+                let spec: BackedUpRepositorySpec =
+                    serde_json::from_value(json!({"repository": name, "storage": {"bucket": bucket}})).expect("spec");
+                github.add_repo(&name, "main");
+                github.put_file(&name, "main", PATH, &workflow::render(&spec));
+                github.add_run(&name, PATH, Some("success"), &Timestamp::now().to_string());
+                s3.put_object().bucket(&bucket).key(format!("{name}/backup.tar.gz")).body(b"x".to_vec().into()).send().await.expect("object");
+                let object: BackedUpRepository = serde_json::from_value(json!({
+                    "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpRepository",
+                    "metadata": {"name": format!("service-{i:05}")}, "spec": spec,
+                }))
+                .expect("object");
+                repos.create(&PostParams::default(), &object).await.expect("create");
+            }
+        })
+        .await;
+    eprintln!("setup: {n} repositories in {:.1}s", setup.elapsed().as_secs_f64());
+
+    let token_file = std::env::temp_dir().join(format!("{namespace}.token"));
+    std::fs::write(&token_file, github.token()).expect("token file");
+    let log_path = std::env::temp_dir().join(format!("{namespace}.log"));
+    github.reset_requests();
+    let resync = 120;
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_backup-warden"))
+        .args(["run", "--listen-address", "127.0.0.1:0", "--namespace", &namespace])
+        .args(["--aws-endpoint-url", &env.aws_endpoint, "--resync-interval", &format!("{resync}s")])
+        .args(["--github-api-url", &github.base_url(), "--github-token-file"])
+        .arg(&token_file)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("BACKUP_WARDEN_LOG", "warn")
+        .stdout(Stdio::from(std::fs::File::create(&log_path).expect("log file")))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start backup-warden run");
+    let pid = child.id();
+
+    let mut ready = 0;
+    while ready < n {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let list = repos.list(&ListParams::default()).await.expect("list");
+        ready = list.items.iter().filter(|r| repo_condition(r, ConditionType::Ready).is_some_and(|c| c.0 == "True")).count();
+        assert!(child.try_wait().expect("wait").is_none(), "the controller exited; see {}", log_path.display());
+        assert!(started.elapsed() < Duration::from_secs(900), "only {ready} of {n} Ready after 15 minutes");
+    }
+    let first_sweep = started.elapsed();
+    let first = by_kind(&github);
+
+    // The second sweep: every object is looked at again one resync after its first look.
+    github.reset_requests();
+    let workflow_reads = |g: &GitHubFake| g.requests().iter().filter(|r| r.method == "GET" && r.path.ends_with("/backup-daily.yml")).count();
+    while workflow_reads(&github) < n {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(started.elapsed() < Duration::from_secs(1800), "second sweep incomplete");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = by_kind(&github);
+    let rss = peak_rss_kib(pid);
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    child.wait().expect("exit");
+
+    println!("## sweep {n} BackedUpRepositories (compliant repositories; GitHub fake, S3 in the emulator)");
+    println!("wall time of the first sweep (all Ready): {:.1}s", first_sweep.as_secs_f64());
+    println!("controller peak RSS: {:.1} MiB ({:.1} KiB per object)", rss as f64 / 1024.0, rss as f64 / n as f64);
+    print_kinds("GitHub requests, first sweep", &first);
+    print_kinds("GitHub requests, second sweep (nothing changed)", &second);
+}
