@@ -77,6 +77,20 @@ async fn main() {
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
     let bucket = testing::unique_name("bench").to_lowercase();
     s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
+    // As the company's bucket has: one rule keeping every backup 90 days.
+    let keep = aws_sdk_s3::types::LifecycleRule::builder()
+        .id("keep-90-days")
+        .status(aws_sdk_s3::types::ExpirationStatus::Enabled)
+        .filter(aws_sdk_s3::types::LifecycleRuleFilter::builder().prefix("").build())
+        .expiration(aws_sdk_s3::types::LifecycleExpiration::builder().days(90).build())
+        .build()
+        .expect("rule");
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .lifecycle_configuration(aws_sdk_s3::types::BucketLifecycleConfiguration::builder().rules(keep).build().expect("config"))
+        .send()
+        .await
+        .expect("lifecycle");
     let github = GitHubFake::start().await;
     let repos: Api<BackedUpRepository> = Api::namespaced(client.clone(), &namespace);
 
