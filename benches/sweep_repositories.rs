@@ -68,26 +68,42 @@ fn print_kinds(title: &str, kinds: &BTreeMap<String, (usize, usize)>) {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("BENCH_OBJECTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let n: usize = std::env::var("BENCH_OBJECTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     let env = testing::env();
     let client = env.client().await;
     testing::install_crds(&client).await;
     let namespace = testing::namespace(&client, "bench-repos").await;
     let config = env.aws_config("us-east-1").await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
     let bucket = testing::unique_name("bench").to_lowercase();
     s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
     // As the company's bucket has: one rule keeping every backup 90 days.
     let keep = aws_sdk_s3::types::LifecycleRule::builder()
         .id("keep-90-days")
         .status(aws_sdk_s3::types::ExpirationStatus::Enabled)
-        .filter(aws_sdk_s3::types::LifecycleRuleFilter::builder().prefix("").build())
+        .filter(
+            aws_sdk_s3::types::LifecycleRuleFilter::builder()
+                .prefix("")
+                .build(),
+        )
         .expiration(aws_sdk_s3::types::LifecycleExpiration::builder().days(90).build())
         .build()
         .expect("rule");
     s3.put_bucket_lifecycle_configuration()
         .bucket(&bucket)
-        .lifecycle_configuration(aws_sdk_s3::types::BucketLifecycleConfiguration::builder().rules(keep).build().expect("config"))
+        .lifecycle_configuration(
+            aws_sdk_s3::types::BucketLifecycleConfiguration::builder()
+                .rules(keep)
+                .build()
+                .expect("config"),
+        )
         .send()
         .await
         .expect("lifecycle");
@@ -101,17 +117,27 @@ async fn main() {
             async move {
                 let name = format!("narrative-io/service-{i:05}");
                 let spec: BackedUpRepositorySpec =
-                    serde_json::from_value(json!({"repository": name, "storage": {"bucket": bucket}})).expect("spec");
+                    serde_json::from_value(json!({"repository": name, "storage": {"bucket": bucket}}))
+                        .expect("spec");
                 github.add_repo(&name, "main");
                 github.put_file(&name, "main", PATH, &workflow::render(&spec));
                 github.add_run(&name, PATH, Some("success"), &Timestamp::now().to_string());
-                s3.put_object().bucket(&bucket).key(format!("{name}/backup.tar.gz")).body(b"x".to_vec().into()).send().await.expect("object");
+                s3.put_object()
+                    .bucket(&bucket)
+                    .key(format!("{name}/backup.tar.gz"))
+                    .body(b"x".to_vec().into())
+                    .send()
+                    .await
+                    .expect("object");
                 let object: BackedUpRepository = serde_json::from_value(json!({
                     "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpRepository",
                     "metadata": {"name": format!("service-{i:05}")}, "spec": spec,
                 }))
                 .expect("object");
-                repos.create(&PostParams::default(), &object).await.expect("create");
+                repos
+                    .create(&PostParams::default(), &object)
+                    .await
+                    .expect("create");
             }
         })
         .await;
@@ -124,8 +150,19 @@ async fn main() {
     let resync = 120;
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_backup-warden"))
-        .args(["run", "--listen-address", "127.0.0.1:0", "--namespace", &namespace])
-        .args(["--aws-endpoint-url", &env.aws_endpoint, "--resync-interval", &format!("{resync}s")])
+        .args([
+            "run",
+            "--listen-address",
+            "127.0.0.1:0",
+            "--namespace",
+            &namespace,
+        ])
+        .args([
+            "--aws-endpoint-url",
+            &env.aws_endpoint,
+            "--resync-interval",
+            &format!("{resync}s"),
+        ])
         .args(["--github-api-url", &github.base_url(), "--github-token-file"])
         .arg(&token_file)
         .env("KUBECONFIG", &env.kubeconfig)
@@ -143,29 +180,58 @@ async fn main() {
     while ready < n {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let list = repos.list(&ListParams::default()).await.expect("list");
-        ready = list.items.iter().filter(|r| repo_condition(r, ConditionType::Ready).is_some_and(|c| c.0 == "True")).count();
-        assert!(child.try_wait().expect("wait").is_none(), "the controller exited; see {}", log_path.display());
-        assert!(started.elapsed() < Duration::from_secs(900), "only {ready} of {n} Ready after 15 minutes");
+        ready = list
+            .items
+            .iter()
+            .filter(|r| repo_condition(r, ConditionType::Ready).is_some_and(|c| c.0 == "True"))
+            .count();
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the controller exited; see {}",
+            log_path.display()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "only {ready} of {n} Ready after 15 minutes"
+        );
     }
     let first_sweep = started.elapsed();
     let first = by_kind(&github);
 
     // The second sweep: every object is looked at again one resync after its first look.
     github.reset_requests();
-    let workflow_reads = |g: &GitHubFake| g.requests().iter().filter(|r| r.method == "GET" && r.path.ends_with("/backup-daily.yml")).count();
+    let workflow_reads = |g: &GitHubFake| {
+        g.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with("/backup-daily.yml"))
+            .count()
+    };
     while workflow_reads(&github) < n {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(started.elapsed() < Duration::from_secs(1800), "second sweep incomplete");
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "second sweep incomplete"
+        );
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let second = by_kind(&github);
     let rss = peak_rss_kib(pid);
-    Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
     child.wait().expect("exit");
 
     println!("## sweep {n} BackedUpRepositories (compliant repositories; GitHub fake, S3 in the emulator)");
-    println!("wall time of the first sweep (all Ready): {:.1}s", first_sweep.as_secs_f64());
-    println!("controller peak RSS: {:.1} MiB ({:.1} KiB per object)", rss as f64 / 1024.0, rss as f64 / n as f64);
+    println!(
+        "wall time of the first sweep (all Ready): {:.1}s",
+        first_sweep.as_secs_f64()
+    );
+    println!(
+        "controller peak RSS: {:.1} MiB ({:.1} KiB per object)",
+        rss as f64 / 1024.0,
+        rss as f64 / n as f64
+    );
     print_kinds("GitHub requests, first sweep", &first);
     print_kinds("GitHub requests, second sweep (nothing changed)", &second);
 }

@@ -92,6 +92,7 @@ pub struct GitHubArgs {
     pub app_private_key_file: Option<std::path::PathBuf>,
     /// GitHub requests in flight.
     #[arg(
+        id = "github_concurrency",
         long = "github-concurrency",
         env = "BACKUP_WARDEN_GITHUB_CONCURRENCY",
         default_value_t = 8
@@ -166,4 +167,42 @@ fn print_crds(args: &CrdArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_parses_with_defaults() {
+        let cli = Cli::try_parse_from([
+            "backup-warden",
+            "run",
+            "--concurrency",
+            "3",
+            "--github-concurrency",
+            "5",
+        ])
+        .expect("parse");
+        let Command::Run(args) = cli.command else {
+            panic!("run")
+        };
+        assert_eq!(args.concurrency, 3);
+        assert_eq!(args.github.concurrency, 5);
+        assert_eq!(
+            args.resync_interval.as_duration(),
+            std::time::Duration::from_secs(300)
+        );
+        assert_eq!(args.policy_min_retention_days, 7);
+        assert_eq!(args.policy_min_backup_retention_days, 90);
+        assert!(Cli::try_parse_from(["backup-warden", "run", "--policy-min-retention-days", "0"]).is_err());
+        assert!(Cli::try_parse_from(["backup-warden", "run", "--resync-interval", "-5m"]).is_err());
+    }
 }

@@ -32,9 +32,18 @@ fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     response.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn spawn_run(kubeconfig: &std::path::Path, addr: SocketAddr) -> Child {
+fn spawn_run(kubeconfig: &std::path::Path, addr: SocketAddr, namespace: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_backup-warden"))
-        .args(["run", "--listen-address", &addr.to_string()])
+        .args([
+            "run",
+            "--listen-address",
+            &addr.to_string(),
+            "--namespace",
+            namespace,
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
         .env("KUBECONFIG", kubeconfig)
         .env("BACKUP_WARDEN_LOG_FORMAT", "text")
         .stdout(Stdio::piped())
@@ -69,9 +78,11 @@ fn output_of(child: Child) -> String {
 #[tokio::test]
 async fn run_serves_health_and_stops_on_sigterm() {
     let env = testing::env();
-    testing::install_crds(&env.client().await).await;
+    let client = env.client().await;
+    testing::install_crds(&client).await;
+    let namespace = testing::namespace(&client, "run").await;
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let mut child = spawn_run(&env.kubeconfig, addr);
+    let mut child = spawn_run(&env.kubeconfig, addr, &namespace);
 
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_status(addr, "/readyz") != Some(200) {
@@ -141,7 +152,7 @@ async fn run_without_crds_says_how_to_install_them() {
     .expect("write kubeconfig");
 
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let mut child = spawn_run(&kubeconfig, addr);
+    let mut child = spawn_run(&kubeconfig, addr, "default");
     let status = tokio::task::spawn_blocking(move || {
         let status = wait_exit(&mut child, Duration::from_secs(30));
         (status, output_of(child))

@@ -12,7 +12,11 @@ fn actionlint() -> String {
         .arg(testing::repo_root().join("hack/actionlint.sh"))
         .output()
         .expect("run hack/actionlint.sh");
-    assert!(out.status.success(), "hack/actionlint.sh: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "hack/actionlint.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -22,9 +26,21 @@ fn lint(text: &str) -> (bool, String) {
     std::fs::create_dir_all(&workflows).expect("dir");
     let file = workflows.join("backup-daily.yml");
     std::fs::write(&file, text).expect("write");
-    let out = Command::new(actionlint()).arg("-no-color").arg(&file).current_dir(&dir).output().expect("run actionlint");
+    let out = Command::new(actionlint())
+        .arg("-no-color")
+        .arg(&file)
+        .current_dir(&dir)
+        .output()
+        .expect("run actionlint");
     let _ = std::fs::remove_dir_all(&dir);
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 #[test]
@@ -38,7 +54,10 @@ fn rendered_workflows_pass_actionlint() {
         let spec: BackedUpRepositorySpec = serde_json::from_value(spec).expect("spec");
         let text = workflow::render(&spec);
         let (ok, output) = lint(&text);
-        assert!(ok, "actionlint refused the rendered workflow:\n{output}\n---\n{text}");
+        assert!(
+            ok,
+            "actionlint refused the rendered workflow:\n{output}\n---\n{text}"
+        );
     }
 }
 

@@ -29,6 +29,9 @@ use crate::{
 pub use context::{Context, Timing};
 pub use health::Health;
 
+/// How long in-flight reconciles may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "backup-warden";
 
@@ -126,8 +129,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     tracing::info!("shutting down");
     health.set_ready(false);
     let _ = shutdown_tx.send(true);
-    for controller in controllers {
-        let _ = controller.await;
+    // In-flight reconciles get a few seconds to finish; a hung AWS or GitHub call must not
+    // outlast the pod's termination grace period.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(controllers)).await;
+    if drained.is_err() {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown were abandoned");
     }
     let _ = server.await;
     tracing::info!(aws_calls = %calls_at_exit.to_json(), "stopped");

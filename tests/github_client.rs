@@ -1,0 +1,159 @@
+//! The GitHub client against the fake: GitHub App installation tokens, rate limits waited
+//! out rather than hammered, and a commit never made over a file that changed.
+
+use std::{process::Command, time::Duration};
+
+use backup_warden::{
+    github::{FileChange, GitHub, GitHubAuth, GitHubClient, GitHubErrorKind, client::GitHubSettings},
+    testing::github_fake::GitHubFake,
+};
+
+const PATH: &str = ".github/workflows/backup-daily.yml";
+
+fn settings(fake: &GitHubFake, auth: GitHubAuth) -> GitHubSettings {
+    GitHubSettings {
+        base_url: fake.base_url(),
+        auth,
+        concurrency: 4,
+        writes_per_minute: 100,
+        writes_per_hour: 1000,
+    }
+}
+
+fn token_client(fake: &GitHubFake) -> GitHubClient {
+    GitHubClient::new(&settings(fake, GitHubAuth::Token(fake.token().to_string()))).expect("client")
+}
+
+fn change(content: &str) -> FileChange {
+    FileChange {
+        path: PATH.into(),
+        content: content.into(),
+        base_branch: "main".into(),
+        commit_message: "backup".into(),
+        title: "backup".into(),
+        body: "why".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_github_app_gets_an_installation_token_and_uses_it() {
+    let fake = GitHubFake::start().await;
+    fake.add_repo("narrative-io/marketplace", "main");
+    let key = Command::new("openssl")
+        .args(["genrsa", "2048"])
+        .output()
+        .expect("openssl genrsa");
+    assert!(key.status.success());
+    let auth = GitHubAuth::App {
+        app_id: 42,
+        installation_id: 7,
+        private_key_pem: String::from_utf8(key.stdout).expect("pem"),
+    };
+    let client = GitHubClient::new(&settings(&fake, auth)).expect("client");
+    let repos = client
+        .repositories(&[("narrative-io/marketplace".into(), PATH.into())])
+        .await
+        .expect("sweep");
+    assert!(repos["narrative-io/marketplace"].is_some());
+    assert_eq!(fake.issued_installation_tokens(), 1);
+    client
+        .workflow("narrative-io/marketplace", PATH)
+        .await
+        .expect("REST with the same token");
+    assert_eq!(
+        fake.issued_installation_tokens(),
+        1,
+        "the installation token is reused while valid"
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_are_waited_out_not_hammered() {
+    for secondary in [false, true] {
+        let fake = GitHubFake::start().await;
+        fake.add_repo("narrative-io/api", "main");
+        fake.put_file("narrative-io/api", "main", PATH, "on: push\njobs: {}\n");
+        let client = token_client(&fake);
+        fake.rate_limit_next(1, secondary);
+        let err = client
+            .workflow("narrative-io/api", PATH)
+            .await
+            .expect_err("rate limited");
+        assert_eq!(err.kind, GitHubErrorKind::Transient, "{err}");
+        let wait = err.retry_after.expect("says when to come back");
+        assert!(wait <= Duration::from_secs(120), "{wait:?}");
+
+        // While the limit holds, nothing is sent.
+        let sent = fake.requests().len();
+        let again = client
+            .workflow("narrative-io/api", PATH)
+            .await
+            .expect_err("still limited");
+        assert_eq!(again.kind, GitHubErrorKind::Transient);
+        assert_eq!(
+            fake.requests().len(),
+            sent,
+            "no request while rate limited (secondary: {secondary})"
+        );
+        if secondary {
+            tokio::time::sleep(wait).await;
+            assert!(
+                client
+                    .workflow("narrative-io/api", PATH)
+                    .await
+                    .expect("after the wait")
+                    .is_some()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_commit_is_never_made_over_a_file_that_changed() {
+    let fake = GitHubFake::start().await;
+    fake.add_repo("narrative-io/web", "main");
+    fake.put_file("narrative-io/web", "main", PATH, "evaluated\n");
+    let client = token_client(&fake);
+    // Someone edits the file after backup-warden checked it.
+    fake.put_file("narrative-io/web", "main", PATH, "edited by a person\n");
+    let err = client
+        .commit_file("narrative-io/web", &change("rendered\n"), Some("evaluated\n"))
+        .await
+        .expect_err("conflict");
+    assert_eq!(err.kind, GitHubErrorKind::Conflict);
+    assert_eq!(
+        fake.file("narrative-io/web", "main", PATH).as_deref(),
+        Some("edited by a person\n")
+    );
+
+    client
+        .commit_file(
+            "narrative-io/web",
+            &change("rendered\n"),
+            Some("edited by a person\n"),
+        )
+        .await
+        .expect("commit");
+    assert_eq!(
+        fake.file("narrative-io/web", "main", PATH).as_deref(),
+        Some("rendered\n")
+    );
+}
+
+#[tokio::test]
+async fn proposing_twice_opens_one_pull_request() {
+    let fake = GitHubFake::start().await;
+    fake.add_repo("narrative-io/etl", "main");
+    let client = token_client(&fake);
+    let first = client
+        .propose_file("narrative-io/etl", &change("rendered\n"))
+        .await
+        .expect("propose");
+    let second = client
+        .propose_file("narrative-io/etl", &change("rendered\n"))
+        .await
+        .expect("propose again");
+    assert_eq!(first, second);
+    assert_eq!(fake.pull_requests("narrative-io/etl").len(), 1);
+    assert_eq!(fake.count("POST", "/repos/narrative-io/etl/pulls"), 1);
+}
