@@ -24,14 +24,6 @@ use serde_json::json;
 const SOURCE: &str = "us-east-1";
 const DESTINATION: &str = "us-west-2";
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::var("BENCH_OBJECTS")
@@ -57,17 +49,7 @@ async fn main() {
         .for_each_concurrent(16, |id| {
             let rds = rds.clone();
             async move {
-                rds.create_db_instance()
-                    .db_instance_identifier(id)
-                    .db_instance_class("db.t3.micro")
-                    .engine("postgres")
-                    .allocated_storage(20)
-                    .master_username("admin")
-                    .master_user_password("not-a-secret-1")
-                    .backup_retention_period(1)
-                    .send()
-                    .await
-                    .expect("create instance");
+                testing::create_instance(&rds, id, 1).await;
             }
         })
         .await;
@@ -138,7 +120,7 @@ async fn main() {
         );
     }
     let converged = started.elapsed();
-    let rss = peak_rss_kib(pid);
+    let rss = testing::peak_rss_kib(pid);
 
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])

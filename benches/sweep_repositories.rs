@@ -25,14 +25,6 @@ use serde_json::json;
 
 const PATH: &str = ".github/workflows/backup-daily.yml";
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
 /// Requests grouped by what they are for.
 fn by_kind(github: &GitHubFake) -> BTreeMap<String, (usize, usize)> {
     let mut kinds: BTreeMap<String, (usize, usize)> = BTreeMap::new();
@@ -215,7 +207,7 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let second = by_kind(&github);
-    let rss = peak_rss_kib(pid);
+    let rss = testing::peak_rss_kib(pid);
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()

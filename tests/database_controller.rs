@@ -57,18 +57,7 @@ async fn world(prefix: &str) -> World {
 
 impl World {
     async fn instance(&self, identifier: &str, retention: i32) {
-        self.rds_source
-            .create_db_instance()
-            .db_instance_identifier(identifier)
-            .db_instance_class("db.t3.micro")
-            .engine("postgres")
-            .allocated_storage(20)
-            .master_username("admin")
-            .master_user_password("not-a-secret-1")
-            .backup_retention_period(retention)
-            .send()
-            .await
-            .expect("create instance");
+        testing::create_instance(&self.rds_source, identifier, retention).await;
     }
 
     async fn retention(&self, identifier: &str) -> i32 {

@@ -100,17 +100,7 @@ async fn setup(
     let namespace = testing::namespace(&client, prefix).await;
     let account = testing::unique_account();
     let rds = aws_sdk_rds::Client::new(&env.aws_config_in("us-east-1", &account).await);
-    rds.create_db_instance()
-        .db_instance_identifier("flaky-db")
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .allocated_storage(20)
-        .master_username("admin")
-        .master_user_password("not-a-secret-1")
-        .backup_retention_period(1)
-        .send()
-        .await
-        .expect("instance");
+    testing::create_instance(&rds, "flaky-db", 1).await;
     let dbs: Api<BackedUpDatabase> = Api::namespaced(client, &namespace);
     let object: BackedUpDatabase = serde_json::from_value(json!({
         "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase", "metadata": {"name": "flaky"},

@@ -41,17 +41,7 @@ async fn one_sweep_reads_each_inventory_once_per_page() {
         .for_each_concurrent(16, |id| {
             let rds = rds.clone();
             async move {
-                rds.create_db_instance()
-                    .db_instance_identifier(id)
-                    .db_instance_class("db.t3.micro")
-                    .engine("postgres")
-                    .allocated_storage(20)
-                    .master_username("admin")
-                    .master_user_password("not-a-secret-1")
-                    .backup_retention_period(1)
-                    .send()
-                    .await
-                    .expect("create instance");
+                testing::create_instance(&rds, id, 1).await;
             }
         })
         .await;

@@ -6,16 +6,14 @@ use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
         predicates, reflector, watcher,
     },
 };
-use serde_json::json;
 
-use super::{FIELD_MANAGER, context::Context};
+use super::context::Context;
 use crate::{
     api::{
         BackedUpDatabase, BackedUpDatabaseStatus, ConditionType, Reason,
@@ -31,7 +29,7 @@ use crate::{
     },
     report::{
         events,
-        status::{Progress, apply_findings, is_reconciling},
+        status::{Progress, apply_findings, apply_stalled, is_reconciling, patch_status},
     },
 };
 
@@ -432,41 +430,18 @@ async fn report_stalled(
 ) -> Result<(), Error> {
     let old = db.status.clone().unwrap_or_default();
     let mut status = old.clone();
-    let generation = db.metadata.generation;
-    status.observed_generation = generation;
-    let now = Timestamp::now();
-    use crate::api::{ConditionStatus, set_condition};
-    set_condition(
+    status.observed_generation = db.metadata.generation;
+    apply_stalled(
         &mut status.conditions,
-        ConditionType::Ready,
-        ConditionStatus::False,
         reason,
-        message.clone(),
-        generation,
-        now,
-    );
-    set_condition(
-        &mut status.conditions,
-        ConditionType::Stalled,
-        ConditionStatus::True,
-        reason,
-        message,
-        generation,
-        now,
-    );
-    set_condition(
-        &mut status.conditions,
-        ConditionType::Reconciling,
-        ConditionStatus::False,
-        Reason::Idle,
-        "",
-        generation,
-        now,
+        &message,
+        db.metadata.generation,
+        Timestamp::now(),
     );
     write_status(db, ctx, &old, status).await
 }
 
-/// Server-side applies the status, only when it differs from what is stored.
+/// Writes the status, only when it differs from what is stored.
 async fn write_status(
     db: &BackedUpDatabase,
     ctx: &Context,
@@ -476,18 +451,7 @@ async fn write_status(
     if db.status.is_some() && *old == status {
         return Ok(());
     }
-    let api: Api<BackedUpDatabase> = Api::namespaced(ctx.client.clone(), &db.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": BackedUpDatabase::api_version(&()),
-        "kind": BackedUpDatabase::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &db.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::Status)?;
-    Ok(())
+    patch_status(&ctx.client, db, &status)
+        .await
+        .map_err(Error::Status)
 }

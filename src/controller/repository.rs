@@ -6,7 +6,6 @@ use futures::StreamExt;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
@@ -16,9 +15,8 @@ use kube::{
         watcher,
     },
 };
-use serde_json::json;
 
-use super::{FIELD_MANAGER, context::Backoff, context::Timing};
+use super::context::{Backoff, Timing};
 use crate::{
     api::{
         BackedUpRepository, BackedUpRepositoryStatus, ConditionType, Reason,
@@ -32,7 +30,7 @@ use crate::{
     },
     report::{
         events,
-        status::{Progress, apply_findings, is_reconciling},
+        status::{Progress, apply_findings, apply_stalled, is_reconciling, patch_status},
     },
     workflow,
 };
@@ -439,41 +437,19 @@ async fn report_stalled(
     reason: Reason,
     message: String,
 ) -> Result<(), Error> {
-    use crate::api::{ConditionStatus, set_condition};
     let mut status = old.clone();
-    let generation = repo.metadata.generation;
-    status.observed_generation = generation;
-    let now = Timestamp::now();
-    set_condition(
+    status.observed_generation = repo.metadata.generation;
+    apply_stalled(
         &mut status.conditions,
-        ConditionType::Ready,
-        ConditionStatus::False,
         reason,
-        message.clone(),
-        generation,
-        now,
-    );
-    set_condition(
-        &mut status.conditions,
-        ConditionType::Stalled,
-        ConditionStatus::True,
-        reason,
-        message,
-        generation,
-        now,
-    );
-    set_condition(
-        &mut status.conditions,
-        ConditionType::Reconciling,
-        ConditionStatus::False,
-        Reason::Idle,
-        "",
-        generation,
-        now,
+        &message,
+        repo.metadata.generation,
+        Timestamp::now(),
     );
     write_status(repo, ctx, old, &status).await
 }
 
+/// Writes the status, only when it differs from what is stored.
 async fn write_status(
     repo: &BackedUpRepository,
     ctx: &RepoContext,
@@ -483,19 +459,7 @@ async fn write_status(
     if repo.status.is_some() && old == status {
         return Ok(());
     }
-    let api: Api<BackedUpRepository> =
-        Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": BackedUpRepository::api_version(&()),
-        "kind": BackedUpRepository::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &repo.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::Status)?;
-    Ok(())
+    patch_status(&ctx.client, repo, status)
+        .await
+        .map_err(Error::Status)
 }

@@ -213,6 +213,11 @@ impl GitHubClient {
                 retry_after: Some(wait),
             });
         }
+        if exhausted && let Some(wait) = reset_in {
+            // The budget is spent: send nothing more until it resets.
+            self.rate.lock().unwrap_or_else(|p| p.into_inner()).blocked_until =
+                Some(SystemTime::now() + wait);
+        }
         let kind = match status.as_u16() {
             200..=299 | 304 => {
                 return Ok(Reply {

@@ -136,6 +136,73 @@ pub fn apply_findings(
     };
 }
 
+/// Marks the object stalled on a failure outside the checks (access denied before any
+/// check could run): Ready False and Stalled True with the reason, nothing in progress.
+pub fn apply_stalled(
+    conditions: &mut Vec<Condition>,
+    reason: Reason,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    set_condition(
+        conditions,
+        ConditionType::Ready,
+        ConditionStatus::False,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    set_condition(
+        conditions,
+        ConditionType::Stalled,
+        ConditionStatus::True,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    set_condition(
+        conditions,
+        ConditionType::Reconciling,
+        ConditionStatus::False,
+        Reason::Idle,
+        "",
+        generation,
+        now,
+    );
+}
+
+/// Server-side applies `status` to the object's status subresource, under the one field
+/// manager of backup-warden.
+pub async fn patch_status<K>(
+    client: &kube::Client,
+    object: &K,
+    status: &impl serde::Serialize,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    use kube::{
+        Api, ResourceExt,
+        api::{Patch, PatchParams},
+    };
+    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    let patch =
+        serde_json::json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(crate::controller::FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
 /// True when the condition says work is under way: look again soon.
 pub fn is_reconciling(conditions: &[Condition]) -> bool {
     crate::api::conditions::find_condition(conditions, ConditionType::Reconciling)

@@ -414,3 +414,27 @@ pub fn repo_condition(
     crate::api::conditions::find_condition(conditions, type_)
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
+
+/// Creates a small PostgreSQL DB instance in the emulator with the given backup retention.
+pub async fn create_instance(rds: &aws_sdk_rds::Client, identifier: &str, retention_days: i32) {
+    rds.create_db_instance()
+        .db_instance_identifier(identifier)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("not-a-secret-1")
+        .backup_retention_period(retention_days)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create instance {identifier}: {e}"));
+}
+
+/// The peak resident set size of a process, in KiB (`VmHWM`), for benchmarks.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
