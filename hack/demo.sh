@@ -37,6 +37,7 @@ cat <<DONE
 
 The environment keeps running. To use it yourself:
   source $env_file && \$BACKUP_WARDEN_KUBECTL get bdb,brepo -A
-  $bin run        # the controller (reconcilers arrive with the next issues)
+  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 \
+    $bin run --aws-endpoint-url \$BACKUP_WARDEN_AWS_ENDPOINT --log-format text   # the controller, against the emulator
 Stop everything with:  make down
 DONE

@@ -146,6 +146,14 @@ pub enum AwsErrorKind {
 }
 
 impl AwsError {
+    /// What a person must do about an access-denied error.
+    pub fn denied_message(&self) -> String {
+        format!(
+            "AWS refused {} ({}): {}; grant it to backup-warden's role",
+            self.operation, self.code, self.message
+        )
+    }
+
     pub fn from_sdk<E, R>(operation: &'static str, err: &aws_sdk_rds::error::SdkError<E, R>) -> Self
     where
         E: aws_sdk_rds::error::ProvideErrorMetadata + std::error::Error + 'static,

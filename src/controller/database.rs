@@ -103,10 +103,7 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
         Ok(obs) => obs,
         Err(e) if e.kind == AwsErrorKind::AccessDenied => {
             // Fixed outside the cluster: say what is missing and look again at the next resync.
-            let message = format!(
-                "AWS refused {} ({}): {}; grant it to backup-warden's role",
-                e.operation, e.code, e.message
-            );
+            let message = e.denied_message();
             report_stalled(&db, &ctx, Reason::AccessDenied, message).await?;
             ctx.backoff.reset(&key_of(&db));
             return Ok(Action::requeue(ctx.timing.resync));
@@ -126,15 +123,7 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
     if let Err(e) = act(&db, &ctx, &obs, &plan.actions, &mut progress, &mut action_events).await {
         match e.kind {
             AwsErrorKind::Transient => transient = Some(e),
-            AwsErrorKind::AccessDenied => {
-                progress.stalled = Some((
-                    Reason::AccessDenied,
-                    format!(
-                        "AWS refused {} ({}): {}; grant it to backup-warden's role",
-                        e.operation, e.code, e.message
-                    ),
-                ))
-            }
+            AwsErrorKind::AccessDenied => progress.stalled = Some((Reason::AccessDenied, e.denied_message())),
             // RDS is the judge of the quota (it can be raised per account and region).
             _ if e.code == "DBInstanceAutomatedBackupQuotaExceeded" => {
                 progress.stalled = Some((
@@ -184,12 +173,17 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
     if let Some(e) = transient {
         return Err(Error::Act(e));
     }
-    ctx.backoff.reset(&key_of(&db));
-    // A refused action may have lost a race (another replica acted first): look again soon.
-    let next = if is_reconciling(&status.conditions) || refused {
-        ctx.timing.settle
+    // A refused action may have lost a race (another replica acted first): look again,
+    // sooner at first, backing off while AWS keeps refusing.
+    let next = if refused {
+        ctx.backoff.delay(&key_of(&db))
     } else {
-        ctx.timing.resync
+        ctx.backoff.reset(&key_of(&db));
+        if is_reconciling(&status.conditions) {
+            ctx.timing.settle
+        } else {
+            ctx.timing.resync
+        }
     };
     Ok(Action::requeue(next))
 }

@@ -143,10 +143,7 @@ pub async fn reconcile(repo: Arc<BackedUpRepository>, ctx: Arc<RepoContext>) -> 
             return Ok(Action::requeue(ctx.timing.resync));
         }
         Err(Error::Aws(e)) if e.kind == AwsErrorKind::AccessDenied => {
-            let message = format!(
-                "AWS refused {} ({}): {}; grant it to backup-warden's role",
-                e.operation, e.code, e.message
-            );
+            let message = e.denied_message();
             report_stalled(&repo, &ctx, &old, Reason::AccessDenied, message).await?;
             return Ok(Action::requeue(ctx.timing.resync));
         }
@@ -191,13 +188,7 @@ pub async fn reconcile(repo: Arc<BackedUpRepository>, ctx: Arc<RepoContext>) -> 
         Some(ActError::GitHub(e)) => progress.stalled = Some((Reason::ApiError, e.to_string())),
         Some(ActError::Aws(e)) if e.kind == AwsErrorKind::Transient => retry = Some(Error::Aws(e)),
         Some(ActError::Aws(e)) if e.kind == AwsErrorKind::AccessDenied => {
-            progress.stalled = Some((
-                Reason::AccessDenied,
-                format!(
-                    "AWS refused {} ({}): {}; grant it to backup-warden's role",
-                    e.operation, e.code, e.message
-                ),
-            ));
+            progress.stalled = Some((Reason::AccessDenied, e.denied_message()));
         }
         Some(ActError::Aws(e)) => progress.stalled = Some((Reason::ApiError, e.to_string())),
         None => {}
@@ -303,12 +294,7 @@ async fn observe(
     if obs.lifecycle.is_some() {
         obs.newest_backup = ctx
             .buckets
-            .newest_object(
-                &scope,
-                &spec.storage.bucket,
-                &spec.storage_prefix(),
-                fresh.max(ctx.timing.settle),
-            )
+            .newest_object(&scope, &spec.storage.bucket, &spec.storage_prefix(), fresh)
             .await
             .map_err(Error::Aws)?;
     }
