@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// The company keeps repository backups at least this many days.
     #[arg(long, env = "BACKUP_WARDEN_POLICY_MIN_BACKUP_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(i32).range(1..=36500))]
     pub policy_min_backup_retention_days: i32,
+    /// A file holding the Slack incoming-webhook URL (a mounted Secret); SLACK_WEBHOOK_URL is
+    /// read when absent. Without either, nothing is sent to Slack.
+    #[arg(long, env = "BACKUP_WARDEN_SLACK_WEBHOOK_URL_FILE")]
+    pub slack_webhook_url_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub github: GitHubArgs,
 }

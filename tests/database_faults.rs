@@ -121,7 +121,13 @@ async fn setup(
         failed: Mutex::new(0),
     });
     let ctx = env
-        .context_with(faulty.clone(), aws, Policy::default(), testing::fast_timing())
+        .context_with(
+            faulty.clone(),
+            aws,
+            Policy::default(),
+            testing::fast_timing(),
+            None,
+        )
         .await;
     (dbs, RunningController::start(ctx, &namespace), faulty)
 }

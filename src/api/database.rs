@@ -231,6 +231,10 @@ pub struct BackedUpDatabaseStatus {
     /// The replicated automated backups as last observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<ObservedReplica>,
+    /// The checks whose drift was last announced (Slack), so that a restarted controller
+    /// neither repeats nor loses a message. Empty when the object was last announced compliant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notified_drift: Vec<String>,
 }
 
 /// Facts about the source instance.

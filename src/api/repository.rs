@@ -222,6 +222,10 @@ pub struct BackedUpRepositoryStatus {
     /// The newest backup object under the prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_backup: Option<ObservedBackup>,
+    /// The checks whose drift was last announced (Slack), so that a restarted controller
+    /// neither repeats nor loses a message. Empty when the object was last announced compliant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notified_drift: Vec<String>,
 }
 
 /// Facts about the workflow file and its runs.

@@ -23,6 +23,8 @@ use aws_smithy_types::config_bag::ConfigBag;
 #[derive(Debug, Default)]
 pub struct ApiCalls {
     counts: Mutex<BTreeMap<(String, String), Count>>,
+    /// `backup_warden_external_calls_total`, when metrics are exported.
+    metric: Option<prometheus::IntCounterVec>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,6 +34,25 @@ pub struct Count {
 }
 
 impl ApiCalls {
+    /// Counts into `metric` (service, operation, outcome) as well.
+    pub fn with_metric(metric: prometheus::IntCounterVec) -> Self {
+        Self {
+            counts: Mutex::default(),
+            metric: Some(metric),
+        }
+    }
+
+    fn finished(&self, service: &str, operation: &str, error: bool) {
+        if let Some(metric) = &self.metric {
+            metric
+                .with_label_values(&[service, operation, if error { "error" } else { "success" }])
+                .inc();
+        }
+        if error {
+            self.record(service, operation, true);
+        }
+    }
+
     fn record(&self, service: &str, operation: &str, error: bool) {
         if let Ok(mut counts) = self.counts.lock() {
             let count = counts
@@ -117,10 +138,9 @@ impl Intercept for CallCounter {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if matches!(context.output_or_error(), Some(Err(_))) {
-            let (service, op) = operation(cfg);
-            self.calls.record(&service, &op, true);
-        }
+        let (service, op) = operation(cfg);
+        self.calls
+            .finished(&service, &op, matches!(context.output_or_error(), Some(Err(_))));
         Ok(())
     }
 }

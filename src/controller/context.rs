@@ -12,6 +12,7 @@ use kube::runtime::events::Recorder;
 use crate::{
     aws::{ApiCalls, inventory::Inventory, kms::Kms, rds::Rds},
     policy::database::Policy,
+    report::{metrics::Metrics, slack::Notifier},
 };
 
 /// How often things are looked at.
@@ -45,6 +46,9 @@ pub struct Context {
     pub timing: Timing,
     pub recorder: Recorder,
     pub backoff: Backoff,
+    pub metrics: Arc<Metrics>,
+    /// Where drift is announced (Slack, or nowhere).
+    pub notifier: Arc<dyn Notifier>,
 }
 
 /// Per-object failure counts behind the retry delays.
@@ -78,6 +82,13 @@ impl Backoff {
     }
 }
 
+/// Where a reconcile reports beyond status and events.
+#[derive(Clone)]
+pub struct Reporters {
+    pub metrics: Arc<Metrics>,
+    pub notifier: Arc<dyn Notifier>,
+}
+
 impl Context {
     pub fn new(
         client: kube::Client,
@@ -86,9 +97,13 @@ impl Context {
         calls: Arc<ApiCalls>,
         policy: Policy,
         timing: Timing,
+        reporters: Reporters,
     ) -> Self {
+        let Reporters { metrics, notifier } = reporters;
         let recorder = Recorder::new(client.clone(), "backup-warden".into());
         Self {
+            metrics,
+            notifier,
             client,
             inventory: Inventory::new(rds.clone(), kms.clone()),
             rds,

@@ -28,7 +28,7 @@ use crate::{
         },
     },
     report::{
-        events,
+        events, notify,
         status::{Progress, apply_findings, apply_stalled, is_reconciling, patch_status},
     },
 };
@@ -66,6 +66,18 @@ pub async fn run(
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        .inspect({
+            let metrics = ctx.metrics.clone();
+            move |event| {
+                if let Ok(watcher::Event::Delete(gone)) = event {
+                    metrics.forget_object(
+                        "BackedUpDatabase",
+                        &gone.namespace().unwrap_or_default(),
+                        &gone.name_any(),
+                    );
+                }
+            }
+        })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     Controller::for_stream(stream, reader)
@@ -85,12 +97,24 @@ fn key_of(db: &BackedUpDatabase) -> String {
 }
 
 pub fn error_policy(db: Arc<BackedUpDatabase>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[KIND, error.category()])
+        .inc();
     let delay = ctx.backoff.delay(&key_of(&db));
     tracing::warn!(object = %key_of(&db), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
+const KIND: &str = "BackedUpDatabase";
+
 pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
+    let _timer = ctx
+        .metrics
+        .reconcile_duration
+        .with_label_values(&[KIND])
+        .start_timer();
     let old = db.status.clone().unwrap_or_default();
     // While a change settles, read fresher inventories; otherwise once per resync.
     let max_age = if is_reconciling(&old.conditions) {
@@ -114,6 +138,7 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
     let plan = plan(&db.spec, &obs, &findings, &ctx.policy);
     // What was found before acting, for the drift events.
     let found = build_status(&db, &old, &obs, &findings, &Progress::default()).conditions;
+    let found_findings = findings.clone();
 
     let mut progress = Progress::default();
     let mut action_events = Vec::new();
@@ -157,8 +182,50 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
     } else {
         (obs, findings)
     };
-    let status = build_status(&db, &old, &obs, &findings, &progress);
+    let mut status = build_status(&db, &old, &obs, &findings, &progress);
+    let (change, notified) = notify::decide(&old.notified_drift, &found_findings, &findings);
+    status.notified_drift = notified;
     write_status(&db, &ctx, &old, status.clone()).await?;
+    if let Some(change) = change {
+        let spec = &db.spec;
+        let console = format!(
+            "https://{region}.console.aws.amazon.com/rds/home?region={region}#database:id={id}",
+            region = spec.instance.region,
+            id = spec.instance.identifier
+        );
+        let desired = |check: &str| desired_of(check, spec, &ctx.policy);
+        ctx.notifier.notify(notify::notification(
+            KIND,
+            &db.namespace().unwrap_or_default(),
+            &db.name_any(),
+            &change,
+            &[&findings, &found_findings],
+            desired,
+            Some(("RDS console".to_string(), console)),
+        ));
+    }
+    let age = |t: Option<Timestamp>| t.map(|t| obs.now.duration_since(t).unsigned_abs());
+    let ages = [
+        (
+            "source",
+            age(obs.instance.as_ref().and_then(|i| i.latest_restorable_time)),
+        ),
+        (
+            "replica",
+            age(obs
+                .replica
+                .as_ref()
+                .filter(|r| r.is_active())
+                .and_then(|r| r.latest_time)),
+        ),
+    ];
+    ctx.metrics.record_object(
+        KIND,
+        &db.namespace().unwrap_or_default(),
+        &db.name_any(),
+        &findings,
+        &ages,
+    );
 
     let reference = db.object_ref(&());
     let mut events = events::transitions(
@@ -448,4 +515,37 @@ async fn write_status(
     patch_status(&ctx.client, db, &status)
         .await
         .map_err(Error::Status)
+}
+
+/// What the policy wants of a check, for people.
+fn desired_of(
+    check: &str,
+    spec: &crate::api::BackedUpDatabaseSpec,
+    policy: &crate::policy::database::Policy,
+) -> String {
+    use crate::policy::database::required_retention;
+    let destination = &spec.replication.destination_region;
+    match check {
+        "BackupsEnabled" => "automated backups enabled".to_string(),
+        "RetentionCompliant" => format!(
+            "retention of at least {} days",
+            required_retention(spec.backups.retention_days, policy)
+        ),
+        "ReplicationActive" => format!("automated backups replicating to {destination}"),
+        "ReplicaKeyCompliant" => {
+            format!("an enabled symmetric KMS key of the replica's own in {destination}")
+        }
+        "ReplicaRetentionCompliant" => {
+            format!(
+                "replica retention of at least {} days",
+                required_retention(spec.replication.retention_days, policy)
+            )
+        }
+        "BackupsFresh" => format!(
+            "restorable within {}, an automated snapshot within {}",
+            spec.freshness.max_restore_lag, spec.freshness.max_snapshot_age
+        ),
+        "ReplicaFresh" => format!("replica restorable within {}", spec.freshness.max_replica_lag),
+        _ => "compliant".to_string(),
+    }
 }

@@ -1,4 +1,4 @@
-//! `/healthz` (the process is alive) and `/readyz` (connected, CRDs installed).
+//! `/healthz` (the process is alive), `/readyz` (connected, CRDs installed) and `/metrics`.
 
 use std::{
     net::SocketAddr,
@@ -8,8 +8,15 @@ use std::{
     },
 };
 
-use axum::{Router, extract::State, http::StatusCode, routing::get};
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    routing::get,
+};
 use tokio::{sync::watch, task::JoinHandle};
+
+use crate::report::metrics::Metrics;
 
 #[derive(Debug, Default)]
 pub struct Health {
@@ -30,12 +37,25 @@ impl Health {
 pub async fn serve(
     addr: SocketAddr,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state(health);
+        .with_state(health)
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        metrics.render(),
+                    )
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(addr).await?;
     Ok(tokio::spawn(async move {
         axum::serve(listener, app)

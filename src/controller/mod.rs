@@ -24,6 +24,10 @@ use crate::{
     cli::RunArgs,
     github::{GitHub, GitHubAuth, GitHubClient, client::GitHubSettings, inventory::RepoInventory},
     policy::{database::Policy, repository::RepositoryPolicy},
+    report::{
+        metrics::Metrics,
+        slack::{NoopNotifier, Notifier, SlackError, SlackNotifier, SlackSettings, webhook_from},
+    },
 };
 
 pub use context::{Context, Timing};
@@ -52,20 +56,31 @@ pub enum RunError {
     },
     #[error("cannot serve health endpoints: {0}")]
     Health(#[source] std::io::Error),
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[source] prometheus::Error),
+    #[error("Slack: {0}")]
+    Slack(#[source] SlackError),
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let client = Client::try_default().await.map_err(RunError::Config)?;
+    let metrics = Arc::new(Metrics::new().map_err(RunError::Metrics)?);
     let health = Arc::new(Health::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let server = health::serve(args.listen_address, health.clone(), shutdown_rx.clone())
-        .await
-        .map_err(RunError::Health)?;
+    let server = health::serve(
+        args.listen_address,
+        health.clone(),
+        metrics.clone(),
+        shutdown_rx.clone(),
+    )
+    .await
+    .map_err(RunError::Health)?;
 
     check_crd::<BackedUpDatabase>(&client).await?;
     check_crd::<BackedUpRepository>(&client).await?;
 
-    let calls = Arc::new(ApiCalls::default());
+    let calls = Arc::new(ApiCalls::with_metric(metrics.external_calls.clone()));
+    let notifier = notifier(&args, &metrics)?;
     let calls_at_exit = calls.clone();
     let settings = AwsSettings {
         endpoint_url: args.aws_endpoint_url.clone(),
@@ -89,6 +104,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         calls,
         policy,
         timing,
+        context::Reporters {
+            metrics: metrics.clone(),
+            notifier: notifier.clone(),
+        },
     ));
     let databases: Api<BackedUpDatabase> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -106,7 +125,13 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         args.concurrency,
         stop(&shutdown_rx),
     ))];
-    match repository_context(&args, client.clone(), aws_for_repositories) {
+    match repository_context(
+        &args,
+        client.clone(),
+        aws_for_repositories,
+        metrics.clone(),
+        notifier,
+    ) {
         Ok((repo_ctx, writer)) => {
             let repositories: Api<BackedUpRepository> = match &args.namespace {
                 Some(ns) => Api::namespaced(client.clone(), ns),
@@ -145,6 +170,8 @@ fn repository_context(
     args: &RunArgs,
     client: Client,
     aws: Arc<AwsClients>,
+    metrics: Arc<Metrics>,
+    notifier: Arc<dyn Notifier>,
 ) -> Result<
     (
         Arc<repository::RepoContext>,
@@ -168,7 +195,11 @@ fn repository_context(
         writes_per_minute: g.writes_per_minute,
         writes_per_hour: g.writes_per_hour,
     };
-    let github: Arc<dyn GitHub> = Arc::new(GitHubClient::new(&settings).map_err(|e| e.to_string())?);
+    let github: Arc<dyn GitHub> = Arc::new(
+        GitHubClient::new(&settings)
+            .map_err(|e| e.to_string())?
+            .with_metrics(metrics.clone()),
+    );
     let timing = Timing {
         resync: args.resync_interval.as_duration(),
         settle: args.settle_interval.as_duration(),
@@ -188,8 +219,33 @@ fn repository_context(
         recorder: kube::runtime::events::Recorder::new(client, "backup-warden".into()),
         backoff: context::Backoff::new(timing),
         store,
+        metrics,
+        notifier,
     };
     Ok((Arc::new(ctx), writer))
+}
+
+/// Slack when a webhook is configured (its outcomes counted into the metrics), else nothing.
+fn notifier(args: &RunArgs, metrics: &Arc<Metrics>) -> Result<Arc<dyn Notifier>, RunError> {
+    let Some(url) = webhook_from(
+        args.slack_webhook_url_file.as_deref(),
+        std::env::var("SLACK_WEBHOOK_URL").ok(),
+    )
+    .map_err(RunError::Slack)?
+    else {
+        tracing::info!("no Slack webhook configured: drift is reported in status, events and metrics only");
+        return Ok(Arc::new(NoopNotifier));
+    };
+    let (slack, _sender) = SlackNotifier::start(url, SlackSettings::default());
+    let (slack_for_metrics, metrics) = (slack.clone(), metrics.clone());
+    tokio::spawn(async move {
+        let mut counted = crate::report::slack::SlackOutcomes::default();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            counted = metrics.count_slack(counted, slack_for_metrics.outcomes());
+        }
+    });
+    Ok(slack)
 }
 
 /// A list of at most one object answers 404 exactly when the CRD is missing, and needs no

@@ -29,7 +29,7 @@ use crate::{
         repository::{RepoAction, RepositoryObservation, RepositoryPolicy, evaluate, plan},
     },
     report::{
-        events,
+        events, notify,
         status::{Progress, apply_findings, apply_stalled, is_reconciling, patch_status},
     },
     workflow,
@@ -47,6 +47,9 @@ pub struct RepoContext {
     pub backoff: Backoff,
     /// Every BackedUpRepository the controller knows: the sweep reads them all at once.
     pub store: Store<BackedUpRepository>,
+    pub metrics: Arc<crate::report::metrics::Metrics>,
+    /// Where drift is announced (Slack, or nowhere).
+    pub notifier: Arc<dyn crate::report::slack::Notifier>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +99,18 @@ pub async fn run(
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        .inspect({
+            let metrics = ctx.metrics.clone();
+            move |event| {
+                if let Ok(watcher::Event::Delete(gone)) = event {
+                    metrics.forget_object(
+                        "BackedUpRepository",
+                        &gone.namespace().unwrap_or_default(),
+                        &gone.name_any(),
+                    );
+                }
+            }
+        })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     Controller::for_stream(stream, ctx.store.clone())
@@ -115,6 +130,10 @@ fn key_of(repo: &BackedUpRepository) -> String {
 }
 
 pub fn error_policy(repo: Arc<BackedUpRepository>, error: &Error, ctx: Arc<RepoContext>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[KIND, error.category()])
+        .inc();
     let delay = error
         .retry_after()
         .unwrap_or_else(|| ctx.backoff.delay(&key_of(&repo)));
@@ -129,7 +148,15 @@ fn denied_message(e: &GitHubError) -> String {
     )
 }
 
+const KIND: &str = "BackedUpRepository";
+
 pub async fn reconcile(repo: Arc<BackedUpRepository>, ctx: Arc<RepoContext>) -> Result<Action, Error> {
+    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
+    let _timer = ctx
+        .metrics
+        .reconcile_duration
+        .with_label_values(&[KIND])
+        .start_timer();
     let old = repo.status.clone().unwrap_or_default();
     let fresh = if is_reconciling(&old.conditions) {
         ctx.timing.settle
@@ -152,6 +179,7 @@ pub async fn reconcile(repo: Arc<BackedUpRepository>, ctx: Arc<RepoContext>) -> 
     let findings = evaluate(&repo.spec, &obs, &ctx.policy);
     let actions = plan(&repo.spec, &obs, &findings, &ctx.policy);
     let found = build_status(&repo, &old, &obs, &findings, &Progress::default()).conditions;
+    let found_findings = findings.clone();
 
     let mut progress = Progress::default();
     let mut taken = Vec::new();
@@ -202,8 +230,44 @@ pub async fn reconcile(repo: Arc<BackedUpRepository>, ctx: Arc<RepoContext>) -> 
         let findings = evaluate(&repo.spec, &obs, &ctx.policy);
         (obs, findings)
     };
-    let status = build_status(&repo, &old, &obs, &findings, &progress);
+    let mut status = build_status(&repo, &old, &obs, &findings, &progress);
+    let (change, notified) = notify::decide(&old.notified_drift, &found_findings, &findings);
+    status.notified_drift = notified;
     write_status(&repo, &ctx, &old, &status).await?;
+    if let Some(change) = change {
+        let spec = &repo.spec;
+        let link = match (&obs.pull_request, &obs.last_run) {
+            (Some(pr), _) => ("pull request".to_string(), pr.url.clone()),
+            (None, Some(run)) if run.conclusion != "success" => {
+                (format!("{} run", run.conclusion), run.url.clone())
+            }
+            _ => (
+                "repository".to_string(),
+                format!("https://github.com/{}", spec.repository),
+            ),
+        };
+        let desired = |check: &str| desired_of(check, spec, &ctx.policy);
+        ctx.notifier.notify(notify::notification(
+            KIND,
+            &repo.namespace().unwrap_or_default(),
+            &repo.name_any(),
+            &change,
+            &[&findings, &found_findings],
+            desired,
+            Some(link),
+        ));
+    }
+    let s3_age = obs
+        .newest_backup
+        .as_ref()
+        .map(|b| obs.now.duration_since(b.last_modified).unsigned_abs());
+    ctx.metrics.record_object(
+        KIND,
+        &repo.namespace().unwrap_or_default(),
+        &repo.name_any(),
+        &findings,
+        &[("s3", s3_age)],
+    );
     let mut published = events::transitions(
         &old.conditions,
         &found,
@@ -448,4 +512,26 @@ async fn write_status(
     patch_status(&ctx.client, repo, status)
         .await
         .map_err(Error::Status)
+}
+
+/// What the policy wants of a check, for people.
+fn desired_of(check: &str, spec: &crate::api::BackedUpRepositorySpec, policy: &RepositoryPolicy) -> String {
+    match check {
+        "WorkflowPresent" => format!("{} on the default branch", spec.workflow.path),
+        "WorkflowCurrent" => format!("calls {} daily", spec.reusable_workflow()),
+        "WorkflowEnabled" => "the workflow active".to_string(),
+        "LastRunSucceeded" => format!("a successful run within {}", spec.freshness.max_run_age),
+        "BackupFresh" => format!(
+            "a backup under s3://{}/{} within {}",
+            spec.storage.bucket,
+            spec.storage_prefix(),
+            spec.freshness.max_backup_age
+        ),
+        "LifecycleCompliant" => format!(
+            "objects under {} expire after at least {} days",
+            spec.storage_prefix(),
+            crate::policy::repository::required_retention(spec, policy)
+        ),
+        _ => "compliant".to_string(),
+    }
 }

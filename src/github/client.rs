@@ -61,6 +61,7 @@ pub struct GitHubClient {
     etags: Mutex<HashMap<String, (String, Cached)>>,
     rate: Mutex<RateState>,
     repo_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    metrics: Option<Arc<crate::report::metrics::Metrics>>,
 }
 
 fn error(
@@ -129,7 +130,27 @@ impl GitHubClient {
             etags: Mutex::new(HashMap::new()),
             rate: Mutex::new(RateState::default()),
             repo_locks: Mutex::new(HashMap::new()),
+            metrics: None,
         })
+    }
+
+    /// Counts requests into the controller's metrics and reports the rate limit there.
+    pub fn with_metrics(mut self, metrics: Arc<crate::report::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn observe_reply(&self, operation: &str, ok: bool, headers: Option<&HeaderMap>) {
+        let Some(metrics) = &self.metrics else { return };
+        metrics
+            .external_calls
+            .with_label_values(&["GitHub", operation, if ok { "success" } else { "error" }])
+            .inc();
+        if let Some(remaining) = headers.and_then(|h| header_u64(h, "x-ratelimit-remaining")) {
+            metrics
+                .github_rate_limit_remaining
+                .set(i64::try_from(remaining).unwrap_or(i64::MAX));
+        }
     }
 
     fn lock_for(&self, repo: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -172,9 +193,17 @@ impl GitHubClient {
             http::Method::PUT => self.crab._put(path, body).await,
             _ => self.crab._patch(path, body).await,
         }
-        .map_err(|e| transient(format!("request failed: {e}")))?;
+        .map_err(|e| {
+            self.observe_reply(operation, false, None);
+            transient(format!("request failed: {e}"))
+        })?;
         let status = response.status();
         let headers = response.headers().clone();
+        self.observe_reply(
+            operation,
+            status.is_success() || status == StatusCode::NOT_MODIFIED,
+            Some(&headers),
+        );
         let text = self
             .crab
             .body_to_string(response)

@@ -2,4 +2,7 @@
 //! Kubernetes Event on each transition.
 
 pub mod events;
+pub mod metrics;
+pub mod notify;
+pub mod slack;
 pub mod status;

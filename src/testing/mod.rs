@@ -29,6 +29,7 @@ use kube::{
 };
 
 pub mod github_fake;
+pub mod slack_fake;
 
 /// Where the running local environment is.
 #[derive(Debug, Clone)]
@@ -209,7 +210,7 @@ impl TestEnv {
     ) -> std::sync::Arc<crate::controller::Context> {
         let aws = self.aws_clients().await;
         let rds = std::sync::Arc::new(crate::aws::rds::SdkRds { clients: aws.clone() });
-        self.context_with(rds, aws, policy, timing).await
+        self.context_with(rds, aws, policy, timing, None).await
     }
 
     /// A controller context with the given RDS adapter (a wrapper that injects faults, say).
@@ -219,6 +220,7 @@ impl TestEnv {
         aws: std::sync::Arc<crate::aws::AwsClients>,
         policy: crate::policy::database::Policy,
         timing: crate::controller::Timing,
+        notifier: Option<std::sync::Arc<dyn crate::report::slack::Notifier>>,
     ) -> std::sync::Arc<crate::controller::Context> {
         let calls = aws.calls().clone();
         std::sync::Arc::new(crate::controller::Context::new(
@@ -228,6 +230,10 @@ impl TestEnv {
             calls,
             policy,
             timing,
+            crate::controller::context::Reporters {
+                metrics: std::sync::Arc::new(crate::report::metrics::Metrics::new().expect("metrics")),
+                notifier: notifier.unwrap_or_else(|| std::sync::Arc::new(crate::report::slack::NoopNotifier)),
+            },
         ))
     }
 }
@@ -371,6 +377,8 @@ pub async fn repository_context(
         backoff: crate::controller::context::Backoff::new(timing),
         store,
         client,
+        metrics: Arc::new(crate::report::metrics::Metrics::new().expect("metrics")),
+        notifier: Arc::new(crate::report::slack::NoopNotifier),
     };
     (Arc::new(ctx), writer)
 }

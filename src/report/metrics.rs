@@ -1,0 +1,209 @@
+//! Prometheus metrics: per-object compliance and backup ages, and the controller's own
+//! health (reconciles, errors, durations, external calls, GitHub rate limit, Slack).
+//! Labels are bounded: kinds, names, checks, locations, operations; never messages, ARNs
+//! or error text.
+
+use std::{collections::HashSet, sync::Mutex, time::Duration};
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::{
+    api::ConditionType,
+    policy::{Finding, Verdict},
+};
+
+/// Where a backup age is measured.
+pub const LOCATIONS: [&str; 3] = ["source", "replica", "s3"];
+
+pub struct Metrics {
+    registry: Registry,
+    check_compliant: IntGaugeVec,
+    ready: IntGaugeVec,
+    backup_age: GaugeVec,
+    pub reconciles: IntCounterVec,
+    pub reconcile_errors: IntCounterVec,
+    pub reconcile_duration: HistogramVec,
+    pub external_calls: IntCounterVec,
+    pub github_rate_limit_remaining: IntGauge,
+    pub slack_notifications: IntCounterVec,
+    /// Objects with series, so that a deleted object's series can be removed.
+    objects: Mutex<HashSet<(String, String, String)>>,
+}
+
+impl Metrics {
+    /// Creates and registers every metric. Fails only on an invalid name or label set,
+    /// which the tests would catch.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        fn add<C: prometheus::core::Collector + Clone + 'static>(
+            registry: &Registry,
+            c: C,
+        ) -> Result<C, prometheus::Error> {
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        }
+        let gauges = |name: &str, help: &str, labels: &[&str]| {
+            add(&registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
+        };
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            add(&registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+        };
+        Ok(Self {
+            check_compliant: gauges(
+                "backup_warden_check_compliant",
+                "1 when the policy check passes for the object, 0 when it does not.",
+                &["kind", "namespace", "name", "check"],
+            )?,
+            ready: gauges(
+                "backup_warden_ready",
+                "1 when the object is Ready (every check passes).",
+                &["kind", "namespace", "name"],
+            )?,
+            backup_age: add(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "backup_warden_backup_age_seconds",
+                        "Age of the newest backup, at the source, the replica or in S3.",
+                    ),
+                    &["kind", "namespace", "name", "location"],
+                )?,
+            )?,
+            reconciles: counters("backup_warden_reconciles_total", "Reconciles run.", &["kind"])?,
+            reconcile_errors: counters(
+                "backup_warden_reconcile_errors_total",
+                "Reconciles that failed, by error category.",
+                &["kind", "category"],
+            )?,
+            reconcile_duration: add(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "backup_warden_reconcile_duration_seconds",
+                        "Time one reconcile takes.",
+                    )
+                    .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                    &["kind"],
+                )?,
+            )?,
+            external_calls: counters(
+                "backup_warden_external_calls_total",
+                "Calls to AWS and GitHub, by service, operation and outcome.",
+                &["service", "operation", "outcome"],
+            )?,
+            github_rate_limit_remaining: add(
+                &registry,
+                IntGauge::new(
+                    "backup_warden_github_rate_limit_remaining",
+                    "GitHub's x-ratelimit-remaining, as last seen.",
+                )?,
+            )?,
+            slack_notifications: counters(
+                "backup_warden_slack_notifications_total",
+                "Slack notifications by outcome.",
+                &["outcome"],
+            )?,
+            objects: Mutex::new(HashSet::new()),
+            registry,
+        })
+    }
+
+    /// Sets an object's series from its findings and backup ages.
+    pub fn record_object(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        findings: &[Finding],
+        ages: &[(&str, Option<Duration>)],
+    ) {
+        for f in findings {
+            let value = i64::from(f.verdict == Verdict::Pass);
+            self.check_compliant
+                .with_label_values(&[kind, namespace, name, f.check.as_str()])
+                .set(value);
+        }
+        let ready = findings.iter().all(Finding::is_pass);
+        self.ready
+            .with_label_values(&[kind, namespace, name])
+            .set(i64::from(ready));
+        for (location, age) in ages {
+            match age {
+                Some(age) => self
+                    .backup_age
+                    .with_label_values(&[kind, namespace, name, location])
+                    .set(age.as_secs_f64()),
+                None => {
+                    let _ = self
+                        .backup_age
+                        .remove_label_values(&[kind, namespace, name, location]);
+                }
+            }
+        }
+        self.objects.lock().unwrap_or_else(|p| p.into_inner()).insert((
+            kind.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        ));
+    }
+
+    /// Removes every series of a deleted object.
+    pub fn forget_object(&self, kind: &str, namespace: &str, name: &str) {
+        let known = self.objects.lock().unwrap_or_else(|p| p.into_inner()).remove(&(
+            kind.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        ));
+        if !known {
+            return;
+        }
+        let checks = ConditionType::DATABASE_CHECKS
+            .iter()
+            .chain(ConditionType::REPOSITORY_CHECKS.iter());
+        for check in checks {
+            let _ = self
+                .check_compliant
+                .remove_label_values(&[kind, namespace, name, check.as_str()]);
+        }
+        let _ = self.ready.remove_label_values(&[kind, namespace, name]);
+        for location in LOCATIONS {
+            let _ = self
+                .backup_age
+                .remove_label_values(&[kind, namespace, name, location]);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(%error, "could not encode metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// Adds what Slack did since `counted` to the notification counter; returns `now`.
+    pub fn count_slack(
+        &self,
+        counted: crate::report::slack::SlackOutcomes,
+        now: crate::report::slack::SlackOutcomes,
+    ) -> crate::report::slack::SlackOutcomes {
+        let pairs = [
+            ("sent", counted.sent, now.sent),
+            ("rate_limited", counted.rate_limited, now.rate_limited),
+            ("failed_permanent", counted.failed_permanent, now.failed_permanent),
+            ("failed_transient", counted.failed_transient, now.failed_transient),
+            ("dropped", counted.dropped, now.dropped),
+            ("digest", counted.digests, now.digests),
+        ];
+        for (outcome, before, after) in pairs {
+            self.slack_notifications
+                .with_label_values(&[outcome])
+                .inc_by(after.saturating_sub(before));
+        }
+        now
+    }
+}

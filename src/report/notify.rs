@@ -1,0 +1,172 @@
+//! When to tell people: one message when an object goes into drift, one when it is
+//! resolved, nothing on a reconcile that changed nothing. What was notified is kept in the
+//! object's status, so a restarted controller neither repeats nor loses a message. Pure.
+
+use crate::{
+    policy::{Finding, Verdict},
+    report::slack::{CheckLine, Notification, Transition},
+};
+
+/// What changed since the last message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// These checks went into drift (and are still failing after this reconcile).
+    Drift(Vec<String>),
+    /// Every check passes again; these were the ones notified as drifting.
+    Resolved(Vec<String>),
+    /// These checks drifted and were fixed within this reconcile.
+    Healed(Vec<String>),
+}
+
+fn failing(findings: &[Finding]) -> Vec<String> {
+    findings
+        .iter()
+        .filter(|f| matches!(f.verdict, Verdict::Drift | Verdict::Blocked | Verdict::Pending))
+        .map(|f| f.check.as_str().to_string())
+        .collect()
+}
+
+/// Decides the message for one reconcile. `notified` is what status says was last notified
+/// as drifting; `found` are the findings before acting, `after` those after acting. Returns
+/// the message to send, if any, and what status records as notified from now on.
+pub fn decide(notified: &[String], found: &[Finding], after: &[Finding]) -> (Option<Change>, Vec<String>) {
+    let compliant = after.iter().all(Finding::is_pass);
+    if compliant {
+        return match (notified.is_empty(), failing(found)) {
+            (false, _) => (Some(Change::Resolved(notified.to_vec())), Vec::new()),
+            (true, healed) if !healed.is_empty() => (Some(Change::Healed(healed)), Vec::new()),
+            _ => (None, Vec::new()),
+        };
+    }
+    let mut drifting = failing(found);
+    for check in failing(after) {
+        if !drifting.contains(&check) {
+            drifting.push(check);
+        }
+    }
+    let new: Vec<String> = drifting.into_iter().filter(|c| !notified.contains(c)).collect();
+    if new.is_empty() {
+        return (None, notified.to_vec());
+    }
+    let mut state = notified.to_vec();
+    state.extend(new.iter().cloned());
+    (Some(Change::Drift(new)), state)
+}
+
+/// The Slack notification for a change of one object. `desired` says what the policy
+/// wants of a check; the observed side is the finding's message.
+pub fn notification(
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+    change: &Change,
+    findings: &[&[Finding]],
+    desired: impl Fn(&str) -> String,
+    link: Option<(String, String)>,
+) -> Notification {
+    let (transition, checks) = match change {
+        Change::Drift(checks) => (Transition::Drift, checks),
+        Change::Resolved(checks) | Change::Healed(checks) => (Transition::Resolved, checks),
+    };
+    let observed = |check: &str| {
+        findings
+            .iter()
+            .flat_map(|list| list.iter())
+            .filter(|f| f.check.as_str() == check)
+            .find(|f| (transition == Transition::Drift) != f.is_pass())
+            .map(|f| f.message.clone())
+            .unwrap_or_default()
+    };
+    Notification {
+        kind,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        transition,
+        checks: checks
+            .iter()
+            .map(|check| CheckLine {
+                check: check.clone(),
+                desired: desired(check),
+                observed: observed(check),
+            })
+            .collect(),
+        link,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ConditionType, Reason};
+
+    fn pass(check: ConditionType) -> Finding {
+        Finding::pass(check, "ok")
+    }
+
+    fn drift(check: ConditionType) -> Finding {
+        Finding::new(check, Verdict::Drift, Reason::DriftDetected, "drift")
+    }
+
+    fn names(checks: &[ConditionType]) -> Vec<String> {
+        checks.iter().map(|c| c.as_str().to_string()).collect()
+    }
+
+    use ConditionType::{ReplicationActive as Replication, RetentionCompliant as Retention};
+
+    #[test]
+    fn drift_is_told_once_and_resolution_once() {
+        let drifting = [drift(Retention), drift(Replication)];
+        let (change, state) = decide(&[], &drifting, &drifting);
+        assert_eq!(
+            change,
+            Some(Change::Drift(names(&[Retention, Replication]))),
+            "checks drifting together: one message"
+        );
+
+        for _ in 0..10 {
+            let (again, same) = decide(&state, &drifting, &drifting);
+            assert_eq!((again, &same), (None, &state), "nothing new, nothing sent");
+        }
+
+        let fixed = [pass(Retention), pass(Replication)];
+        let (change, state) = decide(&state, &fixed, &fixed);
+        assert_eq!(change, Some(Change::Resolved(names(&[Retention, Replication]))));
+        assert!(state.is_empty());
+        assert_eq!(decide(&state, &fixed, &fixed).0, None, "compliant stays quiet");
+    }
+
+    #[test]
+    fn a_new_check_drifting_later_is_told_alone() {
+        let (_, state) = decide(
+            &[],
+            &[drift(Retention), pass(Replication)],
+            &[drift(Retention), pass(Replication)],
+        );
+        let both = [drift(Retention), drift(Replication)];
+        let (change, state) = decide(&state, &both, &both);
+        assert_eq!(change, Some(Change::Drift(names(&[Replication]))));
+        assert_eq!(state, names(&[Retention, Replication]));
+    }
+
+    #[test]
+    fn drift_fixed_within_one_reconcile_is_one_message() {
+        let (change, state) = decide(
+            &[],
+            &[drift(Retention), pass(Replication)],
+            &[pass(Retention), pass(Replication)],
+        );
+        assert_eq!(change, Some(Change::Healed(names(&[Retention]))));
+        assert!(state.is_empty());
+    }
+
+    #[test]
+    fn unknown_checks_are_not_drift() {
+        let unknown = [Finding::new(
+            Replication,
+            Verdict::Unknown,
+            Reason::NotYetChecked,
+            "no replica yet",
+        )];
+        assert_eq!(decide(&[], &unknown, &unknown), (None, Vec::new()));
+    }
+}
