@@ -28,6 +28,9 @@ if ! diff -ru crds "$generated" >&2; then
   exit 1
 fi
 
+step "alert rules: promtool check rules and test rules"
+hack/check-alerts.sh
+
 step "AWS emulator smoke test"
 "$(hack/moto-venv.sh)" tests/emulator/smoke_test.py > "$generated/smoke.log" 2>&1 || { cat "$generated/smoke.log" >&2; exit 1; }
 tail -n 1 "$generated/smoke.log" >&2

@@ -24,7 +24,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 pub struct ApiCalls {
     counts: Mutex<BTreeMap<(String, String), Count>>,
     /// `backup_warden_external_calls_total`, when metrics are exported.
-    metric: Option<prometheus::IntCounterVec>,
+    metric: std::sync::OnceLock<prometheus::IntCounterVec>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,14 +36,18 @@ pub struct Count {
 impl ApiCalls {
     /// Counts into `metric` (service, operation, outcome) as well.
     pub fn with_metric(metric: prometheus::IntCounterVec) -> Self {
-        Self {
-            counts: Mutex::default(),
-            metric: Some(metric),
-        }
+        let calls = Self::default();
+        calls.attach_metric(metric);
+        calls
+    }
+
+    /// Starts counting into `metric` too (the first metric attached stays).
+    pub fn attach_metric(&self, metric: prometheus::IntCounterVec) {
+        let _ = self.metric.set(metric);
     }
 
     fn finished(&self, service: &str, operation: &str, error: bool) {
-        if let Some(metric) = &self.metric {
+        if let Some(metric) = self.metric.get() {
             metric
                 .with_label_values(&[service, operation, if error { "error" } else { "success" }])
                 .inc();

@@ -223,6 +223,8 @@ impl TestEnv {
         notifier: Option<std::sync::Arc<dyn crate::report::slack::Notifier>>,
     ) -> std::sync::Arc<crate::controller::Context> {
         let calls = aws.calls().clone();
+        let metrics = std::sync::Arc::new(crate::report::metrics::Metrics::new().expect("metrics"));
+        calls.attach_metric(metrics.external_calls.clone());
         std::sync::Arc::new(crate::controller::Context::new(
             self.client().await,
             rds,
@@ -231,7 +233,7 @@ impl TestEnv {
             policy,
             timing,
             crate::controller::context::Reporters {
-                metrics: std::sync::Arc::new(crate::report::metrics::Metrics::new().expect("metrics")),
+                metrics,
                 notifier: notifier.unwrap_or_else(|| std::sync::Arc::new(crate::report::slack::NoopNotifier)),
             },
         ))

@@ -1,0 +1,262 @@
+//! Drift reaches people exactly once: Slack messages counted through a whole lifecycle
+//! (drift → quiet reconciles → resolved → controller restart → drift again), and the
+//! metrics agree with the objects' conditions and pass `promtool check metrics`.
+
+use std::{process::Command, sync::Arc, time::Duration};
+
+use aws_sdk_kms::types::KeyUsageType;
+use backup_warden::{
+    api::{BackedUpDatabase, ConditionType},
+    controller::Timing,
+    policy::database::Policy,
+    report::slack::{SlackNotifier, SlackSettings},
+    testing::{self, RunningController, condition, slack_fake::SlackFake, wait_for},
+};
+use kube::{Api, api::PostParams};
+use serde_json::json;
+
+const SOURCE: &str = "us-east-1";
+const DESTINATION: &str = "us-west-2";
+
+fn reconciles(ctx: &backup_warden::controller::Context) -> u64 {
+    ctx.metrics
+        .reconciles
+        .with_label_values(&["BackedUpDatabase"])
+        .get()
+}
+
+fn promtool_check(text: &str) {
+    let promtool = Command::new("bash")
+        .arg(testing::repo_root().join("hack/promtool.sh"))
+        .output()
+        .expect("hack/promtool.sh");
+    assert!(
+        promtool.status.success(),
+        "{}",
+        String::from_utf8_lossy(&promtool.stderr)
+    );
+    let path = String::from_utf8_lossy(&promtool.stdout).trim().to_string();
+    let mut child = Command::new(path)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool output");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The value of one series in the text format, if present.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            labels
+                .iter()
+                .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.parse().ok())?
+        })
+}
+
+#[tokio::test]
+async fn slack_hears_once_per_transition_and_metrics_match_conditions() {
+    let env = testing::env();
+    let client = env.client().await;
+    testing::install_crds(&client).await;
+    let namespace = testing::namespace(&client, "notify").await;
+    let account = testing::unique_account();
+    let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, &account).await);
+    let rds_destination = aws_sdk_rds::Client::new(&env.aws_config_in(DESTINATION, &account).await);
+    let kms = aws_sdk_kms::Client::new(&env.aws_config_in(DESTINATION, &account).await);
+
+    // A replicated instance whose only drift is its retention; Audit, so the test decides
+    // when the drift ends.
+    testing::create_instance(&rds, "orders-db", 1).await;
+    let key = kms
+        .create_key()
+        .key_usage(KeyUsageType::EncryptDecrypt)
+        .send()
+        .await
+        .expect("key")
+        .key_metadata
+        .and_then(|m| m.arn)
+        .expect("arn");
+    rds_destination
+        .start_db_instance_automated_backups_replication()
+        .source_db_instance_arn(format!("arn:aws:rds:{SOURCE}:{account}:db:orders-db"))
+        .kms_key_id(&key)
+        .backup_retention_period(7)
+        .send()
+        .await
+        .expect("replication");
+    let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);
+    let object: BackedUpDatabase = serde_json::from_value(json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase", "metadata": {"name": "orders"},
+        "spec": {"mode": "Audit", "instance": {"identifier": "orders-db", "region": SOURCE, "roleArn": testing::role_arn(&account)},
+                 "replication": {"kmsKey": {"arn": key}}},
+    }))
+    .expect("object");
+    dbs.create(&PostParams::default(), &object).await.expect("create");
+
+    let slack = SlackFake::start().await;
+    let timing = Timing {
+        resync: Duration::from_millis(300),
+        ..testing::fast_timing()
+    };
+    let start = |notifier: Arc<SlackNotifier>| async {
+        let aws = env.aws_clients().await;
+        let rds = Arc::new(backup_warden::aws::rds::SdkRds { clients: aws.clone() });
+        env.context_with(rds, aws, Policy::default(), timing, Some(notifier))
+            .await
+    };
+    let (notifier, _sender) = SlackNotifier::start(slack.url(), SlackSettings::default());
+    let ctx = start(notifier).await;
+    let controller = RunningController::start(ctx.clone(), &namespace);
+
+    // Drift: one message, naming the check, what is wanted and what was found.
+    assert!(
+        slack.wait_for_messages(1, Duration::from_secs(30)).await,
+        "no drift message"
+    );
+    let first = slack.messages()[0].to_string();
+    assert!(
+        first.contains("RetentionCompliant") && first.contains("retention is 1 day (policy 7 days)"),
+        "{first}"
+    );
+    assert!(
+        first.contains("console.aws.amazon.com/rds"),
+        "links the RDS console: {first}"
+    );
+
+    // Ten reconciles with nothing new: no message.
+    let seen = reconciles(&ctx);
+    while reconciles(&ctx) < seen + 10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(slack.messages().len(), 1, "quiet while nothing changes");
+
+    // The metrics say the same as the conditions, and are well-formed.
+    let db = dbs.get("orders").await.expect("get");
+    let text = ctx.metrics.render();
+    for check in ConditionType::DATABASE_CHECKS {
+        let status = condition(&db, check).map(|c| c.0).unwrap_or_default();
+        let gauge = sample(
+            &text,
+            "backup_warden_check_compliant",
+            &[("name", "orders"), ("check", check.as_str())],
+        );
+        assert_eq!(
+            gauge,
+            Some(if status == "True" { 1.0 } else { 0.0 }),
+            "{check:?} is {status}"
+        );
+    }
+    assert_eq!(
+        sample(&text, "backup_warden_ready", &[("name", "orders")]),
+        Some(0.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "backup_warden_backup_age_seconds",
+            &[("name", "orders"), ("location", "source")]
+        )
+        .is_some()
+    );
+    assert!(
+        sample(
+            &text,
+            "backup_warden_external_calls_total",
+            &[("operation", "DescribeDBInstances"), ("outcome", "success")]
+        )
+        .is_some_and(|v| v > 0.0)
+    );
+    promtool_check(&text);
+
+    // Resolved: one message.
+    rds.modify_db_instance()
+        .db_instance_identifier("orders-db")
+        .backup_retention_period(7)
+        .send()
+        .await
+        .expect("fix");
+    wait_for(&dbs, "orders", Duration::from_secs(30), |db| {
+        condition(db, ConditionType::Ready).is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    assert!(
+        slack.wait_for_messages(2, Duration::from_secs(10)).await,
+        "no resolved message"
+    );
+    assert!(
+        slack.messages()[1].to_string().contains("compliant again"),
+        "{}",
+        slack.messages()[1]
+    );
+
+    // A restarted controller (empty memory) says nothing new.
+    drop(controller);
+    let (notifier, _sender) = SlackNotifier::start(slack.url(), SlackSettings::default());
+    let ctx = start(notifier).await;
+    let _controller = RunningController::start(ctx.clone(), &namespace);
+    while reconciles(&ctx) < 5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(slack.messages().len(), 2, "a restart repeats nothing");
+
+    // Drift again: one message.
+    rds.modify_db_instance()
+        .db_instance_identifier("orders-db")
+        .backup_retention_period(2)
+        .send()
+        .await
+        .expect("drift");
+    assert!(
+        slack.wait_for_messages(3, Duration::from_secs(30)).await,
+        "no second drift message"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(slack.messages().len(), 3);
+    let text = ctx.metrics.render();
+    assert_eq!(
+        sample(
+            &text,
+            "backup_warden_check_compliant",
+            &[("name", "orders"), ("check", "RetentionCompliant")]
+        ),
+        Some(0.0)
+    );
+
+    // A deleted object's series go away.
+    dbs.delete("orders", &Default::default()).await.expect("delete");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sample(
+        &ctx.metrics.render(),
+        "backup_warden_ready",
+        &[("name", "orders")],
+    )
+    .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "series of a deleted object remain"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
