@@ -18,8 +18,8 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// The status code of a plain HTTP GET, or None while nothing listens.
-fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+/// The status code and body of a plain HTTP GET, or None while nothing listens.
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
@@ -29,7 +29,49 @@ fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    http_get(addr, path).map(|(status, _)| status)
+}
+
+/// `promtool check metrics` on a scrape.
+fn promtool_check(text: &str) {
+    let promtool = Command::new("bash")
+        .arg(testing::repo_root().join("hack/promtool.sh"))
+        .output()
+        .expect("hack/promtool.sh");
+    assert!(
+        promtool.status.success(),
+        "{}",
+        String::from_utf8_lossy(&promtool.stderr)
+    );
+    let mut child = Command::new(String::from_utf8_lossy(&promtool.stdout).trim().to_string())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn spawn_run(kubeconfig: &std::path::Path, addr: SocketAddr, namespace: &str) -> Child {
@@ -96,6 +138,13 @@ async fn run_serves_health_and_stops_on_sigterm() {
     }
     assert_eq!(http_status(addr, "/healthz"), Some(200));
     assert_eq!(http_status(addr, "/nope"), Some(404));
+    let (status, scrape) = http_get(addr, "/metrics").expect("scrape");
+    assert_eq!(status, 200);
+    assert!(
+        scrape.contains("backup_warden_github_rate_limit_remaining"),
+        "{scrape}"
+    );
+    promtool_check(&scrape);
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

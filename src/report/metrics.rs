@@ -207,3 +207,59 @@ impl Metrics {
         now
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{api::Reason, report::slack::SlackOutcomes};
+
+    #[test]
+    fn slack_outcomes_become_counter_increments() {
+        let metrics = Metrics::new().expect("metrics");
+        let first = SlackOutcomes {
+            sent: 3,
+            failed_permanent: 1,
+            ..Default::default()
+        };
+        let counted = metrics.count_slack(SlackOutcomes::default(), first);
+        metrics.count_slack(
+            counted,
+            SlackOutcomes {
+                sent: 5,
+                failed_permanent: 1,
+                ..first
+            },
+        );
+        let get = |outcome: &str| metrics.slack_notifications.with_label_values(&[outcome]).get();
+        assert_eq!((get("sent"), get("failed_permanent"), get("dropped")), (5, 1, 0));
+    }
+
+    #[test]
+    fn an_object_s_series_follow_its_findings_and_leave_with_it() {
+        let metrics = Metrics::new().expect("metrics");
+        let findings = [
+            Finding::pass(ConditionType::BackupsEnabled, "ok"),
+            Finding::new(
+                ConditionType::RetentionCompliant,
+                Verdict::Drift,
+                Reason::DriftDetected,
+                "retention is 1 day",
+            ),
+        ];
+        metrics.record_object(
+            "BackedUpDatabase",
+            "ns",
+            "db",
+            &findings,
+            &[("source", Some(Duration::from_secs(90))), ("replica", None)],
+        );
+        let text = metrics.render();
+        assert!(text.contains(r#"backup_warden_check_compliant{check="BackupsEnabled",kind="BackedUpDatabase",name="db",namespace="ns"} 1"#), "{text}");
+        assert!(text.contains(r#"backup_warden_check_compliant{check="RetentionCompliant",kind="BackedUpDatabase",name="db",namespace="ns"} 0"#));
+        assert!(text.contains(r#"backup_warden_ready{kind="BackedUpDatabase",name="db",namespace="ns"} 0"#));
+        assert!(text.contains(r#"backup_warden_backup_age_seconds{kind="BackedUpDatabase",location="source",name="db",namespace="ns"} 90"#));
+        assert!(!text.contains(r#"location="replica""#));
+        metrics.forget_object("BackedUpDatabase", "ns", "db");
+        assert!(!metrics.render().contains(r#"name="db""#));
+    }
+}
