@@ -52,7 +52,7 @@ fn promtool_check(text: &str) {
         "{}",
         String::from_utf8_lossy(&promtool.stderr)
     );
-    let mut child = Command::new(String::from_utf8_lossy(&promtool.stdout).trim().to_string())
+    let mut child = Command::new(String::from_utf8_lossy(&promtool.stdout).trim())
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
