@@ -126,6 +126,19 @@ pub enum Reason {
     RestartRequired,
     /// Nothing to do.
     Idle,
+    // Event reasons: transitions and the actions taken.
+    /// A check that failed passes again.
+    DriftResolved,
+    RetentionRaised,
+    ReplicaKeyCreated,
+    ReplicationStarted,
+    ReplicationStopped,
+    PullRequestOpened,
+    WorkflowCommitted,
+    WorkflowEnabled,
+    LifecycleRuleAdded,
+    /// An action was refused or failed; the event's note says why.
+    ActionFailed,
 }
 
 impl Reason {
@@ -155,6 +168,16 @@ impl Reason {
             Self::QuotaExceeded => "QuotaExceeded",
             Self::RestartRequired => "RestartRequired",
             Self::Idle => "Idle",
+            Self::DriftResolved => "DriftResolved",
+            Self::RetentionRaised => "RetentionRaised",
+            Self::ReplicaKeyCreated => "ReplicaKeyCreated",
+            Self::ReplicationStarted => "ReplicationStarted",
+            Self::ReplicationStopped => "ReplicationStopped",
+            Self::PullRequestOpened => "PullRequestOpened",
+            Self::WorkflowCommitted => "WorkflowCommitted",
+            Self::WorkflowEnabled => "WorkflowEnabled",
+            Self::LifecycleRuleAdded => "LifecycleRuleAdded",
+            Self::ActionFailed => "ActionFailed",
         }
     }
 }

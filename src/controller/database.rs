@@ -365,10 +365,10 @@ async fn act(
     for action in actions {
         let description = action.describe(&db.spec);
         let reason = match action {
-            DbAction::RaiseRetention { .. } => "RetentionRaised",
-            DbAction::CreateReplicaKey { .. } => "ReplicaKeyCreated",
-            DbAction::StopReplication => "ReplicationStopped",
-            DbAction::StartReplication { .. } => "ReplicationStarted",
+            DbAction::RaiseRetention { .. } => Reason::RetentionRaised,
+            DbAction::CreateReplicaKey { .. } => Reason::ReplicaKeyCreated,
+            DbAction::StopReplication => Reason::ReplicationStopped,
+            DbAction::StartReplication { .. } => Reason::ReplicationStarted,
         };
         tracing::info!(object = %key_of(db), action = %description, "enforcing");
         match perform(db, ctx, instance, action, &mut created_key).await {

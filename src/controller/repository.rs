@@ -289,12 +289,12 @@ pub async fn reconcile(repo: Arc<BackedUpRepository>, ctx: Arc<RepoContext>) -> 
     Ok(Action::requeue(next))
 }
 
-fn reason_of(action: &RepoAction) -> &'static str {
+fn reason_of(action: &RepoAction) -> Reason {
     match action {
-        RepoAction::ProposeWorkflow { .. } => "PullRequestOpened",
-        RepoAction::CommitWorkflow { .. } => "WorkflowCommitted",
-        RepoAction::EnableWorkflow { .. } => "WorkflowEnabled",
-        RepoAction::AddLifecycleRule { .. } => "LifecycleRuleAdded",
+        RepoAction::ProposeWorkflow { .. } => Reason::PullRequestOpened,
+        RepoAction::CommitWorkflow { .. } => Reason::WorkflowCommitted,
+        RepoAction::EnableWorkflow { .. } => Reason::WorkflowEnabled,
+        RepoAction::AddLifecycleRule { .. } => Reason::LifecycleRuleAdded,
     }
 }
 

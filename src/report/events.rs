@@ -4,7 +4,7 @@
 use k8s_openapi::{api::core::v1::ObjectReference, apimachinery::pkg::apis::meta::v1::Condition};
 use kube::runtime::events::{Event, EventType, Recorder};
 
-use crate::api::{ConditionType, conditions::find_condition};
+use crate::api::{ConditionType, Reason, conditions::find_condition};
 
 /// The events for one reconcile: a check that went into drift (`old` → `found`, what the
 /// reconcile found before acting) and a check whose drift is gone (`old` or `found` →
@@ -39,7 +39,7 @@ pub fn transitions(
         {
             events.push(Event {
                 type_: EventType::Normal,
-                reason: "DriftResolved".into(),
+                reason: Reason::DriftResolved.as_str().into(),
                 note: Some(format!("{}: {}", check.as_str(), c.message)),
                 action: "Evaluate".into(),
                 secondary: None,
@@ -50,7 +50,7 @@ pub fn transitions(
 }
 
 /// An event for an action taken (`reason` such as RetentionRaised) or failed.
-pub fn action(reason: &str, note: String, failed: bool) -> Event {
+pub fn action(reason: Reason, note: String, failed: bool) -> Event {
     Event {
         type_: if failed {
             EventType::Warning
@@ -58,12 +58,12 @@ pub fn action(reason: &str, note: String, failed: bool) -> Event {
             EventType::Normal
         },
         reason: if failed {
-            "ActionFailed".into()
+            Reason::ActionFailed.as_str().into()
         } else {
-            reason.into()
+            reason.as_str().into()
         },
         note: Some(note),
-        action: reason.into(),
+        action: reason.as_str().into(),
         secondary: None,
     }
 }
