@@ -2,7 +2,7 @@
 //! (drift → quiet reconciles → resolved → controller restart → drift again), and the
 //! metrics agree with the objects' conditions and pass `promtool check metrics`.
 
-use std::{process::Command, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use aws_sdk_kms::types::KeyUsageType;
 use backup_warden::{
@@ -23,40 +23,6 @@ fn reconciles(ctx: &backup_warden::controller::Context) -> u64 {
         .reconciles
         .with_label_values(&["BackedUpDatabase"])
         .get()
-}
-
-fn promtool_check(text: &str) {
-    let promtool = Command::new("bash")
-        .arg(testing::repo_root().join("hack/promtool.sh"))
-        .output()
-        .expect("hack/promtool.sh");
-    assert!(
-        promtool.status.success(),
-        "{}",
-        String::from_utf8_lossy(&promtool.stderr)
-    );
-    let path = String::from_utf8_lossy(&promtool.stdout).trim().to_string();
-    let mut child = Command::new(path)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("promtool output");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The value of one series in the text format, if present.
@@ -186,7 +152,7 @@ async fn slack_hears_once_per_transition_and_metrics_match_conditions() {
         )
         .is_some_and(|v| v > 0.0)
     );
-    promtool_check(&text);
+    testing::promtool_check_metrics(&text);
 
     // Resolved: one message.
     rds.modify_db_instance()

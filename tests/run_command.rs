@@ -41,39 +41,6 @@ fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     http_get(addr, path).map(|(status, _)| status)
 }
 
-/// `promtool check metrics` on a scrape.
-fn promtool_check(text: &str) {
-    let promtool = Command::new("bash")
-        .arg(testing::repo_root().join("hack/promtool.sh"))
-        .output()
-        .expect("hack/promtool.sh");
-    assert!(
-        promtool.status.success(),
-        "{}",
-        String::from_utf8_lossy(&promtool.stderr)
-    );
-    let mut child = Command::new(String::from_utf8_lossy(&promtool.stdout).trim())
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn spawn_run(kubeconfig: &std::path::Path, addr: SocketAddr, namespace: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_backup-warden"))
         .args([
@@ -144,7 +111,7 @@ async fn run_serves_health_and_stops_on_sigterm() {
         scrape.contains("backup_warden_github_rate_limit_remaining"),
         "{scrape}"
     );
-    promtool_check(&scrape);
+    testing::promtool_check_metrics(&scrape);
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -7,9 +7,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{
-        Controller, WatchStreamExt,
+        Controller,
         controller::{self, Action},
-        predicates, reflector, watcher,
+        reflector,
     },
 };
 
@@ -62,24 +62,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (reader, writer) = reflector::store();
-    // Status writes change no generation, so they do not wake the controller again.
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .inspect({
-            let metrics = ctx.metrics.clone();
-            move |event| {
-                if let Ok(watcher::Event::Delete(gone)) = event {
-                    metrics.forget_object(
-                        "BackedUpDatabase",
-                        &gone.namespace().unwrap_or_default(),
-                        &gone.name_any(),
-                    );
-                }
-            }
-        })
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let stream = super::trigger(api, writer, ctx.metrics.clone(), KIND);
     Controller::for_stream(stream, reader)
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
@@ -92,17 +75,13 @@ pub async fn run(
         .await;
 }
 
-fn key_of(db: &BackedUpDatabase) -> String {
-    format!("{}/{}", db.namespace().unwrap_or_default(), db.name_any())
-}
-
 pub fn error_policy(db: Arc<BackedUpDatabase>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconcile_errors
         .with_label_values(&[KIND, error.category()])
         .inc();
-    let delay = ctx.backoff.delay(&key_of(&db));
-    tracing::warn!(object = %key_of(&db), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
+    let delay = ctx.backoff.delay(&super::object_key(db.as_ref()));
+    tracing::warn!(object = %super::object_key(db.as_ref()), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -129,7 +108,7 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
             // Fixed outside the cluster: say what is missing and look again at the next resync.
             let message = e.denied_message();
             report_stalled(&db, &ctx, Reason::AccessDenied, message).await?;
-            ctx.backoff.reset(&key_of(&db));
+            ctx.backoff.reset(&super::object_key(db.as_ref()));
             return Ok(Action::requeue(ctx.timing.resync));
         }
         Err(e) => return Err(Error::Observe(e)),
@@ -243,9 +222,9 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
     // A refused action may have lost a race (another replica acted first): look again,
     // sooner at first, backing off while AWS keeps refusing.
     let next = if refused {
-        ctx.backoff.delay(&key_of(&db))
+        ctx.backoff.delay(&super::object_key(db.as_ref()))
     } else {
-        ctx.backoff.reset(&key_of(&db));
+        ctx.backoff.reset(&super::object_key(db.as_ref()));
         if is_reconciling(&status.conditions) {
             ctx.timing.settle
         } else {
@@ -370,7 +349,7 @@ async fn act(
             DbAction::StopReplication => Reason::ReplicationStopped,
             DbAction::StartReplication { .. } => Reason::ReplicationStarted,
         };
-        tracing::info!(object = %key_of(db), action = %description, "enforcing");
+        tracing::info!(object = %super::object_key(db), action = %description, "enforcing");
         match perform(db, ctx, instance, action, &mut created_key).await {
             Ok(()) => {
                 progress.working.push(description.clone());

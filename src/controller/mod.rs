@@ -33,6 +33,46 @@ use crate::{
 pub use context::{Context, Timing};
 pub use health::Health;
 
+/// What wakes a controller: objects applied with a new generation (a status write changes
+/// none, so it does not wake the controller again), kept in `writer`'s store; a deleted
+/// object's metrics are removed on the way.
+pub(crate) fn trigger<K>(
+    api: Api<K>,
+    writer: kube::runtime::reflector::store::Writer<K>,
+    metrics: Arc<Metrics>,
+    kind: &'static str,
+) -> impl futures::Stream<Item = Result<K, kube::runtime::watcher::Error>> + Send
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use futures::StreamExt;
+    use kube::{
+        ResourceExt,
+        runtime::{WatchStreamExt, predicates, watcher},
+    };
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(gone)) = event {
+                metrics.forget_object(kind, &gone.namespace().unwrap_or_default(), &gone.name_any());
+            }
+        })
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default())
+}
+
+/// `namespace/name`, the key of per-object state such as the backoff.
+pub(crate) fn object_key(object: &impl kube::ResourceExt) -> String {
+    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
+}
+
 /// How long in-flight reconciles may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 

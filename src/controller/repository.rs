@@ -7,12 +7,10 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{
-        Controller, WatchStreamExt,
+        Controller,
         controller::{self, Action},
         events::Recorder,
-        predicates,
         reflector::{self, Store},
-        watcher,
     },
 };
 
@@ -96,23 +94,7 @@ pub async fn run(
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .inspect({
-            let metrics = ctx.metrics.clone();
-            move |event| {
-                if let Ok(watcher::Event::Delete(gone)) = event {
-                    metrics.forget_object(
-                        "BackedUpRepository",
-                        &gone.namespace().unwrap_or_default(),
-                        &gone.name_any(),
-                    );
-                }
-            }
-        })
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let stream = super::trigger(api, writer, ctx.metrics.clone(), KIND);
     Controller::for_stream(stream, ctx.store.clone())
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
@@ -125,10 +107,6 @@ pub async fn run(
         .await;
 }
 
-fn key_of(repo: &BackedUpRepository) -> String {
-    format!("{}/{}", repo.namespace().unwrap_or_default(), repo.name_any())
-}
-
 pub fn error_policy(repo: Arc<BackedUpRepository>, error: &Error, ctx: Arc<RepoContext>) -> Action {
     ctx.metrics
         .reconcile_errors
@@ -136,8 +114,8 @@ pub fn error_policy(repo: Arc<BackedUpRepository>, error: &Error, ctx: Arc<RepoC
         .inc();
     let delay = error
         .retry_after()
-        .unwrap_or_else(|| ctx.backoff.delay(&key_of(&repo)));
-    tracing::warn!(object = %key_of(&repo), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
+        .unwrap_or_else(|| ctx.backoff.delay(&super::object_key(repo.as_ref())));
+    tracing::warn!(object = %super::object_key(repo.as_ref()), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -186,7 +164,7 @@ pub async fn reconcile(repo: Arc<BackedUpRepository>, ctx: Arc<RepoContext>) -> 
     let mut failure = None;
     for action in &actions {
         let description = action.describe(&repo.spec);
-        tracing::info!(object = %key_of(&repo), action = %description, "enforcing");
+        tracing::info!(object = %super::object_key(repo.as_ref()), action = %description, "enforcing");
         match act(&repo, &ctx, &obs, action).await {
             Ok(done) => {
                 progress.working.push(done.clone());
@@ -280,7 +258,7 @@ pub async fn reconcile(repo: Arc<BackedUpRepository>, ctx: Arc<RepoContext>) -> 
     if let Some(e) = retry {
         return Err(e);
     }
-    ctx.backoff.reset(&key_of(&repo));
+    ctx.backoff.reset(&super::object_key(repo.as_ref()));
     let next = if is_reconciling(&status.conditions) {
         ctx.timing.settle
     } else {

@@ -448,3 +448,38 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
+
+/// Runs `promtool check metrics` (installed by hack/promtool.sh) on a scrape; panics with
+/// promtool's complaints.
+pub fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    let promtool = Command::new("bash")
+        .arg(repo_root().join("hack/promtool.sh"))
+        .output()
+        .expect("hack/promtool.sh");
+    assert!(
+        promtool.status.success(),
+        "{}",
+        String::from_utf8_lossy(&promtool.stderr)
+    );
+    let mut child = Command::new(String::from_utf8_lossy(&promtool.stdout).trim())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
