@@ -63,6 +63,12 @@ pub struct RunArgs {
     /// read when absent. Without either, nothing is sent to Slack.
     #[arg(long, env = "BACKUP_WARDEN_SLACK_WEBHOOK_URL_FILE")]
     pub slack_webhook_url_file: Option<std::path::PathBuf>,
+    /// Elect a leader among replicas on a coordination.k8s.io Lease; only the leader acts.
+    #[arg(long, env = "BACKUP_WARDEN_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// The namespace of the leader Lease (the controller's own namespace).
+    #[arg(long, env = "BACKUP_WARDEN_LEASE_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
     #[command(flatten)]
     pub github: GitHubArgs,
 }

@@ -4,6 +4,7 @@
 pub mod context;
 pub mod database;
 mod health;
+pub mod leader;
 pub mod repository;
 
 use std::sync::Arc;
@@ -100,6 +101,8 @@ pub enum RunError {
     Metrics(#[source] prometheus::Error),
     #[error("Slack: {0}")]
     Slack(#[source] SlackError),
+    #[error("lost the leader lease; exiting so that this replica restarts as a candidate")]
+    LeadershipLost,
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
@@ -118,6 +121,19 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
 
     check_crd::<BackedUpDatabase>(&client).await?;
     check_crd::<BackedUpRepository>(&client).await?;
+    // A standby replica is healthy and ready (it serves metrics); only the leader acts.
+    health.set_ready(true);
+    let leadership = match leader_settings(&args) {
+        None => None,
+        Some(settings) => tokio::select! {
+            leadership = leader::acquire(client.clone(), settings) => Some(leadership),
+            _ = shutdown_signal() => {
+                let _ = shutdown_tx.send(true);
+                let _ = server.await;
+                return Ok(());
+            }
+        },
+    };
 
     let calls = Arc::new(ApiCalls::with_metric(metrics.external_calls.clone()));
     let notifier = notifier(&args, &metrics)?;
@@ -187,10 +203,21 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         }
         Err(why) => tracing::warn!(%why, "BackedUpRepository objects are not reconciled"),
     }
-    health.set_ready(true);
     tracing::info!(listen = %args.listen_address, audit_only = args.audit_only, "backup-warden is running");
 
-    shutdown_signal().await;
+    let mut lost = leadership.as_ref().map(|l| l.lost.clone());
+    let lost_leadership = async {
+        match lost.as_mut() {
+            Some(lost) => {
+                let _ = lost.wait_for(|l| *l).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => Ok(()),
+        _ = lost_leadership => Err(RunError::LeadershipLost),
+    };
     tracing::info!("shutting down");
     health.set_ready(false);
     let _ = shutdown_tx.send(true);
@@ -200,9 +227,32 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     if drained.is_err() {
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown were abandoned");
     }
+    if let Some(leadership) = leadership
+        && outcome.is_ok()
+    {
+        leadership.release().await;
+    }
     let _ = server.await;
     tracing::info!(aws_calls = %calls_at_exit.to_json(), "stopped");
-    Ok(())
+    outcome
+}
+
+/// The lease settings when leader election is on: this pod's name, or a host/pid identity.
+fn leader_settings(args: &RunArgs) -> Option<leader::LeaseSettings> {
+    if !args.leader_election {
+        return None;
+    }
+    let identity = std::env::var("BACKUP_WARDEN_POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            format!(
+                "{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "backup-warden".into()),
+                std::process::id()
+            )
+        });
+    Some(leader::LeaseSettings::new(&args.lease_namespace, &identity))
 }
 
 /// The repository controller's context, when GitHub credentials are configured.
