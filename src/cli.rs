@@ -26,6 +26,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print both CRDs as YAML (or write one file per CRD with --output-dir).
     Crd(CrdArgs),
+    /// Evaluate manifests once against AWS and GitHub, without a cluster; never writes.
+    /// Exits 0 when compliant, 1 on drift, 2 on error.
+    Check(Box<CheckArgs>),
     /// Print the version.
     Version,
 }
@@ -125,6 +128,25 @@ pub struct GitHubArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Manifest files, directories (*.yaml, *.yml, recursively) or - for standard input.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// table or json.
+    #[arg(long, short = 'o', env = "BACKUP_WARDEN_OUTPUT", default_value = "table", value_parser = ["table", "json"])]
+    pub output: String,
+    /// Send AWS calls to this endpoint instead of AWS (an emulator).
+    #[arg(long, env = "BACKUP_WARDEN_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+    #[arg(long, env = "BACKUP_WARDEN_POLICY_MIN_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i32).range(1..=35))]
+    pub policy_min_retention_days: i32,
+    #[arg(long, env = "BACKUP_WARDEN_POLICY_MIN_BACKUP_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(i32).range(1..=36500))]
+    pub policy_min_backup_retention_days: i32,
+    #[command(flatten)]
+    pub github: GitHubArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct CrdArgs {
     /// Write `<plural>.<group>.yaml` files into this directory instead of printing.
     #[arg(long, env = "BACKUP_WARDEN_CRD_OUTPUT_DIR")]
@@ -138,6 +160,8 @@ impl Cli {
                 println!("backup-warden {}", env!("CARGO_PKG_VERSION"));
                 ExitCode::SUCCESS
             }
+            // No log subscriber: standard output is the report.
+            Command::Check(args) => run_check(*args).await,
             Command::Crd(args) => match print_crds(&args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -156,6 +180,67 @@ impl Cli {
                 }
             }
         }
+    }
+}
+
+async fn run_check(args: CheckArgs) -> ExitCode {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    };
+    let (dbs, repos) = match crate::check::load(&args.files) {
+        Ok(objects) => objects,
+        Err(e) => return fail(&e),
+    };
+    let github = if repos.is_empty() {
+        None
+    } else {
+        let g = &args.github;
+        match crate::github::GitHubAuth::from_settings(
+            g.token_file.as_deref(),
+            std::env::var("GITHUB_TOKEN").ok(),
+            g.app_id,
+            g.app_installation_id,
+            g.app_private_key_file.as_deref(),
+        ) {
+            Ok(auth) => Some(crate::github::client::GitHubSettings {
+                base_url: g.api_url.clone(),
+                auth,
+                concurrency: g.concurrency,
+                writes_per_minute: g.writes_per_minute,
+                writes_per_hour: g.writes_per_hour,
+            }),
+            Err(e) => return fail(&e),
+        }
+    };
+    let sources = crate::check::Sources {
+        aws: crate::check::aws(args.aws_endpoint_url.clone()).await,
+        github,
+        policy: crate::policy::database::Policy {
+            min_retention_days: args.policy_min_retention_days,
+            audit_only: false,
+        },
+        repository_policy: crate::policy::repository::RepositoryPolicy {
+            min_retention_days: args.policy_min_backup_retention_days,
+            audit_only: false,
+        },
+    };
+    let rows = match crate::check::evaluate_all(&dbs, &repos, &sources).await {
+        Ok(rows) => rows,
+        Err(e) => return fail(&e),
+    };
+    if args.output == "json" {
+        match serde_json::to_string_pretty(&rows) {
+            Ok(json) => println!("{json}"),
+            Err(e) => return fail(&e),
+        }
+    } else {
+        print!("{}", crate::check::table(&rows));
+    }
+    if crate::check::compliant(&rows) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

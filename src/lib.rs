@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod github;

@@ -19,7 +19,7 @@ use crate::{
         BackedUpDatabase, BackedUpDatabaseStatus, ConditionType, Reason,
         database::{ObservedInstance, ObservedReplica},
     },
-    aws::{AwsError, AwsErrorKind, Scope, kms::ReplicaKeyRequest},
+    aws::{AwsError, AwsErrorKind, Scope, inventory::Inventory, kms::ReplicaKeyRequest},
     policy::{
         Finding,
         database::{
@@ -102,7 +102,7 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
         ctx.timing.resync
     };
 
-    let obs = match observe(&db, &ctx, max_age).await {
+    let obs = match observe(&db, &ctx.inventory, ctx.timing.resync, max_age).await {
         Ok(obs) => obs,
         Err(e) if e.kind == AwsErrorKind::AccessDenied => {
             // Fixed outside the cluster: say what is missing and look again at the next resync.
@@ -155,7 +155,9 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
     // Look again (through the inventory, which holds what the actions returned) so that
     // status shows the state after this reconcile's changes.
     let (obs, findings) = if acted {
-        let obs = observe(&db, &ctx, max_age).await.map_err(Error::Observe)?;
+        let obs = observe(&db, &ctx.inventory, ctx.timing.resync, max_age)
+            .await
+            .map_err(Error::Observe)?;
         let findings = evaluate(&db.spec, &obs, &ctx.policy);
         (obs, findings)
     } else {
@@ -237,22 +239,22 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
 /// Reads what the policy needs from the shared inventories. `fresh` bounds the age of what
 /// a change in progress moves (the instance and its replication); keys, aliases, snapshots
 /// and source regions are read once per resync.
-async fn observe(
+pub(crate) async fn observe(
     db: &BackedUpDatabase,
-    ctx: &Context,
+    inv: &Inventory,
+    resync: Duration,
     fresh: Duration,
 ) -> Result<DatabaseObservation, AwsError> {
-    let max_age = ctx.timing.resync;
+    let max_age = resync;
     let spec = &db.spec;
     let role = spec.instance.role_arn.as_deref();
     let source = Scope::new(role, &spec.instance.region);
     let destination = Scope::new(role, &spec.replication.destination_region);
-    let inv = &ctx.inventory;
 
     let instance = inv.instance(&source, &spec.instance.identifier, fresh).await?;
     let alias = replica_key_alias(&spec.instance.region, &spec.instance.identifier);
     let desired_key = desired_key(
-        ctx,
+        inv,
         &destination,
         spec.replication.kms_key.arn.as_deref(),
         &alias,
@@ -308,7 +310,7 @@ fn pick_replica(backups: &[ReplicaFacts], source_arn: &str) -> Option<ReplicaFac
 }
 
 async fn desired_key(
-    ctx: &Context,
+    inv: &Inventory,
     destination: &Scope,
     arn: Option<&str>,
     alias: &str,
@@ -316,12 +318,12 @@ async fn desired_key(
 ) -> Result<KeyLookup, AwsError> {
     let reference = match arn {
         Some(arn) => arn.to_string(),
-        None => match ctx.inventory.alias_target(destination, alias, max_age).await? {
+        None => match inv.alias_target(destination, alias, max_age).await? {
             Some(target) => target,
             None => return Ok(KeyLookup::AliasMissing(alias.to_string())),
         },
     };
-    Ok(match ctx.inventory.key(destination, &reference, max_age).await? {
+    Ok(match inv.key(destination, &reference, max_age).await? {
         Some(key) => KeyLookup::Found(key),
         None => KeyLookup::NotFound(reference),
     })
@@ -497,7 +499,7 @@ async fn write_status(
 }
 
 /// What the policy wants of a check, for people.
-fn desired_of(
+pub(crate) fn desired_of(
     check: &str,
     spec: &crate::api::BackedUpDatabaseSpec,
     policy: &crate::policy::database::Policy,

@@ -283,20 +283,40 @@ async fn observe(
     ctx: &RepoContext,
     fresh: Duration,
 ) -> Result<RepositoryObservation, Error> {
+    let all = || {
+        ctx.store
+            .state()
+            .iter()
+            .map(|r| (r.spec.repository.clone(), r.spec.workflow.path.clone()))
+            .collect()
+    };
+    observe_with(
+        repo,
+        &ctx.repos,
+        ctx.github.as_ref(),
+        &ctx.buckets,
+        all,
+        ctx.timing.resync,
+        fresh,
+    )
+    .await
+}
+
+/// Observe with explicit sources (the controller's, or `backup-warden check`'s). `all` lists
+/// every (repository, workflow path) a sweep should read.
+pub(crate) async fn observe_with(
+    repo: &BackedUpRepository,
+    repos: &RepoInventory,
+    github: &dyn GitHub,
+    buckets: &BucketInventory,
+    all: impl FnOnce() -> Vec<(String, String)>,
+    resync: Duration,
+    fresh: Duration,
+) -> Result<RepositoryObservation, Error> {
     let spec = &repo.spec;
     let name = &spec.repository;
     let path = &spec.workflow.path;
-    let facts = ctx
-        .repos
-        .get(name, fresh, || {
-            ctx.store
-                .state()
-                .iter()
-                .map(|r| (r.spec.repository.clone(), r.spec.workflow.path.clone()))
-                .collect()
-        })
-        .await
-        .map_err(Error::GitHub)?;
+    let facts = repos.get(name, fresh, all).await.map_err(Error::GitHub)?;
     let mut obs = RepositoryObservation {
         repo: facts.clone(),
         workflow: None,
@@ -315,27 +335,24 @@ async fn observe(
     // Only ask what the answer can change: runs need a registered workflow, a pull request
     // matters only while the file is missing or outdated.
     if facts.file.is_some() {
-        obs.workflow = ctx.github.workflow(name, path).await.map_err(Error::GitHub)?;
+        obs.workflow = github.workflow(name, path).await.map_err(Error::GitHub)?;
         if obs.workflow.is_some() {
-            obs.last_run = ctx
-                .github
+            obs.last_run = github
                 .newest_completed_run(name, path)
                 .await
                 .map_err(Error::GitHub)?;
         }
     }
     if !current {
-        obs.pull_request = ctx.github.open_pull_request(name).await.map_err(Error::GitHub)?;
+        obs.pull_request = github.open_pull_request(name).await.map_err(Error::GitHub)?;
     }
     let scope = Scope::new(None, &spec.storage.region);
-    obs.lifecycle = ctx
-        .buckets
-        .lifecycle(&scope, &spec.storage.bucket, ctx.timing.resync)
+    obs.lifecycle = buckets
+        .lifecycle(&scope, &spec.storage.bucket, resync)
         .await
         .map_err(Error::Aws)?;
     if obs.lifecycle.is_some() {
-        obs.newest_backup = ctx
-            .buckets
+        obs.newest_backup = buckets
             .newest_object(&scope, &spec.storage.bucket, &spec.storage_prefix(), fresh)
             .await
             .map_err(Error::Aws)?;
@@ -493,7 +510,11 @@ async fn write_status(
 }
 
 /// What the policy wants of a check, for people.
-fn desired_of(check: &str, spec: &crate::api::BackedUpRepositorySpec, policy: &RepositoryPolicy) -> String {
+pub(crate) fn desired_of(
+    check: &str,
+    spec: &crate::api::BackedUpRepositorySpec,
+    policy: &RepositoryPolicy,
+) -> String {
     match check {
         "WorkflowPresent" => format!("{} on the default branch", spec.workflow.path),
         "WorkflowCurrent" => format!("calls {} daily", spec.reusable_workflow()),

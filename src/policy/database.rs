@@ -595,6 +595,18 @@ pub enum DbAction {
 }
 
 impl DbAction {
+    /// The checks this action fixes.
+    pub fn fixes(&self) -> &'static [ConditionType] {
+        match self {
+            Self::RaiseRetention { .. } => &[BackupsEnabled, RetentionCompliant],
+            Self::CreateReplicaKey { .. } => &[ReplicaKeyCompliant],
+            Self::StopReplication => &[ReplicaRetentionCompliant, ReplicaKeyCompliant],
+            Self::StartReplication { .. } => {
+                &[ReplicationActive, ReplicaRetentionCompliant, ReplicaKeyCompliant]
+            }
+        }
+    }
+
     /// What the action does, for events and logs.
     pub fn describe(&self, spec: &BackedUpDatabaseSpec) -> String {
         let destination = &spec.replication.destination_region;

@@ -373,6 +373,15 @@ pub enum RepoAction {
 }
 
 impl RepoAction {
+    /// The checks this action fixes.
+    pub fn fixes(&self) -> &'static [ConditionType] {
+        match self {
+            Self::ProposeWorkflow { .. } | Self::CommitWorkflow { .. } => &[WorkflowPresent, WorkflowCurrent],
+            Self::EnableWorkflow { .. } => &[WorkflowEnabled],
+            Self::AddLifecycleRule { .. } => &[LifecycleCompliant],
+        }
+    }
+
     pub fn describe(&self, spec: &BackedUpRepositorySpec) -> String {
         match self {
             Self::ProposeWorkflow { .. } => format!("proposed {} in a pull request", spec.workflow.path),

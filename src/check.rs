@@ -1,0 +1,318 @@
+//! `backup-warden check`: evaluates manifests once against AWS and GitHub, without a
+//! cluster, with the controller's own observe and evaluate code, and never writes. For CI
+//! pipelines and cron jobs: exit 0 when compliant, 1 on drift, 2 on error.
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    api::{BackedUpDatabase, BackedUpRepository},
+    aws::{
+        ApiCalls, AwsClients, AwsSettings, inventory::BucketInventory, inventory::Inventory, kms::SdkKms,
+        rds::SdkRds, s3::SdkS3,
+    },
+    controller::{database, repository},
+    github::{GitHub, GitHubClient, client::GitHubSettings, inventory::RepoInventory},
+    policy::{Finding, Verdict, database::Policy, repository::RepositoryPolicy},
+};
+
+/// One row of the report.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Row {
+    pub kind: &'static str,
+    pub object: String,
+    pub check: String,
+    pub status: &'static str,
+    pub reason: String,
+    pub desired: String,
+    pub observed: String,
+    /// What the controller would do about it (nothing in Audit mode: the plan is empty).
+    pub action: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid YAML: {message}")]
+    Yaml { path: String, message: String },
+    #[error("{path}: {kind} {name}: {message}")]
+    Invalid {
+        path: String,
+        kind: String,
+        name: String,
+        message: String,
+    },
+    #[error("no BackedUpDatabase or BackedUpRepository in the given manifests")]
+    Empty,
+    #[error("{0}")]
+    Observe(String),
+}
+
+/// The objects of both kinds in the given files, directories (recursively, *.yaml/*.yml) or `-`.
+pub fn load(inputs: &[PathBuf]) -> Result<(Vec<BackedUpDatabase>, Vec<BackedUpRepository>), CheckError> {
+    let mut texts = Vec::new();
+    for input in inputs {
+        if input == Path::new("-") {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|source| CheckError::Read {
+                    path: "-".into(),
+                    source,
+                })?;
+            texts.push(("-".to_string(), text));
+        } else {
+            collect(input, &mut texts)?;
+        }
+    }
+    let (mut dbs, mut repos) = (Vec::new(), Vec::new());
+    for (path, text) in texts {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| CheckError::Yaml {
+            path: path.clone(),
+            message: e.to_string().lines().next().unwrap_or_default().to_string(),
+        })?;
+        for doc in docs
+            .into_iter()
+            .filter(|d| d.get("apiVersion").and_then(Value::as_str) == Some("backupwarden.io/v1alpha1"))
+        {
+            let kind = doc
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let name = doc
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string();
+            let invalid = |e: serde_json::Error| CheckError::Invalid {
+                path: path.clone(),
+                kind: kind.clone(),
+                name: name.clone(),
+                message: e.to_string(),
+            };
+            match kind.as_str() {
+                "BackedUpDatabase" => dbs.push(serde_json::from_value(doc).map_err(invalid)?),
+                "BackedUpRepository" => repos.push(serde_json::from_value(doc).map_err(invalid)?),
+                _ => {}
+            }
+        }
+    }
+    if dbs.is_empty() && repos.is_empty() {
+        return Err(CheckError::Empty);
+    }
+    Ok((dbs, repos))
+}
+
+fn collect(path: &Path, out: &mut Vec<(String, String)>) -> Result<(), CheckError> {
+    let read_err = |source| CheckError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(read_err)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for entry in entries {
+            let yaml = entry.extension().is_some_and(|e| e == "yaml" || e == "yml");
+            if entry.is_dir() || yaml {
+                collect(&entry, out)?;
+            }
+        }
+        Ok(())
+    } else {
+        out.push((
+            path.display().to_string(),
+            std::fs::read_to_string(path).map_err(read_err)?,
+        ));
+        Ok(())
+    }
+}
+
+fn status_of(f: &Finding) -> &'static str {
+    match f.verdict {
+        Verdict::Pass => "ok",
+        Verdict::Unknown => "unknown",
+        Verdict::Pending => "pending",
+        Verdict::Drift => "drift",
+        Verdict::Blocked => "blocked",
+    }
+}
+
+/// What to check against.
+pub struct Sources {
+    pub aws: Arc<AwsClients>,
+    pub github: Option<GitHubSettings>,
+    pub policy: Policy,
+    pub repository_policy: RepositoryPolicy,
+}
+
+/// Observes and evaluates every object once; rows in input order.
+pub async fn evaluate_all(
+    dbs: &[BackedUpDatabase],
+    repos: &[BackedUpRepository],
+    sources: &Sources,
+) -> Result<Vec<Row>, CheckError> {
+    let once = Duration::from_secs(3600);
+    let mut rows = Vec::new();
+    let inventory = Inventory::new(
+        Arc::new(SdkRds {
+            clients: sources.aws.clone(),
+        }),
+        Arc::new(SdkKms {
+            clients: sources.aws.clone(),
+        }),
+    );
+    for db in dbs {
+        let obs = database::observe(db, &inventory, once, once)
+            .await
+            .map_err(|e| CheckError::Observe(e.to_string()))?;
+        let findings = crate::policy::database::evaluate(&db.spec, &obs, &sources.policy);
+        let plan = crate::policy::database::plan(&db.spec, &obs, &findings, &sources.policy);
+        for f in &findings {
+            let action = plan
+                .actions
+                .iter()
+                .filter(|a| !f.is_pass() && a.fixes().contains(&f.check))
+                .map(|a| a.describe(&db.spec));
+            rows.push(Row {
+                kind: "BackedUpDatabase",
+                object: crate::controller::object_key(db),
+                check: f.check.as_str().to_string(),
+                status: status_of(f),
+                reason: f.reason.as_str().to_string(),
+                desired: database::desired_of(f.check.as_str(), &db.spec, &sources.policy),
+                observed: f.message.clone(),
+                action: action.collect::<Vec<_>>().join("; "),
+            });
+        }
+    }
+    if repos.is_empty() {
+        return Ok(rows);
+    }
+    let settings = sources.github.as_ref().ok_or_else(|| {
+        CheckError::Observe(
+            "BackedUpRepository objects need GitHub credentials (--github-token-file or GITHUB_TOKEN)".into(),
+        )
+    })?;
+    let github: Arc<dyn GitHub> =
+        Arc::new(GitHubClient::new(settings).map_err(|e| CheckError::Observe(e.to_string()))?);
+    let inventory = RepoInventory::new(github.clone());
+    let buckets = BucketInventory::new(Arc::new(SdkS3 {
+        clients: sources.aws.clone(),
+    }));
+    let all: Vec<(String, String)> = repos
+        .iter()
+        .map(|r| (r.spec.repository.clone(), r.spec.workflow.path.clone()))
+        .collect();
+    for repo in repos {
+        let obs = repository::observe_with(
+            repo,
+            &inventory,
+            github.as_ref(),
+            &buckets,
+            || all.clone(),
+            once,
+            once,
+        )
+        .await
+        .map_err(|e| CheckError::Observe(e.to_string()))?;
+        let findings = crate::policy::repository::evaluate(&repo.spec, &obs, &sources.repository_policy);
+        let actions =
+            crate::policy::repository::plan(&repo.spec, &obs, &findings, &sources.repository_policy);
+        for f in &findings {
+            let action = actions
+                .iter()
+                .filter(|a| !f.is_pass() && a.fixes().contains(&f.check))
+                .map(|a| a.describe(&repo.spec));
+            rows.push(Row {
+                kind: "BackedUpRepository",
+                object: crate::controller::object_key(repo),
+                check: f.check.as_str().to_string(),
+                status: status_of(f),
+                reason: f.reason.as_str().to_string(),
+                desired: repository::desired_of(f.check.as_str(), &repo.spec, &sources.repository_policy),
+                observed: f.message.clone(),
+                action: action.collect::<Vec<_>>().join("; "),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// A plain-text table, one row per check.
+pub fn table(rows: &[Row]) -> String {
+    let header = [
+        "KIND", "OBJECT", "CHECK", "STATUS", "DESIRED", "OBSERVED", "ACTION",
+    ];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.kind.to_string(),
+                r.object.clone(),
+                r.check.clone(),
+                r.status.to_string(),
+                r.desired.clone(),
+                r.observed.clone(),
+                r.action.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(&header.map(String::from));
+    out.push('\n');
+    for row in &cells {
+        out.push_str(&line(row));
+        out.push('\n');
+    }
+    out
+}
+
+/// True when every check passes.
+pub fn compliant(rows: &[Row]) -> bool {
+    rows.iter().all(|r| r.status == "ok")
+}
+
+/// The AWS clients `check` uses: the default credential chain, counted like the controller's.
+pub async fn aws(endpoint_url: Option<String>) -> Arc<AwsClients> {
+    Arc::new(
+        AwsClients::from_env(
+            AwsSettings {
+                endpoint_url,
+                concurrency: 8,
+            },
+            Arc::new(ApiCalls::default()),
+        )
+        .await,
+    )
+}

@@ -1,0 +1,131 @@
+//! `backup-warden check` against the emulator, without a cluster: a table (or JSON) of
+//! every check, exit 0 when compliant, 1 on drift, 2 on error, and nothing written.
+
+use std::process::{Command, Output};
+
+use backup_warden::testing;
+
+fn check(args: &[&str], manifest: &str) -> Output {
+    let env = testing::env();
+    let dir = std::env::temp_dir().join(testing::unique_name("check"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("manifest.yaml");
+    std::fs::write(&file, manifest).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_backup-warden"))
+        .arg("check")
+        .arg("-f")
+        .arg(&file)
+        .args(["--aws-endpoint-url", &env.aws_endpoint])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .expect("run check");
+    let _ = std::fs::remove_dir_all(dir);
+    out
+}
+
+fn manifest(identifier: &str, account: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: team}}\n---\n\
+         apiVersion: backupwarden.io/v1alpha1\nkind: BackedUpDatabase\nmetadata: {{name: orders, namespace: team}}\n\
+         spec:\n  instance: {{identifier: {identifier}, region: us-east-1, roleArn: '{}'}}\n{extra}",
+        testing::role_arn(account)
+    )
+}
+
+#[tokio::test]
+async fn drift_exits_1_with_a_row_per_check_and_writes_nothing() {
+    let env = testing::env();
+    let account = testing::unique_account();
+    let rds = aws_sdk_rds::Client::new(&env.aws_config_in("us-east-1", &account).await);
+    testing::create_instance(&rds, "orders-db", 1).await;
+
+    let out = check(&[], &manifest("orders-db", &account, ""));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "drift: {table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.starts_with("KIND"), "{table}");
+    assert_eq!(table.lines().count(), 1 + 7, "a row per check: {table}");
+    let retention = table
+        .lines()
+        .find(|l| l.contains("RetentionCompliant"))
+        .expect("row");
+    for text in [
+        "drift",
+        "retention of at least 7 days",
+        "retention is 1 day (policy 7 days)",
+        "raised backup retention from 1 day to 7 days",
+    ] {
+        assert!(retention.contains(text), "{retention:?} lacks {text:?}");
+    }
+
+    let json = check(&["--output", "json"], &manifest("orders-db", &account, ""));
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(rows.as_array().map(Vec::len), Some(7));
+    assert_eq!(rows[0]["object"], "team/orders");
+
+    // Never writes: the instance is as it was, no replication, no key.
+    let out = rds
+        .describe_db_instances()
+        .db_instance_identifier("orders-db")
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(out.db_instances()[0].backup_retention_period(), Some(1));
+    let kms = aws_sdk_kms::Client::new(&env.aws_config_in("us-west-2", &account).await);
+    assert!(kms.list_keys().send().await.expect("keys").keys().is_empty());
+}
+
+#[tokio::test]
+async fn a_compliant_database_exits_0_and_errors_exit_2() {
+    let env = testing::env();
+    let account = testing::unique_account();
+    let rds = aws_sdk_rds::Client::new(&env.aws_config_in("us-east-1", &account).await);
+    testing::create_instance(&rds, "ledger-db", 7).await;
+    let kms = aws_sdk_kms::Client::new(&env.aws_config_in("us-west-2", &account).await);
+    let key = kms
+        .create_key()
+        .send()
+        .await
+        .expect("key")
+        .key_metadata
+        .and_then(|m| m.arn)
+        .expect("arn");
+    aws_sdk_rds::Client::new(&env.aws_config_in("us-west-2", &account).await)
+        .start_db_instance_automated_backups_replication()
+        .source_db_instance_arn(format!("arn:aws:rds:us-east-1:{account}:db:ledger-db"))
+        .kms_key_id(&key)
+        .backup_retention_period(7)
+        .send()
+        .await
+        .expect("replication");
+    let extra = format!("  replication: {{kmsKey: {{arn: '{key}'}}}}\n");
+    let out = check(&[], &manifest("ledger-db", &account, &extra));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = check(&[], "kind: [unclosed");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid YAML"));
+    let out = check(&[], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
+    assert_eq!(out.status.code(), Some(2));
+    let repo = "apiVersion: backupwarden.io/v1alpha1\nkind: BackedUpRepository\nmetadata: {name: r}\nspec: {repository: o/r, storage: {bucket: b-1}}\n";
+    let out = check(&[], repo);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("GitHub credentials"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
