@@ -27,6 +27,7 @@ down:
 
 crds:
 	cargo run --quiet --locked -- crd --output-dir crds
+	hack/check-chart.sh --sync-crds
 
 build:
 	cargo build --release --locked

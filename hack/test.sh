@@ -28,6 +28,9 @@ if ! diff -ru crds "$generated" >&2; then
   exit 1
 fi
 
+step "Helm chart: CRD copies, lint, template, server-side dry run"
+hack/check-chart.sh
+
 step "alert rules: promtool check rules and test rules"
 hack/check-alerts.sh
 

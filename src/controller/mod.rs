@@ -119,8 +119,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     .await
     .map_err(RunError::Health)?;
 
-    check_crd::<BackedUpDatabase>(&client).await?;
-    check_crd::<BackedUpRepository>(&client).await?;
+    check_crd::<BackedUpDatabase>(&client, args.namespace.as_deref()).await?;
+    check_crd::<BackedUpRepository>(&client, args.namespace.as_deref()).await?;
     // A standby replica is healthy and ready (it serves metrics); only the leader acts.
     health.set_ready(true);
     let leadership = match leader_settings(&args) {
@@ -340,15 +340,21 @@ fn notifier(args: &RunArgs, metrics: &Arc<Metrics>) -> Result<Arc<dyn Notifier>,
 
 /// A list of at most one object answers 404 exactly when the CRD is missing, and needs no
 /// permission beyond what the controller uses anyway.
-async fn check_crd<K>(client: &Client) -> Result<(), RunError>
+/// With `--namespace`, the list is namespaced, as the RBAC of a one-namespace install is.
+async fn check_crd<K>(client: &Client, namespace: Option<&str>) -> Result<(), RunError>
 where
-    K: Resource<DynamicType = ()> + CustomResourceExt + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + CustomResourceExt
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
 {
     let crd = K::crd_name().to_string();
-    match Api::<K>::all(client.clone())
-        .list(&ListParams::default().limit(1))
-        .await
-    {
+    let api = match namespace {
+        Some(ns) => Api::<K>::namespaced(client.clone(), ns),
+        None => Api::<K>::all(client.clone()),
+    };
+    match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_not_found() => Err(RunError::CrdMissing { crd }),
         Err(source) => Err(RunError::CrdCheck { crd, source }),

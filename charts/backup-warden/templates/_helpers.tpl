@@ -1,0 +1,86 @@
+{{/*
+Names and labels shared by every template.
+
+The name label (app.kubernetes.io/name) is always the chart's name, backup-warden: the
+ServiceMonitor takes the Prometheus job label from it (jobLabel), and the alert
+BackupWardenControllerAbsent in files/prometheus-rules.yaml looks for up{job="backup-warden"}.
+*/}}
+
+{{- define "backup-warden.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's objects: fullnameOverride, else the release name when it already contains
+the chart's name, else <release>-backup-warden. */}}
+{{- define "backup-warden.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains .Chart.Name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "backup-warden.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "backup-warden.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "backup-warden.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "backup-warden.labels" -}}
+{{ include "backup-warden.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: backup-warden
+helm.sh/chart: {{ include "backup-warden.chart" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The common labels merged with extra ones (they win on a clash): include with
+(list $ $extraLabels). */}}
+{{- define "backup-warden.labelsWith" -}}
+{{- $ctx := index . 0 }}
+{{- $labels := include "backup-warden.labels" $ctx | fromYaml }}
+{{- toYaml (mergeOverwrite $labels (deepCopy (index . 1 | default dict))) }}
+{{- end }}
+
+{{- define "backup-warden.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "backup-warden.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "backup-warden.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag | toString }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Where mounted Secrets land in the container (read-only, one directory each). */}}
+{{- define "backup-warden.secretsDir" -}}/etc/backup-warden/secrets{{- end }}
+
+{{/* Fails the render on combinations the controller would reject or misuse. */}}
+{{- define "backup-warden.validate" -}}
+{{- $app := .Values.github.app }}
+{{- $appSet := or $app.id $app.installationId $app.privateKeySecret.name }}
+{{- if and $appSet (not (and $app.id $app.installationId $app.privateKeySecret.name)) }}
+{{- fail "github.app: set all of id, installationId and privateKeySecret.name, or none of them" }}
+{{- end }}
+{{- if and $appSet .Values.github.tokenSecret.name }}
+{{- fail "github: set either tokenSecret or app, not both" }}
+{{- end }}
+{{- if and (not .Values.leaderElection.enabled) (gt (int .Values.replicaCount) 1) }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled: without it every replica would act on AWS and GitHub" }}
+{{- end }}
+{{- end }}
