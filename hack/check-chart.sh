@@ -114,6 +114,12 @@ done
   crd/servicemonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com >/dev/null ||
   fail "the monitoring.coreos.com CRDs did not become established"
 
+step "backup-warden's CRDs (server-side apply), so that the dry runs can check objects of its kinds"
+"$kubectl" apply --server-side --force-conflicts -f crds/ >/dev/null || fail "could not install crds/"
+"$kubectl" wait --for condition=established --timeout=60s \
+  crd/backedupdatabases.backupwarden.io crd/backeduprepositories.backupwarden.io >/dev/null ||
+  fail "backup-warden's CRDs did not become established"
+
 # Every namespace the renders use, enforcing the restricted Pod Security Standard, so that a
 # pod template that is not restricted (root, capabilities, no seccomp, ...) draws a warning.
 namespaces=$(cat "$work"/*.yaml | sed -n 's/^  namespace: *\([a-z0-9-]*\) *$/\1/p' | sort -u)
