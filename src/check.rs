@@ -206,7 +206,7 @@ pub async fn evaluate_all(
     }
     let settings = sources.github.as_ref().ok_or_else(|| {
         CheckError::Observe(
-            "BackedUpRepository objects need GitHub credentials (--github-token-file or GITHUB_TOKEN)".into(),
+            "BackedUpRepository objects need GitHub credentials (--github-token-file, GITHUB_TOKEN, or the --github-app-* flags)".into(),
         )
     })?;
     let github: Arc<dyn GitHub> =

@@ -35,7 +35,7 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Address of the /healthz and /readyz endpoints.
+    /// Address of the /healthz, /readyz and /metrics endpoints.
     #[arg(long, env = "BACKUP_WARDEN_LISTEN_ADDRESS", default_value = "0.0.0.0:8080")]
     pub listen_address: SocketAddr,
     /// How often every object is checked against AWS and GitHub (drift there fires no watch event).
