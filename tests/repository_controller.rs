@@ -84,6 +84,7 @@ impl World {
             self.github.token(),
             policy,
             testing::fast_timing(),
+            None,
         )
         .await;
         RunningRepoController::start(ctx, writer, &self.namespace)

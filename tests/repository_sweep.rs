@@ -102,6 +102,7 @@ async fn a_sweep_of_250_repositories_makes_3_graphql_requests_and_the_next_is_mo
         github.token(),
         RepositoryPolicy::default(),
         timing,
+        None,
     )
     .await;
     let _controller = RunningRepoController::start(ctx, writer, &namespace);

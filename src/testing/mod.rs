@@ -349,6 +349,7 @@ pub async fn repository_context(
     token: &str,
     policy: crate::policy::repository::RepositoryPolicy,
     timing: crate::controller::Timing,
+    reporters: Option<crate::controller::context::Reporters>,
 ) -> (
     std::sync::Arc<crate::controller::repository::RepoContext>,
     kube::runtime::reflector::store::Writer<crate::api::BackedUpRepository>,
@@ -379,8 +380,14 @@ pub async fn repository_context(
         backoff: crate::controller::context::Backoff::new(timing),
         store,
         client,
-        metrics: Arc::new(crate::report::metrics::Metrics::new().expect("metrics")),
-        notifier: Arc::new(crate::report::slack::NoopNotifier),
+        metrics: reporters.as_ref().map_or_else(
+            || Arc::new(crate::report::metrics::Metrics::new().expect("metrics")),
+            |r| r.metrics.clone(),
+        ),
+        notifier: reporters.map_or_else(
+            || Arc::new(crate::report::slack::NoopNotifier) as Arc<dyn crate::report::slack::Notifier>,
+            |r| r.notifier,
+        ),
     };
     (Arc::new(ctx), writer)
 }
