@@ -82,7 +82,7 @@ pub enum Reason {
     Compliant,
     /// The check fails and Enforce would fix it.
     DriftDetected,
-    /// Not evaluated yet (the first visit sets every condition to Unknown with this).
+    /// Not evaluated: an earlier fact is missing (no replica yet, no workflow file yet).
     NotYetChecked,
     /// An action was taken and its effect is not visible yet.
     ActionPending,
