@@ -316,7 +316,10 @@ pub(crate) async fn observe_with(
     let spec = &repo.spec;
     let name = &spec.repository;
     let path = &spec.workflow.path;
-    let facts = repos.get(name, fresh, all).await.map_err(Error::GitHub)?;
+    let facts = repos
+        .get(name, path, fresh, resync, all)
+        .await
+        .map_err(Error::GitHub)?;
     let mut obs = RepositoryObservation {
         repo: facts.clone(),
         workflow: None,

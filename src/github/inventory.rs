@@ -35,12 +35,16 @@ impl RepoInventory {
             .map(|(_, f)| f.clone())
     }
 
-    /// The facts of `repo`. When they are older than `max_age`, sweeps every repository in
-    /// `all` (repository, workflow path) whose facts are older too.
+    /// The facts of `repo`. When they are older than `max_age`, reads them again, together
+    /// with every repository in `all` (repository, workflow path) whose facts are older than
+    /// `sweep_age` (the resync interval): a fresher look at one repository after a change
+    /// does not re-read the others.
     pub async fn get(
         &self,
         repo: &str,
+        path: &str,
         max_age: Duration,
+        sweep_age: Duration,
         all: impl FnOnce() -> Vec<(String, String)>,
     ) -> Result<Option<RepoFacts>, GitHubError> {
         if let Some(facts) = self.fresh(repo, max_age) {
@@ -52,8 +56,17 @@ impl RepoInventory {
         }
         let mut stale: Vec<(String, String)> = all()
             .into_iter()
-            .filter(|(r, _)| self.fresh(r, max_age).is_none())
+            .filter(|(r, _)| {
+                let age = if r == repo {
+                    max_age
+                } else {
+                    sweep_age.max(max_age)
+                };
+                self.fresh(r, age).is_none()
+            })
             .collect();
+        // The repository asked for is read whatever the list says.
+        stale.push((repo.to_string(), path.to_string()));
         stale.sort();
         stale.dedup_by(|a, b| a.0 == b.0);
         let read = self.github.repositories(&stale).await?;
