@@ -304,12 +304,13 @@ pub fn compliant(rows: &[Row]) -> bool {
 }
 
 /// The AWS clients `check` uses: the default credential chain, counted like the controller's.
-pub async fn aws(endpoint_url: Option<String>) -> Arc<AwsClients> {
+pub async fn aws(endpoint_url: Option<String>, timeouts: crate::timeouts::Timeouts) -> Arc<AwsClients> {
     Arc::new(
         AwsClients::from_env(
             AwsSettings {
                 endpoint_url,
                 concurrency: 8,
+                timeouts,
             },
             Arc::new(ApiCalls::default()),
         )

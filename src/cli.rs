@@ -74,6 +74,32 @@ pub struct RunArgs {
     pub lease_namespace: String,
     #[command(flatten)]
     pub github: GitHubArgs,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
+}
+
+/// Bounded waits on every AWS, GitHub and Slack call.
+#[derive(Args, Debug, Clone)]
+pub struct TimeoutArgs {
+    /// Longest wait to connect (TCP and TLS) to AWS, GitHub or Slack.
+    #[arg(long, env = "BACKUP_WARDEN_CONNECT_TIMEOUT", default_value = "5s")]
+    pub connect_timeout: PositiveDuration,
+    /// Longest wait for one attempt of a call: the request sent and the whole response read.
+    #[arg(long, env = "BACKUP_WARDEN_REQUEST_TIMEOUT", default_value = "20s")]
+    pub request_timeout: PositiveDuration,
+    /// Longest wait for a whole call, retries included.
+    #[arg(long, env = "BACKUP_WARDEN_OPERATION_TIMEOUT", default_value = "60s")]
+    pub operation_timeout: PositiveDuration,
+}
+
+impl TimeoutArgs {
+    pub fn timeouts(&self) -> crate::timeouts::Timeouts {
+        crate::timeouts::Timeouts {
+            connect: self.connect_timeout.as_duration(),
+            attempt: self.request_timeout.as_duration(),
+            operation: self.operation_timeout.as_duration(),
+        }
+    }
 }
 
 /// GitHub access. Without credentials, BackedUpRepository objects are not reconciled.
@@ -144,6 +170,8 @@ pub struct CheckArgs {
     pub policy_min_backup_retention_days: i32,
     #[command(flatten)]
     pub github: GitHubArgs,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
 }
 
 #[derive(Args, Debug)]
@@ -209,12 +237,13 @@ async fn run_check(args: CheckArgs) -> ExitCode {
                 concurrency: g.concurrency,
                 writes_per_minute: g.writes_per_minute,
                 writes_per_hour: g.writes_per_hour,
+                timeouts: args.timeouts.timeouts(),
             }),
             Err(e) => return fail(&e),
         }
     };
     let sources = crate::check::Sources {
-        aws: crate::check::aws(args.aws_endpoint_url.clone()).await,
+        aws: crate::check::aws(args.aws_endpoint_url.clone(), args.timeouts.timeouts()).await,
         github,
         policy: crate::policy::database::Policy {
             min_retention_days: args.policy_min_retention_days,

@@ -3,84 +3,20 @@
 //! when they are missing.
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
+    net::SocketAddr,
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
-use backup_warden::testing;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// The status code and body of a plain HTTP GET, or None while nothing listens.
-fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
-}
-
-fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
-    http_get(addr, path).map(|(status, _)| status)
-}
+use backup_warden::testing::{self, free_port, http_get, http_status, output_of, wait_exit};
 
 fn spawn_run(kubeconfig: &std::path::Path, addr: SocketAddr, namespace: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_backup-warden"))
-        .args([
-            "run",
-            "--listen-address",
-            &addr.to_string(),
-            "--namespace",
-            namespace,
-        ])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("KUBECONFIG", kubeconfig)
-        .env("BACKUP_WARDEN_LOG_FORMAT", "text")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn backup-warden run")
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "backup-warden did not exit within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn output_of(child: Child) -> String {
-    let out = child.wait_with_output().expect("output");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    testing::spawn_controller(
+        env!("CARGO_BIN_EXE_backup-warden"),
+        kubeconfig,
+        addr,
+        namespace,
+        &[],
     )
 }
 

@@ -126,6 +126,15 @@ pub enum Reason {
     RestartRequired,
     /// Nothing to do.
     Idle,
+    /// The object's spec cannot be read (the message names the field); edit it.
+    InvalidSpec,
+    /// backup-warden failed on this object (a bug); retried with backoff.
+    InternalError,
+    /// AWS or GitHub could not be read (a timeout, an outage): the checks are unknown until it can.
+    ObservationFailed,
+    /// The AWS endpoint of the region cannot be reached: a region that does not exist, is
+    /// not enabled for the account, or a network that blocks it.
+    RegionUnreachable,
     // Event reasons: transitions and the actions taken.
     /// A check that failed passes again.
     DriftResolved,
@@ -168,6 +177,10 @@ impl Reason {
             Self::QuotaExceeded => "QuotaExceeded",
             Self::RestartRequired => "RestartRequired",
             Self::Idle => "Idle",
+            Self::InvalidSpec => "InvalidSpec",
+            Self::InternalError => "InternalError",
+            Self::ObservationFailed => "ObservationFailed",
+            Self::RegionUnreachable => "RegionUnreachable",
             Self::DriftResolved => "DriftResolved",
             Self::RetentionRaised => "RetentionRaised",
             Self::ReplicaKeyCreated => "ReplicaKeyCreated",

@@ -22,8 +22,13 @@ pub struct PositiveDuration {
 const GO_MAX_NANOS: u64 = 1 << 63;
 
 impl PositiveDuration {
-    /// The pattern the API server enforces: the units this type accepts, no sign.
-    pub const PATTERN: &'static str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+    /// The pattern the API server enforces: the units this type accepts, no sign, at most
+    /// 5 digits before and 9 after the point. With [`Self::MAX_LENGTH`] that bounds any
+    /// admitted text far below Go's int64 nanoseconds, so `duration()` in the CEL rule
+    /// can never fail with an overflow.
+    pub const PATTERN: &'static str = r"^([0-9]{1,5}(\.[0-9]{1,9})?(ms|s|m|h))+$";
+    const MAX_INTEGER_DIGITS: usize = 5;
+    const MAX_FRACTION_DIGITS: usize = 9;
     /// The longest text the API server admits (it also bounds the CEL rule's cost).
     pub const MAX_LENGTH: usize = 32;
     /// The largest duration admitted: a year. Longer thresholds mean nothing for daily
@@ -35,11 +40,15 @@ impl PositiveDuration {
         self.value
     }
 
-    /// The CEL rule the API server evaluates: `duration()` is Go's `time.ParseDuration`,
-    /// and a value it cannot parse (an overflow) fails the rule as well.
+    /// The CEL rule the API server evaluates: `duration()` is Go's `time.ParseDuration`.
+    /// The rule checks the pattern first: a text that fails it makes the rule false, not
+    /// an evaluation error. An error would also refuse every status write of an object
+    /// stored before this rule existed, while a false rule is ratcheted (allowed when the
+    /// field is unchanged), so such an object can still be reported on.
     pub fn cel_rule() -> String {
         format!(
-            "duration(self) > duration('0s') && duration(self) <= duration('{}')",
+            "self.matches('{}') && duration(self) > duration('0s') && duration(self) <= duration('{}')",
+            Self::PATTERN.replace('\\', "\\\\"),
             Self::MAX_TEXT
         )
     }
@@ -87,15 +96,21 @@ fn parse_go_duration(text: &str) -> Result<Duration, &'static str> {
     let mut total: u64 = 0;
     while !rest.is_empty() {
         let (whole, after) = leading_int(rest)?;
-        if after.len() == rest.len() {
-            return Err("expected a number");
+        match rest.len() - after.len() {
+            0 => return Err("expected a number"),
+            n if n > PositiveDuration::MAX_INTEGER_DIGITS => return Err("more than 5 digits in a number"),
+            _ => {}
         }
         rest = after;
         let (mut fraction, mut scale) = (0u64, 1f64);
         if let [b'.', after @ ..] = rest {
             let (f, s, after_fraction) = leading_fraction(after);
-            if after_fraction.len() == after.len() {
-                return Err("expected digits after the decimal point");
+            match after.len() - after_fraction.len() {
+                0 => return Err("expected digits after the decimal point"),
+                n if n > PositiveDuration::MAX_FRACTION_DIGITS => {
+                    return Err("more than 9 digits after the decimal point");
+                }
+                _ => {}
             }
             (fraction, scale, rest) = (f, s, after_fraction);
         }
@@ -244,10 +259,12 @@ mod tests {
             ("8760h", 31_536_000_000),
             ("8759h60m", 31_536_000_000),
             ("0h1ms", 1),
+            ("99999s", 99_999_000),
         ];
         for (text, millis) in cases {
             assert_eq!(parse(text), Ok(Duration::from_millis(millis)), "{text}");
         }
+        assert_eq!(parse("1.000000001s"), Ok(Duration::from_nanos(1_000_000_001)));
     }
 
     #[test]
@@ -264,6 +281,8 @@ mod tests {
             "99999999999999999999h",
             "9223372036854775808ms",
             "2562048h",
+            "100000s",
+            "1.0000000001h",
             "-1h",
             "+1h",
             "1",
@@ -294,11 +313,11 @@ mod tests {
     }
 
     /// Random texts over the duration alphabet (a reproducible generator): the parser never
-    /// panics, and whatever it accepts matches the CRD's pattern and length and lies within
-    /// the bounds.
+    /// panics, whatever it accepts matches the CRD's pattern and length and lies within
+    /// the bounds, and whatever the pattern admits it refuses only for being zero or too long.
     #[test]
     fn never_panics_and_accepts_only_what_the_crd_admits() {
-        const ALPHABET: &[u8] = b"0123456789.msh9900";
+        const ALPHABET: &[u8] = b"0123456789.msh.mshh";
         let pattern = regex_lite_match;
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
@@ -313,11 +332,19 @@ mod tests {
             let text: String = (0..len)
                 .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize] as char)
                 .collect();
-            if let Ok(d) = parse(&text) {
-                accepted += 1;
-                assert!(pattern(&text), "{text:?} accepted but the pattern refuses it");
-                assert!(text.len() <= PositiveDuration::MAX_LENGTH, "{text:?}");
-                assert!(!d.is_zero() && d <= PositiveDuration::MAX, "{text:?} = {d:?}");
+            match parse(&text) {
+                Ok(d) => {
+                    accepted += 1;
+                    assert!(pattern(&text), "{text:?} accepted but the pattern refuses it");
+                    assert!(text.len() <= PositiveDuration::MAX_LENGTH, "{text:?}");
+                    assert!(!d.is_zero() && d <= PositiveDuration::MAX, "{text:?} = {d:?}");
+                }
+                // The reverse: what the pattern admits is refused only for its value.
+                Err(e) if pattern(&text) && text.len() <= PositiveDuration::MAX_LENGTH => assert!(
+                    e.contains(": zero;") || e.contains(": too long a duration;"),
+                    "{text:?} matches the pattern but: {e}"
+                ),
+                Err(_) => {}
             }
         }
         assert!(
@@ -326,7 +353,7 @@ mod tests {
         );
     }
 
-    /// `^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$` by hand (the crate has no regex engine).
+    /// `^([0-9]{1,5}(\.[0-9]{1,9})?(ms|s|m|h))+$` by hand (the crate has no regex engine).
     fn regex_lite_match(text: &str) -> bool {
         let mut s = text.as_bytes();
         if s.is_empty() {
@@ -334,13 +361,13 @@ mod tests {
         }
         while !s.is_empty() {
             let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
-            if digits == 0 {
+            if !(1..=5).contains(&digits) {
                 return false;
             }
             s = &s[digits..];
             if let [b'.', rest @ ..] = s {
                 let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-                if digits == 0 {
+                if !(1..=9).contains(&digits) {
                     return false;
                 }
                 s = &rest[digits..];

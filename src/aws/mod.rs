@@ -37,6 +37,7 @@ pub struct AwsSettings {
     pub endpoint_url: Option<String>,
     /// Calls in flight per (role, region).
     pub concurrency: usize,
+    pub timeouts: crate::timeouts::Timeouts,
 }
 
 /// A client set for one scope, and the permits that bound its calls in flight.
@@ -67,7 +68,21 @@ impl AwsClients {
         Self::new(loader.load().await, settings, calls)
     }
 
+    /// Every client built from `base` (and the STS calls behind an assumed role) gives up
+    /// after the settings' timeouts.
     pub fn new(base: SdkConfig, settings: AwsSettings, calls: Arc<ApiCalls>) -> Self {
+        let t = settings.timeouts;
+        let base = base
+            .to_builder()
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(t.connect)
+                    .read_timeout(t.attempt)
+                    .operation_attempt_timeout(t.attempt)
+                    .operation_timeout(t.operation)
+                    .build(),
+            )
+            .build();
         Self {
             base,
             settings,
@@ -143,6 +158,9 @@ pub enum AwsErrorKind {
     NotFound,
     /// Refused for another reason (invalid state, parameters): reported as is.
     Refused,
+    /// The region's endpoint does not resolve: a region that does not exist or that the
+    /// network cannot reach. A human must fix the spec or the network.
+    Unreachable,
 }
 
 impl AwsError {
@@ -154,27 +172,62 @@ impl AwsError {
         )
     }
 
-    pub fn from_sdk<E, R>(operation: &'static str, err: &aws_sdk_rds::error::SdkError<E, R>) -> Self
+    pub fn from_sdk<E>(
+        operation: &'static str,
+        err: &aws_sdk_rds::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    ) -> Self
     where
         E: aws_sdk_rds::error::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
-        use aws_sdk_rds::error::SdkError;
+        use aws_sdk_rds::{error::SdkError, operation::RequestId};
         let (code, message) = match err {
-            SdkError::ServiceError(service) => (
-                service.err().code().unwrap_or("Unknown").to_string(),
-                service.err().message().unwrap_or_default().to_string(),
-            ),
+            SdkError::ServiceError(service) => {
+                let status = service.raw().status().as_u16();
+                let code = service.err().code().unwrap_or_default();
+                let message = service.err().message().unwrap_or_default();
+                // Some answers carry no code or message (a proxy's or an emulator's HTML
+                // page): say what is known instead of "Unknown: ".
+                let request = err
+                    .request_id()
+                    .map(|id| format!(", request id {id}"))
+                    .unwrap_or_default();
+                let message = if message.is_empty() {
+                    format!(
+                        "HTTP {status}, error code {}{request}",
+                        if code.is_empty() { "none" } else { code }
+                    )
+                } else {
+                    format!("{message} (HTTP {status}{request})")
+                };
+                let code = match code {
+                    "" if status >= 500 => "ServerError",
+                    "" => "UnknownError",
+                    code => code,
+                };
+                (code.to_string(), message)
+            }
             SdkError::TimeoutError(_) => ("Timeout".to_string(), "the request timed out".to_string()),
-            SdkError::DispatchFailure(_) => (
-                "DispatchFailure".to_string(),
-                "could not reach the AWS endpoint".to_string(),
-            ),
+            SdkError::DispatchFailure(failure) => {
+                let cause = error_chain(err);
+                // A region that does not exist has no endpoint: its name does not resolve
+                // (hyper's "dns error", for the call itself or the STS call behind it).
+                let code = if cause.contains("dns error") {
+                    "EndpointNotFound"
+                } else if failure.is_timeout() {
+                    "Timeout"
+                } else {
+                    "DispatchFailure"
+                };
+                (
+                    code.to_string(),
+                    format!("could not reach the AWS endpoint: {cause}"),
+                )
+            }
             SdkError::ResponseError(_) => (
                 "ResponseError".to_string(),
-                "the response could not be read".to_string(),
+                format!("the response could not be read: {}", error_chain(err)),
             ),
-            _ => ("Unknown".to_string(), err.to_string()),
+            _ => ("Unknown".to_string(), error_chain(err)),
         };
         let kind = classify(&code, matches!(err, SdkError::ServiceError(_)));
         Self {
@@ -184,6 +237,20 @@ impl AwsError {
             message,
         }
     }
+}
+
+/// An error and its sources, as one line.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    parts.join(": ")
 }
 
 /// Classifies by error code, as documented across RDS, KMS and STS.
@@ -196,7 +263,9 @@ fn classify(code: &str, answered: bool) -> AwsErrorKind {
         | "ServiceUnavailable"
         | "InternalFailure"
         | "InternalError"
-        | "RequestTimeout" => AwsErrorKind::Transient,
+        | "RequestTimeout"
+        | "ServerError" => AwsErrorKind::Transient,
+        "EndpointNotFound" => AwsErrorKind::Unreachable,
         "AccessDenied"
         | "AccessDeniedException"
         | "UnauthorizedOperation"
@@ -228,5 +297,7 @@ mod tests {
         assert_eq!(classify("NotFoundException", true), AwsErrorKind::NotFound);
         assert_eq!(classify("InvalidDBInstanceState", true), AwsErrorKind::Refused);
         assert_eq!(classify("DispatchFailure", false), AwsErrorKind::Transient);
+        assert_eq!(classify("ServerError", true), AwsErrorKind::Transient);
+        assert_eq!(classify("EndpointNotFound", false), AwsErrorKind::Unreachable);
     }
 }

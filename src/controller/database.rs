@@ -13,7 +13,12 @@ use kube::{
     },
 };
 
-use super::context::Context;
+use super::{
+    Decoded,
+    context::Context,
+    guard::{self, Guard},
+    sweep::Sweep,
+};
 use crate::{
     api::{
         BackedUpDatabase, BackedUpDatabaseStatus, ConditionType, Reason,
@@ -29,7 +34,7 @@ use crate::{
     },
     report::{
         events, notify,
-        status::{Progress, apply_findings, apply_stalled, is_reconciling, patch_status},
+        status::{Progress, apply_findings, apply_stalled, apply_unobserved, is_reconciling, patch_status},
     },
 };
 
@@ -63,19 +68,36 @@ pub async fn run(
 ) {
     let (reader, writer) = reflector::store();
     let stream = super::trigger(api, writer, ctx.metrics.clone(), KIND);
-    Controller::for_stream(stream, reader)
+    let guard = Arc::new(Guard {
+        kind: KIND,
+        client: ctx.client.clone(),
+        metrics: ctx.metrics.clone(),
+        recorder: ctx.recorder.clone(),
+        sweep: Arc::new(Sweep::new(KIND, ctx.metrics.clone())),
+    });
+    let (sweep, store, every) = (guard.sweep.clone(), reader.clone(), ctx.timing.settle);
+    let controller = Controller::for_stream(stream, reader)
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            move |object, ctx| {
+                let guard = guard.clone();
+                async move {
+                    guard::reconcile(&guard, &ctx.backoff, &object, |db| reconcile(db, ctx.clone())).await
+                }
+            },
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile failed");
             }
-        })
-        .await;
+        });
+    super::with_sweeps(controller, sweep, store, every).await;
 }
 
-pub fn error_policy(db: Arc<BackedUpDatabase>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(db: Arc<Decoded<BackedUpDatabase>>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconcile_errors
         .with_label_values(&[KIND, error.category()])
@@ -111,7 +133,10 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
             ctx.backoff.reset(&super::object_key(db.as_ref()));
             return Ok(Action::requeue(ctx.timing.resync));
         }
-        Err(e) => return Err(Error::Observe(e)),
+        Err(e) => {
+            report_unobserved(&db, &ctx, &e).await?;
+            return Err(Error::Observe(e));
+        }
     };
     let findings = evaluate(&db.spec, &obs, &ctx.policy);
     let plan = plan(&db.spec, &obs, &findings, &ctx.policy);
@@ -477,6 +502,38 @@ async fn report_stalled(
         &mut status.conditions,
         reason,
         &message,
+        db.metadata.generation,
+        Timestamp::now(),
+    );
+    write_status(db, ctx, &old, status).await
+}
+
+/// AWS could not be read: every check is unknown (never a stale True); a region whose
+/// endpoint does not resolve stalls the object, anything else is retried with backoff.
+async fn report_unobserved(db: &BackedUpDatabase, ctx: &Context, e: &AwsError) -> Result<(), Error> {
+    let spec = &db.spec;
+    let (reason, stalled, message) = if e.kind == AwsErrorKind::Unreachable {
+        let message = format!(
+            "cannot reach AWS in {} or {} (does the region exist, and is it enabled for the account?): {e}",
+            spec.instance.region, spec.replication.destination_region
+        );
+        (Reason::RegionUnreachable, true, message)
+    } else {
+        (
+            Reason::ObservationFailed,
+            false,
+            format!("cannot read AWS: {e}; retrying"),
+        )
+    };
+    let old = db.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    status.observed_generation = db.metadata.generation;
+    apply_unobserved(
+        &mut status.conditions,
+        &ConditionType::DATABASE_CHECKS,
+        reason,
+        &message,
+        stalled,
         db.metadata.generation,
         Timestamp::now(),
     );

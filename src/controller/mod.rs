@@ -3,9 +3,12 @@
 
 pub mod context;
 pub mod database;
+pub mod decoded;
+pub mod guard;
 mod health;
 pub mod leader;
 pub mod repository;
+pub mod sweep;
 
 use std::sync::Arc;
 
@@ -32,19 +35,21 @@ use crate::{
 };
 
 pub use context::{Context, Timing};
+pub use decoded::Decoded;
 pub use health::Health;
 
 /// What wakes a controller: objects applied with a new generation (a status write changes
 /// none, so it does not wake the controller again), kept in `writer`'s store; a deleted
-/// object's metrics are removed on the way.
+/// object's metrics are removed on the way. Objects are decoded one by one, so one that
+/// cannot be read never fails the list or the watch.
 pub(crate) fn trigger<K>(
     api: Api<K>,
-    writer: kube::runtime::reflector::store::Writer<K>,
+    writer: kube::runtime::reflector::store::Writer<Decoded<K>>,
     metrics: Arc<Metrics>,
     kind: &'static str,
-) -> impl futures::Stream<Item = Result<K, kube::runtime::watcher::Error>> + Send
+) -> impl futures::Stream<Item = Result<Decoded<K>, kube::runtime::watcher::Error>> + Send
 where
-    K: Resource<DynamicType = ()>
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
@@ -57,6 +62,11 @@ where
         ResourceExt,
         runtime::{WatchStreamExt, predicates, watcher},
     };
+    let client = api.clone().into_client();
+    let api: Api<Decoded<K>> = match api.namespace() {
+        Some(namespace) => Api::namespaced(client, namespace),
+        None => Api::all(client),
+    };
     watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
@@ -67,6 +77,23 @@ where
         })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default())
+}
+
+/// Runs a controller's future beside the tracker of its sweeps, which looks every
+/// `every` at the objects `store` holds.
+pub(crate) async fn with_sweeps<K>(
+    controller: impl Future<Output = ()>,
+    sweep: Arc<sweep::Sweep>,
+    store: kube::runtime::reflector::Store<Decoded<K>>,
+    every: std::time::Duration,
+) where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let keys = move || store.state().iter().map(|o| object_key(o.as_ref())).collect();
+    tokio::select! {
+        _ = controller => {}
+        _ = sweep.watch(every.clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(10)), keys) => {}
+    }
 }
 
 /// `namespace/name`, the key of per-object state such as the backoff.
@@ -141,6 +168,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let settings = AwsSettings {
         endpoint_url: args.aws_endpoint_url.clone(),
         concurrency: usize::from(args.concurrency),
+        timeouts: args.timeouts.timeouts(),
     };
     let aws = Arc::new(AwsClients::from_env(settings, calls.clone()).await);
     let aws_for_repositories = aws.clone();
@@ -175,12 +203,15 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let mut controllers = vec![tokio::spawn(database::run(
-        databases,
-        ctx,
-        args.concurrency,
-        stop(&shutdown_rx),
-    ))];
+    metrics
+        .resync_interval
+        .set(args.resync_interval.as_duration().as_secs_f64());
+    let mut controllers = vec![supervise(
+        "BackedUpDatabase controller",
+        health.clone(),
+        shutdown_rx.clone(),
+        database::run(databases, ctx, args.concurrency, stop(&shutdown_rx)),
+    )];
     match repository_context(
         &args,
         client.clone(),
@@ -193,13 +224,18 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
                 Some(ns) => Api::namespaced(client.clone(), ns),
                 None => Api::all(client.clone()),
             };
-            controllers.push(tokio::spawn(repository::run(
-                repositories,
-                repo_ctx,
-                writer,
-                args.concurrency,
-                stop(&shutdown_rx),
-            )));
+            controllers.push(supervise(
+                "BackedUpRepository controller",
+                health.clone(),
+                shutdown_rx.clone(),
+                repository::run(
+                    repositories,
+                    repo_ctx,
+                    writer,
+                    args.concurrency,
+                    stop(&shutdown_rx),
+                ),
+            ));
         }
         Err(why) => tracing::warn!(%why, "BackedUpRepository objects are not reconciled"),
     }
@@ -237,6 +273,27 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     outcome
 }
 
+/// Runs a controller task; if it ends (or panics) before shutdown, /healthz fails from then on.
+fn supervise(
+    name: &'static str,
+    health: Arc<Health>,
+    stopping: watch::Receiver<bool>,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let outcome = tokio::spawn(task).await;
+        if *stopping.borrow() {
+            return;
+        }
+        let why = match outcome {
+            Ok(()) => "it ended".to_string(),
+            Err(e) if e.is_panic() => "it panicked (see the log)".to_string(),
+            Err(e) => e.to_string(),
+        };
+        health.task_died(name, &why);
+    })
+}
+
 /// The lease settings when leader election is on: this pod's name, or a host/pid identity.
 fn leader_settings(args: &RunArgs) -> Option<leader::LeaseSettings> {
     if !args.leader_election {
@@ -265,7 +322,7 @@ fn repository_context(
 ) -> Result<
     (
         Arc<repository::RepoContext>,
-        kube::runtime::reflector::store::Writer<BackedUpRepository>,
+        kube::runtime::reflector::store::Writer<Decoded<BackedUpRepository>>,
     ),
     String,
 > {
@@ -284,6 +341,7 @@ fn repository_context(
         concurrency: g.concurrency,
         writes_per_minute: g.writes_per_minute,
         writes_per_hour: g.writes_per_hour,
+        timeouts: args.timeouts.timeouts(),
     };
     let github: Arc<dyn GitHub> = Arc::new(
         GitHubClient::new(&settings)
@@ -326,7 +384,11 @@ fn notifier(args: &RunArgs, metrics: &Arc<Metrics>) -> Result<Arc<dyn Notifier>,
         tracing::info!("no Slack webhook configured: drift is reported in status, events and metrics only");
         return Ok(Arc::new(NoopNotifier));
     };
-    let (slack, _sender) = SlackNotifier::start(url, SlackSettings::default());
+    let settings = SlackSettings {
+        timeouts: args.timeouts.timeouts(),
+        ..SlackSettings::default()
+    };
+    let (slack, _sender) = SlackNotifier::start(url, settings);
     let (slack_for_metrics, metrics) = (slack.clone(), metrics.clone());
     tokio::spawn(async move {
         let mut counted = crate::report::slack::SlackOutcomes::default();
@@ -339,7 +401,8 @@ fn notifier(args: &RunArgs, metrics: &Arc<Metrics>) -> Result<Arc<dyn Notifier>,
 }
 
 /// A list of at most one object answers 404 exactly when the CRD is missing, and needs no
-/// permission beyond what the controller uses anyway.
+/// permission beyond what the controller uses anyway. Metadata only: an object whose spec
+/// cannot be read must not stop the controller from starting.
 /// With `--namespace`, the list is namespaced, as the RBAC of a one-namespace install is.
 async fn check_crd<K>(client: &Client, namespace: Option<&str>) -> Result<(), RunError>
 where
@@ -354,7 +417,7 @@ where
         Some(ns) => Api::<K>::namespaced(client.clone(), ns),
         None => Api::<K>::all(client.clone()),
     };
-    match api.list(&ListParams::default().limit(1)).await {
+    match api.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_not_found() => Err(RunError::CrdMissing { crd }),
         Err(source) => Err(RunError::CrdCheck { crd, source }),

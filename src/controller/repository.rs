@@ -14,7 +14,12 @@ use kube::{
     },
 };
 
-use super::context::{Backoff, Timing};
+use super::{
+    Decoded,
+    context::{Backoff, Timing},
+    guard::{self, Guard},
+    sweep::Sweep,
+};
 use crate::{
     api::{
         BackedUpRepository, BackedUpRepositoryStatus, ConditionType, Reason,
@@ -28,7 +33,7 @@ use crate::{
     },
     report::{
         events, notify,
-        status::{Progress, apply_findings, apply_stalled, is_reconciling, patch_status},
+        status::{Progress, apply_findings, apply_stalled, apply_unobserved, is_reconciling, patch_status},
     },
     workflow,
 };
@@ -44,7 +49,7 @@ pub struct RepoContext {
     pub recorder: Recorder,
     pub backoff: Backoff,
     /// Every BackedUpRepository the controller knows: the sweep reads them all at once.
-    pub store: Store<BackedUpRepository>,
+    pub store: Store<Decoded<BackedUpRepository>>,
     pub metrics: Arc<crate::report::metrics::Metrics>,
     /// Where drift is announced (Slack, or nowhere).
     pub notifier: Arc<dyn crate::report::slack::Notifier>,
@@ -80,8 +85,8 @@ impl Error {
 
 /// The reflector store the repository controller and its context share.
 pub fn store() -> (
-    Store<BackedUpRepository>,
-    reflector::store::Writer<BackedUpRepository>,
+    Store<Decoded<BackedUpRepository>>,
+    reflector::store::Writer<Decoded<BackedUpRepository>>,
 ) {
     reflector::store()
 }
@@ -90,24 +95,41 @@ pub fn store() -> (
 pub async fn run(
     api: Api<BackedUpRepository>,
     ctx: Arc<RepoContext>,
-    writer: reflector::store::Writer<BackedUpRepository>,
+    writer: reflector::store::Writer<Decoded<BackedUpRepository>>,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let stream = super::trigger(api, writer, ctx.metrics.clone(), KIND);
-    Controller::for_stream(stream, ctx.store.clone())
+    let guard = Arc::new(Guard {
+        kind: KIND,
+        client: ctx.client.clone(),
+        metrics: ctx.metrics.clone(),
+        recorder: ctx.recorder.clone(),
+        sweep: Arc::new(Sweep::new(KIND, ctx.metrics.clone())),
+    });
+    let (sweep, store, every) = (guard.sweep.clone(), ctx.store.clone(), ctx.timing.settle);
+    let controller = Controller::for_stream(stream, ctx.store.clone())
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            move |object, ctx| {
+                let guard = guard.clone();
+                async move {
+                    guard::reconcile(&guard, &ctx.backoff, &object, |repo| reconcile(repo, ctx.clone())).await
+                }
+            },
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile failed");
             }
-        })
-        .await;
+        });
+    super::with_sweeps(controller, sweep, store, every).await;
 }
 
-pub fn error_policy(repo: Arc<BackedUpRepository>, error: &Error, ctx: Arc<RepoContext>) -> Action {
+pub fn error_policy(repo: Arc<Decoded<BackedUpRepository>>, error: &Error, ctx: Arc<RepoContext>) -> Action {
     ctx.metrics
         .reconcile_errors
         .with_label_values(&[KIND, error.category()])
@@ -152,7 +174,32 @@ pub async fn reconcile(repo: Arc<BackedUpRepository>, ctx: Arc<RepoContext>) -> 
             report_stalled(&repo, &ctx, &old, Reason::AccessDenied, message).await?;
             return Ok(Action::requeue(ctx.timing.resync));
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            let (reason, stalled, message) = match &e {
+                Error::Aws(aws) if aws.kind == AwsErrorKind::Unreachable => (
+                    Reason::RegionUnreachable,
+                    true,
+                    format!(
+                        "cannot reach AWS in {} (does the region exist, and is it enabled for the account?): {aws}",
+                        repo.spec.storage.region
+                    ),
+                ),
+                _ => (Reason::ObservationFailed, false, format!("{e}; retrying")),
+            };
+            let mut status = old.clone();
+            status.observed_generation = repo.metadata.generation;
+            apply_unobserved(
+                &mut status.conditions,
+                &ConditionType::REPOSITORY_CHECKS,
+                reason,
+                &message,
+                stalled,
+                repo.metadata.generation,
+                Timestamp::now(),
+            );
+            write_status(&repo, &ctx, &old, &status).await?;
+            return Err(e);
+        }
     };
     let findings = evaluate(&repo.spec, &obs, &ctx.policy);
     let actions = plan(&repo.spec, &obs, &findings, &ctx.policy);
@@ -287,7 +334,10 @@ async fn observe(
         ctx.store
             .state()
             .iter()
-            .map(|r| (r.spec.repository.clone(), r.spec.workflow.path.clone()))
+            .filter_map(|r| {
+                r.valid()
+                    .map(|r| (r.spec.repository.clone(), r.spec.workflow.path.clone()))
+            })
             .collect()
     };
     observe_with(

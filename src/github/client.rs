@@ -31,6 +31,7 @@ pub struct GitHubSettings {
     /// Content-creating requests per minute and per hour.
     pub writes_per_minute: usize,
     pub writes_per_hour: usize,
+    pub timeouts: crate::timeouts::Timeouts,
 }
 
 /// A response read whole.
@@ -62,6 +63,7 @@ pub struct GitHubClient {
     rate: Mutex<RateState>,
     repo_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     metrics: Option<Arc<crate::report::metrics::Metrics>>,
+    timeouts: crate::timeouts::Timeouts,
 }
 
 fn error(
@@ -97,9 +99,13 @@ fn parse_time(value: &Value) -> Option<Timestamp> {
 impl GitHubClient {
     pub fn new(settings: &GitHubSettings) -> Result<Self, GitHubError> {
         let fail = |e: octocrab::Error| error("configure", GitHubErrorKind::Refused, 0, e.to_string());
+        let t = settings.timeouts;
         let builder = Octocrab::builder()
             .base_uri(settings.base_url.as_str())
-            .map_err(fail)?;
+            .map_err(fail)?
+            .set_connect_timeout(Some(t.connect))
+            .set_read_timeout(Some(t.attempt))
+            .set_write_timeout(Some(t.attempt));
         let crab = match &settings.auth {
             GitHubAuth::Token(token) => builder.personal_token(token.clone()).build().map_err(fail)?,
             GitHubAuth::App {
@@ -131,6 +137,7 @@ impl GitHubClient {
             rate: Mutex::new(RateState::default()),
             repo_locks: Mutex::new(HashMap::new()),
             metrics: None,
+            timeouts: t,
         })
     }
 
@@ -181,34 +188,42 @@ impl GitHubClient {
         }
         let _permit = self.limit.acquire().await;
         let transient = |message: String| error(operation, GitHubErrorKind::Transient, 0, message);
-        let response = match method {
-            http::Method::GET => {
-                let mut headers = HeaderMap::new();
-                if let Some(tag) = if_none_match.and_then(|t| HeaderValue::from_str(t).ok()) {
-                    headers.insert(header::IF_NONE_MATCH, tag);
+        let exchange = async {
+            let response = match method {
+                http::Method::GET => {
+                    let mut headers = HeaderMap::new();
+                    if let Some(tag) = if_none_match.and_then(|t| HeaderValue::from_str(t).ok()) {
+                        headers.insert(header::IF_NONE_MATCH, tag);
+                    }
+                    self.crab._get_with_headers(path, Some(headers)).await
                 }
-                self.crab._get_with_headers(path, Some(headers)).await
+                http::Method::POST => self.crab._post(path, body).await,
+                http::Method::PUT => self.crab._put(path, body).await,
+                _ => self.crab._patch(path, body).await,
             }
-            http::Method::POST => self.crab._post(path, body).await,
-            http::Method::PUT => self.crab._put(path, body).await,
-            _ => self.crab._patch(path, body).await,
-        }
-        .map_err(|e| {
+            .map_err(|e| {
+                self.observe_reply(operation, false, None);
+                transient(format!("request failed: {e}"))
+            })?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            self.observe_reply(
+                operation,
+                status.is_success() || status == StatusCode::NOT_MODIFIED,
+                Some(&headers),
+            );
+            let text = self
+                .crab
+                .body_to_string(response)
+                .await
+                .map_err(|e| transient(format!("reading the response: {e}")))?;
+            Ok::<_, GitHubError>((status, headers, text))
+        };
+        let limit = self.timeouts.operation;
+        let (status, headers, text) = tokio::time::timeout(limit, exchange).await.map_err(|_| {
             self.observe_reply(operation, false, None);
-            transient(format!("request failed: {e}"))
-        })?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        self.observe_reply(
-            operation,
-            status.is_success() || status == StatusCode::NOT_MODIFIED,
-            Some(&headers),
-        );
-        let text = self
-            .crab
-            .body_to_string(response)
-            .await
-            .map_err(|e| transient(format!("reading the response: {e}")))?;
+            transient(format!("GitHub did not answer within {limit:?}"))
+        })??;
         let body: Value = if text.trim().is_empty() {
             Value::Null
         } else {

@@ -29,6 +29,12 @@ pub struct Metrics {
     pub external_calls: IntCounterVec,
     pub github_rate_limit_remaining: IntGauge,
     pub slack_notifications: IntCounterVec,
+    /// When each controller last finished a full sweep (every object looked at once).
+    last_sweep: GaugeVec,
+    /// The resync interval, so that an alert can say "no sweep within 3 resyncs".
+    pub resync_interval: prometheus::Gauge,
+    /// The same as `last_sweep`, readable without going through the registry.
+    sweeps: Mutex<std::collections::BTreeMap<String, f64>>,
     /// Objects with series, so that a deleted object's series can be removed.
     objects: Mutex<HashSet<(String, String, String)>>,
 }
@@ -106,6 +112,25 @@ impl Metrics {
                 "Slack notifications by outcome.",
                 &["outcome"],
             )?,
+            last_sweep: add(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "backup_warden_last_sweep_timestamp_seconds",
+                        "When the controller of a kind last finished a full sweep: every object \
+                         looked at once (set to the start time until the first one ends).",
+                    ),
+                    &["kind"],
+                )?,
+            )?,
+            resync_interval: add(
+                &registry,
+                prometheus::Gauge::new(
+                    "backup_warden_resync_interval_seconds",
+                    "How often every object is checked (--resync-interval).",
+                )?,
+            )?,
+            sweeps: Mutex::default(),
             objects: Mutex::new(HashSet::new()),
             registry,
         })
@@ -148,6 +173,30 @@ impl Metrics {
             namespace.to_string(),
             name.to_string(),
         ));
+    }
+
+    /// An object that cannot be evaluated (its spec cannot be read) is not ready.
+    pub fn record_not_ready(&self, kind: &str, namespace: &str, name: &str) {
+        self.ready.with_label_values(&[kind, namespace, name]).set(0);
+        self.objects.lock().unwrap_or_else(|p| p.into_inner()).insert((
+            kind.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        ));
+    }
+
+    /// A full sweep of `kind` ended at `unix_seconds`.
+    pub fn record_sweep(&self, kind: &str, unix_seconds: f64) {
+        self.last_sweep.with_label_values(&[kind]).set(unix_seconds);
+        self.sweeps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kind.to_string(), unix_seconds);
+    }
+
+    /// When each kind's last full sweep ended (Unix seconds), for /readyz.
+    pub fn last_sweeps(&self) -> std::collections::BTreeMap<String, f64> {
+        self.sweeps.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Removes every series of a deleted object.

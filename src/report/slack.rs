@@ -87,6 +87,7 @@ pub struct SlackSettings {
     pub digest_window: Duration,
     /// Notifications waiting to be sent at most; more are dropped (and counted).
     pub queue_capacity: usize,
+    pub timeouts: crate::timeouts::Timeouts,
 }
 
 impl Default for SlackSettings {
@@ -97,6 +98,7 @@ impl Default for SlackSettings {
             digest_threshold: 20,
             digest_window: Duration::from_secs(60),
             queue_capacity: 1000,
+            timeouts: crate::timeouts::Timeouts::default(),
         }
     }
 }

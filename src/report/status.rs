@@ -174,6 +174,54 @@ pub fn apply_stalled(
     );
 }
 
+/// What could not be read cannot be judged: every check turns `Unknown` with the reason
+/// (never a stale `True`), and so does `Ready`. `stalled` says a human must act (a region
+/// that cannot be reached); otherwise it is retried with backoff.
+pub fn apply_unobserved(
+    conditions: &mut Vec<Condition>,
+    checks: &[ConditionType],
+    reason: Reason,
+    message: &str,
+    stalled: bool,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    for &check in checks.iter().chain([&ConditionType::Ready]) {
+        set_condition(
+            conditions,
+            check,
+            ConditionStatus::Unknown,
+            reason,
+            message,
+            generation,
+            now,
+        );
+    }
+    let (status, stall_reason, stall_message) = if stalled {
+        (ConditionStatus::True, reason, message)
+    } else {
+        (ConditionStatus::False, Reason::NotStalled, "")
+    };
+    set_condition(
+        conditions,
+        ConditionType::Stalled,
+        status,
+        stall_reason,
+        stall_message,
+        generation,
+        now,
+    );
+    set_condition(
+        conditions,
+        ConditionType::Reconciling,
+        ConditionStatus::False,
+        Reason::Idle,
+        "",
+        generation,
+        now,
+    );
+}
+
 /// Server-side applies `status` to the object's status subresource, under the one field
 /// manager of backup-warden.
 pub async fn patch_status<K>(
@@ -304,6 +352,40 @@ mod tests {
             )
         );
         assert!(is_reconciling(&c));
+    }
+
+    #[test]
+    fn what_cannot_be_read_turns_every_check_unknown() {
+        let mut c = Vec::new();
+        let findings = [Finding::pass(ConditionType::BackupsEnabled, "ok")];
+        apply_findings(&mut c, &findings, &Progress::default(), Some(1), now());
+        apply_unobserved(
+            &mut c,
+            &[ConditionType::BackupsEnabled],
+            Reason::ObservationFailed,
+            "cannot read AWS: DescribeDBInstances: Timeout",
+            false,
+            Some(1),
+            now(),
+        );
+        for t in [ConditionType::BackupsEnabled, ConditionType::Ready] {
+            assert_eq!(get(&c, t).0, "Unknown", "{t:?}");
+            assert_eq!(get(&c, t).1, "ObservationFailed");
+        }
+        assert_eq!(get(&c, ConditionType::Stalled).0, "False");
+        apply_unobserved(
+            &mut c,
+            &[],
+            Reason::RegionUnreachable,
+            "no such region",
+            true,
+            Some(1),
+            now(),
+        );
+        assert_eq!(
+            get(&c, ConditionType::Stalled),
+            ("True".into(), "RegionUnreachable".into(), "no such region".into())
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ use kube::{
 };
 
 pub mod github_fake;
+pub mod proxy;
 pub mod slack_fake;
 
 /// Where the running local environment is.
@@ -190,16 +191,29 @@ impl TestEnv {
 
     /// AWS clients that talk to the emulator, counting their calls.
     pub async fn aws_clients(&self) -> std::sync::Arc<crate::aws::AwsClients> {
+        self.aws_clients_at(&self.aws_endpoint, crate::timeouts::Timeouts::default())
+            .await
+    }
+
+    /// AWS clients that talk to `endpoint` (a proxy in front of the emulator, or nothing).
+    pub async fn aws_clients_at(
+        &self,
+        endpoint: &str,
+        timeouts: crate::timeouts::Timeouts,
+    ) -> std::sync::Arc<crate::aws::AwsClients> {
         let calls = std::sync::Arc::new(crate::aws::ApiCalls::default());
         let settings = crate::aws::AwsSettings {
-            endpoint_url: Some(self.aws_endpoint.clone()),
+            endpoint_url: Some(endpoint.to_string()),
             concurrency: 8,
+            timeouts,
         };
-        std::sync::Arc::new(crate::aws::AwsClients::new(
-            self.aws_config("us-east-1").await,
-            settings,
-            calls,
-        ))
+        let config = self
+            .aws_config("us-east-1")
+            .await
+            .to_builder()
+            .endpoint_url(endpoint)
+            .build();
+        std::sync::Arc::new(crate::aws::AwsClients::new(config, settings, calls))
     }
 
     /// A controller context whose AWS adapters talk to the emulator.
@@ -352,7 +366,7 @@ pub async fn repository_context(
     reporters: Option<crate::controller::context::Reporters>,
 ) -> (
     std::sync::Arc<crate::controller::repository::RepoContext>,
-    kube::runtime::reflector::store::Writer<crate::api::BackedUpRepository>,
+    kube::runtime::reflector::store::Writer<crate::controller::Decoded<crate::api::BackedUpRepository>>,
 ) {
     use std::sync::Arc;
     let env = env();
@@ -362,6 +376,7 @@ pub async fn repository_context(
         concurrency: 8,
         writes_per_minute: 1000,
         writes_per_hour: 10_000,
+        timeouts: crate::timeouts::Timeouts::default(),
     };
     let github: Arc<dyn crate::github::GitHub> =
         Arc::new(crate::github::GitHubClient::new(&settings).expect("github client"));
@@ -401,7 +416,9 @@ pub struct RunningRepoController {
 impl RunningRepoController {
     pub fn start(
         ctx: std::sync::Arc<crate::controller::repository::RepoContext>,
-        writer: kube::runtime::reflector::store::Writer<crate::api::BackedUpRepository>,
+        writer: kube::runtime::reflector::store::Writer<
+            crate::controller::Decoded<crate::api::BackedUpRepository>,
+        >,
         namespace: &str,
     ) -> Self {
         let api: Api<crate::api::BackedUpRepository> = Api::namespaced(ctx.client.clone(), namespace);
@@ -489,4 +506,91 @@ pub fn promtool_check_metrics(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A TCP port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The status code and body of a plain HTTP GET, or None while nothing listens.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+pub fn http_status(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
+    http_get(addr, path).map(|(status, _)| status)
+}
+
+/// Starts `backup-warden run` (`binary`: `env!("CARGO_BIN_EXE_backup-warden")` in a test)
+/// for one namespace, serving health and metrics on `addr`, with throwaway AWS
+/// credentials and `extra` flags.
+pub fn spawn_controller(
+    binary: &str,
+    kubeconfig: &Path,
+    addr: std::net::SocketAddr,
+    namespace: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    Command::new(binary)
+        .args([
+            "run",
+            "--listen-address",
+            &addr.to_string(),
+            "--namespace",
+            namespace,
+        ])
+        .args(extra)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("KUBECONFIG", kubeconfig)
+        .env("BACKUP_WARDEN_LOG_FORMAT", "text")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn backup-warden run")
+}
+
+/// Waits for a child process to exit; panics after `within`.
+pub fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backup-warden did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Everything a finished child process printed.
+pub fn output_of(child: std::process::Child) -> String {
+    let out = child.wait_with_output().expect("output");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -30,7 +30,7 @@ pub(super) async fn run(
     counters: Arc<Counters>,
     mut queue: mpsc::Receiver<Notification>,
 ) {
-    let transport = match Transport::new(&webhook) {
+    let transport = match Transport::new(&webhook, settings.timeouts) {
         Ok(transport) => Some(transport),
         Err(error) => {
             tracing::warn!(%error, "Slack notifications are disabled");

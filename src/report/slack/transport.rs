@@ -17,8 +17,6 @@ use serde_json::Value;
 
 use super::SlackError;
 
-// Slack answers in well under a second; a hung connection must not hold the queue long.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 // Slack's error bodies are a few words; anything longer is cut.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 const MAX_LOGGED_BODY_CHARS: usize = 200;
@@ -62,18 +60,21 @@ pub(super) struct Transport {
     uri: Uri,
     // The URL as given and its path: what `redact` removes.
     secrets: [String; 2],
+    // Slack answers in well under a second; a hung connection must not hold the queue long.
+    attempt_timeout: Duration,
 }
 
 impl Transport {
-    pub(super) fn new(webhook: &str) -> Result<Transport, SlackError> {
+    pub(super) fn new(webhook: &str, timeouts: crate::timeouts::Timeouts) -> Result<Transport, SlackError> {
         let uri = parse_webhook(webhook)?;
-        let connector = connector(uri.scheme_str() == Some("https"))?;
+        let connector = connector(uri.scheme_str() == Some("https"), timeouts.connect)?;
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let path = uri.path_and_query().map(|p| p.as_str().to_string());
         Ok(Transport {
             client,
             secrets: [webhook.to_string(), path.unwrap_or_default()],
             uri,
+            attempt_timeout: timeouts.attempt,
         })
     }
 
@@ -87,11 +88,11 @@ impl Transport {
             Ok(request) => request,
             Err(_) => return Answer::Transient("could not build the request".into()),
         };
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(request)).await {
+        match tokio::time::timeout(self.attempt_timeout, self.exchange(request)).await {
             Ok(answer) => answer,
             Err(_) => Answer::Transient(format!(
-                "the Slack webhook did not answer within {}s",
-                REQUEST_TIMEOUT.as_secs()
+                "the Slack webhook did not answer within {:?}",
+                self.attempt_timeout
             )),
         }
     }
@@ -137,7 +138,7 @@ impl Transport {
     }
 }
 
-fn connector(https: bool) -> Result<HttpsConnector<HttpConnector>, SlackError> {
+fn connector(https: bool, connect_timeout: Duration) -> Result<HttpsConnector<HttpConnector>, SlackError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = if https {
         HttpsConnectorBuilder::new()
@@ -157,7 +158,10 @@ fn connector(https: bool) -> Result<HttpsConnector<HttpConnector>, SlackError> {
             .with_tls_config(config)
             .https_or_http()
     };
-    Ok(builder.enable_http1().build())
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    Ok(builder.enable_http1().wrap_connector(http))
 }
 
 /// What a status (with its `Retry-After` and body) means for the sender.
@@ -257,7 +261,7 @@ mod tests {
     async fn a_network_error_names_no_secret() {
         // Nothing listens on port 9 of loopback (discard), so the connection is refused.
         let webhook = "http://127.0.0.1:9/services/T000/B000/s3cr3t";
-        let transport = Transport::new(webhook).expect("transport");
+        let transport = Transport::new(webhook, crate::timeouts::Timeouts::default()).expect("transport");
         match transport.post(&serde_json::json!({"text": "hi"})).await {
             Answer::Transient(why) => {
                 assert!(why.contains("Slack webhook"), "{why}");

@@ -1,0 +1,168 @@
+//! Objects as the API server holds them, decoded one at a time. An object the Rust types
+//! cannot read (stored before a schema was tightened, or written past validation) becomes
+//! [`Decoded::Invalid`] with the field and the reason, instead of failing the whole list,
+//! the watch, and with them every other object's reconcile.
+
+use std::{borrow::Cow, sync::Arc};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use kube::Resource;
+use serde::{Deserialize, de::DeserializeOwned};
+
+use crate::api::{BackedUpDatabase, BackedUpRepository};
+
+/// An object of kind `K`, or why it could not be read as one.
+#[derive(Clone, Debug)]
+pub enum Decoded<K> {
+    Valid(Arc<K>),
+    Invalid(Box<Undecodable>),
+}
+
+/// What is known of an object whose spec cannot be read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Undecodable {
+    pub metadata: ObjectMeta,
+    /// The conditions it holds, so that a report of it moves `lastTransitionTime` only on a change.
+    pub conditions: Vec<Condition>,
+    /// The field and what is wrong with it, such as
+    /// `spec.freshness.maxRestoreLag: invalid duration "0s": ...`.
+    pub error: String,
+}
+
+impl<K> Decoded<K> {
+    pub fn valid(&self) -> Option<&Arc<K>> {
+        match self {
+            Self::Valid(k) => Some(k),
+            Self::Invalid(_) => None,
+        }
+    }
+}
+
+impl<'de, K: DeserializeOwned> Deserialize<'de> for Decoded<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let error = match serde_path_to_error::deserialize::<_, K>(&value) {
+            Ok(object) => return Ok(Self::Valid(Arc::new(object))),
+            Err(e) => format!("{}: {}", e.path(), e.inner()),
+        };
+        // Metadata the API server wrote is always readable; without it nothing can be reported.
+        let metadata = value
+            .get("metadata")
+            .map(|m| ObjectMeta::deserialize(m).map_err(D::Error::custom))
+            .transpose()?
+            .unwrap_or_default();
+        let conditions = value
+            .pointer("/status/conditions")
+            .and_then(|c| Vec::<Condition>::deserialize(c).ok())
+            .unwrap_or_default();
+        Ok(Self::Invalid(Box::new(Undecodable {
+            metadata,
+            conditions,
+            error,
+        })))
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone> Resource for Decoded<K> {
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        K::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        K::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        K::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        K::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Self::Valid(k) => k.meta(),
+            Self::Invalid(u) => &u.metadata,
+        }
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            // Copy on write: the store shares the object with running reconciles.
+            Self::Valid(k) => Arc::make_mut(k).meta_mut(),
+            Self::Invalid(u) => &mut u.metadata,
+        }
+    }
+}
+
+/// The conditions an object's status holds, whatever its kind.
+pub trait HasConditions {
+    fn conditions(&self) -> &[Condition];
+}
+
+impl HasConditions for BackedUpDatabase {
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+}
+
+impl HasConditions for BackedUpRepository {
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn database(freshness: serde_json::Value) -> serde_json::Value {
+        json!({
+            "apiVersion": "backupwarden.io/v1alpha1",
+            "kind": "BackedUpDatabase",
+            "metadata": {"name": "db", "namespace": "ns", "generation": 2},
+            "spec": {"instance": {"identifier": "db", "region": "us-east-1"}, "freshness": freshness},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "AllChecksPassed",
+                        "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+        })
+    }
+
+    #[test]
+    fn a_valid_object_decodes_as_itself() {
+        let decoded: Decoded<BackedUpDatabase> =
+            serde_json::from_value(database(json!({"maxRestoreLag": "2h"}))).expect("decodes");
+        let db = decoded.valid().expect("valid");
+        assert_eq!(db.spec.freshness.max_restore_lag.to_string(), "2h");
+        assert_eq!(decoded.meta().generation, Some(2));
+    }
+
+    #[test]
+    fn an_invalid_object_keeps_its_metadata_conditions_and_names_the_field() {
+        let decoded: Decoded<BackedUpDatabase> =
+            serde_json::from_value(database(json!({"maxRestoreLag": "0s"}))).expect("never fails");
+        let Decoded::Invalid(bad) = decoded else {
+            panic!("0s must not decode")
+        };
+        assert_eq!(bad.metadata.name.as_deref(), Some("db"));
+        assert_eq!(bad.conditions.len(), 1);
+        assert!(
+            bad.error
+                .starts_with("spec.freshness.maxRestoreLag: invalid duration \"0s\""),
+            "{}",
+            bad.error
+        );
+    }
+
+    #[test]
+    fn one_bad_item_does_not_fail_the_list() {
+        let list = json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": [
+            database(json!({"maxRestoreLag": "99999999999999999999h"})),
+            database(json!({})),
+        ]});
+        let items: kube::core::ObjectList<Decoded<BackedUpDatabase>> =
+            serde_json::from_value(list).expect("the list decodes");
+        let valid = items.items.iter().filter(|i| i.valid().is_some()).count();
+        assert_eq!((items.items.len(), valid), (2, 1));
+    }
+}
