@@ -6,6 +6,7 @@ pub mod common;
 pub mod conditions;
 pub mod database;
 pub mod repository;
+pub mod validation;
 
 pub use common::{Mode, PositiveDuration};
 pub use conditions::{ConditionStatus, ConditionType, Reason, set_condition};
