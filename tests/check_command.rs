@@ -245,7 +245,7 @@ async fn a_reader_that_goes_away_is_no_panic() {
 
     // As a user types it, through a shell pipeline.
     let script = format!(
-        "'{}' check -o json -f '{}' --aws-endpoint-url '{}' | head -c 10; echo; echo \"check=${{PIPESTATUS[0]}}\"",
+        "'{}' check -o json -f '{}' --aws-endpoint-url '{}' | head -c 10; status=${{PIPESTATUS[0]}}; echo; echo \"check=$status\"",
         env!("CARGO_BIN_EXE_backup-warden"),
         file.display(),
         env.aws_endpoint
