@@ -5,22 +5,34 @@ use std::process::{Command, Output};
 
 use backup_warden::testing;
 
-fn check(args: &[&str], manifest: &str) -> Output {
-    let env = testing::env();
-    let dir = std::env::temp_dir().join(testing::unique_name("check"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("manifest.yaml");
-    std::fs::write(&file, manifest).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_backup-warden"))
+/// `backup-warden check` with throwaway AWS credentials, calling AWS at `aws_endpoint`.
+fn check_command(aws_endpoint: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_backup-warden"));
+    command
         .arg("check")
-        .arg("-f")
-        .arg(&file)
-        .args(["--aws-endpoint-url", &env.aws_endpoint])
-        .args(args)
+        .args(["--aws-endpoint-url", aws_endpoint])
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
-        .env_remove("GITHUB_TOKEN")
+        .env_remove("GITHUB_TOKEN");
+    command
+}
+
+/// A manifest file in a fresh directory (removed by the caller).
+fn manifest_file(prefix: &str, manifest: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(testing::unique_name(prefix));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("manifest.yaml");
+    std::fs::write(&file, manifest).expect("write");
+    (dir, file)
+}
+
+fn check(args: &[&str], manifest: &str) -> Output {
+    let (dir, file) = manifest_file("check", manifest);
+    let out = check_command(&testing::env().aws_endpoint)
+        .arg("-f")
+        .arg(&file)
+        .args(args)
         .output()
         .expect("run check");
     let _ = std::fs::remove_dir_all(dir);
@@ -150,19 +162,11 @@ impl NoCalls {
 }
 
 fn check_files(files: &[&std::path::Path], aws_endpoint: &str) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_backup-warden"));
-    command.arg("check");
+    let mut command = check_command(aws_endpoint);
     for file in files {
         command.arg("-f").arg(file);
     }
-    command
-        .args(["--aws-endpoint-url", aws_endpoint])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("GITHUB_TOKEN", "not-used")
-        .output()
-        .expect("run check")
+    command.output().expect("run check")
 }
 
 #[test]
@@ -189,17 +193,13 @@ fn an_invalid_manifest_exits_2_naming_file_object_and_field_and_observes_nothing
     assert!(!aws.called(), "check called AWS for an invalid manifest");
 
     // Every invalid manifest is named, each with its namespace when it has one.
-    let dir = std::env::temp_dir().join(testing::unique_name("check-invalid"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("two.yaml");
-    std::fs::write(
-        &file,
+    let (dir, file) = manifest_file(
+        "check-invalid",
         "apiVersion: backupwarden.io/v1alpha1\nkind: BackedUpRepository\nmetadata: {name: r, namespace: team}\n\
          spec: {repository: narrative-io/.., storage: {bucket: a..b}}\n---\n\
          apiVersion: backupwarden.io/v1alpha1\nkind: BackedUpDatabase\nmetadata: {name: d}\n\
          spec: {instance: {identifier: d, region: us-east-1}, freshness: {maxRestoreLag: 1d}}\n",
-    )
-    .expect("write");
+    );
     let out = check_files(&[&file], &aws.url());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let _ = std::fs::remove_dir_all(&dir);
@@ -220,19 +220,12 @@ async fn a_reader_that_goes_away_is_no_panic() {
     let account = testing::unique_account();
     let rds = aws_sdk_rds::Client::new(&env.aws_config_in("us-east-1", &account).await);
     testing::create_instance(&rds, "pipe-db", 1).await;
-    let dir = std::env::temp_dir().join(testing::unique_name("check-pipe"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("manifest.yaml");
-    std::fs::write(&file, manifest("pipe-db", &account, "")).expect("write");
+    let (dir, file) = manifest_file("check-pipe", &manifest("pipe-db", &account, ""));
 
     // The reader is gone before check writes a byte: every write meets a closed pipe.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_backup-warden"))
-        .args(["check", "-o", "json", "-f"])
+    let mut child = check_command(&env.aws_endpoint)
+        .args(["-o", "json", "-f"])
         .arg(&file)
-        .args(["--aws-endpoint-url", &env.aws_endpoint])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
