@@ -5,12 +5,14 @@
 pub mod common;
 pub mod conditions;
 pub mod database;
+pub mod duration;
 pub mod repository;
 pub mod validation;
 
-pub use common::{Mode, PositiveDuration};
+pub use common::Mode;
 pub use conditions::{ConditionStatus, ConditionType, Reason, set_condition};
 pub use database::{BackedUpDatabase, BackedUpDatabaseSpec, BackedUpDatabaseStatus};
+pub use duration::PositiveDuration;
 pub use repository::{BackedUpRepository, BackedUpRepositorySpec, BackedUpRepositoryStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -5,8 +5,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{Mode, PositiveDuration, duration_default, region_schema};
+use super::common::{Mode, region_schema};
 use super::conditions::conditions_schema;
+use super::duration::{PositiveDuration, duration_default};
 
 /// The backup policy for one GitHub repository.
 // The printer columns repeat `type_ = ...`, which clippy mistakes for duplicated attributes.
