@@ -46,7 +46,7 @@ impl Rules {
             return;
         }
         if let Some(compiled) = self.nodes.get(pointer) {
-            errors.extend(self.run(compiled, value, path));
+            errors.extend(self.run(compiled, &nulls_unset(value, schema), path));
         }
         match value {
             Value::Object(fields) => {
@@ -106,6 +106,30 @@ impl Rules {
                 )
             })
             .collect()
+    }
+}
+
+/// The value as the API server's CEL sees it: in an object with declared properties, a null
+/// field is the same as an absent one (`has()` is false), as apiserver's `unstructuredMap` does.
+fn nulls_unset(value: &Value, schema: &Value) -> Value {
+    match value {
+        Value::Object(fields) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let kept = fields.iter().filter_map(|(name, child)| {
+                let child_schema = props.and_then(|p| p.get(name));
+                match child_schema {
+                    Some(_) if child.is_null() => None,
+                    Some(child_schema) => Some((name.clone(), nulls_unset(child, child_schema))),
+                    None => Some((name.clone(), child.clone())),
+                }
+            });
+            Value::Object(kept.collect())
+        }
+        Value::Array(items) => match schema.get("items") {
+            Some(item_schema) => Value::Array(items.iter().map(|i| nulls_unset(i, item_schema)).collect()),
+            None => value.clone(),
+        },
+        other => other.clone(),
     }
 }
 

@@ -234,6 +234,21 @@ fn rules_are_not_evaluated_on_null_values() {
 }
 
 #[test]
+fn a_null_field_is_unset_for_the_rules_as_in_the_api_server() {
+    let arn = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let spec = |key: Value| {
+        json!({"instance": {"identifier": "a", "region": "us-east-1"},
+                                  "replication": {"kmsKey": key}})
+    };
+    assert!(refused(&database(spec(json!({"create": true, "arn": null})))).is_empty());
+    assert_eq!(
+        refused(&database(spec(json!({"create": false, "arn": null})))),
+        ["spec.replication.kmsKey"]
+    );
+    assert!(refused(&database(spec(json!({"create": null, "arn": arn})))).is_empty());
+}
+
+#[test]
 fn a_panic_in_the_cel_engine_is_contained_and_silent() {
     assert_eq!(rules::quietly(|| 7), Some(7));
     assert_eq!(rules::quietly(|| -> i32 { panic!("the engine failed") }), None);
