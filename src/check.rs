@@ -1,6 +1,8 @@
-//! `backup-warden check`: evaluates manifests once against AWS and GitHub, without a
+//! `backup-warden check`: validates manifests as the API server would (the shared
+//! [`crate::api::validation`]), then evaluates them once against AWS and GitHub, without a
 //! cluster, with the controller's own observe and evaluate code, and never writes. For CI
-//! pipelines and cron jobs: exit 0 when compliant, 1 on drift, 2 on error.
+//! pipelines and cron jobs: exit 0 when compliant, 1 on drift, 2 on error (an invalid
+//! manifest is an error, and nothing is observed for it).
 
 use std::{
     io::Read,
@@ -13,7 +15,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
-    api::{BackedUpDatabase, BackedUpRepository},
+    api::{
+        BackedUpDatabase, BackedUpRepository,
+        validation::{ManifestValidator, SchemaError},
+    },
     aws::{
         ApiCalls, AwsClients, AwsSettings, inventory::BucketInventory, inventory::Inventory, kms::SdkKms,
         rds::SdkRds, s3::SdkS3,
@@ -47,20 +52,41 @@ pub enum CheckError {
     },
     #[error("{path}: not valid YAML: {message}")]
     Yaml { path: String, message: String },
-    #[error("{path}: {kind} {name}: {message}")]
-    Invalid {
-        path: String,
-        kind: String,
-        name: String,
-        message: String,
-    },
+    /// Manifests the API server would refuse, each with every reason.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<InvalidManifest>),
+    #[error("the manifest validator cannot be built: {0}")]
+    Validator(#[from] SchemaError),
     #[error("no BackedUpDatabase or BackedUpRepository in the given manifests")]
     Empty,
     #[error("{0}")]
     Observe(String),
 }
 
-/// The objects of both kinds in the given files, directories (recursively, *.yaml/*.yml) or `-`.
+/// One manifest the API server would refuse, and why: one line per field.
+#[derive(Debug)]
+pub struct InvalidManifest {
+    pub path: String,
+    pub kind: String,
+    /// namespace/name, or the name alone when the manifest names no namespace.
+    pub object: String,
+    pub errors: Vec<String>,
+}
+
+impl std::fmt::Display for InvalidManifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self
+            .errors
+            .iter()
+            .map(|e| format!("{}: {} {}: {e}", self.path, self.kind, self.object))
+            .collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+/// The objects of both kinds in the given files, directories (recursively, *.yaml/*.yml) or `-`,
+/// each validated as the API server would on a create (schema, defaults, CEL rules, metadata)
+/// and read back as the controller would read it from the API server.
 pub fn load(inputs: &[PathBuf]) -> Result<(Vec<BackedUpDatabase>, Vec<BackedUpRepository>), CheckError> {
     let mut texts = Vec::new();
     for input in inputs {
@@ -77,43 +103,81 @@ pub fn load(inputs: &[PathBuf]) -> Result<(Vec<BackedUpDatabase>, Vec<BackedUpRe
             collect(input, &mut texts)?;
         }
     }
-    let (mut dbs, mut repos) = (Vec::new(), Vec::new());
+    let validator = ManifestValidator::new()?;
+    let (mut dbs, mut repos, mut invalid) = (Vec::new(), Vec::new(), Vec::new());
     for (path, text) in texts {
         let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| CheckError::Yaml {
             path: path.clone(),
             message: e.to_string().lines().next().unwrap_or_default().to_string(),
         })?;
-        for doc in docs
-            .into_iter()
-            .filter(|d| d.get("apiVersion").and_then(Value::as_str) == Some("backupwarden.io/v1alpha1"))
-        {
-            let kind = doc
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let name = doc
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_string();
-            let invalid = |e: serde_json::Error| CheckError::Invalid {
-                path: path.clone(),
-                kind: kind.clone(),
-                name: name.clone(),
-                message: e.to_string(),
-            };
-            match kind.as_str() {
-                "BackedUpDatabase" => dbs.push(serde_json::from_value(doc).map_err(invalid)?),
-                "BackedUpRepository" => repos.push(serde_json::from_value(doc).map_err(invalid)?),
-                _ => {}
+        for doc in docs.iter().filter(|d| is_ours(d)) {
+            match read(&validator, doc) {
+                Ok(Object::Database(db)) => dbs.push(*db),
+                Ok(Object::Repository(repo)) => repos.push(*repo),
+                Err(errors) => invalid.push(InvalidManifest {
+                    path: path.clone(),
+                    kind: text_at(doc, "/kind").unwrap_or("object").to_string(),
+                    object: object_name(doc),
+                    errors,
+                }),
             }
         }
+    }
+    if !invalid.is_empty() {
+        return Err(CheckError::Invalid(invalid));
     }
     if dbs.is_empty() && repos.is_empty() {
         return Err(CheckError::Empty);
     }
     Ok((dbs, repos))
+}
+
+enum Object {
+    Database(Box<BackedUpDatabase>),
+    Repository(Box<BackedUpRepository>),
+}
+
+fn is_ours(doc: &Value) -> bool {
+    text_at(doc, "/apiVersion").is_some_and(|v| v.starts_with(&format!("{}/", crate::api::GROUP)))
+}
+
+/// Validates one manifest and decodes what the API server would store.
+fn read(validator: &ManifestValidator, doc: &Value) -> Result<Object, Vec<String>> {
+    if !validator.knows(doc) {
+        return Err(vec![format!(
+            "no such kind: {} {} is not served by these CRDs",
+            text_at(doc, "/apiVersion").unwrap_or_default(),
+            text_at(doc, "/kind").unwrap_or_default(),
+        )]);
+    }
+    let stored = validator
+        .validate(doc)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    // Valid by the schema but not readable by the types would be a bug in the CRD generation.
+    let undecodable = |e: serde_json::Error| vec![format!("the controller cannot read it: {e}")];
+    match text_at(doc, "/kind") {
+        Some("BackedUpDatabase") => Ok(Object::Database(
+            serde_json::from_value(stored).map_err(undecodable)?,
+        )),
+        _ => Ok(Object::Repository(
+            serde_json::from_value(stored).map_err(undecodable)?,
+        )),
+    }
+}
+
+fn text_at<'a>(doc: &'a Value, pointer: &str) -> Option<&'a str> {
+    doc.pointer(pointer).and_then(Value::as_str)
+}
+
+fn object_name(doc: &Value) -> String {
+    let name = text_at(doc, "/metadata/name")
+        .map(str::to_string)
+        .or_else(|| text_at(doc, "/metadata/generateName").map(|g| format!("{g}*")))
+        .unwrap_or_else(|| "<unnamed>".into());
+    match text_at(doc, "/metadata/namespace") {
+        Some(namespace) => format!("{namespace}/{name}"),
+        None => name,
+    }
 }
 
 fn collect(path: &Path, out: &mut Vec<(String, String)>) -> Result<(), CheckError> {

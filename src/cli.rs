@@ -26,8 +26,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print both CRDs as YAML (or write one file per CRD with --output-dir).
     Crd(CrdArgs),
-    /// Evaluate manifests once against AWS and GitHub, without a cluster; never writes.
-    /// Exits 0 when compliant, 1 on drift, 2 on error.
+    /// Validate manifests as the API server would (schema, defaults, CEL rules), then evaluate
+    /// them once against AWS and GitHub, without a cluster; never writes.
+    /// Exits 0 when compliant, 1 on drift, 2 on error or an invalid manifest.
     Check(Box<CheckArgs>),
     /// Print the version.
     Version,
@@ -213,7 +214,9 @@ impl Cli {
 
 async fn run_check(args: CheckArgs) -> ExitCode {
     let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("error: {e}");
+        for line in e.to_string().lines() {
+            eprintln!("error: {line}");
+        }
         ExitCode::from(2)
     };
     let (dbs, repos) = match crate::check::load(&args.files) {
@@ -258,13 +261,16 @@ async fn run_check(args: CheckArgs) -> ExitCode {
         Ok(rows) => rows,
         Err(e) => return fail(&e),
     };
-    if args.output == "json" {
+    let report = if args.output == "json" {
         match serde_json::to_string_pretty(&rows) {
-            Ok(json) => println!("{json}"),
+            Ok(json) => json + "\n",
             Err(e) => return fail(&e),
         }
     } else {
-        print!("{}", crate::check::table(&rows));
+        crate::check::table(&rows)
+    };
+    if let Err(e) = write_stdout(&report) {
+        return fail(&e);
     }
     if crate::check::compliant(&rows) {
         ExitCode::SUCCESS
@@ -273,12 +279,20 @@ async fn run_check(args: CheckArgs) -> ExitCode {
     }
 }
 
+/// Writes to standard output. A reader that went away (`check -o json | head`) is not an
+/// error: the rest of the output is not wanted, and the exit code still tells the verdict.
+fn write_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 fn print_crds(args: &CrdArgs) -> Result<(), Box<dyn std::error::Error>> {
     let crds = api::crds();
     match &args.output_dir {
-        None => {
-            std::io::stdout().write_all(api::crds_yaml(&crds)?.as_bytes())?;
-        }
+        None => write_stdout(&api::crds_yaml(&crds)?)?,
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
             for crd in &crds {

@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod database;
 pub mod duration;
 pub mod repository;
+pub mod validation;
 
 pub use common::Mode;
 pub use conditions::{ConditionStatus, ConditionType, Reason, set_condition};

@@ -53,10 +53,19 @@ pub struct BackedUpRepositorySpec {
     /// Enforce (default) fixes drift; Audit only reports it.
     #[serde(default)]
     pub mode: Mode,
-    /// The repository as owner/name, such as narrative-io/marketplace.
+    /// The repository as owner/name, such as narrative-io/marketplace: the owner 1-39 letters,
+    /// digits or single hyphens, not at either end; the name 1-100 letters, digits, '.', '_' or
+    /// '-', other than '.' and '..'.
     #[schemars(
         length(min = 3, max = 140),
-        pattern(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
+        pattern(r"^[A-Za-z0-9](-?[A-Za-z0-9])*/[A-Za-z0-9._-]{1,100}$")
+    )]
+    // RE2 has no lookahead: the owner's length and the names '.' and '..' are CEL rules.
+    #[x_kube(
+        validation = Rule::new("self.matches('^[^/]{1,39}/')")
+            .message("the owner in spec.repository must have at most 39 characters"),
+        validation = Rule::new("!self.matches('/[.]{1,2}$')")
+            .message("the repository name in spec.repository must not be '.' or '..'")
     )]
     pub repository: String,
     /// The workflow file that runs the backup.
@@ -90,7 +99,18 @@ pub struct WorkflowSpec {
     /// The reusable workflow the job must call, without the @ref
     /// (default: <owner>/github-common/.github/workflows/backup.yml, owner taken from spec.repository).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 255), pattern(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}/\.github/workflows/[A-Za-z0-9._-]+\.ya?ml$"))]
+    #[schemars(
+        length(max = 255),
+        pattern(
+            r"^[A-Za-z0-9](-?[A-Za-z0-9])*/[A-Za-z0-9._-]{1,100}/\.github/workflows/[A-Za-z0-9._-]+\.ya?ml$"
+        )
+    )]
+    #[x_kube(
+        validation = Rule::new("self.matches('^[^/]{1,39}/')")
+            .message("the owner in spec.workflow.uses must have at most 39 characters"),
+        validation = Rule::new("!self.matches('^[^/]+/[.]{1,2}/')")
+            .message("the repository name in spec.workflow.uses must not be '.' or '..'")
+    )]
     pub uses: Option<String>,
     /// The refs of the reusable workflow that count as current (branches or tags); the first is used when writing the file.
     #[serde(default = "default_allowed_refs")]
@@ -124,16 +144,38 @@ impl Default for WorkflowSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
-    /// The S3 bucket the backup workflow writes to.
+    /// The S3 bucket the backup workflow writes to, named by the S3 rules for general purpose
+    /// buckets: 3-63 lowercase letters, digits, '.' or '-', beginning and ending with a letter or
+    /// digit, no two adjacent periods, not an IP address, no reserved prefix or suffix.
     #[schemars(length(min = 3, max = 63), pattern(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"))]
+    #[x_kube(
+        validation = Rule::new("!self.contains('..')")
+            .message("spec.storage.bucket must not contain two adjacent periods"),
+        validation = Rule::new("!self.matches('^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$')")
+            .message("spec.storage.bucket must not be formatted as an IP address"),
+        validation = Rule::new("!self.startsWith('xn--') && !self.startsWith('sthree-') && !self.startsWith('amzn-s3-demo-')")
+            .message("spec.storage.bucket must not start with xn--, sthree- or amzn-s3-demo- (reserved by S3)"),
+        validation = Rule::new("!self.endsWith('-s3alias') && !self.endsWith('--ol-s3') && !self.endsWith('.mrap') && !self.endsWith('--x-s3') && !self.endsWith('--table-s3')")
+            .message("spec.storage.bucket must not end with -s3alias, --ol-s3, .mrap, --x-s3 or --table-s3 (reserved by S3)")
+    )]
     pub bucket: String,
     /// The bucket's AWS region.
     #[serde(default = "default_storage_region")]
     #[schemars(schema_with = "region_schema")]
     pub region: String,
-    /// The key prefix of this repository's backups (default: "<owner>/<name>/").
+    /// The key prefix of this repository's backups (default: "<owner>/<name>/"): S3's safe
+    /// characters (letters, digits, and ! - _ . * ' ( ) /), starting with a letter, a digit,
+    /// '_', '.' or '-', ending with '/', without a '..' segment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 512), pattern(r"^[^/].*/$"))]
+    // Safe characters only: the prefix is written into the workflow file as a plain YAML scalar.
+    #[schemars(
+        length(min = 1, max = 512),
+        pattern(r"^[A-Za-z0-9_.-][A-Za-z0-9!_.*'()/-]*/$")
+    )]
+    #[x_kube(
+        validation = Rule::new("!self.matches('(^|/)[.][.]/')")
+            .message("spec.storage.prefix must not have a '..' segment")
+    )]
     pub prefix: Option<String>,
     /// Days a backup is kept before the lifecycle rule expires it (default 90).
     #[serde(default = "default_storage_retention_days")]
