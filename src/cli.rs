@@ -73,6 +73,11 @@ pub struct RunArgs {
     /// The namespace of the leader Lease (the controller's own namespace).
     #[arg(long, env = "BACKUP_WARDEN_LEASE_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
+    /// The administrator's tenancy file: which AWS roles and GitHub repositories each
+    /// namespace may use. Without it, every namespace may use backup-warden's own AWS
+    /// identity and any repository, and none may name a role.
+    #[arg(long, env = "BACKUP_WARDEN_TENANCY_FILE")]
+    pub tenancy_file: Option<PathBuf>,
     #[command(flatten)]
     pub github: GitHubArgs,
     #[command(flatten)]

@@ -14,6 +14,7 @@ pub mod github;
 pub mod policy;
 pub mod report;
 pub mod telemetry;
+pub mod tenancy;
 pub mod timeouts;
 pub mod workflow;
 

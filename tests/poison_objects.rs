@@ -319,6 +319,10 @@ async fn a_panic_is_contained_to_its_object_and_reported_on_it() {
         metrics: metrics.clone(),
         recorder: kube::runtime::events::Recorder::new(client.clone(), "backup-warden-tests".into()),
         sweep: std::sync::Arc::new(Sweep::new("BackedUpDatabase", metrics.clone())),
+        store: kube::runtime::reflector::store().0,
+        claims: Default::default(),
+        tenancy: std::sync::Arc::new(backup_warden::tenancy::Tenancy::single_team()),
+        resync: Duration::from_secs(60),
     };
     let backoff = Backoff::new(testing::fast_timing());
     let decoded = Decoded::Valid(std::sync::Arc::new(created));

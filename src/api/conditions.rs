@@ -132,6 +132,10 @@ pub enum Reason {
     InternalError,
     /// AWS or GitHub could not be read (a timeout, an outage): the checks are unknown until it can.
     ObservationFailed,
+    /// The namespace may not use the AWS role or GitHub repository the spec names.
+    NotAllowed,
+    /// Another, older object manages the same RDS instance or repository.
+    Conflict,
     /// The AWS endpoint of the region cannot be reached: a region that does not exist, is
     /// not enabled for the account, or a network that blocks it.
     RegionUnreachable,
@@ -181,6 +185,8 @@ impl Reason {
             Self::InternalError => "InternalError",
             Self::ObservationFailed => "ObservationFailed",
             Self::RegionUnreachable => "RegionUnreachable",
+            Self::NotAllowed => "NotAllowed",
+            Self::Conflict => "Conflict",
             Self::DriftResolved => "DriftResolved",
             Self::RetentionRaised => "RetentionRaised",
             Self::ReplicaKeyCreated => "ReplicaKeyCreated",

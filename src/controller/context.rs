@@ -49,6 +49,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Where drift is announced (Slack, or nowhere).
     pub notifier: Arc<dyn Notifier>,
+    /// Which AWS roles each namespace may use.
+    pub tenancy: Arc<crate::tenancy::Tenancy>,
 }
 
 /// Per-object failure counts behind the retry delays.
@@ -113,6 +115,7 @@ impl Context {
             timing,
             recorder,
             backoff: Backoff::new(timing),
+            tenancy: Arc::new(crate::tenancy::Tenancy::single_team()),
         }
     }
 }

@@ -15,6 +15,7 @@ use kube::{
 
 use super::{
     Decoded,
+    admission::Claims,
     context::Context,
     guard::{self, Guard},
     sweep::Sweep,
@@ -74,6 +75,10 @@ pub async fn run(
         metrics: ctx.metrics.clone(),
         recorder: ctx.recorder.clone(),
         sweep: Arc::new(Sweep::new(KIND, ctx.metrics.clone())),
+        store: reader.clone(),
+        claims: Claims::default(),
+        tenancy: ctx.tenancy.clone(),
+        resync: ctx.timing.resync,
     });
     let (sweep, store, every) = (guard.sweep.clone(), reader.clone(), ctx.timing.settle);
     let controller = Controller::for_stream(stream, reader)

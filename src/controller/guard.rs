@@ -1,9 +1,11 @@
 //! What every reconcile goes through, whatever its kind: an object that cannot be decoded
 //! is reported on itself (`Stalled`, reason `InvalidSpec`, naming the field) and waits for
-//! an edit; a panic is contained to its object, reported on it and retried with backoff;
-//! and every object looked at counts toward the sweep.
+//! an edit; one its namespace may not have, or whose instance or repository an older object
+//! manages, is refused before anything is called (`NotAllowed`, `Conflict`); a panic is
+//! contained to its object, reported on it and retried with backoff; and every object
+//! looked at counts toward the sweep.
 
-use std::{panic::AssertUnwindSafe, sync::Arc};
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use futures::FutureExt;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
@@ -13,10 +15,12 @@ use kube::{
     runtime::{
         controller::Action,
         events::{Event, EventType, Recorder},
+        reflector::Store,
     },
 };
 
 use super::{
+    admission::{self, Claimant, Claims},
     context::Backoff,
     decoded::{Decoded, HasConditions},
     sweep::Sweep,
@@ -24,20 +28,27 @@ use super::{
 use crate::{
     api::{ConditionType, Reason, conditions::find_condition},
     report::{events, metrics::Metrics, status::apply_stalled},
+    tenancy::Tenancy,
 };
 
 /// What the guard needs of the controller it guards.
-pub struct Guard {
+pub struct Guard<K: Resource<DynamicType = ()> + Clone + 'static> {
     pub kind: &'static str,
     pub client: kube::Client,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub sweep: Arc<Sweep>,
+    /// Every object of the kind, for the claims.
+    pub store: Store<Decoded<K>>,
+    pub claims: Claims,
+    pub tenancy: Arc<Tenancy>,
+    /// When a refused object is looked at again (its namespace's allowance may change).
+    pub resync: Duration,
 }
 
 /// Runs `reconcile` on a decoded object; reports an undecodable one and contains a panic.
 pub async fn reconcile<K, E, Fut>(
-    guard: &Guard,
+    guard: &Guard<K>,
     backoff: &Backoff,
     object: &Decoded<K>,
     reconcile: impl FnOnce(Arc<K>) -> Fut,
@@ -45,6 +56,7 @@ pub async fn reconcile<K, E, Fut>(
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + HasConditions
+        + Claimant
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
@@ -67,6 +79,14 @@ where
         }
     };
     let conditions = valid.conditions().to_vec();
+    if let Some((reason, message)) = admission::refusal(&valid, &guard.tenancy, &guard.claims, &guard.store) {
+        tracing::info!(object = %key, reason = reason.as_str(), %message, "refused");
+        guard
+            .report_stalled::<K>(object, &conditions, reason, message)
+            .await;
+        guard.sweep.visited(key);
+        return Ok(Action::requeue(guard.resync));
+    }
     match AssertUnwindSafe(reconcile(valid)).catch_unwind().await {
         Ok(Ok(action)) => {
             guard.sweep.visited(key);
@@ -96,7 +116,7 @@ where
     }
 }
 
-impl Guard {
+impl<K0: Resource<DynamicType = ()> + Clone + 'static> Guard<K0> {
     /// Stalls the object with `reason`: conditions merged in (the rest of the status is
     /// kept), an Event and a not-ready series on a transition only.
     async fn report_stalled<K>(

@@ -1,6 +1,7 @@
 //! `backup-warden run`: connects to the cluster, checks that the CRDs are installed, then
 //! runs the reconcilers and serves the health endpoints until SIGTERM or Ctrl-C.
 
+pub mod admission;
 pub mod context;
 pub mod database;
 pub mod decoded;
@@ -32,6 +33,7 @@ use crate::{
         metrics::Metrics,
         slack::{NoopNotifier, Notifier, SlackError, SlackNotifier, SlackSettings, webhook_from},
     },
+    tenancy::Tenancy,
 };
 
 pub use context::{Context, Timing};
@@ -128,6 +130,8 @@ pub enum RunError {
     Metrics(#[source] prometheus::Error),
     #[error("Slack: {0}")]
     Slack(#[source] SlackError),
+    #[error("{0}")]
+    Tenancy(#[source] crate::tenancy::TenancyError),
     #[error("lost the leader lease; exiting so that this replica restarts as a candidate")]
     LeadershipLost,
 }
@@ -164,6 +168,16 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
 
     let calls = Arc::new(ApiCalls::with_metric(metrics.external_calls.clone()));
     let notifier = notifier(&args, &metrics)?;
+    let tenancy = Arc::new(match &args.tenancy_file {
+        Some(path) => Tenancy::from_file(path).map_err(RunError::Tenancy)?,
+        None => {
+            tracing::warn!(
+                "no --tenancy-file: every namespace may use backup-warden's own AWS identity and any \
+                 repository its GitHub credentials reach, and none may name an AWS role"
+            );
+            Tenancy::single_team()
+        }
+    });
     let calls_at_exit = calls.clone();
     let settings = AwsSettings {
         endpoint_url: args.aws_endpoint_url.clone(),
@@ -181,7 +195,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         settle: args.settle_interval.as_duration(),
         ..Timing::default()
     };
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         Arc::new(SdkRds { clients: aws.clone() }),
         Arc::new(SdkKms { clients: aws }),
@@ -192,7 +206,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             metrics: metrics.clone(),
             notifier: notifier.clone(),
         },
-    ));
+    );
+    ctx.tenancy = tenancy.clone();
+    let ctx = Arc::new(ctx);
     let databases: Api<BackedUpDatabase> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -216,8 +232,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         &args,
         client.clone(),
         aws_for_repositories,
-        metrics.clone(),
-        notifier,
+        context::Reporters {
+            metrics: metrics.clone(),
+            notifier,
+        },
+        tenancy,
     ) {
         Ok((repo_ctx, writer)) => {
             let repositories: Api<BackedUpRepository> = match &args.namespace {
@@ -317,8 +336,8 @@ fn repository_context(
     args: &RunArgs,
     client: Client,
     aws: Arc<AwsClients>,
-    metrics: Arc<Metrics>,
-    notifier: Arc<dyn Notifier>,
+    reporters: context::Reporters,
+    tenancy: Arc<Tenancy>,
 ) -> Result<
     (
         Arc<repository::RepoContext>,
@@ -346,7 +365,7 @@ fn repository_context(
     let github: Arc<dyn GitHub> = Arc::new(
         GitHubClient::new(&settings)
             .map_err(|e| e.to_string())?
-            .with_metrics(metrics.clone()),
+            .with_metrics(reporters.metrics.clone()),
     );
     let timing = Timing {
         resync: args.resync_interval.as_duration(),
@@ -367,8 +386,9 @@ fn repository_context(
         recorder: kube::runtime::events::Recorder::new(client, "backup-warden".into()),
         backoff: context::Backoff::new(timing),
         store,
-        metrics,
-        notifier,
+        metrics: reporters.metrics,
+        notifier: reporters.notifier,
+        tenancy,
     };
     Ok((Arc::new(ctx), writer))
 }

@@ -16,6 +16,7 @@ use kube::{
 
 use super::{
     Decoded,
+    admission::{Claimant, Claims},
     context::{Backoff, Timing},
     guard::{self, Guard},
     sweep::Sweep,
@@ -53,6 +54,8 @@ pub struct RepoContext {
     pub metrics: Arc<crate::report::metrics::Metrics>,
     /// Where drift is announced (Slack, or nowhere).
     pub notifier: Arc<dyn crate::report::slack::Notifier>,
+    /// Which repositories each namespace may have managed.
+    pub tenancy: Arc<crate::tenancy::Tenancy>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +109,10 @@ pub async fn run(
         metrics: ctx.metrics.clone(),
         recorder: ctx.recorder.clone(),
         sweep: Arc::new(Sweep::new(KIND, ctx.metrics.clone())),
+        store: ctx.store.clone(),
+        claims: Claims::default(),
+        tenancy: ctx.tenancy.clone(),
+        resync: ctx.timing.resync,
     });
     let (sweep, store, every) = (guard.sweep.clone(), ctx.store.clone(), ctx.timing.settle);
     let controller = Controller::for_stream(stream, ctx.store.clone())
@@ -334,10 +341,10 @@ async fn observe(
         ctx.store
             .state()
             .iter()
-            .filter_map(|r| {
-                r.valid()
-                    .map(|r| (r.spec.repository.clone(), r.spec.workflow.path.clone()))
-            })
+            .filter_map(|r| r.valid())
+            // A repository its namespace may not have is not even read.
+            .filter(|r| r.allowed(&ctx.tenancy).is_ok())
+            .map(|r| (r.spec.repository.clone(), r.spec.workflow.path.clone()))
             .collect()
     };
     observe_with(

@@ -403,6 +403,7 @@ pub async fn repository_context(
             || Arc::new(crate::report::slack::NoopNotifier) as Arc<dyn crate::report::slack::Notifier>,
             |r| r.notifier,
         ),
+        tenancy: Arc::new(crate::tenancy::Tenancy::single_team()),
     };
     (Arc::new(ctx), writer)
 }
