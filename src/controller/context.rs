@@ -9,6 +9,7 @@ use std::{
 
 use kube::runtime::events::Recorder;
 
+use super::key_cleanup::{KeyCleanup, KeyCleanupSettings};
 use crate::{
     aws::{ApiCalls, inventory::Inventory, kms::Kms, rds::Rds},
     policy::database::Policy,
@@ -49,6 +50,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Where drift is announced (Slack, or nowhere).
     pub notifier: Arc<dyn Notifier>,
+    /// The cleanup of backup-warden's own orphan replica keys.
+    pub key_cleanup: KeyCleanup,
 }
 
 /// Per-object failure counts behind the retry delays.
@@ -113,7 +116,14 @@ impl Context {
             timing,
             recorder,
             backoff: Backoff::new(timing),
+            key_cleanup: KeyCleanup::new(KeyCleanupSettings::default()),
         }
+    }
+
+    /// The same context with these orphan key cleanup settings.
+    pub fn with_key_cleanup(mut self, settings: KeyCleanupSettings) -> Self {
+        self.key_cleanup = KeyCleanup::new(settings);
+        self
     }
 }
 

@@ -4,7 +4,9 @@
 pub mod context;
 pub mod database;
 mod health;
+pub mod key_cleanup;
 pub mod leader;
+mod replica_key;
 pub mod repository;
 
 use std::sync::Arc;
@@ -153,18 +155,24 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         settle: args.settle_interval.as_duration(),
         ..Timing::default()
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Arc::new(SdkRds { clients: aws.clone() }),
-        Arc::new(SdkKms { clients: aws }),
-        calls,
-        policy,
-        timing,
-        context::Reporters {
-            metrics: metrics.clone(),
-            notifier: notifier.clone(),
-        },
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            Arc::new(SdkRds { clients: aws.clone() }),
+            Arc::new(SdkKms { clients: aws }),
+            calls,
+            policy,
+            timing,
+            context::Reporters {
+                metrics: metrics.clone(),
+                notifier: notifier.clone(),
+            },
+        )
+        .with_key_cleanup(key_cleanup::KeyCleanupSettings {
+            enabled: args.key_cleanup,
+            grace: args.key_cleanup_grace.as_duration(),
+        }),
+    );
     let databases: Api<BackedUpDatabase> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),

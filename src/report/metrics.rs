@@ -29,6 +29,7 @@ pub struct Metrics {
     pub external_calls: IntCounterVec,
     pub github_rate_limit_remaining: IntGauge,
     pub slack_notifications: IntCounterVec,
+    pub orphan_keys_scheduled: IntCounterVec,
     /// Objects with series, so that a deleted object's series can be removed.
     objects: Mutex<HashSet<(String, String, String)>>,
 }
@@ -105,6 +106,11 @@ impl Metrics {
                 "backup_warden_slack_notifications_total",
                 "Slack notifications by outcome.",
                 &["outcome"],
+            )?,
+            orphan_keys_scheduled: counters(
+                "backup_warden_orphan_keys_scheduled_total",
+                "Replica keys backup-warden made, left without alias or use, whose deletion it scheduled (30-day window).",
+                &["region"],
             )?,
             objects: Mutex::new(HashSet::new()),
             registry,
