@@ -274,14 +274,27 @@ async fn a_key_made_before_a_crash_is_adopted_not_doubled() {
     assert_eq!(c.ctx.calls.calls("CreateKey"), 0);
 }
 
-/// The real adapter, except that CreateAlias fails (as a network error would) `failures` times.
-struct AliasFails {
+/// The real adapter, with faults: CreateAlias fails (as a network error would) while
+/// `alias_failures` lasts; with `alias_before_deletion`, another controller creates that
+/// alias to the key right before ScheduleKeyDeletion reaches it.
+struct Faults {
     inner: SdkKms,
-    failures: Arc<AtomicU32>,
+    alias_failures: Arc<AtomicU32>,
+    alias_before_deletion: Option<String>,
+}
+
+impl Faults {
+    fn new(inner: SdkKms) -> Self {
+        Self {
+            inner,
+            alias_failures: Arc::new(AtomicU32::new(0)),
+            alias_before_deletion: None,
+        }
+    }
 }
 
 #[async_trait]
-impl Kms for AliasFails {
+impl Kms for Faults {
     async fn describe_key(&self, scope: &Scope, key: &str) -> Result<Option<KeyFacts>, AwsError> {
         self.inner.describe_key(scope, key).await
     }
@@ -295,9 +308,9 @@ impl Kms for AliasFails {
         self.inner.create_key(scope, request).await
     }
     async fn create_alias(&self, scope: &Scope, alias: &str, key_id: &str) -> Result<AliasOutcome, AwsError> {
-        let left = self.failures.load(Ordering::SeqCst);
+        let left = self.alias_failures.load(Ordering::SeqCst);
         if left > 0 {
-            self.failures.store(left - 1, Ordering::SeqCst);
+            self.alias_failures.store(left - 1, Ordering::SeqCst);
             return Err(AwsError {
                 operation: "CreateAlias",
                 kind: AwsErrorKind::Transient,
@@ -308,7 +321,13 @@ impl Kms for AliasFails {
         self.inner.create_alias(scope, alias, key_id).await
     }
     async fn schedule_deletion(&self, scope: &Scope, key: &str) -> Result<(), AwsError> {
+        if let Some(alias) = &self.alias_before_deletion {
+            self.inner.create_alias(scope, alias, key).await?;
+        }
         self.inner.schedule_deletion(scope, key).await
+    }
+    async fn cancel_deletion(&self, scope: &Scope, key: &str) -> Result<(), AwsError> {
+        self.inner.cancel_deletion(scope, key).await
     }
 }
 
@@ -320,9 +339,9 @@ async fn a_failed_alias_step_is_retried_on_the_same_key() {
     let failures = Arc::new(AtomicU32::new(2));
     let left = failures.clone();
     let c = controller_with(&w, move |inner| {
-        Arc::new(AliasFails {
-            inner,
-            failures: left,
+        Arc::new(Faults {
+            alias_failures: left,
+            ..Faults::new(inner)
         })
     })
     .await;
@@ -549,6 +568,44 @@ async fn the_cleanup_schedules_only_the_controllers_own_orphans() {
         sweeps >= 2 && sweeps <= resyncs + 2,
         "{sweeps} GetResources calls in {resyncs} resyncs"
     );
+}
+
+#[tokio::test]
+async fn a_key_adopted_while_its_deletion_is_scheduled_gets_it_cancelled() {
+    let w = world("keys-undo").await;
+    testing::create_instance(&w.rds_source, "keep-db", 7).await;
+    w.apply("keep", "keep-db", json!({})).await;
+    let orphan = w.key_made_by_the_adapter("late-db").await;
+    w.age(&orphan.key_id, A_DAY_AND_MORE);
+    let alias = replica_key_alias(SOURCE, "late-db");
+    let racing = alias.clone();
+    let c = controller_with(&w, move |inner| {
+        Arc::new(Faults {
+            alias_before_deletion: Some(racing),
+            ..Faults::new(inner)
+        })
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while c.ctx.calls.calls("EnableKey") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deletion was not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let key = w
+        .keys()
+        .await
+        .into_iter()
+        .find(|k| k.id == orphan.key_id)
+        .expect("the key");
+    assert_eq!(key.state, "Enabled", "{key:?}");
+    assert_eq!(key.aliases, [alias]);
+    assert_eq!(c.ctx.calls.calls("CancelKeyDeletion"), 1);
+    // Aliased now: later cleanups leave it alone.
+    tokio::time::sleep(testing::fast_timing().resync * 2).await;
+    assert_eq!(c.ctx.calls.calls("ScheduleKeyDeletion"), 1);
 }
 
 #[tokio::test]

@@ -32,6 +32,8 @@ pub trait Kms: Send + Sync {
     async fn create_alias(&self, scope: &Scope, alias: &str, key_id: &str) -> Result<AliasOutcome, AwsError>;
     /// ScheduleKeyDeletion with [`DELETION_WINDOW_DAYS`].
     async fn schedule_deletion(&self, scope: &Scope, key: &str) -> Result<(), AwsError>;
+    /// CancelKeyDeletion, then EnableKey (a cancelled key is left disabled).
+    async fn cancel_deletion(&self, scope: &Scope, key: &str) -> Result<(), AwsError>;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,6 +233,24 @@ impl Kms for SdkKms {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("ScheduleKeyDeletion", &e))?;
+        Ok(())
+    }
+
+    async fn cancel_deletion(&self, scope: &Scope, key: &str) -> Result<(), AwsError> {
+        let c = self.clients.for_scope(scope).await;
+        let _permit = c.limit.acquire().await;
+        c.kms
+            .cancel_key_deletion()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CancelKeyDeletion", &e))?;
+        c.kms
+            .enable_key()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("EnableKey", &e))?;
         Ok(())
     }
 }

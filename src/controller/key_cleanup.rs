@@ -9,7 +9,7 @@
 //! backup-warden's tags; only when one of them has no alias in the cached alias list, one
 //! ListAliases and one DescribeDBInstanceAutomatedBackups (both afresh, and they refresh
 //! the shared inventory) and DescribeKey of each such key, then ScheduleKeyDeletion of
-//! each orphan.
+//! each orphan and, when it scheduled any, one more ListAliases to undo a race.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -97,6 +97,7 @@ async fn sweep(ctx: &Context, scope: &Scope) -> Result<(), AwsError> {
     let aliased = aliased_ids(ctx, scope, Duration::ZERO).await?;
     let backups = ctx.inventory.automated_backups(scope, Duration::ZERO).await?;
     let grace = ctx.key_cleanup.settings.grace;
+    let mut scheduled = Vec::new();
     for tagged in unaliased(&ours, &aliased) {
         let is_orphan = |facts: KeyFacts| {
             let key = KnownKey {
@@ -143,7 +144,27 @@ async fn sweep(ctx: &Context, scope: &Scope) -> Result<(), AwsError> {
             state: "PendingDeletion".to_string(),
             ..key.facts
         };
+        scheduled.push(pending.clone());
         ctx.inventory.record_key_facts(scope, pending).await;
+    }
+    if !scheduled.is_empty() {
+        undo_if_adopted(ctx, scope, scheduled).await?;
+    }
+    Ok(())
+}
+
+/// Another controller (without leader election) may have adopted a key between the fresh
+/// look and the scheduling: a key that has an alias now gets its deletion cancelled.
+async fn undo_if_adopted(ctx: &Context, scope: &Scope, scheduled: Vec<KeyFacts>) -> Result<(), AwsError> {
+    let aliased = aliased_ids(ctx, scope, Duration::ZERO).await?;
+    for key in scheduled.into_iter().filter(|k| aliased.contains(&k.key_id)) {
+        ctx.kms.cancel_deletion(scope, &key.arn).await?;
+        tracing::warn!(key = %key.arn, "an alias appeared on a key just scheduled for deletion; deletion cancelled");
+        let enabled = KeyFacts {
+            state: "Enabled".to_string(),
+            ..key
+        };
+        ctx.inventory.record_key_facts(scope, enabled).await;
     }
     Ok(())
 }

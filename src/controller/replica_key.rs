@@ -40,7 +40,15 @@ pub(crate) async fn adopt_or_create(
                 .inventory
                 .alias_target(destination, &request.alias, Duration::ZERO)
                 .await?
-                .unwrap_or_default();
+                .ok_or_else(|| AwsError {
+                    operation: "ListAliases",
+                    kind: AwsErrorKind::Transient,
+                    code: "AliasChanged".into(),
+                    message: format!(
+                        "{} existed for CreateAlias and was gone right after",
+                        request.alias
+                    ),
+                })?;
             if target != key.key_id {
                 tracing::warn!(alias = %request.alias, unused_key = %key.arn, "the alias appeared meanwhile; using its key");
             }
