@@ -16,7 +16,7 @@ use std::{
 
 use async_trait::async_trait;
 use backup_warden::{
-    api::{BackedUpDatabase, ConditionType},
+    api::ConditionType,
     aws::{
         AwsError, AwsErrorKind, Scope,
         kms::{AliasOutcome, Kms, ReplicaKeyRequest, SdkKms},
@@ -28,23 +28,13 @@ use backup_warden::{
     },
     testing::{self, RunningController, condition, wait_for},
 };
-use kube::{Api, api::PostParams};
 use serde_json::json;
+use support::{CONVERGE, DESTINATION, SOURCE, World, is, world};
 
-const SOURCE: &str = "us-east-1";
-const DESTINATION: &str = "us-west-2";
-const CONVERGE: Duration = Duration::from_secs(60);
+mod support;
+
 const SOURCE_TAG: &str = "backup-warden/source-db-instance";
 const A_DAY_AND_MORE: u64 = 25 * 3600;
-
-struct World {
-    account: String,
-    namespace: String,
-    dbs: Api<BackedUpDatabase>,
-    rds_source: aws_sdk_rds::Client,
-    rds_destination: aws_sdk_rds::Client,
-    kms: aws_sdk_kms::Client,
-}
 
 /// One key of the destination region, as the test reads it straight from the emulator.
 #[derive(Debug, Clone)]
@@ -62,27 +52,7 @@ impl Key {
     }
 }
 
-async fn world(prefix: &str) -> World {
-    let env = testing::env();
-    let client = env.client().await;
-    testing::install_crds(&client).await;
-    let namespace = testing::namespace(&client, prefix).await;
-    let account = testing::unique_account();
-    World {
-        rds_source: aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, &account).await),
-        rds_destination: aws_sdk_rds::Client::new(&env.aws_config_in(DESTINATION, &account).await),
-        kms: aws_sdk_kms::Client::new(&env.aws_config_in(DESTINATION, &account).await),
-        dbs: Api::namespaced(client, &namespace),
-        account,
-        namespace,
-    }
-}
-
 impl World {
-    fn source_arn(&self, identifier: &str) -> String {
-        format!("arn:aws:rds:{SOURCE}:{}:db:{identifier}", self.account)
-    }
-
     fn destination(&self) -> Scope {
         Scope::new(Some(&testing::role_arn(&self.account)), DESTINATION)
     }
@@ -106,23 +76,10 @@ impl World {
             .expect("CreateKey through the adapter")
     }
 
-    async fn apply(&self, name: &str, identifier: &str, replication: serde_json::Value) {
-        let object: BackedUpDatabase = serde_json::from_value(json!({
-            "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase", "metadata": {"name": name},
-            "spec": {"instance": {"identifier": identifier, "region": SOURCE, "roleArn": testing::role_arn(&self.account)},
-                     "replication": replication},
-        }))
-        .expect("object");
-        self.dbs
-            .create(&PostParams::default(), &object)
-            .await
-            .expect("create BackedUpDatabase");
-    }
-
     /// Every key of the destination region with its state, tags and aliases.
     async fn keys(&self) -> Vec<Key> {
         let mut aliases: HashMap<String, Vec<String>> = HashMap::new();
-        let listed = self.kms.list_aliases().send().await.expect("aliases");
+        let listed = self.kms_destination.list_aliases().send().await.expect("aliases");
         for alias in listed.aliases() {
             if let (Some(name), Some(target)) = (alias.alias_name(), alias.target_key_id()) {
                 aliases
@@ -132,12 +89,25 @@ impl World {
             }
         }
         let mut keys = Vec::new();
-        for listed in self.kms.list_keys().send().await.expect("list keys").keys() {
+        for listed in self
+            .kms_destination
+            .list_keys()
+            .send()
+            .await
+            .expect("list keys")
+            .keys()
+        {
             let id = listed.key_id().unwrap_or_default();
-            let described = self.kms.describe_key().key_id(id).send().await.expect("describe");
+            let described = self
+                .kms_destination
+                .describe_key()
+                .key_id(id)
+                .send()
+                .await
+                .expect("describe");
             let meta = described.key_metadata().expect("metadata");
             let tags = self
-                .kms
+                .kms_destination
                 .list_resource_tags()
                 .key_id(id)
                 .send()
@@ -186,26 +156,6 @@ impl World {
         assert_eq!(code, 200, "{body}");
     }
 
-    /// (status, key ARN) of the automated backups of the instance held in the destination.
-    async fn replicas(&self, identifier: &str) -> Vec<(String, String)> {
-        let out = self
-            .rds_destination
-            .describe_db_instance_automated_backups()
-            .send()
-            .await
-            .expect("describe automated backups");
-        out.db_instance_automated_backups()
-            .iter()
-            .filter(|b| b.db_instance_identifier() == Some(identifier))
-            .map(|b| {
-                (
-                    b.status().unwrap_or_default().to_string(),
-                    b.kms_key_id().unwrap_or_default().to_string(),
-                )
-            })
-            .collect()
-    }
-
     async fn replicate(&self, identifier: &str, key_arn: &str) {
         self.rds_destination
             .start_db_instance_automated_backups_replication()
@@ -214,14 +164,6 @@ impl World {
             .send()
             .await
             .expect("start replication");
-    }
-}
-
-fn is(status: &str, type_: ConditionType) -> impl Fn(&BackedUpDatabase) -> bool {
-    let status = status.to_string();
-    move |db| {
-        condition(db, type_).is_some_and(|(s, _, _)| s == status)
-            && db.status.as_ref().and_then(|s| s.observed_generation) == db.metadata.generation
     }
 }
 
@@ -244,6 +186,15 @@ async fn controller_with(w: &World, wrap: impl FnOnce(SdkKms) -> Arc<dyn Kms>) -
 
 async fn controller(w: &World) -> RunningController {
     controller_with(w, |kms| Arc::new(kms)).await
+}
+
+/// Waits until `done` holds, or panics naming `what` after CONVERGE.
+async fn within_converge(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 fn scheduled(ctx: &Context) -> u64 {
@@ -431,14 +382,10 @@ async fn two_controllers_without_leader_election_end_with_one_key_per_instance()
         w.age(&key.id, A_DAY_AND_MORE);
     }
     let after = controller(&w).await;
-    let deadline = tokio::time::Instant::now() + CONVERGE;
-    while scheduled(&after.ctx) < orphans.len() as u64 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "orphans not scheduled: {orphans:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    within_converge(&format!("orphans not scheduled: {orphans:?}"), || {
+        scheduled(&after.ctx) >= orphans.len() as u64
+    })
+    .await;
     tokio::time::sleep(testing::fast_timing().resync).await;
     assert_eq!(scheduled(&after.ctx), orphans.len() as u64);
 
@@ -460,16 +407,22 @@ async fn two_controllers_without_leader_election_end_with_one_key_per_instance()
     }
 }
 
-#[tokio::test]
-async fn the_cleanup_schedules_only_the_controllers_own_orphans() {
-    let w = world("keys-cleanup").await;
-    // The object that makes the controller clean this (role, region).
+/// A world with one managed database, "keep": the object that makes the controller clean
+/// its (role, destination region).
+async fn world_with_keep_db(prefix: &str) -> World {
+    let w = world(prefix).await;
     testing::create_instance(&w.rds_source, "keep-db", 7).await;
     w.apply("keep", "keep-db", json!({})).await;
+    w
+}
+
+#[tokio::test]
+async fn the_cleanup_schedules_only_the_controllers_own_orphans() {
+    let w = world_with_keep_db("keys-cleanup").await;
 
     let orphan = w.key_made_by_the_adapter("gone-db").await;
     let aliased = w.key_made_by_the_adapter("aliased-db").await;
-    w.kms
+    w.kms_destination
         .create_alias()
         .alias_name(replica_key_alias(SOURCE, "aliased-db"))
         .target_key_id(&aliased.key_id)
@@ -488,7 +441,7 @@ async fn the_cleanup_schedules_only_the_controllers_own_orphans() {
         .expect("stop");
     assert_eq!(w.replicas("retained-db").await[0].0, "retained");
     let untagged = w
-        .kms
+        .kms_destination
         .create_key()
         .send()
         .await
@@ -496,7 +449,7 @@ async fn the_cleanup_schedules_only_the_controllers_own_orphans() {
         .key_metadata
         .expect("metadata");
     let foreign = w
-        .kms
+        .kms_destination
         .create_key()
         .tags(
             aws_sdk_kms::types::Tag::builder()
@@ -511,7 +464,7 @@ async fn the_cleanup_schedules_only_the_controllers_own_orphans() {
         .key_metadata
         .expect("metadata");
     let disabled = w.key_made_by_the_adapter("disabled-db").await;
-    w.kms
+    w.kms_destination
         .disable_key()
         .key_id(&disabled.key_id)
         .send()
@@ -525,14 +478,7 @@ async fn the_cleanup_schedules_only_the_controllers_own_orphans() {
     let started = tokio::time::Instant::now();
     let c = controller(&w).await;
     wait_for(&w.dbs, "keep", CONVERGE, is("True", ConditionType::Ready)).await;
-    let deadline = tokio::time::Instant::now() + CONVERGE;
-    while scheduled(&c.ctx) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the orphan was not scheduled"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    within_converge("the orphan was not scheduled", || scheduled(&c.ctx) > 0).await;
     // More resyncs: nothing else is scheduled, and the cleanup runs once per resync.
     tokio::time::sleep(testing::fast_timing().resync * 3).await;
 
@@ -572,9 +518,7 @@ async fn the_cleanup_schedules_only_the_controllers_own_orphans() {
 
 #[tokio::test]
 async fn a_key_adopted_while_its_deletion_is_scheduled_gets_it_cancelled() {
-    let w = world("keys-undo").await;
-    testing::create_instance(&w.rds_source, "keep-db", 7).await;
-    w.apply("keep", "keep-db", json!({})).await;
+    let w = world_with_keep_db("keys-undo").await;
     let orphan = w.key_made_by_the_adapter("late-db").await;
     w.age(&orphan.key_id, A_DAY_AND_MORE);
     let alias = replica_key_alias(SOURCE, "late-db");
@@ -586,14 +530,10 @@ async fn a_key_adopted_while_its_deletion_is_scheduled_gets_it_cancelled() {
         })
     })
     .await;
-    let deadline = tokio::time::Instant::now() + CONVERGE;
-    while c.ctx.calls.calls("EnableKey") == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the deletion was not cancelled"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    within_converge("the deletion was not cancelled", || {
+        c.ctx.calls.calls("EnableKey") > 0
+    })
+    .await;
     let key = w
         .keys()
         .await
@@ -615,7 +555,7 @@ async fn a_given_key_must_be_customer_managed_and_the_replicas_own() {
         testing::create_instance(&w.rds_source, id, 7).await;
     }
     let team_key = w
-        .kms
+        .kms_destination
         .create_key()
         .send()
         .await
@@ -625,7 +565,7 @@ async fn a_given_key_must_be_customer_managed_and_the_replicas_own() {
     let team_arn = team_key.arn().expect("arn").to_string();
     w.replicate("owner-db", &team_arn).await;
     let aws_managed = w
-        .kms
+        .kms_destination
         .describe_key()
         .key_id("alias/aws/rds")
         .send()
@@ -634,10 +574,18 @@ async fn a_given_key_must_be_customer_managed_and_the_replicas_own() {
         .key_metadata
         .and_then(|m| m.arn)
         .expect("arn");
-    w.apply("borrower", "borrower-db", json!({"kmsKey": {"arn": team_arn}}))
-        .await;
-    w.apply("managed", "managed-db", json!({"kmsKey": {"arn": aws_managed}}))
-        .await;
+    w.apply(
+        "borrower",
+        "borrower-db",
+        json!({"replication": {"kmsKey": {"arn": team_arn}}}),
+    )
+    .await;
+    w.apply(
+        "managed",
+        "managed-db",
+        json!({"replication": {"kmsKey": {"arn": aws_managed}}}),
+    )
+    .await;
     let c = controller(&w).await;
 
     for (name, text) in [

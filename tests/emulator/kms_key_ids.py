@@ -22,6 +22,8 @@ from typing import Any
 
 from moto.kms.models import KmsBackend, kms_backends
 
+from rds_backup_retention import _request_body
+
 KEY_AGE_PATH = "/moto-api/backup-warden/kms-key-age"
 
 _installed = False
@@ -54,14 +56,6 @@ def _aws_managed_default_keys(original: Any) -> Any:
     patched.__name__ = original.__name__
     patched.__doc__ = original.__doc__
     return patched
-
-
-def _request_body(request: Any) -> bytes:
-    get_data = getattr(request, "get_data", None)
-    if callable(get_data):
-        return get_data() or b""
-    body = getattr(request, "body", None) or b""
-    return body.encode() if isinstance(body, str) else body
 
 
 def key_age_response(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:

@@ -16,6 +16,16 @@ fn spec() -> BackedUpDatabaseSpec {
         .expect("spec")
 }
 
+/// A spec that names the key `id` of the destination instead of creating one.
+fn spec_naming(id: &str) -> BackedUpDatabaseSpec {
+    let mut spec = spec();
+    spec.replication.kms_key = KmsKeySpec {
+        create: false,
+        arn: Some(key(DST, id).arn),
+    };
+    spec
+}
+
 fn key(arn_region: &str, id: &str) -> KeyFacts {
     KeyFacts {
         arn: format!("arn:aws:kms:{arn_region}:123456789012:key/{id}"),
@@ -416,11 +426,7 @@ fn enforce_plans_the_whole_fix_in_order() {
 
 #[test]
 fn a_given_key_is_used_as_is() {
-    let mut spec = spec();
-    spec.replication.kms_key = KmsKeySpec {
-        create: false,
-        arn: Some(key(DST, "team-key").arn),
-    };
+    let spec = spec_naming("team-key");
     let mut obs = noncompliant();
     obs.desired_key = KeyLookup::Found(key(DST, "team-key"));
     let findings = evaluate(&spec, &obs, &policy());
@@ -609,11 +615,7 @@ fn replication_is_never_stopped_without_the_opt_in() {
 
 #[test]
 fn a_replica_under_another_key_than_the_given_one_needs_the_restart_opt_in() {
-    let mut spec = spec();
-    spec.replication.kms_key = KmsKeySpec {
-        create: false,
-        arn: Some(key(DST, "team-key").arn),
-    };
+    let spec = spec_naming("team-key");
     let mut obs = compliant();
     obs.desired_key = KeyLookup::Found(key(DST, "team-key"));
     let findings = evaluate(&spec, &obs, &policy());
@@ -627,11 +629,7 @@ fn a_multi_region_replica_of_the_source_key_counts_as_the_source_key() {
     let mut obs = noncompliant();
     inst(&mut obs).kms_key_id = Some("arn:aws:kms:us-east-1:123456789012:key/mrk-1234".into());
     obs.desired_key = KeyLookup::Found(key(DST, "mrk-1234"));
-    let mut spec = spec();
-    spec.replication.kms_key = KmsKeySpec {
-        create: false,
-        arn: Some(key(DST, "mrk-1234").arn),
-    };
+    let spec = spec_naming("mrk-1234");
     let findings = evaluate(&spec, &obs, &policy());
     let f = finding(&findings, ReplicaKeyCompliant);
     assert_eq!(f.reason, Reason::KeyNotUsable, "{f:?}");
@@ -682,11 +680,7 @@ fn starts(actions: &[DbAction]) -> bool {
 
 #[test]
 fn a_given_key_must_be_customer_managed_and_used_by_no_other_source() {
-    let mut spec = spec();
-    spec.replication.kms_key = KmsKeySpec {
-        create: false,
-        arn: Some(key(DST, "team-key").arn),
-    };
+    let spec = spec_naming("team-key");
     type Change = fn(&mut DatabaseObservation);
     let cases: Vec<(&str, Change, Option<&str>)> = vec![
         (
@@ -754,11 +748,7 @@ fn a_given_key_must_be_customer_managed_and_used_by_no_other_source() {
 
 #[test]
 fn a_replica_under_a_shared_key_is_restarted_under_the_dedicated_one_only_with_the_opt_in() {
-    let mut spec = spec();
-    spec.replication.kms_key = KmsKeySpec {
-        create: false,
-        arn: Some(key(DST, "team-key").arn),
-    };
+    let mut spec = spec_naming("team-key");
     let mut obs = compliant();
     obs.desired_key = KeyLookup::Found(key(DST, "team-key"));
     obs.other_key_users = vec![other_backup("billing-db", "replica-key", "replicating")];
