@@ -145,7 +145,10 @@ impl World {
             "/moto-api/backup-warden/kms-key-age",
             &json!({"account_id": self.account, "region": DESTINATION, "key_id": key, "seconds": seconds}),
         );
-        assert_eq!(code, 200, "{body}");
+        assert_eq!(
+            code, 200,
+            "{body}: an emulator started before kms-key-age was added needs a restart"
+        );
     }
 
     fn quota(&self, replications: u32) {
@@ -572,8 +575,13 @@ async fn a_given_key_must_be_customer_managed_and_the_replicas_own() {
         .await
         .expect("alias/aws/rds")
         .key_metadata
-        .and_then(|m| m.arn)
-        .expect("arn");
+        .expect("metadata");
+    assert_eq!(
+        aws_managed.key_manager().map(|m| m.as_str()),
+        Some("AWS"),
+        "alias/aws/rds is AWS managed (an emulator started before that fix needs a restart)"
+    );
+    let aws_managed = aws_managed.arn.expect("arn");
     w.apply(
         "borrower",
         "borrower-db",
