@@ -76,6 +76,12 @@ impl World {
             .expect("CreateKey through the adapter")
     }
 
+    /// A key made by hand, as a team would: no tags.
+    async fn untagged_key(&self) -> aws_sdk_kms::types::KeyMetadata {
+        let out = self.kms_destination.create_key().send().await.expect("key");
+        out.key_metadata.expect("metadata")
+    }
+
     /// Every key of the destination region with its state, tags and aliases.
     async fn keys(&self) -> Vec<Key> {
         let mut aliases: HashMap<String, Vec<String>> = HashMap::new();
@@ -443,14 +449,7 @@ async fn the_cleanup_schedules_only_the_controllers_own_orphans() {
         .await
         .expect("stop");
     assert_eq!(w.replicas("retained-db").await[0].0, "retained");
-    let untagged = w
-        .kms_destination
-        .create_key()
-        .send()
-        .await
-        .expect("key")
-        .key_metadata
-        .expect("metadata");
+    let untagged = w.untagged_key().await;
     let foreign = w
         .kms_destination
         .create_key()
@@ -557,14 +556,7 @@ async fn a_given_key_must_be_customer_managed_and_the_replicas_own() {
     for id in ["owner-db", "borrower-db", "managed-db"] {
         testing::create_instance(&w.rds_source, id, 7).await;
     }
-    let team_key = w
-        .kms_destination
-        .create_key()
-        .send()
-        .await
-        .expect("key")
-        .key_metadata
-        .expect("metadata");
+    let team_key = w.untagged_key().await;
     let team_arn = team_key.arn().expect("arn").to_string();
     w.replicate("owner-db", &team_arn).await;
     let aws_managed = w
