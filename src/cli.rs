@@ -78,6 +78,13 @@ pub struct RunArgs {
     /// identity and any repository, and none may name a role.
     #[arg(long, env = "BACKUP_WARDEN_TENANCY_FILE")]
     pub tenancy_file: Option<PathBuf>,
+    /// Schedule the deletion (30-day waiting period, cancellable) of replica keys backup-warden
+    /// made that no alias points to and no backup uses: `--key-cleanup=false` turns it off.
+    #[arg(long, env = "BACKUP_WARDEN_KEY_CLEANUP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub key_cleanup: bool,
+    /// How old such a key must be before the cleanup touches it (at least 1m).
+    #[arg(long, env = "BACKUP_WARDEN_KEY_CLEANUP_GRACE", default_value = "24h", value_parser = cleanup_grace)]
+    pub key_cleanup_grace: PositiveDuration,
     #[command(flatten)]
     pub github: GitHubArgs,
     #[command(flatten)]
@@ -106,6 +113,17 @@ impl TimeoutArgs {
             operation: self.operation_timeout.as_duration(),
         }
     }
+}
+
+/// The grace period must outlast the moment between CreateKey and CreateAlias by far.
+fn cleanup_grace(text: &str) -> Result<PositiveDuration, String> {
+    let grace: PositiveDuration = text.parse()?;
+    if grace.as_duration() < std::time::Duration::from_secs(60) {
+        return Err(format!(
+            "{text:?} is too short: a key is left alone for at least 1m"
+        ));
+    }
+    Ok(grace)
 }
 
 /// GitHub access. Without credentials, BackedUpRepository objects are not reconciled.
@@ -347,5 +365,26 @@ mod tests {
         assert_eq!(args.policy_min_backup_retention_days, 90);
         assert!(Cli::try_parse_from(["backup-warden", "run", "--policy-min-retention-days", "0"]).is_err());
         assert!(Cli::try_parse_from(["backup-warden", "run", "--resync-interval", "-5m"]).is_err());
+    }
+
+    #[test]
+    fn the_key_cleanup_is_on_by_default_and_its_grace_has_a_floor() {
+        let run = |args: &[&str]| {
+            let mut all = vec!["backup-warden", "run"];
+            all.extend_from_slice(args);
+            match Cli::try_parse_from(all).map(|c| c.command) {
+                Ok(Command::Run(run)) => Ok((run.key_cleanup, run.key_cleanup_grace.as_duration().as_secs())),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        assert_eq!(run(&[]), Ok((true, 24 * 3600)));
+        assert_eq!(
+            run(&["--key-cleanup=false", "--key-cleanup-grace", "2h"]),
+            Ok((false, 7200))
+        );
+        let short = run(&["--key-cleanup-grace", "30s"]).expect_err("too short");
+        assert!(short.contains("at least 1m"), "{short}");
+        assert!(run(&["--key-cleanup-grace", "0s"]).is_err());
     }
 }

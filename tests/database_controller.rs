@@ -6,20 +6,19 @@ use std::time::Duration;
 
 use aws_sdk_kms::types::KeyUsageType;
 use backup_warden::{
-    api::{BackedUpDatabase, ConditionType},
+    api::ConditionType,
     policy::database::Policy,
     testing::{self, RunningController, condition, wait_for},
 };
 use k8s_openapi::api::core::v1::Event;
 use kube::{
     Api,
-    api::{DeleteParams, ListParams, PostParams},
+    api::{DeleteParams, ListParams},
 };
 use serde_json::json;
+use support::{CONVERGE, DESTINATION, SOURCE, World, is, world};
 
-const SOURCE: &str = "us-east-1";
-const DESTINATION: &str = "us-west-2";
-const CONVERGE: Duration = Duration::from_secs(60);
+mod support;
 
 /// Mutating calls: none of them may happen in Audit mode.
 const WRITES: [&str; 5] = [
@@ -29,31 +28,6 @@ const WRITES: [&str; 5] = [
     "StartDBInstanceAutomatedBackupsReplication",
     "StopDBInstanceAutomatedBackupsReplication",
 ];
-
-struct World {
-    account: String,
-    namespace: String,
-    dbs: Api<BackedUpDatabase>,
-    rds_source: aws_sdk_rds::Client,
-    rds_destination: aws_sdk_rds::Client,
-    kms_destination: aws_sdk_kms::Client,
-}
-
-async fn world(prefix: &str) -> World {
-    let env = testing::env();
-    let client = env.client().await;
-    testing::install_crds(&client).await;
-    let namespace = testing::namespace(&client, prefix).await;
-    let account = testing::unique_account();
-    World {
-        rds_source: aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, &account).await),
-        rds_destination: aws_sdk_rds::Client::new(&env.aws_config_in(DESTINATION, &account).await),
-        kms_destination: aws_sdk_kms::Client::new(&env.aws_config_in(DESTINATION, &account).await),
-        dbs: Api::namespaced(client, &namespace),
-        account,
-        namespace,
-    }
-}
 
 impl World {
     async fn instance(&self, identifier: &str, retention: i32) {
@@ -81,26 +55,6 @@ impl World {
             .expect("modify retention");
     }
 
-    /// (status, key ARN) of every automated backup of the instance held in the destination.
-    async fn replicas(&self, identifier: &str) -> Vec<(String, String)> {
-        let out = self
-            .rds_destination
-            .describe_db_instance_automated_backups()
-            .send()
-            .await
-            .expect("describe automated backups");
-        out.db_instance_automated_backups()
-            .iter()
-            .filter(|b| b.db_instance_identifier() == Some(identifier))
-            .map(|b| {
-                (
-                    b.status().unwrap_or_default().to_string(),
-                    b.kms_key_id().unwrap_or_default().to_string(),
-                )
-            })
-            .collect()
-    }
-
     /// Keys backup-warden made for this instance (tagged with its ARN).
     async fn keys_made_for(&self, identifier: &str) -> usize {
         let arn = format!("arn:aws:rds:{SOURCE}:{}:db:{identifier}", self.account);
@@ -121,36 +75,10 @@ impl World {
         n
     }
 
-    async fn apply(&self, name: &str, identifier: &str, extra: serde_json::Value) {
-        let mut spec = json!({
-            "instance": {"identifier": identifier, "region": SOURCE, "roleArn": testing::role_arn(&self.account)},
-        });
-        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-            spec.extend(extra.clone());
-        }
-        let object: BackedUpDatabase = serde_json::from_value(json!({
-            "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase",
-            "metadata": {"name": name}, "spec": spec,
-        }))
-        .expect("object");
-        self.dbs
-            .create(&PostParams::default(), &object)
-            .await
-            .expect("create BackedUpDatabase");
-    }
-
     async fn event_reasons(&self) -> Vec<String> {
         let events: Api<Event> = Api::namespaced(self.dbs.clone().into_client(), &self.namespace);
         let list = events.list(&ListParams::default()).await.expect("events");
         list.items.into_iter().filter_map(|e| e.reason).collect()
-    }
-}
-
-fn is(status: &str, type_: ConditionType) -> impl Fn(&BackedUpDatabase) -> bool {
-    let status = status.to_string();
-    move |db| {
-        condition(db, type_).is_some_and(|(s, _, _)| s == status)
-            && db.status.as_ref().and_then(|s| s.observed_generation) == db.metadata.generation
     }
 }
 

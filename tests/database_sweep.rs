@@ -122,6 +122,8 @@ async fn one_sweep_reads_each_inventory_once_per_page() {
     assert!(count("DescribeSourceRegions") <= 1, "{calls:?}");
     assert!(count("ListAliases") <= 1, "{calls:?}");
     assert!(count("DescribeKey") <= 1, "one distinct key in use: {calls:?}");
+    // The orphan key cleanup runs only for objects in Enforce mode.
+    assert_eq!(count("GetResources"), 0, "{calls:?}");
     let total: u64 = calls.values().map(|c| c.calls).sum();
     println!("AWS calls for one sweep of {INSTANCES} objects: {calls:?}");
     assert!(

@@ -100,6 +100,8 @@ pub enum Reason {
     KeyNotFound,
     /// The KMS key exists but cannot serve (disabled, asymmetric, wrong region, source key).
     KeyNotUsable,
+    /// The KMS key is not the replica's own: AWS managed, or it encrypts another source's backups.
+    KeyNotDedicated,
     /// The referenced GitHub repository does not exist or is not visible to the token.
     RepositoryNotFound,
     /// The GitHub repository is archived (read only).
@@ -168,6 +170,7 @@ impl Reason {
             Self::InstanceNotFound => "InstanceNotFound",
             Self::KeyNotFound => "KeyNotFound",
             Self::KeyNotUsable => "KeyNotUsable",
+            Self::KeyNotDedicated => "KeyNotDedicated",
             Self::RepositoryNotFound => "RepositoryNotFound",
             Self::RepositoryArchived => "RepositoryArchived",
             Self::AccessDenied => "AccessDenied",

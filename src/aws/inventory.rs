@@ -22,6 +22,10 @@ use crate::policy::{
 /// Source regions rarely change: DescribeSourceRegions is read once a day per destination.
 const SOURCE_REGIONS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a quota refusal holds back new keys in a destination whose count of active
+/// replications has not dropped (the quota may have been raised meanwhile).
+const QUOTA_REFUSAL_MEMORY: Duration = Duration::from_secs(3600);
+
 type Slot<V> = Arc<tokio::sync::Mutex<Option<(Instant, V)>>>;
 
 /// A map of single-flight, time-stamped entries.
@@ -70,6 +74,15 @@ impl<K: Eq + Hash + Clone, V: Clone> Cached<K, V> {
     async fn put(&self, key: &K, value: V) {
         *self.slot(key).lock().await = Some((Instant::now(), value));
     }
+
+    /// The cached value, however old, without reading.
+    async fn peek(&self, key: &K) -> Option<V> {
+        self.slot(key).lock().await.as_ref().map(|(_, v)| v.clone())
+    }
+}
+
+fn active_replications(backups: &[ReplicaFacts]) -> usize {
+    backups.iter().filter(|b| b.is_active()).count()
 }
 
 pub struct Inventory {
@@ -81,6 +94,9 @@ pub struct Inventory {
     source_regions: Cached<Scope, Arc<Vec<String>>>,
     aliases: Cached<Scope, Arc<HashMap<String, String>>>,
     keys: Cached<(Scope, String), Option<KeyFacts>>,
+    /// Per destination: when RDS last refused a start for the quota, and how many
+    /// replications were active there then.
+    quota_refusals: Mutex<HashMap<Scope, (Instant, usize)>>,
 }
 
 impl Inventory {
@@ -94,6 +110,7 @@ impl Inventory {
             source_regions: Cached::new(),
             aliases: Cached::new(),
             keys: Cached::new(),
+            quota_refusals: Mutex::new(HashMap::new()),
         }
     }
 
@@ -158,6 +175,19 @@ impl Inventory {
         Ok(regions.iter().any(|r| r == source_region))
     }
 
+    /// Every alias of the region and the key id it points to.
+    pub async fn aliases(
+        &self,
+        scope: &Scope,
+        max_age: Duration,
+    ) -> Result<Arc<HashMap<String, String>>, AwsError> {
+        self.aliases
+            .get(scope, max_age, || async {
+                Ok(Arc::new(self.kms.aliases(scope).await?))
+            })
+            .await
+    }
+
     /// The key id an alias points to.
     pub async fn alias_target(
         &self,
@@ -165,13 +195,7 @@ impl Inventory {
         alias: &str,
         max_age: Duration,
     ) -> Result<Option<String>, AwsError> {
-        let all = self
-            .aliases
-            .get(scope, max_age, || async {
-                Ok(Arc::new(self.kms.aliases(scope).await?))
-            })
-            .await?;
-        Ok(all.get(alias).cloned())
+        Ok(self.aliases(scope, max_age).await?.get(alias).cloned())
     }
 
     /// DescribeKey, once per distinct key per `max_age`.
@@ -197,8 +221,39 @@ impl Inventory {
             .await;
     }
 
+    /// StartDBInstanceAutomatedBackupsReplication was refused for the quota: until the
+    /// destination's count of active replications drops (or an hour passes), no key is made
+    /// for a replication there.
+    pub async fn record_quota_refused(&self, destination: &Scope) {
+        let active = self
+            .automated_backups
+            .peek(destination)
+            .await
+            .map_or(0, |all| active_replications(&all));
+        self.quota_refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(destination.clone(), (Instant::now(), active));
+    }
+
+    /// The count of active replications at the last quota refusal in `destination`, while
+    /// `backups` (what it holds now) still count as many.
+    pub fn quota_exhausted_at(&self, destination: &Scope, backups: &[ReplicaFacts]) -> Option<usize> {
+        let refusals = self
+            .quota_refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (at, count) = refusals.get(destination)?;
+        (at.elapsed() < QUOTA_REFUSAL_MEMORY && active_replications(backups) >= *count).then_some(*count)
+    }
+
     /// What StartDBInstanceAutomatedBackupsReplication answered.
     pub async fn record_replica(&self, destination: &Scope, replica: ReplicaFacts) {
+        // A start went through: the quota had room.
+        self.quota_refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(destination);
         self.automated_backups
             .update(destination, |all| {
                 let all = Arc::make_mut(all);
@@ -229,6 +284,11 @@ impl Inventory {
                 Arc::make_mut(all).insert(alias.to_string(), key.key_id.clone());
             })
             .await;
+        self.record_key_facts(scope, key).await;
+    }
+
+    /// What DescribeKey would now say of `key` (after CreateKey, ScheduleKeyDeletion).
+    pub async fn record_key_facts(&self, scope: &Scope, key: KeyFacts) {
         for reference in [key.key_id.clone(), key.arn.clone()] {
             self.keys
                 .put(&(scope.clone(), reference), Some(key.clone()))

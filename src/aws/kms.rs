@@ -1,13 +1,21 @@
-//! KMS: key facts, the aliases of a region, and the dedicated replica key backup-warden
-//! creates (with a key policy that lets RDS in that region use it).
+//! KMS: key facts, the aliases of a region, the dedicated replica keys backup-warden
+//! creates (with a key policy that lets RDS in that region use them), finding them again by
+//! their tags, and scheduling the deletion of the ones it made that nothing uses.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyUsageType, Tag};
+use aws_sdk_resourcegroupstagging::types::TagFilter;
 
-use super::{AwsClients, AwsError, AwsErrorKind, Scope};
-use crate::policy::database::KeyFacts;
+use super::{AwsClients, AwsError, AwsErrorKind, Scope, rds::timestamp};
+use crate::policy::{
+    database::KeyFacts,
+    keys::{TaggedKey, ownership_tags},
+};
+
+/// The longest waiting period KMS allows: the deletion can be cancelled for 30 days.
+pub const DELETION_WINDOW_DAYS: i32 = 30;
 
 #[async_trait]
 pub trait Kms: Send + Sync {
@@ -15,13 +23,23 @@ pub trait Kms: Send + Sync {
     async fn describe_key(&self, scope: &Scope, key: &str) -> Result<Option<KeyFacts>, AwsError>;
     /// Every alias of the region and the key id it points to (ListAliases, all pages).
     async fn aliases(&self, scope: &Scope) -> Result<HashMap<String, String>, AwsError>;
-    /// CreateKey + CreateAlias. If the alias appeared meanwhile (another replica of the
-    /// controller), the key it points to is returned instead.
-    async fn create_replica_key(
-        &self,
-        scope: &Scope,
-        request: &ReplicaKeyRequest,
-    ) -> Result<KeyFacts, AwsError>;
+    /// The region's KMS keys that carry every one of `tags` (Resource Groups Tagging API
+    /// GetResources, all pages: one call per 100 keys).
+    async fn tagged_keys(&self, scope: &Scope, tags: &[(&str, &str)]) -> Result<Vec<TaggedKey>, AwsError>;
+    /// CreateKey: a symmetric key tagged as backup-warden's replica key of `request.source_arn`.
+    async fn create_key(&self, scope: &Scope, request: &ReplicaKeyRequest) -> Result<KeyFacts, AwsError>;
+    /// CreateAlias. `Exists` when the alias is already there (pointing to any key).
+    async fn create_alias(&self, scope: &Scope, alias: &str, key_id: &str) -> Result<AliasOutcome, AwsError>;
+    /// ScheduleKeyDeletion with [`DELETION_WINDOW_DAYS`].
+    async fn schedule_deletion(&self, scope: &Scope, key: &str) -> Result<(), AwsError>;
+    /// CancelKeyDeletion, then EnableKey (a cancelled key is left disabled).
+    async fn cancel_deletion(&self, scope: &Scope, key: &str) -> Result<(), AwsError>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AliasOutcome {
+    Created,
+    Exists,
 }
 
 /// What the dedicated key is for.
@@ -75,10 +93,15 @@ fn key_facts(m: &KeyMetadata) -> KeyFacts {
         state: m.key_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
         key_spec: m.key_spec().map(|s| s.as_str().to_string()).unwrap_or_default(),
         key_usage: m.key_usage().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        key_manager: m
+            .key_manager()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        created: m.creation_date().and_then(timestamp),
     }
 }
 
-/// The real thing, through aws-sdk-kms.
+/// The real thing, through aws-sdk-kms and aws-sdk-resourcegroupstagging.
 pub struct SdkKms {
     pub clients: std::sync::Arc<AwsClients>,
 }
@@ -117,71 +140,117 @@ impl Kms for SdkKms {
         Ok(out)
     }
 
-    async fn create_replica_key(
-        &self,
-        scope: &Scope,
-        request: &ReplicaKeyRequest,
-    ) -> Result<KeyFacts, AwsError> {
+    async fn tagged_keys(&self, scope: &Scope, tags: &[(&str, &str)]) -> Result<Vec<TaggedKey>, AwsError> {
         let c = self.clients.for_scope(scope).await;
-        let created = {
-            let _permit = c.limit.acquire().await;
-            let tag = |k: &str, v: &str| Tag::builder().tag_key(k).tag_value(v).build();
-            let tags = [
-                tag("managed-by", "backup-warden"),
-                tag("backup-warden/source-db-instance", &request.source_arn),
-            ];
-            let out = c
-                .kms
-                .create_key()
-                .description(format!(
-                    "backup-warden: replicated automated backups of {}",
-                    request.source_arn
-                ))
-                .key_usage(KeyUsageType::EncryptDecrypt)
-                .key_spec(KeySpec::SymmetricDefault)
-                .policy(request.key_policy(&scope.region))
-                .set_tags(Some(tags.into_iter().filter_map(Result::ok).collect()))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("CreateKey", &e))?;
-            out.key_metadata().map(key_facts).ok_or_else(|| AwsError {
-                operation: "CreateKey",
-                kind: AwsErrorKind::Refused,
-                code: "EmptyResponse".into(),
-                message: "no KeyMetadata in the response".into(),
-            })?
-        };
-        let aliased = {
-            let _permit = c.limit.acquire().await;
-            c.kms
-                .create_alias()
-                .alias_name(&request.alias)
-                .target_key_id(&created.key_id)
-                .send()
-                .await
-        };
-        match aliased {
-            Ok(_) => Ok(created),
+        let _permit = c.limit.acquire().await;
+        let filters = tags
+            .iter()
+            .map(|(k, v)| TagFilter::builder().key(*k).values(*v).build())
+            .collect();
+        let mut pages = c
+            .tagging
+            .get_resources()
+            .resource_type_filters("kms:key")
+            .set_tag_filters(Some(filters))
+            .resources_per_page(100)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("GetResources", &e))?;
+            out.extend(page.resource_tag_mapping_list().iter().filter_map(|r| {
+                Some(TaggedKey {
+                    arn: r.resource_arn()?.to_string(),
+                    tags: r
+                        .tags()
+                        .iter()
+                        .map(|t| (t.key().to_string(), t.value().to_string()))
+                        .collect(),
+                })
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn create_key(&self, scope: &Scope, request: &ReplicaKeyRequest) -> Result<KeyFacts, AwsError> {
+        let c = self.clients.for_scope(scope).await;
+        let _permit = c.limit.acquire().await;
+        let tags = ownership_tags(&request.source_arn)
+            .into_iter()
+            .filter_map(|(k, v)| Tag::builder().tag_key(k).tag_value(v).build().ok())
+            .collect();
+        let out = c
+            .kms
+            .create_key()
+            .description(format!(
+                "backup-warden: replicated automated backups of {}",
+                request.source_arn
+            ))
+            .key_usage(KeyUsageType::EncryptDecrypt)
+            .key_spec(KeySpec::SymmetricDefault)
+            .policy(request.key_policy(&scope.region))
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CreateKey", &e))?;
+        out.key_metadata().map(key_facts).ok_or_else(|| AwsError {
+            operation: "CreateKey",
+            kind: AwsErrorKind::Refused,
+            code: "EmptyResponse".into(),
+            message: "no KeyMetadata in the response".into(),
+        })
+    }
+
+    async fn create_alias(&self, scope: &Scope, alias: &str, key_id: &str) -> Result<AliasOutcome, AwsError> {
+        let c = self.clients.for_scope(scope).await;
+        let _permit = c.limit.acquire().await;
+        match c
+            .kms
+            .create_alias()
+            .alias_name(alias)
+            .target_key_id(key_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(AliasOutcome::Created),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_already_exists_exception()) =>
             {
-                // Someone else won the race: use their key, leave ours unused (never delete keys).
-                tracing::warn!(alias = %request.alias, unused_key = %created.arn, "alias appeared meanwhile; adopting it");
-                let target = self
-                    .aliases(scope)
-                    .await?
-                    .get(&request.alias)
-                    .cloned()
-                    .unwrap_or_default();
-                self.describe_key(scope, &target).await?.ok_or_else(|| AwsError {
-                    operation: "DescribeKey",
-                    kind: AwsErrorKind::NotFound,
-                    code: "NotFoundException".into(),
-                    message: format!("{} points to a missing key", request.alias),
-                })
+                Ok(AliasOutcome::Exists)
             }
             Err(e) => Err(AwsError::from_sdk("CreateAlias", &e)),
         }
+    }
+
+    async fn schedule_deletion(&self, scope: &Scope, key: &str) -> Result<(), AwsError> {
+        let c = self.clients.for_scope(scope).await;
+        let _permit = c.limit.acquire().await;
+        c.kms
+            .schedule_key_deletion()
+            .key_id(key)
+            .pending_window_in_days(DELETION_WINDOW_DAYS)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ScheduleKeyDeletion", &e))?;
+        Ok(())
+    }
+
+    async fn cancel_deletion(&self, scope: &Scope, key: &str) -> Result<(), AwsError> {
+        let c = self.clients.for_scope(scope).await;
+        let _permit = c.limit.acquire().await;
+        c.kms
+            .cancel_key_deletion()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CancelKeyDeletion", &e))?;
+        c.kms
+            .enable_key()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("EnableKey", &e))?;
+        Ok(())
     }
 }

@@ -45,6 +45,8 @@ pub struct AwsSettings {
 pub struct Clients {
     pub rds: aws_sdk_rds::Client,
     pub kms: aws_sdk_kms::Client,
+    /// Resource Groups Tagging API: finds backup-warden's keys by their tags in one call.
+    pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub s3: aws_sdk_s3::Client,
     pub limit: Arc<Semaphore>,
 }
@@ -121,6 +123,11 @@ impl AwsClients {
             ),
             kms: aws_sdk_kms::Client::from_conf(
                 aws_sdk_kms::config::Builder::from(&config)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            tagging: aws_sdk_resourcegroupstagging::Client::from_conf(
+                aws_sdk_resourcegroupstagging::config::Builder::from(&config)
                     .interceptor(counter.clone())
                     .build(),
             ),

@@ -9,6 +9,7 @@ use std::{
 
 use kube::runtime::events::Recorder;
 
+use super::key_cleanup::{KeyCleanup, KeyCleanupSettings};
 use crate::{
     aws::{ApiCalls, inventory::Inventory, kms::Kms, rds::Rds},
     policy::database::Policy,
@@ -51,6 +52,8 @@ pub struct Context {
     pub notifier: Arc<dyn Notifier>,
     /// Which AWS roles each namespace may use.
     pub tenancy: Arc<crate::tenancy::Tenancy>,
+    /// The cleanup of backup-warden's own orphan replica keys.
+    pub key_cleanup: KeyCleanup,
 }
 
 /// Per-object failure counts behind the retry delays.
@@ -116,7 +119,14 @@ impl Context {
             recorder,
             backoff: Backoff::new(timing),
             tenancy: Arc::new(crate::tenancy::Tenancy::single_team()),
+            key_cleanup: KeyCleanup::new(KeyCleanupSettings::default()),
         }
+    }
+
+    /// The same context with these orphan key cleanup settings.
+    pub fn with_key_cleanup(mut self, settings: KeyCleanupSettings) -> Self {
+        self.key_cleanup = KeyCleanup::new(settings);
+        self
     }
 }
 

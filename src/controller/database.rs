@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     api::{
-        BackedUpDatabase, BackedUpDatabaseStatus, ConditionType, Reason,
+        BackedUpDatabase, BackedUpDatabaseStatus, ConditionType, Mode, Reason,
         database::{ObservedInstance, ObservedReplica},
     },
     aws::{AwsError, AwsErrorKind, Scope, inventory::Inventory, kms::ReplicaKeyRequest},
@@ -32,6 +32,7 @@ use crate::{
             DatabaseObservation, DbAction, InstanceFacts, KeyChoice, KeyLookup, ReplicaFacts, evaluate, plan,
             replica_key_alias,
         },
+        keys::key_id_of,
     },
     report::{
         events, notify,
@@ -248,6 +249,12 @@ pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<A
     events.extend(action_events);
     events::publish(&ctx.recorder, &reference, events).await;
 
+    if db.spec.mode == Mode::Enforce {
+        let role = db.spec.instance.role_arn.as_deref();
+        let destination = Scope::new(role, &db.spec.replication.destination_region);
+        super::key_cleanup::run_if_due(&ctx, &destination).await;
+    }
+
     if let Some(e) = transient {
         return Err(Error::Act(e));
     }
@@ -300,6 +307,8 @@ pub(crate) async fn observe(
             replica_key: None,
             desired_key,
             source_region_supported: true,
+            other_key_users: Vec::new(),
+            quota_exhausted_at: None,
             now,
         });
     };
@@ -317,7 +326,14 @@ pub(crate) async fn observe(
         }),
         None => None,
     };
+    let other_key_users = other_key_users(
+        &backups,
+        &instance.arn,
+        [Some(&desired_key), replica_key.as_ref()],
+    );
     Ok(DatabaseObservation {
+        other_key_users,
+        quota_exhausted_at: inv.quota_exhausted_at(&destination, &backups),
         newest_snapshot: inv
             .newest_snapshot(&source, &instance.identifier, max_age)
             .await?,
@@ -337,6 +353,31 @@ fn pick_replica(backups: &[ReplicaFacts], source_arn: &str) -> Option<ReplicaFac
         .find(|b| b.is_active())
         .or_else(|| mine.last())
         .map(|b| (*b).clone())
+}
+
+/// The automated backups of other sources encrypted with one of `keys`.
+fn other_key_users<'a>(
+    backups: &[ReplicaFacts],
+    source_arn: &str,
+    keys: impl IntoIterator<Item = Option<&'a KeyLookup>>,
+) -> Vec<ReplicaFacts> {
+    let ids: Vec<&str> = keys
+        .into_iter()
+        .filter_map(|k| match k {
+            Some(KeyLookup::Found(key)) => Some(key.key_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    backups
+        .iter()
+        .filter(|b| b.source_arn != source_arn)
+        .filter(|b| {
+            b.kms_key_arn
+                .as_deref()
+                .is_some_and(|k| ids.contains(&key_id_of(k)))
+        })
+        .cloned()
+        .collect()
 }
 
 async fn desired_key(
@@ -383,7 +424,8 @@ async fn act(
         };
         tracing::info!(object = %super::object_key(db), action = %description, "enforcing");
         match perform(db, ctx, instance, action, &mut created_key).await {
-            Ok(()) => {
+            Ok(note) => {
+                let description = note.unwrap_or(description);
                 progress.working.push(description.clone());
                 taken.push(events::action(reason, description, false));
             }
@@ -406,7 +448,7 @@ async fn perform(
     instance: &InstanceFacts,
     action: &DbAction,
     created_key: &mut Option<String>,
-) -> Result<(), AwsError> {
+) -> Result<Option<String>, AwsError> {
     let spec = &db.spec;
     let role = spec.instance.role_arn.as_deref();
     let source = Scope::new(role, &spec.instance.region);
@@ -419,7 +461,7 @@ async fn perform(
         } => {
             // Safety rule, held here as well as in the plan: a retention is never lowered.
             if to <= from || *to < instance.retention_days {
-                return Ok(());
+                return Ok(None);
             }
             let facts = ctx
                 .rds
@@ -435,9 +477,16 @@ async fn perform(
                 partition: arn_part(1),
                 source_arn: instance.arn.clone(),
             };
-            let key = ctx.kms.create_replica_key(&destination, &request).await?;
+            let (key, adopted) = super::replica_key::adopt_or_create(ctx, &destination, &request).await?;
             *created_key = Some(key.arn.clone());
+            let note = adopted.then(|| {
+                format!(
+                    "adopted KMS key {} made earlier for this instance, as {alias} in {}",
+                    key.arn, destination.region
+                )
+            });
             ctx.inventory.record_key(&destination, alias, key).await;
+            return Ok(note);
         }
         DbAction::StopReplication => {
             ctx.rds.stop_replication(&destination, &instance.arn).await?;
@@ -448,14 +497,22 @@ async fn perform(
                 KeyChoice::Arn(arn) => arn.clone(),
                 KeyChoice::Created => created_key.clone().unwrap_or_default(),
             };
-            let replica = ctx
+            let started = ctx
                 .rds
                 .start_replication(&destination, &instance.arn, &key_arn, *retention_days)
-                .await?;
+                .await;
+            if started
+                .as_ref()
+                .is_err_and(|e| e.code == "DBInstanceAutomatedBackupQuotaExceeded")
+            {
+                // No key is made for a replication there until room is known to be free.
+                ctx.inventory.record_quota_refused(&destination).await;
+            }
+            let replica = started?;
             ctx.inventory.record_replica(&destination, replica).await;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn build_status(

@@ -7,7 +7,9 @@ pub mod database;
 pub mod decoded;
 pub mod guard;
 mod health;
+pub mod key_cleanup;
 pub mod leader;
+mod replica_key;
 pub mod repository;
 pub mod sweep;
 
@@ -206,7 +208,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             metrics: metrics.clone(),
             notifier: notifier.clone(),
         },
-    );
+    )
+    .with_key_cleanup(key_cleanup::KeyCleanupSettings {
+        enabled: args.key_cleanup,
+        grace: args.key_cleanup_grace.as_duration(),
+    });
     ctx.tenancy = tenancy.clone();
     let ctx = Arc::new(ctx);
     let databases: Api<BackedUpDatabase> = match &args.namespace {

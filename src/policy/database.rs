@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::{Finding, Verdict, days, human_duration};
+use super::{Finding, Verdict, days, human_duration, keys::key_id_of};
 use crate::api::{
     ConditionType::{self, *},
     Mode, Reason,
@@ -96,6 +96,10 @@ pub struct KeyFacts {
     /// `KeySpec`: SYMMETRIC_DEFAULT for keys RDS can use.
     pub key_spec: String,
     pub key_usage: String,
+    /// `KeyManager`: CUSTOMER, or AWS for the AWS managed keys (`alias/aws/rds`, ...).
+    pub key_manager: String,
+    /// `CreationDate`.
+    pub created: Option<Timestamp>,
 }
 
 impl KeyFacts {
@@ -128,6 +132,12 @@ pub struct DatabaseObservation {
     pub desired_key: KeyLookup,
     /// Whether DescribeSourceRegions lists the source region for the destination.
     pub source_region_supported: bool,
+    /// Automated backups in the destination, of other sources, encrypted with the desired key
+    /// or the replica's key: a replica key is dedicated to one source.
+    pub other_key_users: Vec<ReplicaFacts>,
+    /// Set while the destination is known to hold as many replications as RDS allows: the
+    /// number of active replications there when RDS last refused a start.
+    pub quota_exhausted_at: Option<usize>,
     pub now: Timestamp,
 }
 
@@ -143,42 +153,85 @@ pub fn required_retention(spec_days: i32, policy: &Policy) -> i32 {
         .clamp(1, MAX_RETENTION_DAYS)
 }
 
-fn key_id_of(arn_or_id: &str) -> &str {
-    arn_or_id.rsplit_once("key/").map_or(arn_or_id, |(_, id)| id)
+/// The sources of the automated backups in `others` that `key` encrypts.
+fn other_users<'a>(key: &KeyFacts, others: &'a [ReplicaFacts]) -> Vec<&'a str> {
+    let mut users: Vec<&str> = others
+        .iter()
+        .filter(|b| {
+            b.kms_key_arn
+                .as_deref()
+                .is_some_and(|k| key_id_of(k) == key.key_id)
+        })
+        .map(|b| b.source_arn.as_str())
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    users
 }
 
-/// Why a key cannot encrypt this replica, if it cannot.
-fn key_problem(key: &KeyFacts, destination: &str, source_key: Option<&str>) -> Option<String> {
+/// Why a key cannot encrypt this replica, if it cannot: the reason and what to do.
+fn key_problem(
+    key: &KeyFacts,
+    destination: &str,
+    source_key: Option<&str>,
+    others: &[ReplicaFacts],
+) -> Option<(Reason, String)> {
+    let unusable = |message: String| Some((Reason::KeyNotUsable, message));
     let region = key.region().unwrap_or("?");
     if region != destination {
-        return Some(format!(
+        return unusable(format!(
             "KMS key {} is in {region}, not in the destination region {destination}",
             key.arn
         ));
     }
     if !key.state.eq_ignore_ascii_case("Enabled") {
-        return Some(format!(
+        return unusable(format!(
             "KMS key {} is {}: enable it or name another key",
             key.arn, key.state
         ));
     }
     if !key.key_spec.is_empty() && key.key_spec != "SYMMETRIC_DEFAULT" {
-        return Some(format!(
+        return unusable(format!(
             "KMS key {} is {} but RDS needs a symmetric key",
             key.arn, key.key_spec
         ));
     }
     if !key.key_usage.is_empty() && key.key_usage != "ENCRYPT_DECRYPT" {
-        return Some(format!(
+        return unusable(format!(
             "KMS key {} has usage {}; RDS needs ENCRYPT_DECRYPT",
             key.arn, key.key_usage
         ));
     }
     // A multi-Region replica (mrk-...) of the source key has the same key id: the same key.
     if source_key.is_some_and(|s| key_id_of(s) == key.key_id) {
-        return Some(format!(
+        return unusable(format!(
             "KMS key {} is the source instance's own key; the replica needs a key of its own",
             key.arn
+        ));
+    }
+    if key.key_manager.eq_ignore_ascii_case("AWS") {
+        return Some((
+            Reason::KeyNotDedicated,
+            format!(
+                "KMS key {} is AWS managed (shared by every resource of the account that uses it); \
+                 the replica needs a customer managed key of its own",
+                key.arn
+            ),
+        ));
+    }
+    let users = other_users(key, others);
+    if let Some(first) = users.first() {
+        let more = match users.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        return Some((
+            Reason::KeyNotDedicated,
+            format!(
+                "KMS key {} already encrypts the automated backups of {first}{more} in {destination}; \
+                 the replica needs a key of its own",
+                key.arn
+            ),
         ));
     }
     None
@@ -405,6 +458,23 @@ fn replication_findings(
 }
 
 fn replication_active(obs: &DatabaseObservation, instance: &InstanceFacts, destination: &str) -> Finding {
+    let active = obs.replica.as_ref().is_some_and(ReplicaFacts::is_active);
+    // A key is made only for a replication that can start (an existing key may try again).
+    if !active
+        && let Some(count) = obs.quota_exhausted_at
+        && !matches!(obs.desired_key, KeyLookup::Found(_))
+    {
+        return Finding::new(
+            ReplicationActive,
+            Verdict::Blocked,
+            Reason::QuotaExceeded,
+            format!(
+                "no replication to {destination}: it holds as many automated-backup replications as the \
+                 account's RDS quota allows ({count} active when RDS last refused a start); request an \
+                 increase in Service Quotas; the replica key is created once replication can start"
+            ),
+        );
+    }
     match &obs.replica {
         Some(r) if r.status_is("replicating") => {
             Finding::pass(ReplicationActive, format!("replicating to {destination}"))
@@ -462,13 +532,18 @@ fn replica_key(
             format!("no dedicated replica key yet ({alias} in {destination})"),
         ),
         KeyLookup::Found(key) => {
-            if let Some(problem) = key_problem(key, destination, source_key) {
-                return Finding::new(
-                    ReplicaKeyCompliant,
-                    Verdict::Blocked,
-                    Reason::KeyNotUsable,
-                    problem,
-                );
+            if let Some((reason, problem)) = key_problem(key, destination, source_key, &obs.other_key_users) {
+                // The replica runs under a key it shares, and the spec's key is fit: a restart fixes it.
+                if reason == Reason::KeyNotDedicated
+                    && active.is_some()
+                    && let KeyLookup::Found(desired) = &obs.desired_key
+                    && desired.key_id != key.key_id
+                    && key_problem(desired, destination, source_key, &obs.other_key_users).is_none()
+                {
+                    let message = format!("{problem}; the spec's key is {}", desired.arn);
+                    return restart_finding(spec, ReplicaKeyCompliant, message);
+                }
+                return Finding::new(ReplicaKeyCompliant, Verdict::Blocked, reason, problem);
             }
             let wanted = spec.replication.kms_key.arn.as_deref();
             if active.is_some() && wanted.is_some_and(|w| key_id_of(w) != key.key_id) {
@@ -697,7 +772,9 @@ pub fn plan(
                 key: KeyChoice::Arn(key.arn.clone()),
                 retention_days: replica_retention,
             }),
-            KeyLookup::AliasMissing(alias) if spec.replication.kms_key.create => {
+            KeyLookup::AliasMissing(alias)
+                if spec.replication.kms_key.create && obs.quota_exhausted_at.is_none() =>
+            {
                 actions.push(DbAction::CreateReplicaKey { alias: alias.clone() });
                 actions.push(DbAction::StartReplication {
                     key: KeyChoice::Created,
@@ -714,6 +791,7 @@ pub fn plan(
             desired,
             &spec.replication.destination_region,
             instance.kms_key_id.as_deref(),
+            &obs.other_key_users,
         )
         .is_none()
     {

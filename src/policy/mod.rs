@@ -2,6 +2,7 @@
 //! per policy check) and to the actions the mode allows. No I/O lives here.
 
 pub mod database;
+pub mod keys;
 pub mod repository;
 
 use crate::api::{ConditionType, Reason};

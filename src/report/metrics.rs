@@ -35,6 +35,7 @@ pub struct Metrics {
     pub resync_interval: prometheus::Gauge,
     /// The same as `last_sweep`, readable without going through the registry.
     sweeps: Mutex<std::collections::BTreeMap<String, f64>>,
+    pub orphan_keys_scheduled: IntCounterVec,
     /// Objects with series, so that a deleted object's series can be removed.
     objects: Mutex<HashSet<(String, String, String)>>,
 }
@@ -131,6 +132,11 @@ impl Metrics {
                 )?,
             )?,
             sweeps: Mutex::default(),
+            orphan_keys_scheduled: counters(
+                "backup_warden_orphan_keys_scheduled_total",
+                "Replica keys backup-warden made, left without alias or use, whose deletion it scheduled (30-day window).",
+                &["region"],
+            )?,
             objects: Mutex::new(HashSet::new()),
             registry,
         })

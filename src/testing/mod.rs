@@ -236,21 +236,48 @@ impl TestEnv {
         timing: crate::controller::Timing,
         notifier: Option<std::sync::Arc<dyn crate::report::slack::Notifier>>,
     ) -> std::sync::Arc<crate::controller::Context> {
+        let kms = std::sync::Arc::new(crate::aws::kms::SdkKms { clients: aws.clone() });
+        let notifier = notifier.unwrap_or_else(|| std::sync::Arc::new(crate::report::slack::NoopNotifier));
+        std::sync::Arc::new(self.context_parts(rds, kms, &aws, policy, timing, notifier).await)
+    }
+
+    /// A controller context with the given KMS adapter (a wrapper that injects faults, say)
+    /// and orphan key cleanup settings.
+    pub async fn context_with_kms(
+        &self,
+        kms: std::sync::Arc<dyn crate::aws::kms::Kms>,
+        aws: std::sync::Arc<crate::aws::AwsClients>,
+        policy: crate::policy::database::Policy,
+        timing: crate::controller::Timing,
+        cleanup: crate::controller::key_cleanup::KeyCleanupSettings,
+    ) -> std::sync::Arc<crate::controller::Context> {
+        let rds = std::sync::Arc::new(crate::aws::rds::SdkRds { clients: aws.clone() });
+        let notifier = std::sync::Arc::new(crate::report::slack::NoopNotifier);
+        let ctx = self.context_parts(rds, kms, &aws, policy, timing, notifier).await;
+        std::sync::Arc::new(ctx.with_key_cleanup(cleanup))
+    }
+
+    async fn context_parts(
+        &self,
+        rds: std::sync::Arc<dyn crate::aws::rds::Rds>,
+        kms: std::sync::Arc<dyn crate::aws::kms::Kms>,
+        aws: &std::sync::Arc<crate::aws::AwsClients>,
+        policy: crate::policy::database::Policy,
+        timing: crate::controller::Timing,
+        notifier: std::sync::Arc<dyn crate::report::slack::Notifier>,
+    ) -> crate::controller::Context {
         let calls = aws.calls().clone();
         let metrics = std::sync::Arc::new(crate::report::metrics::Metrics::new().expect("metrics"));
         calls.attach_metric(metrics.external_calls.clone());
-        std::sync::Arc::new(crate::controller::Context::new(
+        crate::controller::Context::new(
             self.client().await,
             rds,
-            std::sync::Arc::new(crate::aws::kms::SdkKms { clients: aws }),
+            kms,
             calls,
             policy,
             timing,
-            crate::controller::context::Reporters {
-                metrics,
-                notifier: notifier.unwrap_or_else(|| std::sync::Arc::new(crate::report::slack::NoopNotifier)),
-            },
-        ))
+            crate::controller::context::Reporters { metrics, notifier },
+        )
     }
 }
 

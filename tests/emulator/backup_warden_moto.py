@@ -20,6 +20,9 @@ rds_backup_retention.maintenance_response and README.md).
 Test-only endpoint: POST http://HOST:PORT/moto-api/backup-warden/quota sets the automated
 backup replication quota of one account and destination Region, GET lists the overrides (see
 rds_backup_replication.quota_response and README.md).
+
+Test-only endpoint: POST http://HOST:PORT/moto-api/backup-warden/kms-key-age makes a KMS key
+older (see kms_key_ids.key_age_response and README.md).
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ def install() -> None:
     moto_api_urls.url_paths["{0}" + rds_backup_replication.QUOTA_PATH + "$"] = (
         rds_backup_replication.quota_response
     )
+    moto_api_urls.url_paths["{0}" + kms_key_ids.KEY_AGE_PATH + "$"] = kms_key_ids.key_age_response
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,6 +30,8 @@ MAINTENANCE = "/moto-api/backup-warden/maintenance"
 QUOTA = "/moto-api/backup-warden/quota"
 OTHER_ACCOUNT = "210987654321"  # reached through STS AssumeRole (moto switches accounts)
 QDST = "ap-southeast-2"  # the quota section's destination Region
+KEY_AGE = "/moto-api/backup-warden/kms-key-age"
+KDST = "ca-central-1"  # the KMS section's Region
 
 
 def free_port() -> int:
@@ -331,6 +333,7 @@ def run(endpoint: str) -> None:
     check_destination_listing(client)
     # Last: it ends with /moto-api/reset.
     check_replication_quota(endpoint, client)
+    check_kms_keys(endpoint, client)
 
 
 def post_json(endpoint: str, path: str, body: Any = None, raw: bytes | None = None, method: str = "POST") -> tuple[int, Any]:
@@ -827,6 +830,59 @@ def check_replication_quota(endpoint: str, client: Callable[[str, str], Any]) ->
     rds_a_other.start_db_instance_automated_backups_replication(SourceDBInstanceArn=arn)
     check(len(rds_a_other.describe_db_instance_automated_backups()["DBInstanceAutomatedBackups"]) == 1,
           f"after reset: the default quota applies again in {OTHER} (quota 0 gone)")
+
+
+def check_kms_keys(endpoint: str, client: Callable[[str, str], Any]) -> None:
+    """KeyManager, CreationDate, finding keys by their tags, scheduling a deletion, and the
+    test-only key age endpoint."""
+    kms, tagging = client("kms", KDST), client("resourcegroupstaggingapi", KDST)
+    managed = kms.describe_key(KeyId="alias/aws/rds")["KeyMetadata"]
+    check(managed["KeyManager"] == "AWS", f"alias/aws/rds is an AWS managed key (KeyManager {managed['KeyManager']})")
+    tags = [{"TagKey": "managed-by", "TagValue": "backup-warden"},
+            {"TagKey": "backup-warden/source-db-instance", "TagValue": f"arn:aws:rds:{SRC}:{ACCOUNT}:db:a"}]
+    ours = kms.create_key(Description="tagged", Tags=tags)["KeyMetadata"]
+    other = kms.create_key(Description="other source", Tags=[tags[0], dict(tags[1], TagValue="arn:other")])["KeyMetadata"]
+    kms.create_key(Description="untagged")
+    check(ours["KeyManager"] == "CUSTOMER" and isinstance(ours.get("CreationDate"), type(managed["CreationDate"])),
+          "a created key is customer managed and has a CreationDate")
+
+    def found(*filters: tuple[str, str]) -> set[str]:
+        pages = tagging.get_paginator("get_resources").paginate(
+            ResourceTypeFilters=["kms:key"], ResourcesPerPage=1,
+            TagFilters=[{"Key": k, "Values": [v]} for k, v in filters])
+        return {r["ResourceARN"] for page in pages for r in page["ResourceTagMappingList"]}
+
+    check(found(("managed-by", "backup-warden")) == {ours["Arn"], other["Arn"]},
+          "GetResources kms:key by one tag finds both tagged keys, one per page")
+    check(found(("managed-by", "backup-warden"), ("backup-warden/source-db-instance", tags[1]["TagValue"])) == {ours["Arn"]},
+          "GetResources with two tag filters finds the key carrying both")
+
+    old = kms.describe_key(KeyId=ours["KeyId"])["KeyMetadata"]["CreationDate"]
+    status, body = post_json(endpoint, KEY_AGE, {"account_id": ACCOUNT, "region": KDST, "key_id": ours["Arn"], "seconds": 86400})
+    check(status == 200 and body["key_id"] == ours["KeyId"], f"POST {KEY_AGE}: 200 ({body})")
+    new = kms.describe_key(KeyId=ours["KeyId"])["KeyMetadata"]["CreationDate"]
+    check(abs((old - new).total_seconds() - 86400) < 1, f"{KEY_AGE} moves CreationDate a day back ({old} -> {new})")
+    bad_bodies: list[tuple[str, Any]] = [
+        ("no body", None),
+        ("a key missing", {"account_id": ACCOUNT, "region": KDST, "key_id": ours["KeyId"]}),
+        ("seconds 0", {"account_id": ACCOUNT, "region": KDST, "key_id": ours["KeyId"], "seconds": 0}),
+        ("seconds a string", {"account_id": ACCOUNT, "region": KDST, "key_id": ours["KeyId"], "seconds": "1"}),
+    ]
+    for what, bad in bad_bodies:
+        status, body = post_json(endpoint, KEY_AGE, bad)
+        check(status == 400 and body["error"] == "BadRequest", f"POST {KEY_AGE} with {what}: 400")
+    status, body = post_json(endpoint, KEY_AGE, {"account_id": ACCOUNT, "region": KDST, "key_id": "nope", "seconds": 1})
+    check(status == 404 and body["error"] == "NotFoundException", f"POST {KEY_AGE} for a missing key: 404")
+    status, _ = post_json(endpoint, KEY_AGE, {}, method="GET")
+    check(status == 405, f"GET {KEY_AGE}: 405")
+
+    out = kms.schedule_key_deletion(KeyId=ours["Arn"], PendingWindowInDays=30)
+    described = kms.describe_key(KeyId=ours["KeyId"])["KeyMetadata"]
+    check(described["KeyState"] == "PendingDeletion" and "DeletionDate" in out,
+          "ScheduleKeyDeletion by ARN with 30 days: PendingDeletion")
+    kms.cancel_key_deletion(KeyId=ours["Arn"])
+    check(kms.describe_key(KeyId=ours["KeyId"])["KeyMetadata"]["KeyState"] == "Disabled",
+          "CancelKeyDeletion leaves the key Disabled")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,16 @@ fn spec() -> BackedUpDatabaseSpec {
         .expect("spec")
 }
 
+/// A spec that names the key `id` of the destination instead of creating one.
+fn spec_naming(id: &str) -> BackedUpDatabaseSpec {
+    let mut spec = spec();
+    spec.replication.kms_key = KmsKeySpec {
+        create: false,
+        arn: Some(key(DST, id).arn),
+    };
+    spec
+}
+
 fn key(arn_region: &str, id: &str) -> KeyFacts {
     KeyFacts {
         arn: format!("arn:aws:kms:{arn_region}:123456789012:key/{id}"),
@@ -23,6 +33,8 @@ fn key(arn_region: &str, id: &str) -> KeyFacts {
         state: "Enabled".into(),
         key_spec: "SYMMETRIC_DEFAULT".into(),
         key_usage: "ENCRYPT_DECRYPT".into(),
+        key_manager: "CUSTOMER".into(),
+        created: Some(at(30 * 24 * 3600)),
     }
 }
 
@@ -61,6 +73,8 @@ fn compliant() -> DatabaseObservation {
         replica_key: Some(KeyLookup::Found(key(DST, "replica-key"))),
         desired_key: KeyLookup::Found(key(DST, "replica-key")),
         source_region_supported: true,
+        other_key_users: Vec::new(),
+        quota_exhausted_at: None,
         now: at(0),
     }
 }
@@ -412,11 +426,7 @@ fn enforce_plans_the_whole_fix_in_order() {
 
 #[test]
 fn a_given_key_is_used_as_is() {
-    let mut spec = spec();
-    spec.replication.kms_key = KmsKeySpec {
-        create: false,
-        arn: Some(key(DST, "team-key").arn),
-    };
+    let spec = spec_naming("team-key");
     let mut obs = noncompliant();
     obs.desired_key = KeyLookup::Found(key(DST, "team-key"));
     let findings = evaluate(&spec, &obs, &policy());
@@ -605,11 +615,7 @@ fn replication_is_never_stopped_without_the_opt_in() {
 
 #[test]
 fn a_replica_under_another_key_than_the_given_one_needs_the_restart_opt_in() {
-    let mut spec = spec();
-    spec.replication.kms_key = KmsKeySpec {
-        create: false,
-        arn: Some(key(DST, "team-key").arn),
-    };
+    let spec = spec_naming("team-key");
     let mut obs = compliant();
     obs.desired_key = KeyLookup::Found(key(DST, "team-key"));
     let findings = evaluate(&spec, &obs, &policy());
@@ -623,11 +629,7 @@ fn a_multi_region_replica_of_the_source_key_counts_as_the_source_key() {
     let mut obs = noncompliant();
     inst(&mut obs).kms_key_id = Some("arn:aws:kms:us-east-1:123456789012:key/mrk-1234".into());
     obs.desired_key = KeyLookup::Found(key(DST, "mrk-1234"));
-    let mut spec = spec();
-    spec.replication.kms_key = KmsKeySpec {
-        create: false,
-        arn: Some(key(DST, "mrk-1234").arn),
-    };
+    let spec = spec_naming("mrk-1234");
     let findings = evaluate(&spec, &obs, &policy());
     let f = finding(&findings, ReplicaKeyCompliant);
     assert_eq!(f.reason, Reason::KeyNotUsable, "{f:?}");
@@ -658,4 +660,170 @@ fn a_second_replication_is_never_planned_while_one_is_active_or_pending() {
             "{status}: {actions:?}"
         );
     }
+}
+
+fn other_backup(source: &str, key_id: &str, status: &str) -> ReplicaFacts {
+    ReplicaFacts {
+        arn: format!("arn:aws:rds:us-west-2:123456789012:auto-backup:ab-{source}"),
+        source_arn: format!("arn:aws:rds:us-east-1:123456789012:db:{source}"),
+        status: status.into(),
+        kms_key_arn: Some(key(DST, key_id).arn),
+        ..Default::default()
+    }
+}
+
+fn starts(actions: &[DbAction]) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, DbAction::StartReplication { .. }))
+}
+
+#[test]
+fn a_given_key_must_be_customer_managed_and_used_by_no_other_source() {
+    let spec = spec_naming("team-key");
+    type Change = fn(&mut DatabaseObservation);
+    let cases: Vec<(&str, Change, Option<&str>)> = vec![
+        (
+            "AWS managed (alias/aws/rds)",
+            |o| {
+                o.desired_key = KeyLookup::Found(KeyFacts {
+                    key_manager: "AWS".into(),
+                    ..key(DST, "team-key")
+                })
+            },
+            Some("is AWS managed"),
+        ),
+        (
+            "replicating backup of another instance",
+            |o| o.other_key_users = vec![other_backup("billing-db", "team-key", "replicating")],
+            Some(
+                "already encrypts the automated backups of arn:aws:rds:us-east-1:123456789012:db:billing-db in us-west-2",
+            ),
+        ),
+        (
+            "retained backup of another instance",
+            |o| o.other_key_users = vec![other_backup("billing-db", "team-key", "retained")],
+            Some("db:billing-db in"),
+        ),
+        (
+            "several other instances",
+            |o| {
+                o.other_key_users = vec![
+                    other_backup("billing-db", "team-key", "replicating"),
+                    other_backup("users-db", "team-key", "retained"),
+                ]
+            },
+            Some("db:billing-db and 1 more in us-west-2"),
+        ),
+        (
+            "another key's user is no concern",
+            |o| o.other_key_users = vec![other_backup("billing-db", "some-other-key", "replicating")],
+            None,
+        ),
+    ];
+    for (what, change, problem) in cases {
+        let mut obs = noncompliant();
+        obs.desired_key = KeyLookup::Found(key(DST, "team-key"));
+        change(&mut obs);
+        let findings = evaluate(&spec, &obs, &policy());
+        let f = finding(&findings, ReplicaKeyCompliant);
+        let actions = plan(&spec, &obs, &findings, &policy()).actions;
+        match problem {
+            Some(text) => {
+                assert_eq!(
+                    (f.verdict, f.reason),
+                    (Verdict::Blocked, Reason::KeyNotDedicated),
+                    "{what}: {f:?}"
+                );
+                assert!(f.message.contains(text), "{what}: {:?}", f.message);
+                assert!(!starts(&actions), "{what}: no replication with it: {actions:?}");
+            }
+            None => {
+                assert_eq!(f.verdict, Verdict::Pass, "{what}: {f:?}");
+                assert!(starts(&actions), "{what}: {actions:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_replica_under_a_shared_key_is_restarted_under_the_dedicated_one_only_with_the_opt_in() {
+    let mut spec = spec_naming("team-key");
+    let mut obs = compliant();
+    obs.desired_key = KeyLookup::Found(key(DST, "team-key"));
+    obs.other_key_users = vec![other_backup("billing-db", "replica-key", "replicating")];
+    let findings = evaluate(&spec, &obs, &policy());
+    let f = finding(&findings, ReplicaKeyCompliant);
+    assert_eq!(
+        (f.verdict, f.reason),
+        (Verdict::Blocked, Reason::RestartRequired),
+        "{f:?}"
+    );
+    assert!(f.message.contains("db:billing-db"), "{}", f.message);
+    assert!(plan(&spec, &obs, &findings, &policy()).actions.is_empty());
+
+    spec.replication.allow_replication_restart = true;
+    let findings = evaluate(&spec, &obs, &policy());
+    assert_eq!(finding(&findings, ReplicaKeyCompliant).verdict, Verdict::Drift);
+    assert_eq!(
+        plan(&spec, &obs, &findings, &policy()).actions,
+        [
+            DbAction::StopReplication,
+            DbAction::StartReplication {
+                key: KeyChoice::Arn(key(DST, "team-key").arn),
+                retention_days: 7
+            }
+        ]
+    );
+
+    // With no fit key to move to, it is reported and left alone.
+    obs.desired_key = KeyLookup::Found(key(DST, "replica-key"));
+    let findings = evaluate(&spec, &obs, &policy());
+    let f = finding(&findings, ReplicaKeyCompliant);
+    assert_eq!(
+        (f.verdict, f.reason),
+        (Verdict::Blocked, Reason::KeyNotDedicated),
+        "{f:?}"
+    );
+    assert!(plan(&spec, &obs, &findings, &policy()).actions.is_empty());
+}
+
+#[test]
+fn no_key_is_created_while_the_destination_quota_is_known_to_be_exhausted() {
+    let mut obs = noncompliant();
+    obs.quota_exhausted_at = Some(20);
+    let findings = evaluate(&spec(), &obs, &policy());
+    let f = finding(&findings, ReplicationActive);
+    assert_eq!(
+        (f.verdict, f.reason),
+        (Verdict::Blocked, Reason::QuotaExceeded),
+        "{f:?}"
+    );
+    assert!(f.message.contains("20 active"), "{}", f.message);
+    let actions = plan(&spec(), &obs, &findings, &policy()).actions;
+    assert!(
+        !actions.iter().any(|a| matches!(
+            a,
+            DbAction::CreateReplicaKey { .. } | DbAction::StartReplication { .. }
+        )),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, DbAction::RaiseRetention { .. })),
+        "the retention is still raised: {actions:?}"
+    );
+
+    // A database that already has its key tries again: that costs no key.
+    obs.desired_key = KeyLookup::Found(key(DST, "replica-key"));
+    let findings = evaluate(&spec(), &obs, &policy());
+    assert_eq!(finding(&findings, ReplicationActive).verdict, Verdict::Drift);
+    let actions = plan(&spec(), &obs, &findings, &policy()).actions;
+    assert!(starts(&actions), "{actions:?}");
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, DbAction::CreateReplicaKey { .. }))
+    );
 }
