@@ -152,6 +152,8 @@ async fn main() {
         .args([
             "--aws-endpoint-url",
             &env.aws_endpoint,
+            "--tenancy-file",
+            &testing::open_tenancy_file().display().to_string(),
             "--resync-interval",
             &format!("{resync}s"),
         ])

@@ -56,7 +56,8 @@ cases=(default)
 for f in "$chart"/ci/*-values.yaml; do cases+=("$f"); done
 
 for c in "${cases[@]}"; do
-  args=()
+  # the defaults grant no tenancy (refused below): say single team
+  args=(--set tenancy.singleTeam=true)
   name=default
   if [ "$c" != default ]; then args=(-f "$c"); name=$(basename "$c" .yaml); fi
   step "helm lint --strict ($name)"
@@ -77,13 +78,18 @@ done
 
 step "values the chart refuses"
 refused=0
-refuse() { # description, then helm template arguments
+refuse() { # description, then helm template arguments (on top of a single-team tenancy)
   local what=$1; shift
-  if "$helm" template "$release" "$chart" --namespace "$namespace" "$@" >/dev/null 2>"$work/refused.log"; then
+  if "$helm" template "$release" "$chart" --namespace "$namespace" --set tenancy.singleTeam=true "$@" >/dev/null 2>"$work/refused.log"; then
     echo "  accepted, but should be refused: $what" >&2
     refused=1
   fi
 }
+refuse "no tenancy: the chart grants nothing silently" --set tenancy.singleTeam=false
+refuse "single team and per-namespace allowances at once" --set tenancy.singleTeam=true \
+  --set 'tenancy.namespaces.a.aws={self}'
+refuse "a tenancy role that is not an IAM role ARN" --set tenancy.singleTeam=false \
+  --set 'tenancy.namespaces.a.aws={arn:aws:s3:::bucket}'
 refuse "a negative resync interval" --set settings.resyncInterval=-5m
 refuse "a retention floor above RDS' 35 days" --set settings.policyMinRetentionDays=36
 refuse "an unknown top-level value (a typo)" --set replicas=3
@@ -138,7 +144,8 @@ NS
 done | "$kubectl" apply -f - >/dev/null || fail "could not create the check's namespaces"
 
 for c in "${cases[@]}"; do
-  args=()
+  # the defaults grant no tenancy (refused below): say single team
+  args=(--set tenancy.singleTeam=true)
   name=default
   if [ "$c" != default ]; then args=(-f "$c"); name=$(basename "$c" .yaml); fi
   step "kubectl apply --dry-run=server ($name)"

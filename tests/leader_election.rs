@@ -37,6 +37,8 @@ fn controller(namespace: &str, identity: &str, log: &std::path::Path) -> Child {
         .args([
             "--aws-endpoint-url",
             &env.aws_endpoint,
+            "--tenancy-file",
+            &testing::open_tenancy_file().display().to_string(),
             "--resync-interval",
             "3s",
             "--settle-interval",

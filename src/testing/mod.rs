@@ -269,7 +269,7 @@ impl TestEnv {
         let calls = aws.calls().clone();
         let metrics = std::sync::Arc::new(crate::report::metrics::Metrics::new().expect("metrics"));
         calls.attach_metric(metrics.external_calls.clone());
-        crate::controller::Context::new(
+        let mut ctx = crate::controller::Context::new(
             self.client().await,
             rds,
             kms,
@@ -277,8 +277,26 @@ impl TestEnv {
             policy,
             timing,
             crate::controller::context::Reporters { metrics, notifier },
-        )
+        );
+        ctx.tenancy = open_tenancy();
+        ctx
     }
+}
+
+/// The tenancy of tests: each test acts in its own AWS account through a role, so every
+/// namespace may use every role (and the controller's identity, and any repository).
+pub fn open_tenancy() -> std::sync::Arc<crate::tenancy::Tenancy> {
+    std::sync::Arc::new(serde_saphyr::from_str(OPEN_TENANCY).expect("tenancy"))
+}
+
+const OPEN_TENANCY: &str =
+    "namespaces:\n  \"*\":\n    aws: [\"self\", \"arn:aws:iam::*\"]\n    github: [\"*\"]\n";
+
+/// The same as a file, for `backup-warden run --tenancy-file`.
+pub fn open_tenancy_file() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("backup-warden-open-tenancy-{}.yaml", std::process::id()));
+    std::fs::write(&path, OPEN_TENANCY).expect("write the tenancy file");
+    path
 }
 
 /// Timing for tests: everything happens within seconds.
@@ -430,7 +448,7 @@ pub async fn repository_context(
             || Arc::new(crate::report::slack::NoopNotifier) as Arc<dyn crate::report::slack::Notifier>,
             |r| r.notifier,
         ),
-        tenancy: Arc::new(crate::tenancy::Tenancy::single_team()),
+        tenancy: open_tenancy(),
     };
     (Arc::new(ctx), writer)
 }
@@ -586,6 +604,8 @@ pub fn spawn_controller(
             "--namespace",
             namespace,
         ])
+        .arg("--tenancy-file")
+        .arg(open_tenancy_file())
         .args(extra)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")

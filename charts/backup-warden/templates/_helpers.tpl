@@ -80,6 +80,12 @@ helm.sh/chart: {{ include "backup-warden.chart" . }}
 {{- if and $appSet .Values.github.tokenSecret.name }}
 {{- fail "github: set either tokenSecret or app, not both" }}
 {{- end }}
+{{- if not (or .Values.tenancy.singleTeam .Values.tenancy.namespaces) }}
+{{- fail "tenancy: say which AWS roles and GitHub repositories each namespace may use (tenancy.namespaces), or set tenancy.singleTeam=true for one team; see docs/installation.md#tenancy" }}
+{{- end }}
+{{- if and .Values.tenancy.singleTeam .Values.tenancy.namespaces }}
+{{- fail "tenancy: set either singleTeam or namespaces, not both" }}
+{{- end }}
 {{- if and (not .Values.leaderElection.enabled) (gt (int .Values.replicaCount) 1) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled: without it every replica would act on AWS and GitHub" }}
 {{- end }}
