@@ -321,7 +321,7 @@ async fn a_panic_is_contained_to_its_object_and_reported_on_it() {
         sweep: std::sync::Arc::new(Sweep::new("BackedUpDatabase", metrics.clone())),
         store: kube::runtime::reflector::store().0,
         claims: Default::default(),
-        tenancy: std::sync::Arc::new(backup_warden::tenancy::Tenancy::single_team()),
+        tenancy: testing::open_tenancy(),
         resync: Duration::from_secs(60),
     };
     let backoff = Backoff::new(testing::fast_timing());

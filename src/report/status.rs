@@ -154,10 +154,24 @@ pub fn apply_stalled(
         generation,
         now,
     );
+    set_stalled_and_idle(conditions, Some((reason, message)), generation, now);
+}
+
+/// `Stalled` with the reason (or `NotStalled`), and `Reconciling` idle.
+fn set_stalled_and_idle(
+    conditions: &mut Vec<Condition>,
+    stalled: Option<(Reason, &str)>,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let (status, reason, message) = match stalled {
+        Some((reason, message)) => (ConditionStatus::True, reason, message),
+        None => (ConditionStatus::False, Reason::NotStalled, ""),
+    };
     set_condition(
         conditions,
         ConditionType::Stalled,
-        ConditionStatus::True,
+        status,
         reason,
         message,
         generation,
@@ -197,29 +211,7 @@ pub fn apply_unobserved(
             now,
         );
     }
-    let (status, stall_reason, stall_message) = if stalled {
-        (ConditionStatus::True, reason, message)
-    } else {
-        (ConditionStatus::False, Reason::NotStalled, "")
-    };
-    set_condition(
-        conditions,
-        ConditionType::Stalled,
-        status,
-        stall_reason,
-        stall_message,
-        generation,
-        now,
-    );
-    set_condition(
-        conditions,
-        ConditionType::Reconciling,
-        ConditionStatus::False,
-        Reason::Idle,
-        "",
-        generation,
-        now,
-    );
+    set_stalled_and_idle(conditions, stalled.then_some((reason, message)), generation, now);
 }
 
 /// Server-side applies `status` to the object's status subresource, under the one field

@@ -50,38 +50,30 @@ impl Drop for FreezableProxy {
 
 /// Copies both ways; while `frozen`, whatever arrives is held, not passed on.
 async fn forward(client: TcpStream, server: TcpStream, frozen: Arc<AtomicBool>) {
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    let up_frozen = frozen.clone();
-    let up = async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = match client_read.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            while up_frozen.load(Ordering::SeqCst) {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            if server_write.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    tokio::join!(
+        pump(client_read, server_write, frozen.clone()),
+        pump(server_read, client_write, frozen),
+    );
+}
+
+async fn pump(
+    mut from: impl AsyncReadExt + Unpin,
+    mut to: impl AsyncWriteExt + Unpin,
+    frozen: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-    };
-    let down = async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = match server_read.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            while frozen.load(Ordering::SeqCst) {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            if client_write.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
         }
-    };
-    tokio::join!(up, down);
+    }
 }
