@@ -15,10 +15,8 @@ use kube::{
 
 use super::{
     Decoded,
-    admission::Claims,
     context::Context,
     guard::{self, Guard},
-    sweep::Sweep,
 };
 use crate::{
     api::{
@@ -70,17 +68,14 @@ pub async fn run(
 ) {
     let (reader, writer) = reflector::store();
     let stream = super::trigger(api, writer, ctx.metrics.clone(), KIND);
-    let guard = Arc::new(Guard {
-        kind: KIND,
-        client: ctx.client.clone(),
-        metrics: ctx.metrics.clone(),
-        recorder: ctx.recorder.clone(),
-        sweep: Arc::new(Sweep::new(KIND, ctx.metrics.clone())),
-        store: reader.clone(),
-        claims: Claims::default(),
-        tenancy: ctx.tenancy.clone(),
-        resync: ctx.timing.resync,
-    });
+    let guard = Arc::new(Guard::new(
+        KIND,
+        ctx.client.clone(),
+        (ctx.metrics.clone(), ctx.recorder.clone()),
+        reader.clone(),
+        ctx.tenancy.clone(),
+        ctx.timing.resync,
+    ));
     let (sweep, store, every) = (guard.sweep.clone(), reader.clone(), ctx.timing.settle);
     let controller = Controller::for_stream(stream, reader)
         .with_config(controller::Config::default().concurrency(concurrency))

@@ -117,6 +117,29 @@ where
 }
 
 impl<K0: Resource<DynamicType = ()> + Clone + 'static> Guard<K0> {
+    /// The guard of one kind's controller, over the store of its objects.
+    pub fn new(
+        kind: &'static str,
+        client: kube::Client,
+        reporters: (Arc<Metrics>, Recorder),
+        store: Store<Decoded<K0>>,
+        tenancy: Arc<Tenancy>,
+        resync: Duration,
+    ) -> Self {
+        let (metrics, recorder) = reporters;
+        Self {
+            kind,
+            sweep: Arc::new(Sweep::new(kind, metrics.clone())),
+            client,
+            metrics,
+            recorder,
+            store,
+            claims: Claims::default(),
+            tenancy,
+            resync,
+        }
+    }
+
     /// Stalls the object with `reason`: conditions merged in (the rest of the status is
     /// kept), an Event and a not-ready series on a transition only.
     async fn report_stalled<K>(

@@ -16,10 +16,9 @@ use kube::{
 
 use super::{
     Decoded,
-    admission::{Claimant, Claims},
+    admission::Claimant,
     context::{Backoff, Timing},
     guard::{self, Guard},
-    sweep::Sweep,
 };
 use crate::{
     api::{
@@ -103,17 +102,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let stream = super::trigger(api, writer, ctx.metrics.clone(), KIND);
-    let guard = Arc::new(Guard {
-        kind: KIND,
-        client: ctx.client.clone(),
-        metrics: ctx.metrics.clone(),
-        recorder: ctx.recorder.clone(),
-        sweep: Arc::new(Sweep::new(KIND, ctx.metrics.clone())),
-        store: ctx.store.clone(),
-        claims: Claims::default(),
-        tenancy: ctx.tenancy.clone(),
-        resync: ctx.timing.resync,
-    });
+    let guard = Arc::new(Guard::new(
+        KIND,
+        ctx.client.clone(),
+        (ctx.metrics.clone(), ctx.recorder.clone()),
+        ctx.store.clone(),
+        ctx.tenancy.clone(),
+        ctx.timing.resync,
+    ));
     let (sweep, store, every) = (guard.sweep.clone(), ctx.store.clone(), ctx.timing.settle);
     let controller = Controller::for_stream(stream, ctx.store.clone())
         .with_config(controller::Config::default().concurrency(concurrency))
