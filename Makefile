@@ -1,5 +1,5 @@
 # backup-warden: `make demo` shows it, `make test` proves it. See README.md.
-.PHONY: demo test bench bench-repositories down crds build clean
+.PHONY: demo test chaos bench bench-repositories down crds build clean
 
 # CI keeps the Rust build outside the fresh clone, so a run reuses the last one's work.
 ifdef CI
@@ -11,6 +11,10 @@ demo:
 
 test:
 	hack/test.sh
+
+# The fault campaign over many seeds (CHAOS_SEEDS, CHAOS_ROUNDS, CHAOS_SEED_LIST): RELIABILITY.md.
+chaos:
+	hack/chaos.sh
 
 # Converge BENCH_OBJECTS (default 1000) databases against the local environment.
 bench:

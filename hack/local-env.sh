@@ -6,6 +6,8 @@
 #   hack/local-env.sh up [--owner-pid PID]   start what is not running (reuses running ones);
 #                                             with --owner-pid, stop what this call started
 #                                             once PID exits
+#   hack/local-env.sh restart NAME            stop kube-apiserver or moto and start it again,
+#                                             keeping the cluster's and the emulator's data
 #   hack/local-env.sh down                    stop everything and wipe the etcd data
 #   hack/local-env.sh env                     print the environment file to source
 #   hack/local-env.sh status                  say what runs
@@ -81,6 +83,43 @@ current-context: backup-warden-local
 KUBECONFIG
 }
 
+start_apiserver() { # bin-dir
+  local bin=$1
+  start kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 --authorization-mode RBAC \
+    --disable-admission-plugins ServiceAccount --enable-priority-and-fairness=false \
+    --event-ttl 1h --v 1
+  wait_for kube-apiserver "https://127.0.0.1:$api_port/readyz" --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key"
+}
+
+# The emulator keeps its RDS and KMS state in this file across `restart moto`.
+start_moto() {
+  local py; py=$("$here/moto-venv.sh")
+  BACKUP_WARDEN_MOTO_STATE_FILE="$state/moto-state.pickle" \
+    start moto "$py" "$repo/tests/emulator/backup_warden_moto.py" --host 127.0.0.1 --port "$moto_port"
+  wait_for moto "http://127.0.0.1:$moto_port/moto-api/backup-warden"
+}
+
+# Stops one part and starts it again with its data: etcd keeps what the API server stored,
+# the emulator writes its state on SIGTERM and reads it back (an outage, not a new account).
+restart() { # kube-apiserver | moto
+  mkdir -p "$state"
+  exec 9>"$state/lock"
+  flock 9
+  case "$1" in
+    kube-apiserver) stop_one kube-apiserver; start_apiserver "$(cat "$state/bin-dir")" ;;
+    moto) stop_one moto; start_moto ;;
+    *) log "restart: kube-apiserver or moto, not $1"; return 2 ;;
+  esac
+  log "restarted $1"
+}
+
 up() {
   local owner_pid=""
   if [ "${1:-}" = "--owner-pid" ]; then owner_pid=$2; fi
@@ -99,27 +138,16 @@ up() {
       --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
       --initial-cluster "local=http://127.0.0.1:$etcd_peer_port" --unsafe-no-fsync --log-level warn
     wait_for etcd "http://127.0.0.1:$etcd_port/health"
-    start kube-apiserver "$bin/kube-apiserver" \
-      --etcd-servers "http://127.0.0.1:$etcd_port" \
-      --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-      --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
-      --client-ca-file "$pki/ca.crt" \
-      --service-account-issuer https://kubernetes.default.svc \
-      --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-      --service-cluster-ip-range 10.96.0.0/16 --authorization-mode RBAC \
-      --disable-admission-plugins ServiceAccount --enable-priority-and-fairness=false \
-      --event-ttl 1h --v 1
-    wait_for kube-apiserver "https://127.0.0.1:$api_port/readyz" --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key"
+    start_apiserver "$bin"
     write_kubeconfig
     echo "$bin" > "$state/bin-dir"
     started+=(kube-apiserver etcd)
   fi
 
   if ! { pid_alive moto && moto_ready; }; then
-    local py; py=$("$here/moto-venv.sh")
     stop_one moto
-    start moto "$py" "$repo/tests/emulator/backup_warden_moto.py" --host 127.0.0.1 --port "$moto_port"
-    wait_for moto "http://127.0.0.1:$moto_port/moto-api/backup-warden"
+    rm -f "$state/moto-state.pickle"
+    start_moto
     started+=(moto)
   fi
 
@@ -157,7 +185,7 @@ down() {
   exec 9>"$state/lock"
   flock 9
   stop_one moto; stop_one kube-apiserver; stop_one etcd
-  rm -f "$env_file"
+  rm -f "$env_file" "$state/moto-state.pickle"
   log "down"
 }
 
@@ -181,8 +209,9 @@ case "${1:-}" in
   up) shift; up "$@" ;;
   down) down ;;
   stop-one) stop_one "$2" ;;
+  restart) restart "$2" ;;
   release) shift; release "$@" ;;
   env) cat "$env_file" ;;
   status) status ;;
-  *) echo "usage: $0 up [--owner-pid PID] | down | env | status" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--owner-pid PID] | restart kube-apiserver|moto | down | env | status" >&2; exit 2 ;;
 esac

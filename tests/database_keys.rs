@@ -6,7 +6,7 @@
 //! own orphans; a spec-given key must be customer managed and the replica's own.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicU32, Ordering},
@@ -29,28 +29,11 @@ use backup_warden::{
     testing::{self, RunningController, condition, wait_for},
 };
 use serde_json::json;
-use support::{CONVERGE, DESTINATION, SOURCE, World, is, world};
+use support::{CONVERGE, DESTINATION, Key, SOURCE, SOURCE_TAG, World, is, world};
 
 mod support;
 
-const SOURCE_TAG: &str = "backup-warden/source-db-instance";
 const A_DAY_AND_MORE: u64 = 25 * 3600;
-
-/// One key of the destination region, as the test reads it straight from the emulator.
-#[derive(Debug, Clone)]
-struct Key {
-    arn: String,
-    id: String,
-    state: String,
-    tags: BTreeMap<String, String>,
-    aliases: Vec<String>,
-}
-
-impl Key {
-    fn made_for(&self, world: &World, identifier: &str) -> bool {
-        self.tags.get(SOURCE_TAG) == Some(&world.source_arn(identifier))
-    }
-}
 
 impl World {
     fn destination(&self) -> Scope {
@@ -82,83 +65,8 @@ impl World {
         out.key_metadata.expect("metadata")
     }
 
-    /// Every key of the destination region with its state, tags and aliases.
-    async fn keys(&self) -> Vec<Key> {
-        let mut aliases: HashMap<String, Vec<String>> = HashMap::new();
-        let listed = self.kms_destination.list_aliases().send().await.expect("aliases");
-        for alias in listed.aliases() {
-            if let (Some(name), Some(target)) = (alias.alias_name(), alias.target_key_id()) {
-                aliases
-                    .entry(target.to_string())
-                    .or_default()
-                    .push(name.to_string());
-            }
-        }
-        let mut keys = Vec::new();
-        for listed in self
-            .kms_destination
-            .list_keys()
-            .send()
-            .await
-            .expect("list keys")
-            .keys()
-        {
-            let id = listed.key_id().unwrap_or_default();
-            let described = self
-                .kms_destination
-                .describe_key()
-                .key_id(id)
-                .send()
-                .await
-                .expect("describe");
-            let meta = described.key_metadata().expect("metadata");
-            let tags = self
-                .kms_destination
-                .list_resource_tags()
-                .key_id(id)
-                .send()
-                .await
-                .expect("tags");
-            keys.push(Key {
-                arn: meta.arn().unwrap_or_default().to_string(),
-                id: id.to_string(),
-                state: meta
-                    .key_state()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                tags: tags
-                    .tags()
-                    .iter()
-                    .map(|t| (t.tag_key().to_string(), t.tag_value().to_string()))
-                    .collect(),
-                aliases: aliases.remove(id).unwrap_or_default(),
-            });
-        }
-        keys
-    }
-
-    async fn keys_made_for(&self, identifier: &str) -> Vec<Key> {
-        self.keys()
-            .await
-            .into_iter()
-            .filter(|k| k.made_for(self, identifier))
-            .collect()
-    }
-
-    /// As if `seconds` had passed since the key was created.
-    fn age(&self, key: &str, seconds: u64) {
-        let (code, body) = testing::env().emulator_post(
-            "/moto-api/backup-warden/kms-key-age",
-            &json!({"account_id": self.account, "region": DESTINATION, "key_id": key, "seconds": seconds}),
-        );
-        assert_eq!(
-            code, 200,
-            "{body}: an emulator started before kms-key-age was added needs a restart"
-        );
-    }
-
     fn quota(&self, replications: u32) {
-        let (code, body) = testing::env().emulator_post(
+        let (code, body) = self.env.emulator_post(
             "/moto-api/backup-warden/quota",
             &json!({"account_id": self.account, "region": DESTINATION, "replications": replications}),
         );

@@ -29,6 +29,7 @@ use kube::{
 };
 
 pub mod github_fake;
+pub mod private_env;
 pub mod proxy;
 pub mod slack_fake;
 

@@ -23,6 +23,9 @@ rds_backup_replication.quota_response and README.md).
 
 Test-only endpoint: POST http://HOST:PORT/moto-api/backup-warden/kms-key-age makes a KMS key
 older (see kms_key_ids.key_age_response and README.md).
+
+With BACKUP_WARDEN_MOTO_STATE_FILE set, the RDS and KMS state survives a restart: loaded at
+start, written on SIGTERM (see state_file.py).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import rds_backup_replication  # noqa: E402
 import rds_backup_retention  # noqa: E402
 import rds_instances  # noqa: E402
 import rds_pagination  # noqa: E402
+import state_file  # noqa: E402
 
 HEALTH_PATH = "/moto-api/backup-warden"
 
@@ -76,6 +80,7 @@ def install() -> None:
         rds_backup_replication.quota_response
     )
     moto_api_urls.url_paths["{0}" + kms_key_ids.KEY_AGE_PATH + "$"] = kms_key_ids.key_age_response
+    state_file.install()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from typing import Any, Callable
@@ -41,14 +42,15 @@ def free_port() -> int:
 
 
 class Emulator:
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, state_file: str | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"backup-warden-moto-{self.port}.log"), "w")
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "backup_warden_moto.py"), "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "BACKUP_WARDEN_MOTO_STATE_FILE": state_file} if state_file else None,
         )
         deadline = time.time() + 30
         while True:
@@ -113,7 +115,52 @@ def main() -> None:
         run(emu.endpoint)
     finally:
         emu.stop()
+    restart_keeps_state()
     print(f"PASS: {checks} checks")
+
+
+def restart_keeps_state() -> None:
+    """With a state file, instances, replications and keys outlive a SIGTERM restart."""
+    with tempfile.TemporaryDirectory() as tmp:
+        state = os.path.join(tmp, "state.pickle")
+        emu = Emulator(state_file=state)
+
+        base = dict(endpoint_url=emu.endpoint, aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="secret")
+        # Work in another account through AssumeRole, as the tests do.
+        creds = boto3.client("sts", region_name=SRC, **base).assume_role(
+            RoleArn="arn:aws:iam::210987654321:role/backup-warden", RoleSessionName="smoke")["Credentials"]
+
+        def client(service: str, region: str) -> Any:
+            return boto3.client(service, region_name=region, endpoint_url=emu.endpoint,
+                                aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                                aws_session_token=creds["SessionToken"])
+
+        try:
+            arn = client("rds", SRC).create_db_instance(
+                DBInstanceIdentifier="kept", Engine="postgres", DBInstanceClass="db.t3.micro", AllocatedStorage=20,
+                MasterUsername="admin", MasterUserPassword="password123", BackupRetentionPeriod=7)["DBInstance"]["DBInstanceArn"]
+            key = client("kms", DST).create_key(Tags=[{"TagKey": "managed-by", "TagValue": "backup-warden"}])["KeyMetadata"]
+            client("kms", DST).create_alias(AliasName="alias/kept", TargetKeyId=key["KeyId"])
+            client("rds", DST).start_db_instance_automated_backups_replication(SourceDBInstanceArn=arn, KmsKeyId=key["Arn"])
+        finally:
+            emu.stop()
+        check(os.path.exists(state), "state file: written on SIGTERM")
+        emu = Emulator(state_file=state, port=emu.port)
+        try:
+            check(client("sts", SRC).get_caller_identity()["Account"] == "210987654321",
+                  "state file: credentials from AssumeRole keep their account")
+            check([d["DBInstanceIdentifier"] for d in client("rds", SRC).describe_db_instances()["DBInstances"]] == ["kept"],
+                  "state file: the instance outlives a restart")
+            replicas = client("rds", DST).describe_db_instance_automated_backups()["DBInstanceAutomatedBackups"]
+            check([(b["DBInstanceArn"], b["KmsKeyId"]) for b in replicas] == [(arn, key["Arn"])],
+                  "state file: the replication outlives a restart")
+            check([a["TargetKeyId"] for a in client("kms", DST).list_aliases()["Aliases"] if a["AliasName"] == "alias/kept"]
+                  == [key["KeyId"]], "state file: the key and its alias outlive a restart")
+            tagged = client("resourcegroupstaggingapi", DST).get_resources(ResourceTypeFilters=["kms:key"])
+            check([r["ResourceARN"] for r in tagged["ResourceTagMappingList"]] == [key["Arn"]],
+                  "state file: the key's tags outlive a restart")
+        finally:
+            emu.stop()
 
 
 def run(endpoint: str) -> None:

@@ -2,11 +2,14 @@
 //! per test, the emulator's clients in that account, objects, and what to wait for.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
 use backup_warden::{
     api::{BackedUpDatabase, ConditionType},
-    testing::{self, condition},
+    testing::{self, TestEnv, condition},
 };
 use kube::{Api, api::PostParams};
 use serde_json::json;
@@ -14,8 +17,10 @@ use serde_json::json;
 pub const SOURCE: &str = "us-east-1";
 pub const DESTINATION: &str = "us-west-2";
 pub const CONVERGE: Duration = Duration::from_secs(60);
+pub const SOURCE_TAG: &str = "backup-warden/source-db-instance";
 
 pub struct World {
+    pub env: TestEnv,
     pub account: String,
     pub namespace: String,
     pub dbs: Api<BackedUpDatabase>,
@@ -25,7 +30,11 @@ pub struct World {
 }
 
 pub async fn world(prefix: &str) -> World {
-    let env = testing::env();
+    world_in(testing::env(), prefix).await
+}
+
+/// A world in another environment than the shared one (a test's private one).
+pub async fn world_in(env: &TestEnv, prefix: &str) -> World {
     let client = env.client().await;
     testing::install_crds(&client).await;
     let namespace = testing::namespace(&client, prefix).await;
@@ -35,12 +44,104 @@ pub async fn world(prefix: &str) -> World {
         rds_destination: aws_sdk_rds::Client::new(&env.aws_config_in(DESTINATION, &account).await),
         kms_destination: aws_sdk_kms::Client::new(&env.aws_config_in(DESTINATION, &account).await),
         dbs: Api::namespaced(client, &namespace),
+        env: env.clone(),
         account,
         namespace,
     }
 }
 
+/// One key of the destination region, as the test reads it straight from the emulator.
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub arn: String,
+    pub id: String,
+    pub state: String,
+    pub tags: BTreeMap<String, String>,
+    pub aliases: Vec<String>,
+}
+
+impl Key {
+    pub fn made_for(&self, world: &World, identifier: &str) -> bool {
+        self.tags.get(SOURCE_TAG) == Some(&world.source_arn(identifier))
+    }
+}
+
 impl World {
+    /// Every key of the destination region with its state, tags and aliases.
+    pub async fn keys(&self) -> Vec<Key> {
+        let mut aliases: HashMap<String, Vec<String>> = HashMap::new();
+        let listed = self.kms_destination.list_aliases().send().await.expect("aliases");
+        for alias in listed.aliases() {
+            if let (Some(name), Some(target)) = (alias.alias_name(), alias.target_key_id()) {
+                aliases
+                    .entry(target.to_string())
+                    .or_default()
+                    .push(name.to_string());
+            }
+        }
+        let mut keys = Vec::new();
+        for listed in self
+            .kms_destination
+            .list_keys()
+            .send()
+            .await
+            .expect("list keys")
+            .keys()
+        {
+            let id = listed.key_id().unwrap_or_default();
+            let described = self
+                .kms_destination
+                .describe_key()
+                .key_id(id)
+                .send()
+                .await
+                .expect("describe");
+            let meta = described.key_metadata().expect("metadata");
+            let tags = self
+                .kms_destination
+                .list_resource_tags()
+                .key_id(id)
+                .send()
+                .await
+                .expect("tags");
+            keys.push(Key {
+                arn: meta.arn().unwrap_or_default().to_string(),
+                id: id.to_string(),
+                state: meta
+                    .key_state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                tags: tags
+                    .tags()
+                    .iter()
+                    .map(|t| (t.tag_key().to_string(), t.tag_value().to_string()))
+                    .collect(),
+                aliases: aliases.remove(id).unwrap_or_default(),
+            });
+        }
+        keys
+    }
+
+    pub async fn keys_made_for(&self, identifier: &str) -> Vec<Key> {
+        self.keys()
+            .await
+            .into_iter()
+            .filter(|k| k.made_for(self, identifier))
+            .collect()
+    }
+
+    /// As if `seconds` had passed since the key was created.
+    pub fn age(&self, key: &str, seconds: u64) {
+        let (code, body) = self.env.emulator_post(
+            "/moto-api/backup-warden/kms-key-age",
+            &json!({"account_id": self.account, "region": DESTINATION, "key_id": key, "seconds": seconds}),
+        );
+        assert_eq!(
+            code, 200,
+            "{body}: an emulator started before kms-key-age was added needs a restart"
+        );
+    }
+
     /// (status, key ARN) of every automated backup of the instance held in the destination.
     pub async fn replicas(&self, identifier: &str) -> Vec<(String, String)> {
         let out = self
