@@ -165,6 +165,9 @@ pub enum AwsErrorKind {
     NotFound,
     /// Refused for another reason (invalid state, parameters): reported as is.
     Refused,
+    /// The account's quota (automated-backup replications, keys, aliases) is reached: a
+    /// human must raise it in Service Quotas.
+    QuotaExceeded,
     /// The region's endpoint does not resolve: a region that does not exist or that the
     /// network cannot reach. A human must fix the spec or the network.
     Unreachable,
@@ -280,6 +283,13 @@ fn classify(code: &str, answered: bool) -> AwsErrorKind {
         | "InvalidClientTokenId"
         | "UnrecognizedClientException"
         | "ExpiredToken" => AwsErrorKind::AccessDenied,
+        // RDS: DBInstanceAutomatedBackupQuotaExceeded, ...; KMS: LimitExceededException.
+        c if c.ends_with("QuotaExceeded")
+            || c.ends_with("QuotaExceededFault")
+            || c == "LimitExceededException" =>
+        {
+            AwsErrorKind::QuotaExceeded
+        }
         c if c.ends_with("NotFound") || c.ends_with("NotFoundFault") || c == "NotFoundException" => {
             AwsErrorKind::NotFound
         }
@@ -306,5 +316,14 @@ mod tests {
         assert_eq!(classify("DispatchFailure", false), AwsErrorKind::Transient);
         assert_eq!(classify("ServerError", true), AwsErrorKind::Transient);
         assert_eq!(classify("EndpointNotFound", false), AwsErrorKind::Unreachable);
+        assert_eq!(
+            classify("DBInstanceAutomatedBackupQuotaExceeded", true),
+            AwsErrorKind::QuotaExceeded
+        );
+        assert_eq!(
+            classify("LimitExceededException", true),
+            AwsErrorKind::QuotaExceeded
+        );
+        assert_eq!(classify("RequestLimitExceeded", true), AwsErrorKind::Transient);
     }
 }

@@ -1,22 +1,14 @@
-//! The `BackedUpDatabase` reconciler: observe → evaluate → plan → act → report.
+//! The `BackedUpDatabase` kind: how an RDS instance and its replication are observed,
+//! fixed and shown. The reconcile itself is `pipeline`'s.
 
 use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
-use kube::{
-    Api, Resource, ResourceExt,
-    runtime::{
-        Controller,
-        controller::{self, Action},
-        reflector,
-    },
-};
+use kube::{Api, runtime::reflector};
 
 use super::{
-    Decoded,
     context::Context,
-    guard::{self, Guard},
+    pipeline::{self, Kind, ServiceError, Shared},
 };
 use crate::{
     api::{
@@ -27,37 +19,13 @@ use crate::{
     policy::{
         Finding,
         database::{
-            DatabaseObservation, DbAction, InstanceFacts, KeyChoice, KeyLookup, ReplicaFacts, evaluate, plan,
-            replica_key_alias,
+            DatabaseObservation, DbAction, InstanceFacts, KeyChoice, KeyLookup, Plan, ReplicaFacts, evaluate,
+            plan, replica_key_alias,
         },
         keys::key_id_of,
     },
-    report::{
-        events, notify,
-        status::{Progress, apply_findings, apply_stalled, apply_unobserved, is_reconciling, patch_status},
-    },
+    report::status::{Progress, apply_findings},
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("reading AWS: {0}")]
-    Observe(#[source] AwsError),
-    #[error("changing AWS: {0}")]
-    Act(#[source] AwsError),
-    #[error("writing status: {0}")]
-    Status(#[source] kube::Error),
-}
-
-impl Error {
-    /// The only error label on metrics and events.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Self::Observe(_) => "observe",
-            Self::Act(_) => "act",
-            Self::Status(_) => "status",
-        }
-    }
-}
 
 /// Runs the controller for `api` until `shutdown` resolves.
 pub async fn run(
@@ -66,206 +34,131 @@ pub async fn run(
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (reader, writer) = reflector::store();
-    let stream = super::trigger(api, writer, ctx.metrics.clone(), KIND);
-    let guard = Arc::new(Guard::new(
-        KIND,
-        ctx.client.clone(),
-        (ctx.metrics.clone(), ctx.recorder.clone()),
-        reader.clone(),
-        ctx.tenancy.clone(),
-        ctx.timing.resync,
-    ));
-    let (sweep, store, every) = (guard.sweep.clone(), reader.clone(), ctx.timing.settle);
-    let controller = Controller::for_stream(stream, reader)
-        .with_config(controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            move |object, ctx| {
-                let guard = guard.clone();
-                async move {
-                    guard::reconcile(&guard, &ctx.backoff, &object, |db| reconcile(db, ctx.clone())).await
-                }
-            },
-            error_policy,
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "reconcile failed");
-            }
-        });
-    super::with_sweeps(controller, sweep, store, every).await;
+    pipeline::run(api, ctx, reflector::store(), concurrency, shutdown).await;
 }
 
-pub fn error_policy(db: Arc<Decoded<BackedUpDatabase>>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .with_label_values(&[KIND, error.category()])
-        .inc();
-    let delay = ctx.backoff.delay(&super::object_key(db.as_ref()));
-    tracing::warn!(object = %super::object_key(db.as_ref()), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
+pipeline::kind_status!(BackedUpDatabaseStatus);
 
-const KIND: &str = "BackedUpDatabase";
+#[async_trait::async_trait]
+impl Kind for BackedUpDatabase {
+    const KIND: &'static str = "BackedUpDatabase";
+    const CHECKS: &'static [ConditionType] = &ConditionType::DATABASE_CHECKS;
+    type Context = Context;
+    type Status = BackedUpDatabaseStatus;
+    type Observation = DatabaseObservation;
+    type Action = DbAction;
+    /// The key CreateReplicaKey made, for the StartReplication after it.
+    type Scratch = Option<String>;
 
-pub async fn reconcile(db: Arc<BackedUpDatabase>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
-    let _timer = ctx
-        .metrics
-        .reconcile_duration
-        .with_label_values(&[KIND])
-        .start_timer();
-    let old = db.status.clone().unwrap_or_default();
-    // While a change settles, read fresher inventories; otherwise once per resync.
-    let max_age = if is_reconciling(&old.conditions) {
-        ctx.timing.settle
-    } else {
-        ctx.timing.resync
-    };
-
-    let obs = match observe(&db, &ctx.inventory, ctx.timing.resync, max_age).await {
-        Ok(obs) => obs,
-        Err(e) if e.kind == AwsErrorKind::AccessDenied => {
-            // Fixed outside the cluster: say what is missing and look again at the next resync.
-            let message = e.denied_message();
-            report_stalled(&db, &ctx, Reason::AccessDenied, message).await?;
-            ctx.backoff.reset(&super::object_key(db.as_ref()));
-            return Ok(Action::requeue(ctx.timing.resync));
-        }
-        Err(e) => {
-            report_unobserved(&db, &ctx, &e).await?;
-            return Err(Error::Observe(e));
-        }
-    };
-    let findings = evaluate(&db.spec, &obs, &ctx.policy);
-    let plan = plan(&db.spec, &obs, &findings, &ctx.policy);
-    // What was found before acting, for the drift events.
-    let found = build_status(&db, &old, &obs, &findings, &Progress::default()).conditions;
-    let found_findings = findings.clone();
-
-    let mut progress = Progress::default();
-    let mut action_events = Vec::new();
-    let acted = !plan.actions.is_empty();
-    let mut transient = None;
-    let mut refused = false;
-    if let Err(e) = act(&db, &ctx, &obs, &plan.actions, &mut progress, &mut action_events).await {
-        match e.kind {
-            AwsErrorKind::Transient => transient = Some(e),
-            AwsErrorKind::AccessDenied => progress.stalled = Some((Reason::AccessDenied, e.denied_message())),
-            // RDS is the judge of the quota (it can be raised per account and region).
-            _ if e.code == "DBInstanceAutomatedBackupQuotaExceeded" => {
-                progress.stalled = Some((
-                    Reason::QuotaExceeded,
-                    format!(
-                        "{} holds as many automated-backup replications as the account's RDS quota allows ({}); \
-                         request an increase in Service Quotas",
-                        db.spec.replication.destination_region, e.message
-                    ),
-                ))
-            }
-            _ => {
-                refused = true;
-                progress.stalled = Some((
-                    Reason::ApiError,
-                    format!("AWS refused {}: {}: {}", e.operation, e.code, e.message),
-                ));
-            }
-        }
-    }
-    if let Some(holding) = &plan.holding {
-        progress.working.push(holding.clone());
+    fn shared(ctx: &Context) -> Shared<'_> {
+        pipeline::shared_of!(ctx)
     }
 
-    // Look again (through the inventory, which holds what the actions returned) so that
-    // status shows the state after this reconcile's changes.
-    let (obs, findings) = if acted {
-        let obs = observe(&db, &ctx.inventory, ctx.timing.resync, max_age)
-            .await
-            .map_err(Error::Observe)?;
-        let findings = evaluate(&db.spec, &obs, &ctx.policy);
-        (obs, findings)
-    } else {
-        (obs, findings)
-    };
-    let mut status = build_status(&db, &old, &obs, &findings, &progress);
-    let (change, notified) = notify::decide(&old.notified_drift, &found_findings, &findings);
-    status.notified_drift = notified;
-    write_status(&db, &ctx, &old, status.clone()).await?;
-    if let Some(change) = change {
-        let spec = &db.spec;
+    fn status(&self) -> Option<&BackedUpDatabaseStatus> {
+        self.status.as_ref()
+    }
+
+    async fn observe(&self, ctx: &Context, fresh: Duration) -> Result<DatabaseObservation, ServiceError> {
+        Ok(observe(self, &ctx.inventory, ctx.timing.resync, fresh).await?)
+    }
+
+    fn evaluate(&self, ctx: &Context, obs: &DatabaseObservation) -> Vec<Finding> {
+        evaluate(&self.spec, obs, &ctx.policy)
+    }
+
+    fn plan(&self, ctx: &Context, obs: &DatabaseObservation, findings: &[Finding]) -> Plan {
+        plan(&self.spec, obs, findings, &ctx.policy)
+    }
+
+    fn describe(&self, action: &DbAction) -> String {
+        action.describe(&self.spec)
+    }
+
+    fn reason(action: &DbAction) -> Reason {
+        match action {
+            DbAction::RaiseRetention { .. } => Reason::RetentionRaised,
+            DbAction::CreateReplicaKey { .. } => Reason::ReplicaKeyCreated,
+            DbAction::StopReplication => Reason::ReplicationStopped,
+            DbAction::StartReplication { .. } => Reason::ReplicationStarted,
+        }
+    }
+
+    async fn perform(
+        &self,
+        ctx: &Context,
+        obs: &DatabaseObservation,
+        action: &DbAction,
+        created_key: &mut Option<String>,
+    ) -> Result<Option<String>, ServiceError> {
+        let Some(instance) = &obs.instance else {
+            return Ok(None);
+        };
+        Ok(perform(self, ctx, instance, action, created_key).await?)
+    }
+
+    fn build_status(
+        &self,
+        old: &BackedUpDatabaseStatus,
+        obs: &DatabaseObservation,
+        findings: &[Finding],
+        progress: &Progress,
+    ) -> BackedUpDatabaseStatus {
+        build_status(self, old, obs, findings, progress)
+    }
+
+    fn desired(&self, ctx: &Context, check: &str) -> String {
+        desired_of(check, &self.spec, &ctx.policy)
+    }
+
+    fn link(&self, _obs: &DatabaseObservation) -> Option<(String, String)> {
+        let instance = &self.spec.instance;
         let console = format!(
             "https://{region}.console.aws.amazon.com/rds/home?region={region}#database:id={id}",
-            region = spec.instance.region,
-            id = spec.instance.identifier
+            region = instance.region,
+            id = instance.identifier
         );
-        let desired = |check: &str| desired_of(check, spec, &ctx.policy);
-        ctx.notifier.notify(notify::notification(
-            KIND,
-            &db.namespace().unwrap_or_default(),
-            &db.name_any(),
-            &change,
-            &[&findings, &found_findings],
-            desired,
-            Some(("RDS console".to_string(), console)),
-        ));
-    }
-    let age = |t: Option<Timestamp>| t.map(|t| obs.now.duration_since(t).unsigned_abs());
-    let ages = [
-        (
-            "source",
-            age(obs.instance.as_ref().and_then(|i| i.latest_restorable_time)),
-        ),
-        (
-            "replica",
-            age(obs
-                .replica
-                .as_ref()
-                .filter(|r| r.is_active())
-                .and_then(|r| r.latest_time)),
-        ),
-    ];
-    ctx.metrics.record_object(
-        KIND,
-        &db.namespace().unwrap_or_default(),
-        &db.name_any(),
-        &findings,
-        &ages,
-    );
-
-    let reference = db.object_ref(&());
-    let mut events = events::transitions(
-        &old.conditions,
-        &found,
-        &status.conditions,
-        &ConditionType::DATABASE_CHECKS,
-    );
-    events.extend(action_events);
-    events::publish(&ctx.recorder, &reference, events).await;
-
-    if db.spec.mode == Mode::Enforce {
-        let role = db.spec.instance.role_arn.as_deref();
-        let destination = Scope::new(role, &db.spec.replication.destination_region);
-        super::key_cleanup::run_if_due(&ctx, &destination).await;
+        Some(("RDS console".to_string(), console))
     }
 
-    if let Some(e) = transient {
-        return Err(Error::Act(e));
+    fn ages(&self, obs: &DatabaseObservation) -> Vec<(&'static str, Option<Duration>)> {
+        let age = |t: Option<Timestamp>| t.map(|t| obs.now.duration_since(t).unsigned_abs());
+        let replica = obs.replica.as_ref().filter(|r| r.is_active());
+        vec![
+            (
+                "source",
+                age(obs.instance.as_ref().and_then(|i| i.latest_restorable_time)),
+            ),
+            ("replica", age(replica.and_then(|r| r.latest_time))),
+        ]
     }
-    // A refused action may have lost a race (another replica acted first): look again,
-    // sooner at first, backing off while AWS keeps refusing.
-    let next = if refused {
-        ctx.backoff.delay(&super::object_key(db.as_ref()))
-    } else {
-        ctx.backoff.reset(&super::object_key(db.as_ref()));
-        if is_reconciling(&status.conditions) {
-            ctx.timing.settle
-        } else {
-            ctx.timing.resync
+
+    fn regions(&self) -> String {
+        format!(
+            "{} or {}",
+            self.spec.instance.region, self.spec.replication.destination_region
+        )
+    }
+
+    fn quota_message(&self, e: &ServiceError) -> String {
+        let message = match e {
+            ServiceError::Aws(e) => e.message.as_str(),
+            ServiceError::GitHub(e) => e.message.as_str(),
+        };
+        // RDS is the judge of the quota (it can be raised per account and region).
+        format!(
+            "{} holds as many automated-backup replications as the account's RDS quota allows ({message}); \
+             request an increase in Service Quotas",
+            self.spec.replication.destination_region
+        )
+    }
+
+    async fn after(&self, ctx: &Context) {
+        if self.spec.mode == Mode::Enforce {
+            let role = self.spec.instance.role_arn.as_deref();
+            let destination = Scope::new(role, &self.spec.replication.destination_region);
+            super::key_cleanup::run_if_due(ctx, &destination).await;
         }
-    };
-    Ok(Action::requeue(next))
+    }
 }
 
 /// Reads what the policy needs from the shared inventories. `fresh` bounds the age of what
@@ -395,48 +288,6 @@ async fn desired_key(
     })
 }
 
-/// Carries out the plan in order and stops at the first failure. Each success is written
-/// into the inventory and reported in `progress` and as an event.
-async fn act(
-    db: &BackedUpDatabase,
-    ctx: &Context,
-    obs: &DatabaseObservation,
-    actions: &[DbAction],
-    progress: &mut Progress,
-    taken: &mut Vec<kube::runtime::events::Event>,
-) -> Result<(), AwsError> {
-    let Some(instance) = &obs.instance else {
-        return Ok(());
-    };
-    let mut created_key = None;
-    for action in actions {
-        let description = action.describe(&db.spec);
-        let reason = match action {
-            DbAction::RaiseRetention { .. } => Reason::RetentionRaised,
-            DbAction::CreateReplicaKey { .. } => Reason::ReplicaKeyCreated,
-            DbAction::StopReplication => Reason::ReplicationStopped,
-            DbAction::StartReplication { .. } => Reason::ReplicationStarted,
-        };
-        tracing::info!(object = %super::object_key(db), action = %description, "enforcing");
-        match perform(db, ctx, instance, action, &mut created_key).await {
-            Ok(note) => {
-                let description = note.unwrap_or(description);
-                progress.working.push(description.clone());
-                taken.push(events::action(reason, description, false));
-            }
-            Err(e) => {
-                taken.push(events::action(
-                    reason,
-                    format!("{description}: failed: {e}"),
-                    true,
-                ));
-                return Err(e);
-            }
-        }
-    }
-    Ok(())
-}
-
 async fn perform(
     db: &BackedUpDatabase,
     ctx: &Context,
@@ -498,7 +349,7 @@ async fn perform(
                 .await;
             if started
                 .as_ref()
-                .is_err_and(|e| e.code == "DBInstanceAutomatedBackupQuotaExceeded")
+                .is_err_and(|e| e.kind == AwsErrorKind::QuotaExceeded)
             {
                 // No key is made for a replication there until room is known to be free.
                 ctx.inventory.record_quota_refused(&destination).await;
@@ -544,72 +395,6 @@ fn build_status(
             .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
     });
     status
-}
-
-async fn report_stalled(
-    db: &BackedUpDatabase,
-    ctx: &Context,
-    reason: Reason,
-    message: String,
-) -> Result<(), Error> {
-    let old = db.status.clone().unwrap_or_default();
-    let mut status = old.clone();
-    status.observed_generation = db.metadata.generation;
-    apply_stalled(
-        &mut status.conditions,
-        reason,
-        &message,
-        db.metadata.generation,
-        Timestamp::now(),
-    );
-    write_status(db, ctx, &old, status).await
-}
-
-/// AWS could not be read: every check is unknown (never a stale True); a region whose
-/// endpoint does not resolve stalls the object, anything else is retried with backoff.
-async fn report_unobserved(db: &BackedUpDatabase, ctx: &Context, e: &AwsError) -> Result<(), Error> {
-    let spec = &db.spec;
-    let (reason, stalled, message) = if e.kind == AwsErrorKind::Unreachable {
-        let message = format!(
-            "cannot reach AWS in {} or {} (does the region exist, and is it enabled for the account?): {e}",
-            spec.instance.region, spec.replication.destination_region
-        );
-        (Reason::RegionUnreachable, true, message)
-    } else {
-        (
-            Reason::ObservationFailed,
-            false,
-            format!("cannot read AWS: {e}; retrying"),
-        )
-    };
-    let old = db.status.clone().unwrap_or_default();
-    let mut status = old.clone();
-    status.observed_generation = db.metadata.generation;
-    apply_unobserved(
-        &mut status.conditions,
-        &ConditionType::DATABASE_CHECKS,
-        reason,
-        &message,
-        stalled,
-        db.metadata.generation,
-        Timestamp::now(),
-    );
-    write_status(db, ctx, &old, status).await
-}
-
-/// Writes the status, only when it differs from what is stored.
-async fn write_status(
-    db: &BackedUpDatabase,
-    ctx: &Context,
-    old: &BackedUpDatabaseStatus,
-    status: BackedUpDatabaseStatus,
-) -> Result<(), Error> {
-    if db.status.is_some() && *old == status {
-        return Ok(());
-    }
-    patch_status(&ctx.client, db, &status)
-        .await
-        .map_err(Error::Status)
 }
 
 /// What the policy wants of a check, for people.

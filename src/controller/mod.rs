@@ -9,6 +9,7 @@ pub mod guard;
 mod health;
 pub mod key_cleanup;
 pub mod leader;
+pub mod pipeline;
 mod replica_key;
 pub mod repository;
 pub mod sweep;

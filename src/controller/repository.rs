@@ -1,14 +1,12 @@
-//! The `BackedUpRepository` reconciler: observe → evaluate → plan → act → report.
+//! The `BackedUpRepository` kind: how a repository, its workflow and its S3 backups are
+//! observed, fixed and shown. The reconcile itself is `pipeline`'s.
 
 use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
-    Api, Resource, ResourceExt,
+    Api, ResourceExt,
     runtime::{
-        Controller,
-        controller::{self, Action},
         events::Recorder,
         reflector::{self, Store},
     },
@@ -18,23 +16,20 @@ use super::{
     Decoded,
     admission::Claimant,
     context::{Backoff, Timing},
-    guard::{self, Guard},
+    pipeline::{self, Kind, ServiceError, Shared},
 };
 use crate::{
     api::{
         BackedUpRepository, BackedUpRepositoryStatus, ConditionType, Reason,
         repository::{ObservedBackup, ObservedRun, ObservedWorkflow},
     },
-    aws::{AwsError, AwsErrorKind, Scope, inventory::BucketInventory},
-    github::{FileChange, GitHub, GitHubError, GitHubErrorKind, inventory::RepoInventory},
+    aws::{Scope, inventory::BucketInventory},
+    github::{FileChange, GitHub, inventory::RepoInventory},
     policy::{
-        Finding,
+        Finding, Plan,
         repository::{RepoAction, RepositoryObservation, RepositoryPolicy, evaluate, plan},
     },
-    report::{
-        events, notify,
-        status::{Progress, apply_findings, apply_stalled, apply_unobserved, is_reconciling, patch_status},
-    },
+    report::status::{Progress, apply_findings},
     workflow,
 };
 
@@ -57,34 +52,6 @@ pub struct RepoContext {
     pub tenancy: Arc<crate::tenancy::Tenancy>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("reading GitHub: {0}")]
-    GitHub(#[source] GitHubError),
-    #[error("reading AWS: {0}")]
-    Aws(#[source] AwsError),
-    #[error("writing status: {0}")]
-    Status(#[source] kube::Error),
-}
-
-impl Error {
-    pub fn category(&self) -> &'static str {
-        match self {
-            Self::GitHub(_) => "github",
-            Self::Aws(_) => "aws",
-            Self::Status(_) => "status",
-        }
-    }
-
-    /// A rate limit says when to come back.
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::GitHub(e) => e.retry_after,
-            _ => None,
-        }
-    }
-}
-
 /// The reflector store the repository controller and its context share.
 pub fn store() -> (
     Store<Decoded<BackedUpRepository>>,
@@ -101,228 +68,114 @@ pub async fn run(
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let stream = super::trigger(api, writer, ctx.metrics.clone(), KIND);
-    let guard = Arc::new(Guard::new(
-        KIND,
-        ctx.client.clone(),
-        (ctx.metrics.clone(), ctx.recorder.clone()),
-        ctx.store.clone(),
-        ctx.tenancy.clone(),
-        ctx.timing.resync,
-    ));
-    let (sweep, store, every) = (guard.sweep.clone(), ctx.store.clone(), ctx.timing.settle);
-    let controller = Controller::for_stream(stream, ctx.store.clone())
-        .with_config(controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            move |object, ctx| {
-                let guard = guard.clone();
-                async move {
-                    guard::reconcile(&guard, &ctx.backoff, &object, |repo| reconcile(repo, ctx.clone())).await
-                }
-            },
-            error_policy,
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "reconcile failed");
-            }
-        });
-    super::with_sweeps(controller, sweep, store, every).await;
+    let reader = ctx.store.clone();
+    pipeline::run(api, ctx, (reader, writer), concurrency, shutdown).await;
 }
 
-pub fn error_policy(repo: Arc<Decoded<BackedUpRepository>>, error: &Error, ctx: Arc<RepoContext>) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .with_label_values(&[KIND, error.category()])
-        .inc();
-    let delay = error
-        .retry_after()
-        .unwrap_or_else(|| ctx.backoff.delay(&super::object_key(repo.as_ref())));
-    tracing::warn!(object = %super::object_key(repo.as_ref()), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
+pipeline::kind_status!(BackedUpRepositoryStatus);
 
-fn denied_message(e: &GitHubError) -> String {
-    format!(
-        "GitHub refused {} ({}: {}): grant the token or GitHub App contents, pull requests, actions and workflows (write) on the repository",
-        e.operation, e.status, e.message
-    )
-}
+#[async_trait::async_trait]
+impl Kind for BackedUpRepository {
+    const KIND: &'static str = "BackedUpRepository";
+    const CHECKS: &'static [ConditionType] = &ConditionType::REPOSITORY_CHECKS;
+    type Context = RepoContext;
+    type Status = BackedUpRepositoryStatus;
+    type Observation = RepositoryObservation;
+    type Action = RepoAction;
+    type Scratch = ();
 
-const KIND: &str = "BackedUpRepository";
-
-pub async fn reconcile(repo: Arc<BackedUpRepository>, ctx: Arc<RepoContext>) -> Result<Action, Error> {
-    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
-    let _timer = ctx
-        .metrics
-        .reconcile_duration
-        .with_label_values(&[KIND])
-        .start_timer();
-    let old = repo.status.clone().unwrap_or_default();
-    let fresh = if is_reconciling(&old.conditions) {
-        ctx.timing.settle
-    } else {
-        ctx.timing.resync
-    };
-    let obs = match observe(&repo, &ctx, fresh).await {
-        Ok(obs) => obs,
-        Err(Error::GitHub(e)) if e.kind == GitHubErrorKind::AccessDenied => {
-            report_stalled(&repo, &ctx, &old, Reason::AccessDenied, denied_message(&e)).await?;
-            return Ok(Action::requeue(ctx.timing.resync));
-        }
-        Err(Error::Aws(e)) if e.kind == AwsErrorKind::AccessDenied => {
-            let message = e.denied_message();
-            report_stalled(&repo, &ctx, &old, Reason::AccessDenied, message).await?;
-            return Ok(Action::requeue(ctx.timing.resync));
-        }
-        Err(e) => {
-            let (reason, stalled, message) = match &e {
-                Error::Aws(aws) if aws.kind == AwsErrorKind::Unreachable => (
-                    Reason::RegionUnreachable,
-                    true,
-                    format!(
-                        "cannot reach AWS in {} (does the region exist, and is it enabled for the account?): {aws}",
-                        repo.spec.storage.region
-                    ),
-                ),
-                _ => (Reason::ObservationFailed, false, format!("{e}; retrying")),
-            };
-            let mut status = old.clone();
-            status.observed_generation = repo.metadata.generation;
-            apply_unobserved(
-                &mut status.conditions,
-                &ConditionType::REPOSITORY_CHECKS,
-                reason,
-                &message,
-                stalled,
-                repo.metadata.generation,
-                Timestamp::now(),
-            );
-            write_status(&repo, &ctx, &old, &status).await?;
-            return Err(e);
-        }
-    };
-    let findings = evaluate(&repo.spec, &obs, &ctx.policy);
-    let actions = plan(&repo.spec, &obs, &findings, &ctx.policy);
-    let found = build_status(&repo, &old, &obs, &findings, &Progress::default()).conditions;
-    let found_findings = findings.clone();
-
-    let mut progress = Progress::default();
-    let mut taken = Vec::new();
-    let mut failure = None;
-    for action in &actions {
-        let description = action.describe(&repo.spec);
-        tracing::info!(object = %super::object_key(repo.as_ref()), action = %description, "enforcing");
-        match act(&repo, &ctx, &obs, action).await {
-            Ok(done) => {
-                progress.working.push(done.clone());
-                taken.push(events::action(reason_of(action), done, false));
-            }
-            Err(e) => {
-                taken.push(events::action(
-                    reason_of(action),
-                    format!("{description}: failed: {e}"),
-                    true,
-                ));
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    let mut retry = None;
-    match failure {
-        Some(ActError::GitHub(e)) if e.kind == GitHubErrorKind::AccessDenied => {
-            progress.stalled = Some((Reason::AccessDenied, denied_message(&e)));
-        }
-        // Someone changed the file between the check and the write: check again soon.
-        Some(ActError::GitHub(e)) if e.kind == GitHubErrorKind::Conflict => {
-            progress.working.push(e.message.clone())
-        }
-        Some(ActError::GitHub(e)) if e.kind == GitHubErrorKind::Transient => retry = Some(Error::GitHub(e)),
-        Some(ActError::GitHub(e)) => progress.stalled = Some((Reason::ApiError, e.to_string())),
-        Some(ActError::Aws(e)) if e.kind == AwsErrorKind::Transient => retry = Some(Error::Aws(e)),
-        Some(ActError::Aws(e)) if e.kind == AwsErrorKind::AccessDenied => {
-            progress.stalled = Some((Reason::AccessDenied, e.denied_message()));
-        }
-        Some(ActError::Aws(e)) => progress.stalled = Some((Reason::ApiError, e.to_string())),
-        None => {}
+    fn shared(ctx: &RepoContext) -> Shared<'_> {
+        pipeline::shared_of!(ctx)
     }
 
-    let (obs, findings) = if actions.is_empty() {
-        (obs, findings)
-    } else {
-        ctx.repos.forget(&repo.spec.repository);
-        let obs = observe(&repo, &ctx, ctx.timing.settle).await?;
-        let findings = evaluate(&repo.spec, &obs, &ctx.policy);
-        (obs, findings)
-    };
-    let mut status = build_status(&repo, &old, &obs, &findings, &progress);
-    let (change, notified) = notify::decide(&old.notified_drift, &found_findings, &findings);
-    status.notified_drift = notified;
-    write_status(&repo, &ctx, &old, &status).await?;
-    if let Some(change) = change {
-        let spec = &repo.spec;
-        let link = match (&obs.pull_request, &obs.last_run) {
+    fn status(&self) -> Option<&BackedUpRepositoryStatus> {
+        self.status.as_ref()
+    }
+
+    async fn observe(
+        &self,
+        ctx: &RepoContext,
+        fresh: Duration,
+    ) -> Result<RepositoryObservation, ServiceError> {
+        observe(self, ctx, fresh).await
+    }
+
+    /// The actions changed the repository: read it afresh.
+    fn forget(&self, ctx: &RepoContext) {
+        ctx.repos.forget(&self.spec.repository);
+    }
+
+    fn evaluate(&self, ctx: &RepoContext, obs: &RepositoryObservation) -> Vec<Finding> {
+        evaluate(&self.spec, obs, &ctx.policy)
+    }
+
+    fn plan(&self, ctx: &RepoContext, obs: &RepositoryObservation, findings: &[Finding]) -> Plan<RepoAction> {
+        Plan {
+            actions: plan(&self.spec, obs, findings, &ctx.policy),
+            holding: None,
+        }
+    }
+
+    fn describe(&self, action: &RepoAction) -> String {
+        action.describe(&self.spec)
+    }
+
+    fn reason(action: &RepoAction) -> Reason {
+        match action {
+            RepoAction::ProposeWorkflow { .. } => Reason::PullRequestOpened,
+            RepoAction::CommitWorkflow { .. } => Reason::WorkflowCommitted,
+            RepoAction::EnableWorkflow { .. } => Reason::WorkflowEnabled,
+            RepoAction::AddLifecycleRule { .. } => Reason::LifecycleRuleAdded,
+        }
+    }
+
+    async fn perform(
+        &self,
+        ctx: &RepoContext,
+        obs: &RepositoryObservation,
+        action: &RepoAction,
+        _: &mut (),
+    ) -> Result<Option<String>, ServiceError> {
+        act(self, ctx, obs, action).await.map(Some)
+    }
+
+    fn build_status(
+        &self,
+        old: &BackedUpRepositoryStatus,
+        obs: &RepositoryObservation,
+        findings: &[Finding],
+        progress: &Progress,
+    ) -> BackedUpRepositoryStatus {
+        build_status(self, old, obs, findings, progress)
+    }
+
+    fn desired(&self, ctx: &RepoContext, check: &str) -> String {
+        desired_of(check, &self.spec, &ctx.policy)
+    }
+
+    fn link(&self, obs: &RepositoryObservation) -> Option<(String, String)> {
+        Some(match (&obs.pull_request, &obs.last_run) {
             (Some(pr), _) => ("pull request".to_string(), pr.url.clone()),
             (None, Some(run)) if run.conclusion != "success" => {
                 (format!("{} run", run.conclusion), run.url.clone())
             }
             _ => (
                 "repository".to_string(),
-                format!("https://github.com/{}", spec.repository),
+                format!("https://github.com/{}", self.spec.repository),
             ),
-        };
-        let desired = |check: &str| desired_of(check, spec, &ctx.policy);
-        ctx.notifier.notify(notify::notification(
-            KIND,
-            &repo.namespace().unwrap_or_default(),
-            &repo.name_any(),
-            &change,
-            &[&findings, &found_findings],
-            desired,
-            Some(link),
-        ));
+        })
     }
-    let s3_age = obs
-        .newest_backup
-        .as_ref()
-        .map(|b| obs.now.duration_since(b.last_modified).unsigned_abs());
-    ctx.metrics.record_object(
-        KIND,
-        &repo.namespace().unwrap_or_default(),
-        &repo.name_any(),
-        &findings,
-        &[("s3", s3_age)],
-    );
-    let mut published = events::transitions(
-        &old.conditions,
-        &found,
-        &status.conditions,
-        &ConditionType::REPOSITORY_CHECKS,
-    );
-    published.extend(taken);
-    events::publish(&ctx.recorder, &repo.object_ref(&()), published).await;
 
-    if let Some(e) = retry {
-        return Err(e);
+    fn ages(&self, obs: &RepositoryObservation) -> Vec<(&'static str, Option<Duration>)> {
+        let s3 = obs
+            .newest_backup
+            .as_ref()
+            .map(|b| obs.now.duration_since(b.last_modified).unsigned_abs());
+        vec![("s3", s3)]
     }
-    ctx.backoff.reset(&super::object_key(repo.as_ref()));
-    let next = if is_reconciling(&status.conditions) {
-        ctx.timing.settle
-    } else {
-        ctx.timing.resync
-    };
-    Ok(Action::requeue(next))
-}
 
-fn reason_of(action: &RepoAction) -> Reason {
-    match action {
-        RepoAction::ProposeWorkflow { .. } => Reason::PullRequestOpened,
-        RepoAction::CommitWorkflow { .. } => Reason::WorkflowCommitted,
-        RepoAction::EnableWorkflow { .. } => Reason::WorkflowEnabled,
-        RepoAction::AddLifecycleRule { .. } => Reason::LifecycleRuleAdded,
+    fn regions(&self) -> String {
+        self.spec.storage.region.clone()
     }
 }
 
@@ -332,7 +185,7 @@ async fn observe(
     repo: &BackedUpRepository,
     ctx: &RepoContext,
     fresh: Duration,
-) -> Result<RepositoryObservation, Error> {
+) -> Result<RepositoryObservation, ServiceError> {
     let all = || {
         ctx.store
             .state()
@@ -365,14 +218,14 @@ pub(crate) async fn observe_with(
     all: impl FnOnce() -> Vec<(String, String)>,
     resync: Duration,
     fresh: Duration,
-) -> Result<RepositoryObservation, Error> {
+) -> Result<RepositoryObservation, ServiceError> {
     let spec = &repo.spec;
     let name = &spec.repository;
     let path = &spec.workflow.path;
     let facts = repos
         .get(name, path, fresh, resync, all)
         .await
-        .map_err(Error::GitHub)?;
+        .map_err(ServiceError::GitHub)?;
     let mut obs = RepositoryObservation {
         repo: facts.clone(),
         workflow: None,
@@ -391,43 +244,32 @@ pub(crate) async fn observe_with(
     // Only ask what the answer can change: runs need a registered workflow, a pull request
     // matters only while the file is missing or outdated.
     if facts.file.is_some() {
-        obs.workflow = github.workflow(name, path).await.map_err(Error::GitHub)?;
+        obs.workflow = github.workflow(name, path).await.map_err(ServiceError::GitHub)?;
         if obs.workflow.is_some() {
             obs.last_run = github
                 .newest_completed_run(name, path)
                 .await
-                .map_err(Error::GitHub)?;
+                .map_err(ServiceError::GitHub)?;
         }
     }
     if !current {
-        obs.pull_request = github.open_pull_request(name).await.map_err(Error::GitHub)?;
+        obs.pull_request = github
+            .open_pull_request(name)
+            .await
+            .map_err(ServiceError::GitHub)?;
     }
     let scope = Scope::new(None, &spec.storage.region);
     obs.lifecycle = buckets
         .lifecycle(&scope, &spec.storage.bucket, resync)
         .await
-        .map_err(Error::Aws)?;
+        .map_err(ServiceError::Aws)?;
     if obs.lifecycle.is_some() {
         obs.newest_backup = buckets
             .newest_object(&scope, &spec.storage.bucket, &spec.storage_prefix(), fresh)
             .await
-            .map_err(Error::Aws)?;
+            .map_err(ServiceError::Aws)?;
     }
     Ok(obs)
-}
-
-enum ActError {
-    GitHub(GitHubError),
-    Aws(AwsError),
-}
-
-impl std::fmt::Display for ActError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::GitHub(e) => e.fmt(f),
-            Self::Aws(e) => e.fmt(f),
-        }
-    }
 }
 
 fn change(repo: &BackedUpRepository, obs: &RepositoryObservation, content: &str) -> FileChange {
@@ -466,7 +308,7 @@ async fn act(
     ctx: &RepoContext,
     obs: &RepositoryObservation,
     action: &RepoAction,
-) -> Result<String, ActError> {
+) -> Result<String, ServiceError> {
     let spec = &repo.spec;
     let name = &spec.repository;
     match action {
@@ -475,21 +317,21 @@ async fn act(
                 .github
                 .propose_file(name, &change(repo, obs, content))
                 .await
-                .map_err(ActError::GitHub)?;
+                .map_err(ServiceError::GitHub)?;
             Ok(format!("pull request {} proposes {}", pr.url, spec.workflow.path))
         }
         RepoAction::CommitWorkflow { content, replacing } => {
             ctx.github
                 .commit_file(name, &change(repo, obs, content), replacing.as_deref())
                 .await
-                .map_err(ActError::GitHub)?;
+                .map_err(ServiceError::GitHub)?;
             Ok(action.describe(spec))
         }
         RepoAction::EnableWorkflow { id } => {
             ctx.github
                 .enable_workflow(name, *id)
                 .await
-                .map_err(ActError::GitHub)?;
+                .map_err(ServiceError::GitHub)?;
             Ok(action.describe(spec))
         }
         RepoAction::AddLifecycleRule { id, prefix, days } => {
@@ -497,7 +339,7 @@ async fn act(
             ctx.buckets
                 .add_expiration_rule(&scope, &spec.storage.bucket, id, prefix, *days)
                 .await
-                .map_err(ActError::Aws)?;
+                .map_err(ServiceError::Aws)?;
             Ok(action.describe(spec))
         }
     }
@@ -529,40 +371,6 @@ fn build_status(
         last_modified: Some(Time(b.last_modified)),
     });
     status
-}
-
-async fn report_stalled(
-    repo: &BackedUpRepository,
-    ctx: &RepoContext,
-    old: &BackedUpRepositoryStatus,
-    reason: Reason,
-    message: String,
-) -> Result<(), Error> {
-    let mut status = old.clone();
-    status.observed_generation = repo.metadata.generation;
-    apply_stalled(
-        &mut status.conditions,
-        reason,
-        &message,
-        repo.metadata.generation,
-        Timestamp::now(),
-    );
-    write_status(repo, ctx, old, &status).await
-}
-
-/// Writes the status, only when it differs from what is stored.
-async fn write_status(
-    repo: &BackedUpRepository,
-    ctx: &RepoContext,
-    old: &BackedUpRepositoryStatus,
-    status: &BackedUpRepositoryStatus,
-) -> Result<(), Error> {
-    if repo.status.is_some() && old == status {
-        return Ok(());
-    }
-    patch_status(&ctx.client, repo, status)
-        .await
-        .map_err(Error::Status)
 }
 
 /// What the policy wants of a check, for people.

@@ -714,13 +714,7 @@ impl DbAction {
 }
 
 /// The actions to take now, and why nothing (else) is done.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Plan {
-    pub actions: Vec<DbAction>,
-    /// Set while drift waits for something to happen first (the instance to be available,
-    /// backups to be enabled).
-    pub holding: Option<String>,
-}
+pub type Plan = super::Plan<DbAction>;
 
 fn verdict_of(findings: &[Finding], check: ConditionType) -> Option<Verdict> {
     findings.iter().find(|f| f.check == check).map(|f| f.verdict)

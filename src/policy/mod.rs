@@ -5,6 +5,24 @@ pub mod database;
 pub mod keys;
 pub mod repository;
 
+/// The actions to take now, in order, and why nothing (else) is done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan<A> {
+    pub actions: Vec<A>,
+    /// Set while drift waits for something to happen first (the instance to be available,
+    /// backups to be enabled).
+    pub holding: Option<String>,
+}
+
+impl<A> Default for Plan<A> {
+    fn default() -> Self {
+        Self {
+            actions: Vec::new(),
+            holding: None,
+        }
+    }
+}
+
 use crate::api::{ConditionType, Reason};
 
 /// The outcome of one policy check.

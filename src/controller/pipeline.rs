@@ -1,0 +1,557 @@
+//! The one reconcile every kind goes through: observe → evaluate → plan → act → look again
+//! → report (status, Slack, Events, metrics) → requeue. A kind says what is particular to it
+//! by implementing [`Kind`]; the rest, including what a failed call means, is here once.
+
+use std::{fmt::Debug, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::{NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
+use kube::{
+    Api, Resource, ResourceExt,
+    runtime::{
+        Controller,
+        controller::{self, Action},
+        events::{Event, Recorder},
+        reflector::{Store, store::Writer},
+    },
+};
+
+use super::{
+    Decoded,
+    admission::Claimant,
+    context::{Backoff, Timing},
+    decoded::HasConditions,
+    guard::{self, Guard},
+};
+use crate::{
+    api::{ConditionType, Reason},
+    aws::{AwsError, AwsErrorKind},
+    github::{GitHubError, GitHubErrorKind},
+    policy::{Finding, Plan},
+    report::{
+        events,
+        metrics::Metrics,
+        notify,
+        slack::Notifier,
+        status::{Progress, apply_stalled, apply_unobserved, is_reconciling, patch_status},
+    },
+    tenancy::Tenancy,
+};
+
+/// What a kind's reconcile needs of its context, whatever else the context holds.
+pub struct Shared<'a> {
+    pub client: &'a kube::Client,
+    pub recorder: &'a Recorder,
+    pub backoff: &'a Backoff,
+    pub metrics: &'a Arc<Metrics>,
+    pub notifier: &'a dyn Notifier,
+    pub tenancy: &'a Arc<Tenancy>,
+    pub timing: Timing,
+}
+
+/// The status every kind keeps: conditions, the generation they describe, and what drift
+/// was last announced.
+pub trait KindStatus: Default + Clone + PartialEq + serde::Serialize + Send + Sync {
+    fn conditions(&self) -> &[Condition];
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+    fn set_observed_generation(&mut self, generation: Option<i64>);
+    fn notified_drift(&self) -> &[String];
+    fn set_notified_drift(&mut self, checks: Vec<String>);
+}
+
+/// Implements [`KindStatus`] for a status type with the usual fields (`conditions`,
+/// `observed_generation`, `notified_drift`).
+macro_rules! kind_status {
+    ($status:ty) => {
+        impl $crate::controller::pipeline::KindStatus for $status {
+            fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+                &self.conditions
+            }
+            fn conditions_mut(
+                &mut self,
+            ) -> &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+                &mut self.conditions
+            }
+            fn set_observed_generation(&mut self, generation: Option<i64>) {
+                self.observed_generation = generation;
+            }
+            fn notified_drift(&self) -> &[String] {
+                &self.notified_drift
+            }
+            fn set_notified_drift(&mut self, checks: Vec<String>) {
+                self.notified_drift = checks;
+            }
+        }
+    };
+}
+pub(crate) use kind_status;
+
+/// The [`Shared`] view of a context that has the usual fields under the usual names.
+macro_rules! shared_of {
+    ($ctx:expr) => {
+        $crate::controller::pipeline::Shared {
+            client: &$ctx.client,
+            recorder: &$ctx.recorder,
+            backoff: &$ctx.backoff,
+            metrics: &$ctx.metrics,
+            notifier: $ctx.notifier.as_ref(),
+            tenancy: &$ctx.tenancy,
+            timing: $ctx.timing,
+        }
+    };
+}
+pub(crate) use shared_of;
+
+/// What makes a kind: how it is observed, judged, fixed and shown.
+#[async_trait::async_trait]
+pub trait Kind:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + HasConditions
+    + Claimant
+    + Clone
+    + serde::de::DeserializeOwned
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: &'static str;
+    /// The kind's checks, in the order status lists them.
+    const CHECKS: &'static [ConditionType];
+    type Context: Send + Sync + 'static;
+    type Status: KindStatus;
+    type Observation: Send + Sync;
+    type Action: Send + Sync;
+    /// What one action leaves for the next of the same plan (the database's new key).
+    type Scratch: Default + Send;
+
+    fn shared(ctx: &Self::Context) -> Shared<'_>;
+    fn status(&self) -> Option<&Self::Status>;
+
+    /// Reads what the policy needs; `fresh` bounds the age of what a change in progress moves.
+    async fn observe(&self, ctx: &Self::Context, fresh: Duration) -> Result<Self::Observation, ServiceError>;
+    /// Drops what the actions made stale, before looking again.
+    fn forget(&self, _ctx: &Self::Context) {}
+    fn evaluate(&self, ctx: &Self::Context, obs: &Self::Observation) -> Vec<Finding>;
+    fn plan(&self, ctx: &Self::Context, obs: &Self::Observation, findings: &[Finding]) -> Plan<Self::Action>;
+    /// The action, for people.
+    fn describe(&self, action: &Self::Action) -> String;
+    /// The reason of the action's Event.
+    fn reason(action: &Self::Action) -> Reason;
+    /// Carries out one action; a note replaces the description when it says more.
+    async fn perform(
+        &self,
+        ctx: &Self::Context,
+        obs: &Self::Observation,
+        action: &Self::Action,
+        scratch: &mut Self::Scratch,
+    ) -> Result<Option<String>, ServiceError>;
+    fn build_status(
+        &self,
+        old: &Self::Status,
+        obs: &Self::Observation,
+        findings: &[Finding],
+        progress: &Progress,
+    ) -> Self::Status;
+    /// What the policy wants of a check, for people.
+    fn desired(&self, ctx: &Self::Context, check: &str) -> String;
+    /// Where to look, in a Slack message.
+    fn link(&self, obs: &Self::Observation) -> Option<(String, String)>;
+    /// Ages of the newest restorable points, for the metrics.
+    fn ages(&self, obs: &Self::Observation) -> Vec<(&'static str, Option<Duration>)>;
+    /// The regions the object's AWS calls go to, for an unreachable-region message.
+    fn regions(&self) -> String;
+    /// The message of a refusal for quota.
+    fn quota_message(&self, e: &ServiceError) -> String {
+        format!("{e}: the account's quota is reached; request an increase in Service Quotas")
+    }
+    /// Work after the report (the database's key cleanup).
+    async fn after(&self, _ctx: &Self::Context) {}
+}
+
+/// A failed call to AWS or GitHub.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(transparent)]
+    GitHub(#[from] GitHubError),
+}
+
+/// What a failed call means for the object.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Throttling, a server error, the network: back off and retry.
+    Transient,
+    /// A human must grant a permission; the message says which.
+    AccessDenied(String),
+    /// The region's endpoint does not resolve.
+    Unreachable,
+    /// The account's quota is reached: a human must raise it.
+    QuotaExceeded,
+    /// Someone changed the thing meanwhile: look again soon.
+    Conflict,
+    /// Refused for another reason (state, parameters).
+    Refused,
+}
+
+impl ServiceError {
+    pub fn failure(&self) -> Failure {
+        match self {
+            Self::Aws(e) => match e.kind {
+                AwsErrorKind::Transient => Failure::Transient,
+                AwsErrorKind::AccessDenied => Failure::AccessDenied(e.denied_message()),
+                AwsErrorKind::Unreachable => Failure::Unreachable,
+                AwsErrorKind::QuotaExceeded => Failure::QuotaExceeded,
+                AwsErrorKind::NotFound | AwsErrorKind::Refused => Failure::Refused,
+            },
+            Self::GitHub(e) => match e.kind {
+                GitHubErrorKind::Transient => Failure::Transient,
+                GitHubErrorKind::AccessDenied => Failure::AccessDenied(format!(
+                    "GitHub refused {} ({}: {}): grant the token or GitHub App contents, pull requests, \
+                     actions and workflows (write) on the repository",
+                    e.operation, e.status, e.message
+                )),
+                GitHubErrorKind::Conflict => Failure::Conflict,
+                GitHubErrorKind::NotFound | GitHubErrorKind::Refused => Failure::Refused,
+            },
+        }
+    }
+
+    pub fn service(&self) -> &'static str {
+        match self {
+            Self::Aws(_) => "AWS",
+            Self::GitHub(_) => "GitHub",
+        }
+    }
+
+    /// A rate limit says when to come back.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::GitHub(e) => e.retry_after,
+            Self::Aws(_) => None,
+        }
+    }
+
+    fn refused_message(&self) -> String {
+        match self {
+            Self::Aws(e) => format!("AWS refused {}: {}: {}", e.operation, e.code, e.message),
+            Self::GitHub(e) => e.to_string(),
+        }
+    }
+}
+
+/// Why a reconcile failed; `category` is the only error label on metrics and logs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {service}: {0}", service = .0.service())]
+    Observe(#[source] ServiceError),
+    #[error("changing {service}: {0}", service = .0.service())]
+    Act(#[source] ServiceError),
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
+}
+
+impl Error {
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Observe(_) => "observe",
+            Self::Act(_) => "act",
+            Self::Status(_) => "status",
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Observe(e) | Self::Act(e) => e.retry_after(),
+            Self::Status(_) => None,
+        }
+    }
+}
+
+/// Runs the controller of kind `K` over `api` until `shutdown` resolves; `store` is the
+/// reflector the context may also read.
+pub async fn run<K: Kind>(
+    api: Api<K>,
+    ctx: Arc<K::Context>,
+    store: (Store<Decoded<K>>, Writer<Decoded<K>>),
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (reader, writer) = store;
+    let shared = K::shared(&ctx);
+    let stream = super::trigger(api, writer, shared.metrics.clone(), K::KIND);
+    let guard = Arc::new(Guard::new(
+        K::KIND,
+        shared.client.clone(),
+        (shared.metrics.clone(), shared.recorder.clone()),
+        reader.clone(),
+        shared.tenancy.clone(),
+        shared.timing.resync,
+    ));
+    let (sweep, every) = (guard.sweep.clone(), shared.timing.settle);
+    let controller = Controller::for_stream(stream, reader.clone())
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(
+            move |object, ctx| {
+                let guard = guard.clone();
+                async move {
+                    let backoff = K::shared(&ctx).backoff;
+                    guard::reconcile(&guard, backoff, &object, |o| reconcile::<K>(o, ctx.clone())).await
+                }
+            },
+            error_policy::<K>,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile failed");
+            }
+        });
+    super::with_sweeps(controller, sweep, reader, every).await;
+}
+
+pub fn error_policy<K: Kind>(object: Arc<Decoded<K>>, error: &Error, ctx: Arc<K::Context>) -> Action {
+    let shared = K::shared(&ctx);
+    shared
+        .metrics
+        .reconcile_errors
+        .with_label_values(&[K::KIND, error.category()])
+        .inc();
+    let key = super::object_key(object.as_ref());
+    let delay = error.retry_after().unwrap_or_else(|| shared.backoff.delay(&key));
+    tracing::warn!(object = %key, category = error.category(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// How the actions ended.
+enum Outcome {
+    /// All done, or stopped on something only a human can fix (in `Progress::stalled`).
+    Done,
+    /// Refused: maybe a race lost to another replica; look again with backoff.
+    Refused,
+    /// A transient failure: retry with backoff.
+    Retry(ServiceError),
+}
+
+pub async fn reconcile<K: Kind>(object: Arc<K>, ctx: Arc<K::Context>) -> Result<Action, Error> {
+    let shared = K::shared(&ctx);
+    shared.metrics.reconciles.with_label_values(&[K::KIND]).inc();
+    let _timer = shared
+        .metrics
+        .reconcile_duration
+        .with_label_values(&[K::KIND])
+        .start_timer();
+    let old = object.status().cloned().unwrap_or_default();
+    // While a change settles, read fresher facts; otherwise once per resync.
+    let fresh = if is_reconciling(old.conditions()) {
+        shared.timing.settle
+    } else {
+        shared.timing.resync
+    };
+
+    let obs = match object.observe(&ctx, fresh).await {
+        Ok(obs) => obs,
+        Err(e) => return unobserved(object.as_ref(), &shared, &old, e).await,
+    };
+    let findings = object.evaluate(&ctx, &obs);
+    let plan = object.plan(&ctx, &obs, &findings);
+    // What was found before acting, for the drift events and Slack.
+    let found = object.build_status(&old, &obs, &findings, &Progress::default());
+
+    let (mut progress, taken, outcome) = act(object.as_ref(), &ctx, &obs, &plan.actions).await;
+    if let Some(holding) = &plan.holding {
+        progress.working.push(holding.clone());
+    }
+    // Look again, so that status shows the state after this reconcile's changes.
+    let (obs, after) = if plan.actions.is_empty() {
+        let after = findings.clone();
+        (obs, after)
+    } else {
+        object.forget(&ctx);
+        let obs = object.observe(&ctx, fresh).await.map_err(Error::Observe)?;
+        let after = object.evaluate(&ctx, &obs);
+        (obs, after)
+    };
+    let status = object.build_status(&old, &obs, &after, &progress);
+    let status = report(
+        object.as_ref(),
+        &ctx,
+        (&old, found.conditions()),
+        status,
+        (&findings, &after),
+        &obs,
+        taken,
+    )
+    .await?;
+    object.after(&ctx).await;
+
+    let key = super::object_key(object.as_ref());
+    match outcome {
+        Outcome::Retry(e) => Err(Error::Act(e)),
+        Outcome::Refused => Ok(Action::requeue(shared.backoff.delay(&key))),
+        Outcome::Done => {
+            shared.backoff.reset(&key);
+            Ok(Action::requeue(if is_reconciling(status.conditions()) {
+                shared.timing.settle
+            } else {
+                shared.timing.resync
+            }))
+        }
+    }
+}
+
+/// Carries out the plan in order and stops at the first failure, saying what it means.
+async fn act<K: Kind>(
+    object: &K,
+    ctx: &K::Context,
+    obs: &K::Observation,
+    actions: &[K::Action],
+) -> (Progress, Vec<Event>, Outcome) {
+    let mut progress = Progress::default();
+    let mut taken = Vec::new();
+    let mut scratch = K::Scratch::default();
+    for action in actions {
+        let description = object.describe(action);
+        tracing::info!(object = %super::object_key(object), action = %description, "enforcing");
+        let e = match object.perform(ctx, obs, action, &mut scratch).await {
+            Ok(note) => {
+                let done = note.unwrap_or(description);
+                progress.working.push(done.clone());
+                taken.push(events::action(K::reason(action), done, false));
+                continue;
+            }
+            Err(e) => e,
+        };
+        taken.push(events::action(
+            K::reason(action),
+            format!("{description}: failed: {e}"),
+            true,
+        ));
+        let outcome = match e.failure() {
+            Failure::Transient => Outcome::Retry(e),
+            Failure::AccessDenied(message) => {
+                progress.stalled = Some((Reason::AccessDenied, message));
+                Outcome::Done
+            }
+            Failure::QuotaExceeded => {
+                progress.stalled = Some((Reason::QuotaExceeded, object.quota_message(&e)));
+                Outcome::Done
+            }
+            Failure::Conflict => {
+                progress.working.push(e.to_string());
+                Outcome::Done
+            }
+            Failure::Unreachable | Failure::Refused => {
+                progress.stalled = Some((Reason::ApiError, e.refused_message()));
+                Outcome::Refused
+            }
+        };
+        return (progress, taken, outcome);
+    }
+    (progress, taken, Outcome::Done)
+}
+
+/// Writes the status, tells Slack about a change of drift, records the metrics and
+/// publishes the Events: the transitions found, then the actions taken.
+async fn report<K: Kind>(
+    object: &K,
+    ctx: &K::Context,
+    (old, found): (&K::Status, &[Condition]),
+    mut status: K::Status,
+    (before, after): (&[Finding], &[Finding]),
+    obs: &K::Observation,
+    taken: Vec<Event>,
+) -> Result<K::Status, Error> {
+    let shared = K::shared(ctx);
+    let (namespace, name) = (object.namespace().unwrap_or_default(), object.name_any());
+    let (change, notified) = notify::decide(old.notified_drift(), before, after);
+    status.set_notified_drift(notified);
+    write_status(object, &shared, old, &status).await?;
+    if let Some(change) = change {
+        shared.notifier.notify(notify::notification(
+            K::KIND,
+            &namespace,
+            &name,
+            &change,
+            &[after, before],
+            |check| object.desired(ctx, check),
+            object.link(obs),
+        ));
+    }
+    shared
+        .metrics
+        .record_object(K::KIND, &namespace, &name, after, &object.ages(obs));
+    let mut published = events::transitions(old.conditions(), found, status.conditions(), K::CHECKS);
+    published.extend(taken);
+    events::publish(shared.recorder, &object.object_ref(&()), published).await;
+    Ok(status)
+}
+
+/// The facts could not be read. Access denied stalls (fixed outside the cluster: looked at
+/// again at the next resync); otherwise every check turns Unknown, never a stale True, and
+/// the object is retried with backoff, stalled when its region's endpoint does not resolve.
+async fn unobserved<K: Kind>(
+    object: &K,
+    shared: &Shared<'_>,
+    old: &K::Status,
+    e: ServiceError,
+) -> Result<Action, Error> {
+    let generation = object.meta().generation;
+    let mut status = old.clone();
+    status.set_observed_generation(generation);
+    let (reason, stalled, message) = match e.failure() {
+        Failure::AccessDenied(message) => {
+            apply_stalled(
+                status.conditions_mut(),
+                Reason::AccessDenied,
+                &message,
+                generation,
+                Timestamp::now(),
+            );
+            write_status(object, shared, old, &status).await?;
+            shared.backoff.reset(&super::object_key(object));
+            return Ok(Action::requeue(shared.timing.resync));
+        }
+        Failure::Unreachable => (
+            Reason::RegionUnreachable,
+            true,
+            format!(
+                "cannot reach AWS in {} (does the region exist, and is it enabled for the account?): {e}",
+                object.regions()
+            ),
+        ),
+        _ => (
+            Reason::ObservationFailed,
+            false,
+            format!("cannot read {}: {e}; retrying", e.service()),
+        ),
+    };
+    apply_unobserved(
+        status.conditions_mut(),
+        K::CHECKS,
+        reason,
+        &message,
+        stalled,
+        generation,
+        Timestamp::now(),
+    );
+    write_status(object, shared, old, &status).await?;
+    Err(Error::Observe(e))
+}
+
+/// Writes the status, only when it differs from what is stored.
+async fn write_status<K: Kind>(
+    object: &K,
+    shared: &Shared<'_>,
+    old: &K::Status,
+    status: &K::Status,
+) -> Result<(), Error> {
+    if object.status().is_some() && old == status {
+        return Ok(());
+    }
+    patch_status(shared.client, object, status)
+        .await
+        .map_err(Error::Status)
+}
