@@ -455,3 +455,64 @@ async fn the_replication_quota_stalls_with_its_reason() {
     assert!(message.contains("Service Quotas"), "{message}");
     assert!(w.replicas("second-db").await.is_empty());
 }
+
+#[tokio::test]
+async fn each_drifting_check_is_its_own_event_and_the_fix_comes_between() {
+    let w = world("bdb-events").await;
+    // Retention 1, no replication, no key: three checks drift at once.
+    w.instance("events-db", 1).await;
+    w.apply("events", "events-db", json!({})).await;
+    let _c = controller(&w, Policy::default()).await;
+    wait_for(&w.dbs, "events", CONVERGE, is("True", ConditionType::Ready)).await;
+
+    let api: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(w.dbs.clone().into_client(), &w.namespace);
+    // The recorder publishes in order; give the last ones a moment to be listed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let mut events = api.list(&ListParams::default()).await.expect("events").items;
+        events.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
+        let resolved = events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("DriftResolved"));
+        if resolved.count() >= 3 || std::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let seen: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.reason.clone().unwrap_or_default(),
+                e.action.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let checks = ["RetentionCompliant", "ReplicationActive", "ReplicaKeyCompliant"];
+    let position = |reason: &str, action: &str| {
+        seen.iter()
+            .position(|(r, a)| r == reason && a == action)
+            .unwrap_or_else(|| panic!("no {reason} event for {action}: {seen:?}"))
+    };
+    let drifted: Vec<usize> = checks.iter().map(|c| position("DriftDetected", c)).collect();
+    let resolved: Vec<usize> = checks.iter().map(|c| position("DriftResolved", c)).collect();
+    let actions: Vec<usize> = ["RetentionRaised", "ReplicaKeyCreated", "ReplicationStarted"]
+        .iter()
+        .map(|a| position(a, a))
+        .collect();
+    let (last_drift, first_action) = (drifted.iter().max(), actions.iter().min());
+    let (last_action, first_resolved) = (actions.iter().max(), resolved.iter().min());
+    assert!(last_drift < first_action, "drift found, then the fix: {seen:?}");
+    assert!(
+        last_action < first_resolved,
+        "the fix, then drift resolved: {seen:?}"
+    );
+    for event in &events {
+        let note = event.note.as_deref().unwrap_or_default();
+        let action = event.action.as_deref().unwrap_or_default();
+        if checks.contains(&action) {
+            assert!(note.starts_with(action), "the note names its check: {note}");
+        }
+    }
+}

@@ -454,7 +454,7 @@ async fn act<K: Kind>(
 }
 
 /// Writes the status, tells Slack about a change of drift, records the metrics and
-/// publishes the Events: the transitions found, then the actions taken.
+/// publishes the Events in the order things happened: drift found, actions, drift resolved.
 async fn report<K: Kind>(
     object: &K,
     ctx: &K::Context,
@@ -483,8 +483,8 @@ async fn report<K: Kind>(
     shared
         .metrics
         .record_object(K::KIND, &namespace, &name, after, &object.ages(obs));
-    let mut published = events::transitions(old.conditions(), found, status.conditions(), K::CHECKS);
-    published.extend(taken);
+    let published =
+        events::transitions(old.conditions(), found, status.conditions(), K::CHECKS).around(taken);
     events::publish(shared.recorder, &object.object_ref(&()), published).await;
     Ok(status)
 }

@@ -6,18 +6,39 @@ use kube::runtime::events::{Event, EventType, Recorder};
 
 use crate::api::{ConditionType, Reason, conditions::find_condition};
 
-/// The events for one reconcile: a check that went into drift (`old` → `found`, what the
-/// reconcile found before acting) and a check whose drift is gone (`old` or `found` →
-/// `now`, after acting).
+/// What one reconcile saw change: checks that went into drift (`old` → `found`, what the
+/// reconcile found before acting) and checks whose drift is gone (`old` or `found` → `now`,
+/// after acting). Each event's action is its check: kube's recorder folds events of one
+/// object with the same type, reason and action, so a shared action would show three
+/// drifting checks as one event.
+pub struct Transitions {
+    pub drifted: Vec<Event>,
+    pub resolved: Vec<Event>,
+}
+
+impl Transitions {
+    /// The events in the order they happened: drift found, the actions it caused, drift
+    /// resolved.
+    pub fn around(self, actions: Vec<Event>) -> Vec<Event> {
+        let mut events = self.drifted;
+        events.extend(actions);
+        events.extend(self.resolved);
+        events
+    }
+}
+
 pub fn transitions(
     old: &[Condition],
     found: &[Condition],
     now: &[Condition],
     checks: &[ConditionType],
-) -> Vec<Event> {
+) -> Transitions {
     let status =
         |conditions: &[Condition], check| find_condition(conditions, check).map(|c| c.status.clone());
-    let mut events = Vec::new();
+    let mut events = Transitions {
+        drifted: Vec::new(),
+        resolved: Vec::new(),
+    };
     for &check in checks {
         let (before, seen, after) = (status(old, check), status(found, check), status(now, check));
         let was_false = before.as_deref() == Some("False");
@@ -25,11 +46,11 @@ pub fn transitions(
             && !was_false
             && let Some(c) = find_condition(found, check)
         {
-            events.push(Event {
+            events.drifted.push(Event {
                 type_: EventType::Warning,
                 reason: c.reason.clone(),
                 note: Some(format!("{}: {}", check.as_str(), c.message)),
-                action: "Evaluate".into(),
+                action: check.as_str().into(),
                 secondary: None,
             });
         }
@@ -37,11 +58,11 @@ pub fn transitions(
             && (was_false || seen.as_deref() == Some("False"))
             && let Some(c) = find_condition(now, check)
         {
-            events.push(Event {
+            events.resolved.push(Event {
                 type_: EventType::Normal,
                 reason: Reason::DriftResolved.as_str().into(),
                 note: Some(format!("{}: {}", check.as_str(), c.message)),
-                action: "Evaluate".into(),
+                action: check.as_str().into(),
                 secondary: None,
             });
         }
@@ -103,32 +124,36 @@ mod tests {
         let ok = conditions(ConditionStatus::True, Reason::Compliant);
         let checks = [ConditionType::RetentionCompliant];
 
-        let found = transitions(&[], &drift, &drift, &checks);
+        let found = transitions(&[], &drift, &drift, &checks).around(Vec::new());
         assert_eq!(found.len(), 1);
         assert_eq!(
             (found[0].type_, found[0].reason.as_str()),
             (EventType::Warning, "DriftDetected")
         );
 
+        assert_eq!(found[0].action, "RetentionCompliant", "the check is the action");
         assert!(
-            transitions(&drift, &drift, &drift, &checks).is_empty(),
+            transitions(&drift, &drift, &drift, &checks)
+                .around(Vec::new())
+                .is_empty(),
             "no event without a transition"
         );
 
-        let resolved = transitions(&drift, &ok, &ok, &checks);
+        let resolved = transitions(&drift, &ok, &ok, &checks).around(Vec::new());
         assert_eq!(
             (resolved[0].type_, resolved[0].reason.as_str()),
             (EventType::Normal, "DriftResolved")
         );
-        assert!(transitions(&ok, &ok, &ok, &checks).is_empty());
+        assert!(transitions(&ok, &ok, &ok, &checks).around(Vec::new()).is_empty());
         assert!(
-            transitions(&[], &ok, &ok, &checks).is_empty(),
+            transitions(&[], &ok, &ok, &checks).around(Vec::new()).is_empty(),
             "a first pass is no news"
         );
 
-        // Found and fixed in one reconcile: both events.
-        let both = transitions(&[], &drift, &ok, &checks);
+        // Found and fixed in one reconcile: drift, the action, resolved.
+        let fix = action(Reason::RetentionRaised, "raised".into(), false);
+        let both = transitions(&[], &drift, &ok, &checks).around(vec![fix]);
         let reasons: Vec<&str> = both.iter().map(|e| e.reason.as_str()).collect();
-        assert_eq!(reasons, ["DriftDetected", "DriftResolved"]);
+        assert_eq!(reasons, ["DriftDetected", "RetentionRaised", "DriftResolved"]);
     }
 }

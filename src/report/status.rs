@@ -63,12 +63,11 @@ pub fn apply_findings(
             (None, None) if failing.iter().all(|f| f.verdict == Verdict::Pending) => Reason::Progressing,
             (None, None) => Reason::DriftDetected,
         };
-        let message = failing
-            .iter()
-            .map(|f| f.message.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
-        (ConditionStatus::False, reason, message)
+        (
+            ConditionStatus::False,
+            reason,
+            distinct(failing.iter().map(|f| f.message.as_str())),
+        )
     };
     set_condition(
         conditions,
@@ -98,7 +97,7 @@ pub fn apply_findings(
             now,
         );
     } else {
-        let message = working.join("; ");
+        let message = distinct(working.iter().map(String::as_str));
         set_condition(
             conditions,
             ConditionType::Reconciling,
@@ -134,6 +133,17 @@ pub fn apply_findings(
             now,
         ),
     };
+}
+
+/// The messages joined, each once (a missing instance fails every check with one sentence).
+fn distinct<'a>(messages: impl Iterator<Item = &'a str>) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for message in messages {
+        if !seen.contains(&message) {
+            seen.push(message);
+        }
+    }
+    seen.join("; ")
 }
 
 /// Marks the object stalled on a failure outside the checks (access denied before any
@@ -318,6 +328,18 @@ mod tests {
             )
         );
         assert_eq!(get(&c, ConditionType::ReplicaFresh).0, "Unknown");
+    }
+
+    #[test]
+    fn one_cause_of_many_failing_checks_is_said_once_in_ready() {
+        let missing = "RDS instance x not found in us-east-1";
+        let findings: Vec<Finding> = ConditionType::DATABASE_CHECKS
+            .iter()
+            .map(|&check| Finding::new(check, Verdict::Blocked, Reason::InstanceNotFound, missing))
+            .collect();
+        let mut c = Vec::new();
+        apply_findings(&mut c, &findings, &Progress::default(), Some(1), now());
+        assert_eq!(get(&c, ConditionType::Ready).2, missing);
     }
 
     #[test]
