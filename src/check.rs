@@ -251,7 +251,7 @@ pub async fn evaluate_all(
             let action = plan
                 .actions
                 .iter()
-                .filter(|a| !f.is_pass() && a.fixes().contains(&f.check))
+                .filter(|a| !f.is_pass() && a.fixes().iter().any(|&c| f.check == c.into()))
                 .map(|a| a.describe(&db.spec));
             rows.push(Row {
                 kind: "BackedUpDatabase",
@@ -259,7 +259,7 @@ pub async fn evaluate_all(
                 check: f.check.as_str().to_string(),
                 status: status_of(f),
                 reason: f.reason.as_str().to_string(),
-                desired: database::desired_of(f.check.as_str(), &db.spec, &sources.policy),
+                desired: crate::policy::database::desired(f.check, &db.spec, &sources.policy),
                 observed: f.message.clone(),
                 action: action.collect::<Vec<_>>().join("; "),
             });
@@ -301,7 +301,7 @@ pub async fn evaluate_all(
         for f in &findings {
             let action = actions
                 .iter()
-                .filter(|a| !f.is_pass() && a.fixes().contains(&f.check))
+                .filter(|a| !f.is_pass() && a.fixes().iter().any(|&c| f.check == c.into()))
                 .map(|a| a.describe(&repo.spec));
             rows.push(Row {
                 kind: "BackedUpRepository",
@@ -309,7 +309,7 @@ pub async fn evaluate_all(
                 check: f.check.as_str().to_string(),
                 status: status_of(f),
                 reason: f.reason.as_str().to_string(),
-                desired: repository::desired_of(f.check.as_str(), &repo.spec, &sources.repository_policy),
+                desired: crate::policy::repository::desired(f.check, &repo.spec, &sources.repository_policy),
                 observed: f.message.clone(),
                 action: action.collect::<Vec<_>>().join("; "),
             });

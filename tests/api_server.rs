@@ -4,7 +4,7 @@
 
 use backup_warden::{
     api::{
-        BackedUpDatabase, BackedUpRepository, ConditionStatus, ConditionType, Reason,
+        BackedUpDatabase, BackedUpRepository, ConditionStatus, ConditionType, DatabaseCheck, Reason,
         database::ObservedInstance, set_condition,
     },
     testing,
@@ -347,7 +347,7 @@ async fn status_is_written_through_the_status_subresource_and_shown_by_kubectl()
     );
     set_condition(
         &mut status.conditions,
-        ConditionType::RetentionCompliant,
+        DatabaseCheck::RetentionCompliant,
         ConditionStatus::False,
         Reason::DriftDetected,
         "retention is 1 day (policy 7)",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_kms::types::KeyUsageType;
 use backup_warden::{
-    api::ConditionType,
+    api::{ConditionType, DatabaseCheck},
     policy::database::Policy,
     testing::{self, RunningController, condition, wait_for},
 };
@@ -164,7 +164,7 @@ async fn audit_reports_every_finding_and_changes_nothing() {
         assert!(message.contains(finding), "{message:?} lacks {finding:?}");
     }
     assert_eq!(
-        condition(&db, ConditionType::RetentionCompliant)
+        condition(&db, DatabaseCheck::RetentionCompliant)
             .map(|c| c.0)
             .as_deref(),
         Some("False")
@@ -264,7 +264,7 @@ async fn a_disabled_replica_key_stalls_naming_the_key() {
         .expect("disable key");
     let db = wait_for(&w.dbs, "crm", CONVERGE, is("True", ConditionType::Stalled)).await;
     let (status, reason, message) =
-        condition(&db, ConditionType::ReplicaKeyCompliant).expect("key condition");
+        condition(&db, DatabaseCheck::ReplicaKeyCompliant).expect("key condition");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "KeyNotUsable"));
     assert!(
         message.contains(&key_arn) && message.contains("Disabled"),
@@ -387,7 +387,7 @@ async fn enabling_backups_from_zero_waits_for_the_maintenance_window() {
             == Some(7)
     })
     .await;
-    let (status, reason, _) = condition(&db, ConditionType::BackupsEnabled).expect("condition");
+    let (status, reason, _) = condition(&db, DatabaseCheck::BackupsEnabled).expect("condition");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "ActionPending"));
     let (reconciling, _, message) = condition(&db, ConditionType::Reconciling).expect("reconciling");
     assert_eq!(reconciling, "True");

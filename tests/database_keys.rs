@@ -16,7 +16,7 @@ use std::{
 
 use async_trait::async_trait;
 use backup_warden::{
-    api::ConditionType,
+    api::{ConditionType, DatabaseCheck},
     aws::{
         AwsError, AwsErrorKind, Scope,
         kms::{AliasOutcome, Kms, ReplicaKeyRequest, SdkKms},
@@ -248,10 +248,10 @@ async fn no_key_is_made_for_a_replication_the_quota_refuses() {
     // Now the quota is known to be exhausted: a new database gets no key.
     w.apply("second", "second-db", json!({})).await;
     let db = wait_for(&w.dbs, "second", CONVERGE, |db| {
-        condition(db, ConditionType::ReplicationActive).is_some_and(|c| c.1 == "QuotaExceeded")
+        condition(db, DatabaseCheck::ReplicationActive).is_some_and(|c| c.1 == "QuotaExceeded")
     })
     .await;
-    let (_, _, message) = condition(&db, ConditionType::ReplicationActive).expect("condition");
+    let (_, _, message) = condition(&db, DatabaseCheck::ReplicationActive).expect("condition");
     assert!(message.contains("Service Quotas"), "{message}");
     tokio::time::sleep(testing::fast_timing().resync * 3).await;
     assert!(w.keys_made_for("second-db").await.is_empty());
@@ -507,11 +507,11 @@ async fn a_given_key_must_be_customer_managed_and_the_replicas_own() {
         ("managed", "is AWS managed".to_string()),
     ] {
         let db = wait_for(&w.dbs, name, CONVERGE, |db| {
-            condition(db, ConditionType::ReplicaKeyCompliant)
+            condition(db, DatabaseCheck::ReplicaKeyCompliant)
                 .is_some_and(|c| c.0 == "False" && c.1 == "KeyNotDedicated")
         })
         .await;
-        let (_, _, message) = condition(&db, ConditionType::ReplicaKeyCompliant).expect("condition");
+        let (_, _, message) = condition(&db, DatabaseCheck::ReplicaKeyCompliant).expect("condition");
         assert!(message.contains(&text), "{name}: {message}");
         let stalled = condition(&db, ConditionType::Stalled).expect("stalled");
         assert_eq!(

@@ -7,7 +7,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use backup_warden::{
-    api::{BackedUpDatabase, ConditionType},
+    api::{BackedUpDatabase, ConditionType, DatabaseCheck},
     controller::{
         Decoded,
         context::Backoff,
@@ -396,7 +396,7 @@ async fn a_frozen_endpoint_turns_checks_unknown_never_a_stale_true() {
         .await
         .expect("lower the retention");
     let unknown = testing::wait_for(&dbs, "db", Duration::from_secs(30), |db| {
-        testing::condition(db, ConditionType::RetentionCompliant).is_some_and(|c| c.0 == "Unknown")
+        testing::condition(db, DatabaseCheck::RetentionCompliant).is_some_and(|c| c.0 == "Unknown")
     })
     .await;
     let (status, reason, message) = testing::condition(&unknown, ConditionType::Ready).expect("Ready");
@@ -447,7 +447,7 @@ async fn a_region_without_an_endpoint_stalls_the_object_saying_so() {
     assert_eq!(reason, "RegionUnreachable", "{message}");
     assert!(message.contains("zz-nowhere-9"), "{message}");
     assert_eq!(
-        testing::condition(&stalled, ConditionType::BackupsEnabled)
+        testing::condition(&stalled, DatabaseCheck::BackupsEnabled)
             .expect("check")
             .0,
         "Unknown"

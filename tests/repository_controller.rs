@@ -7,7 +7,7 @@ use aws_sdk_s3::types::{
     BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
 };
 use backup_warden::{
-    api::{BackedUpRepository, ConditionType},
+    api::{BackedUpRepository, ConditionType, RepositoryCheck},
     policy::repository::{BRANCH, RepositoryPolicy},
     testing::{self, RunningRepoController, github_fake::GitHubFake, repo_condition, wait_for},
     workflow,
@@ -195,7 +195,7 @@ async fn a_missing_workflow_gets_exactly_one_pull_request_across_restarts_and_do
     assert_eq!(url, prs[0].html_url);
     let (status, reason, message) = repo_condition(
         &w.repos.get("marketplace").await.expect("get"),
-        ConditionType::WorkflowPresent,
+        RepositoryCheck::WorkflowPresent,
     )
     .expect("condition");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "PullRequestOpen"));
@@ -306,15 +306,15 @@ async fn a_disabled_workflow_is_re_enabled_and_a_failed_run_is_reported_with_its
     let _c = w.controller(RepositoryPolicy::default()).await;
 
     let repo = wait_for(&w.repos, "etl", CONVERGE, |r| {
-        repo_condition(r, ConditionType::WorkflowEnabled).is_some_and(|c| c.0 == "True")
-            && repo_condition(r, ConditionType::LastRunSucceeded).is_some_and(|c| c.0 == "False")
+        repo_condition(r, RepositoryCheck::WorkflowEnabled).is_some_and(|c| c.0 == "True")
+            && repo_condition(r, RepositoryCheck::LastRunSucceeded).is_some_and(|c| c.0 == "False")
     })
     .await;
     assert_eq!(
         w.github.workflow_state("narrative-io/etl", PATH).as_deref(),
         Some("active")
     );
-    let (_, _, message) = repo_condition(&repo, ConditionType::LastRunSucceeded).expect("condition");
+    let (_, _, message) = repo_condition(&repo, RepositoryCheck::LastRunSucceeded).expect("condition");
     let link = format!("https://github.com/narrative-io/etl/actions/runs/{failed}");
     assert!(
         message.contains("concluded failure") && message.contains(&link),
@@ -341,10 +341,10 @@ async fn a_stale_backup_is_reported() {
     .await;
     let _c = w.controller(RepositoryPolicy::default()).await;
     let repo = wait_for(&w.repos, "docs", CONVERGE, |r| {
-        repo_condition(r, ConditionType::BackupFresh).is_some_and(|c| c.0 == "False")
+        repo_condition(r, RepositoryCheck::BackupFresh).is_some_and(|c| c.0 == "False")
     })
     .await;
-    let (_, reason, message) = repo_condition(&repo, ConditionType::BackupFresh).expect("condition");
+    let (_, reason, message) = repo_condition(&repo, RepositoryCheck::BackupFresh).expect("condition");
     assert_eq!(reason, "Stale");
     assert!(
         message.contains("narrative-io/docs/") && message.contains("limit 2s"),

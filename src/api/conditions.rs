@@ -7,7 +7,38 @@ use k8s_openapi::{
 };
 use schemars::{Schema, SchemaGenerator, json_schema};
 
-/// Every condition type either kind reports.
+use crate::policy::{database::DatabaseCheck, repository::RepositoryCheck};
+
+/// Declares a fieldless enum whose variants are their own wire names (CamelCase), with `ALL`
+/// in declaration order, `as_str` and `parse`: one declaration, no hand-kept lists.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => stringify!($variant),)+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
+        }
+    };
+}
+pub(crate) use wire_enum;
+
+/// Every condition type either kind reports: the three kstatus ones and each kind's checks,
+/// which its policy module declares (`DatabaseCheck`, `RepositoryCheck`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConditionType {
     /// The summary: every check passes.
@@ -16,193 +47,148 @@ pub enum ConditionType {
     Reconciling,
     /// The controller cannot make progress without a human (kstatus).
     Stalled,
-    // BackedUpDatabase checks
-    BackupsEnabled,
-    RetentionCompliant,
-    ReplicationActive,
-    ReplicaKeyCompliant,
-    ReplicaRetentionCompliant,
-    BackupsFresh,
-    ReplicaFresh,
-    // BackedUpRepository checks
-    WorkflowPresent,
-    WorkflowCurrent,
-    WorkflowEnabled,
-    LastRunSucceeded,
-    BackupFresh,
-    LifecycleCompliant,
+    Database(DatabaseCheck),
+    Repository(RepositoryCheck),
+}
+
+impl From<DatabaseCheck> for ConditionType {
+    fn from(check: DatabaseCheck) -> Self {
+        Self::Database(check)
+    }
+}
+
+impl From<RepositoryCheck> for ConditionType {
+    fn from(check: RepositoryCheck) -> Self {
+        Self::Repository(check)
+    }
 }
 
 impl ConditionType {
-    pub const DATABASE_CHECKS: [ConditionType; 7] = [
-        Self::BackupsEnabled,
-        Self::RetentionCompliant,
-        Self::ReplicationActive,
-        Self::ReplicaKeyCompliant,
-        Self::ReplicaRetentionCompliant,
-        Self::BackupsFresh,
-        Self::ReplicaFresh,
-    ];
+    pub const DATABASE_CHECKS: [Self; DatabaseCheck::ALL.len()] = {
+        let mut all = [Self::Ready; DatabaseCheck::ALL.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = Self::Database(DatabaseCheck::ALL[i]);
+            i += 1;
+        }
+        all
+    };
 
-    pub const REPOSITORY_CHECKS: [ConditionType; 6] = [
-        Self::WorkflowPresent,
-        Self::WorkflowCurrent,
-        Self::WorkflowEnabled,
-        Self::LastRunSucceeded,
-        Self::BackupFresh,
-        Self::LifecycleCompliant,
-    ];
+    pub const REPOSITORY_CHECKS: [Self; RepositoryCheck::ALL.len()] = {
+        let mut all = [Self::Ready; RepositoryCheck::ALL.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = Self::Repository(RepositoryCheck::ALL[i]);
+            i += 1;
+        }
+        all
+    };
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Ready => "Ready",
             Self::Reconciling => "Reconciling",
             Self::Stalled => "Stalled",
-            Self::BackupsEnabled => "BackupsEnabled",
-            Self::RetentionCompliant => "RetentionCompliant",
-            Self::ReplicationActive => "ReplicationActive",
-            Self::ReplicaKeyCompliant => "ReplicaKeyCompliant",
-            Self::ReplicaRetentionCompliant => "ReplicaRetentionCompliant",
-            Self::BackupsFresh => "BackupsFresh",
-            Self::ReplicaFresh => "ReplicaFresh",
-            Self::WorkflowPresent => "WorkflowPresent",
-            Self::WorkflowCurrent => "WorkflowCurrent",
-            Self::WorkflowEnabled => "WorkflowEnabled",
-            Self::LastRunSucceeded => "LastRunSucceeded",
-            Self::BackupFresh => "BackupFresh",
-            Self::LifecycleCompliant => "LifecycleCompliant",
+            Self::Database(check) => check.as_str(),
+            Self::Repository(check) => check.as_str(),
+        }
+    }
+
+    /// The condition type named `text` (as status and `notifiedDrift` store it).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "Ready" => Some(Self::Ready),
+            "Reconciling" => Some(Self::Reconciling),
+            "Stalled" => Some(Self::Stalled),
+            _ => DatabaseCheck::parse(text)
+                .map(Self::Database)
+                .or_else(|| RepositoryCheck::parse(text).map(Self::Repository)),
         }
     }
 }
 
-/// Why a condition has its status; CamelCase on the wire, as API conventions ask.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// The check passes.
-    Compliant,
-    /// The check fails and Enforce would fix it.
-    DriftDetected,
-    /// Not evaluated: an earlier fact is missing (no replica yet, no workflow file yet).
-    NotYetChecked,
-    /// An action was taken and its effect is not visible yet.
-    ActionPending,
-    /// Audit mode: the drift is reported, nothing is changed.
-    AuditOnly,
-    /// The resource cannot comply by its nature (Aurora member, read replica, ...).
-    Unsupported,
-    /// AWS Backup manages the instance's backups; RDS refuses retention changes.
-    ManagedByAwsBackup,
-    /// The instance exists but is not `available`: act once it is.
-    InstanceNotAvailable,
-    /// The referenced RDS instance does not exist.
-    InstanceNotFound,
-    /// The referenced KMS key does not exist.
-    KeyNotFound,
-    /// The KMS key exists but cannot serve (disabled, asymmetric, wrong region, source key).
-    KeyNotUsable,
-    /// The KMS key is not the replica's own: AWS managed, or it encrypts another source's backups.
-    KeyNotDedicated,
-    /// The referenced GitHub repository does not exist or is not visible to the token.
-    RepositoryNotFound,
-    /// The GitHub repository is archived (read only).
-    RepositoryArchived,
-    /// Credentials lack a permission; the message says which.
-    AccessDenied,
-    /// The backups are older than the freshness threshold.
-    Stale,
-    /// A pull request with the fix is open and waits for review.
-    PullRequestOpen,
-    /// All checks pass.
-    AllChecksPassed,
-    /// At least one check fails.
-    ChecksFailing,
-    /// Reconciling: work in progress.
-    Progressing,
-    /// Nothing blocks progress.
-    NotStalled,
-    /// An external API failed; retried with backoff.
-    ApiError,
-    /// The destination region already holds as many replications as RDS allows.
-    QuotaExceeded,
-    /// The fix needs stopping and restarting replication, which the spec does not allow.
-    RestartRequired,
-    /// Nothing to do.
-    Idle,
-    /// The object's spec cannot be read (the message names the field); edit it.
-    InvalidSpec,
-    /// backup-warden failed on this object (a bug); retried with backoff.
-    InternalError,
-    /// AWS or GitHub could not be read (a timeout, an outage): the checks are unknown until it can.
-    ObservationFailed,
-    /// The namespace may not use the AWS role or GitHub repository the spec names.
-    NotAllowed,
-    /// Another, older object manages the same RDS instance or repository.
-    Conflict,
-    /// The AWS endpoint of the region cannot be reached: a region that does not exist, is
-    /// not enabled for the account, or a network that blocks it.
-    RegionUnreachable,
-    // Event reasons: transitions and the actions taken.
-    /// A check that failed passes again.
-    DriftResolved,
-    RetentionRaised,
-    ReplicaKeyCreated,
-    ReplicationStarted,
-    ReplicationStopped,
-    PullRequestOpened,
-    WorkflowCommitted,
-    WorkflowEnabled,
-    LifecycleRuleAdded,
-    /// An action was refused or failed; the event's note says why.
-    ActionFailed,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Compliant => "Compliant",
-            Self::DriftDetected => "DriftDetected",
-            Self::NotYetChecked => "NotYetChecked",
-            Self::ActionPending => "ActionPending",
-            Self::AuditOnly => "AuditOnly",
-            Self::Unsupported => "Unsupported",
-            Self::ManagedByAwsBackup => "ManagedByAwsBackup",
-            Self::InstanceNotAvailable => "InstanceNotAvailable",
-            Self::InstanceNotFound => "InstanceNotFound",
-            Self::KeyNotFound => "KeyNotFound",
-            Self::KeyNotUsable => "KeyNotUsable",
-            Self::KeyNotDedicated => "KeyNotDedicated",
-            Self::RepositoryNotFound => "RepositoryNotFound",
-            Self::RepositoryArchived => "RepositoryArchived",
-            Self::AccessDenied => "AccessDenied",
-            Self::Stale => "Stale",
-            Self::PullRequestOpen => "PullRequestOpen",
-            Self::AllChecksPassed => "AllChecksPassed",
-            Self::ChecksFailing => "ChecksFailing",
-            Self::Progressing => "Progressing",
-            Self::NotStalled => "NotStalled",
-            Self::ApiError => "ApiError",
-            Self::QuotaExceeded => "QuotaExceeded",
-            Self::RestartRequired => "RestartRequired",
-            Self::Idle => "Idle",
-            Self::InvalidSpec => "InvalidSpec",
-            Self::InternalError => "InternalError",
-            Self::ObservationFailed => "ObservationFailed",
-            Self::RegionUnreachable => "RegionUnreachable",
-            Self::NotAllowed => "NotAllowed",
-            Self::Conflict => "Conflict",
-            Self::DriftResolved => "DriftResolved",
-            Self::RetentionRaised => "RetentionRaised",
-            Self::ReplicaKeyCreated => "ReplicaKeyCreated",
-            Self::ReplicationStarted => "ReplicationStarted",
-            Self::ReplicationStopped => "ReplicationStopped",
-            Self::PullRequestOpened => "PullRequestOpened",
-            Self::WorkflowCommitted => "WorkflowCommitted",
-            Self::WorkflowEnabled => "WorkflowEnabled",
-            Self::LifecycleRuleAdded => "LifecycleRuleAdded",
-            Self::ActionFailed => "ActionFailed",
-        }
+wire_enum! {
+    /// Why a condition has its status; CamelCase on the wire, as API conventions ask.
+    pub enum Reason {
+        /// The check passes.
+        Compliant,
+        /// The check fails and Enforce would fix it.
+        DriftDetected,
+        /// Not evaluated: an earlier fact is missing (no replica yet, no workflow file yet).
+        NotYetChecked,
+        /// An action was taken and its effect is not visible yet.
+        ActionPending,
+        /// Audit mode: the drift is reported, nothing is changed.
+        AuditOnly,
+        /// The resource cannot comply by its nature (Aurora member, read replica, ...).
+        Unsupported,
+        /// AWS Backup manages the instance's backups; RDS refuses retention changes.
+        ManagedByAwsBackup,
+        /// The instance exists but is not `available`: act once it is.
+        InstanceNotAvailable,
+        /// The referenced RDS instance does not exist.
+        InstanceNotFound,
+        /// The referenced KMS key does not exist.
+        KeyNotFound,
+        /// The KMS key exists but cannot serve (disabled, asymmetric, wrong region, source key).
+        KeyNotUsable,
+        /// The KMS key is not the replica's own: AWS managed, or it encrypts another source's backups.
+        KeyNotDedicated,
+        /// The referenced GitHub repository does not exist or is not visible to the token.
+        RepositoryNotFound,
+        /// The GitHub repository is archived (read only).
+        RepositoryArchived,
+        /// Credentials lack a permission; the message says which.
+        AccessDenied,
+        /// The backups are older than the freshness threshold.
+        Stale,
+        /// A pull request with the fix is open and waits for review.
+        PullRequestOpen,
+        /// All checks pass.
+        AllChecksPassed,
+        /// At least one check fails.
+        ChecksFailing,
+        /// Reconciling: work in progress.
+        Progressing,
+        /// Nothing blocks progress.
+        NotStalled,
+        /// An external API failed; retried with backoff.
+        ApiError,
+        /// The destination region already holds as many replications as RDS allows.
+        QuotaExceeded,
+        /// The fix needs stopping and restarting replication, which the spec does not allow.
+        RestartRequired,
+        /// Nothing to do.
+        Idle,
+        /// The object's spec cannot be read (the message names the field); edit it.
+        InvalidSpec,
+        /// backup-warden failed on this object (a bug); retried with backoff.
+        InternalError,
+        /// AWS or GitHub could not be read (a timeout, an outage): the checks are unknown until it can.
+        ObservationFailed,
+        /// The namespace may not use the AWS role or GitHub repository the spec names.
+        NotAllowed,
+        /// Another, older object manages the same RDS instance or repository.
+        Conflict,
+        /// The AWS endpoint of the region cannot be reached: a region that does not exist, is
+        /// not enabled for the account, or a network that blocks it.
+        RegionUnreachable,
+        // Event reasons: transitions and the actions taken.
+        /// A check that failed passes again.
+        DriftResolved,
+        RetentionRaised,
+        ReplicaKeyCreated,
+        ReplicationStarted,
+        ReplicationStopped,
+        PullRequestOpened,
+        WorkflowCommitted,
+        WorkflowEnabled,
+        LifecycleRuleAdded,
+        /// An action was refused or failed; the event's note says why.
+        ActionFailed,
     }
 }
+
 
 /// `metav1.Condition.status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,7 +223,7 @@ impl From<bool> for ConditionStatus {
 /// compares equal to the one written.
 pub fn set_condition(
     conditions: &mut Vec<Condition>,
-    type_: ConditionType,
+    type_: impl Into<ConditionType>,
     status: ConditionStatus,
     reason: Reason,
     message: impl Into<String>,
@@ -246,6 +232,7 @@ pub fn set_condition(
 ) -> bool {
     let message = message.into();
     let now = whole_seconds(now);
+    let type_ = type_.into();
     match conditions.iter_mut().find(|c| c.type_ == type_.as_str()) {
         Some(existing) => {
             existing.observed_generation = observed_generation;
@@ -280,7 +267,8 @@ pub fn whole_seconds(t: Timestamp) -> Timestamp {
 }
 
 /// Looks up a condition by type.
-pub fn find_condition(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
+pub fn find_condition(conditions: &[Condition], type_: impl Into<ConditionType>) -> Option<&Condition> {
+    let type_ = type_.into();
     conditions.iter().find(|c| c.type_ == type_.as_str())
 }
 
@@ -375,7 +363,7 @@ mod tests {
             let mut conditions = Vec::new();
             set_condition(
                 &mut conditions,
-                ConditionType::RetentionCompliant,
+                DatabaseCheck::RetentionCompliant,
                 ConditionStatus::True,
                 Reason::Compliant,
                 "ok",
@@ -384,7 +372,7 @@ mod tests {
             );
             let changed = set_condition(
                 &mut conditions,
-                ConditionType::RetentionCompliant,
+                DatabaseCheck::RetentionCompliant,
                 status,
                 reason,
                 message,

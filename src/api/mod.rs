@@ -10,6 +10,7 @@ pub mod repository;
 pub mod validation;
 
 pub use common::Mode;
+pub use crate::policy::{database::DatabaseCheck, repository::RepositoryCheck};
 pub use conditions::{ConditionStatus, ConditionType, Reason, set_condition};
 pub use database::{BackedUpDatabase, BackedUpDatabaseSpec, BackedUpDatabaseStatus};
 pub use duration::PositiveDuration;

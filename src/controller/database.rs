@@ -106,8 +106,8 @@ impl Kind for BackedUpDatabase {
         build_status(self, old, obs, findings, progress)
     }
 
-    fn desired(&self, ctx: &Context, check: &str) -> String {
-        desired_of(check, &self.spec, &ctx.policy)
+    fn desired(&self, ctx: &Context, check: ConditionType) -> String {
+        crate::policy::database::desired(check, &self.spec, &ctx.policy)
     }
 
     fn link(&self, _obs: &DatabaseObservation) -> Option<(String, String)> {
@@ -395,37 +395,4 @@ fn build_status(
             .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
     });
     status
-}
-
-/// What the policy wants of a check, for people.
-pub(crate) fn desired_of(
-    check: &str,
-    spec: &crate::api::BackedUpDatabaseSpec,
-    policy: &crate::policy::database::Policy,
-) -> String {
-    use crate::policy::database::required_retention;
-    let destination = &spec.replication.destination_region;
-    match check {
-        "BackupsEnabled" => "automated backups enabled".to_string(),
-        "RetentionCompliant" => format!(
-            "retention of at least {} days",
-            required_retention(spec.backups.retention_days, policy)
-        ),
-        "ReplicationActive" => format!("automated backups replicating to {destination}"),
-        "ReplicaKeyCompliant" => {
-            format!("an enabled symmetric KMS key of the replica's own in {destination}")
-        }
-        "ReplicaRetentionCompliant" => {
-            format!(
-                "replica retention of at least {} days",
-                required_retention(spec.replication.retention_days, policy)
-            )
-        }
-        "BackupsFresh" => format!(
-            "restorable within {}, an automated snapshot within {}",
-            spec.freshness.max_restore_lag, spec.freshness.max_snapshot_age
-        ),
-        "ReplicaFresh" => format!("replica restorable within {}", spec.freshness.max_replica_lag),
-        _ => "compliant".to_string(),
-    }
 }

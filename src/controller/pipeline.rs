@@ -154,7 +154,7 @@ pub trait Kind:
         progress: &Progress,
     ) -> Self::Status;
     /// What the policy wants of a check, for people.
-    fn desired(&self, ctx: &Self::Context, check: &str) -> String;
+    fn desired(&self, ctx: &Self::Context, check: ConditionType) -> String;
     /// Where to look, in a Slack message.
     fn link(&self, obs: &Self::Observation) -> Option<(String, String)>;
     /// Ages of the newest restorable points, for the metrics.
@@ -466,8 +466,9 @@ async fn report<K: Kind>(
 ) -> Result<K::Status, Error> {
     let shared = K::shared(ctx);
     let (namespace, name) = (object.namespace().unwrap_or_default(), object.name_any());
-    let (change, notified) = notify::decide(old.notified_drift(), before, after);
-    status.set_notified_drift(notified);
+    let notified = notify::parse_notified(old.notified_drift());
+    let (change, notified) = notify::decide(&notified, before, after);
+    status.set_notified_drift(notify::store_notified(&notified));
     write_status(object, &shared, old, &status).await?;
     if let Some(change) = change {
         shared.notifier.notify(notify::notification(

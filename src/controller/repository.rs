@@ -149,8 +149,8 @@ impl Kind for BackedUpRepository {
         build_status(self, old, obs, findings, progress)
     }
 
-    fn desired(&self, ctx: &RepoContext, check: &str) -> String {
-        desired_of(check, &self.spec, &ctx.policy)
+    fn desired(&self, ctx: &RepoContext, check: ConditionType) -> String {
+        crate::policy::repository::desired(check, &self.spec, &ctx.policy)
     }
 
     fn link(&self, obs: &RepositoryObservation) -> Option<(String, String)> {
@@ -371,30 +371,4 @@ fn build_status(
         last_modified: Some(Time(b.last_modified)),
     });
     status
-}
-
-/// What the policy wants of a check, for people.
-pub(crate) fn desired_of(
-    check: &str,
-    spec: &crate::api::BackedUpRepositorySpec,
-    policy: &RepositoryPolicy,
-) -> String {
-    match check {
-        "WorkflowPresent" => format!("{} on the default branch", spec.workflow.path),
-        "WorkflowCurrent" => format!("calls {} daily", spec.reusable_workflow()),
-        "WorkflowEnabled" => "the workflow active".to_string(),
-        "LastRunSucceeded" => format!("a successful run within {}", spec.freshness.max_run_age),
-        "BackupFresh" => format!(
-            "a backup under s3://{}/{} within {}",
-            spec.storage.bucket,
-            spec.storage_prefix(),
-            spec.freshness.max_backup_age
-        ),
-        "LifecycleCompliant" => format!(
-            "objects under {} expire after at least {} days",
-            spec.storage_prefix(),
-            crate::policy::repository::required_retention(spec, policy)
-        ),
-        _ => "compliant".to_string(),
-    }
 }

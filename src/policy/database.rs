@@ -6,11 +6,28 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{Finding, Verdict, days, human_duration, keys::key_id_of};
-use crate::api::{
-    ConditionType::{self, *},
-    Mode, Reason,
-    database::BackedUpDatabaseSpec,
-};
+use crate::api::{ConditionType, Mode, Reason, conditions::wire_enum, database::BackedUpDatabaseSpec};
+
+wire_enum! {
+    /// The database checks, in the order status lists them.
+    pub enum DatabaseCheck {
+        /// Automated backups are on (retention above 0).
+        BackupsEnabled,
+        /// The retention is at least the spec's and the policy's floor.
+        RetentionCompliant,
+        /// Automated backups replicate to the destination region.
+        ReplicationActive,
+        /// The replica is encrypted with an enabled key of its own in the destination.
+        ReplicaKeyCompliant,
+        /// The replica keeps backups at least as long as the spec and the policy ask.
+        ReplicaRetentionCompliant,
+        /// The instance is restorable recently and has a recent automated snapshot.
+        BackupsFresh,
+        /// The replica is restorable recently.
+        ReplicaFresh,
+    }
+}
+use DatabaseCheck::*;
 
 /// Controller-wide policy settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,32 +258,178 @@ fn age(now: Timestamp, then: Timestamp) -> Duration {
     now.duration_since(then).unsigned_abs()
 }
 
-/// One finding per database check, in `ConditionType::DATABASE_CHECKS` order.
+/// What the checks read, once the instance is known.
+pub struct Facts<'a> {
+    pub spec: &'a BackedUpDatabaseSpec,
+    pub obs: &'a DatabaseObservation,
+    pub policy: &'a Policy,
+    pub instance: &'a InstanceFacts,
+    /// The replication to the destination, if one runs.
+    pub active: Option<&'a ReplicaFacts>,
+}
+
+/// What a check needs before it can be judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// The instance, with backups of its own (not a read replica).
+    Instance,
+    /// That too, and RDS able to replicate it to the destination.
+    Replication,
+}
+
+/// One database check: how it is judged, and what the policy wants of it, for people.
+pub struct Check {
+    pub check: DatabaseCheck,
+    pub needs: Needs,
+    pub evaluate: fn(&Facts) -> Finding,
+    pub desired: fn(&BackedUpDatabaseSpec, &Policy) -> String,
+}
+
+/// The database checks, in the order status lists them (that of `DatabaseCheck`).
+pub const CHECKS: [Check; 7] = [
+    Check {
+        check: BackupsEnabled,
+        needs: Needs::Instance,
+        evaluate: |f| backups_enabled(f.spec, f.instance),
+        desired: |_, _| "automated backups enabled".to_string(),
+    },
+    Check {
+        check: RetentionCompliant,
+        needs: Needs::Instance,
+        evaluate: |f| retention(f.spec, f.instance, f.policy),
+        desired: |spec, policy| {
+            format!(
+                "retention of at least {} days",
+                required_retention(spec.backups.retention_days, policy)
+            )
+        },
+    },
+    Check {
+        check: ReplicationActive,
+        needs: Needs::Replication,
+        evaluate: |f| replication_active(f.obs, f.instance, &f.spec.replication.destination_region),
+        desired: |spec, _| {
+            format!(
+                "automated backups replicating to {}",
+                spec.replication.destination_region
+            )
+        },
+    },
+    Check {
+        check: ReplicaKeyCompliant,
+        needs: Needs::Replication,
+        evaluate: |f| replica_key(f.spec, f.obs, f.instance, f.active),
+        desired: |spec, _| {
+            format!(
+                "an enabled symmetric KMS key of the replica's own in {}",
+                spec.replication.destination_region
+            )
+        },
+    },
+    Check {
+        check: ReplicaRetentionCompliant,
+        needs: Needs::Replication,
+        evaluate: |f| replica_retention(f.spec, f.active, f.policy),
+        desired: |spec, policy| {
+            format!(
+                "replica retention of at least {} days",
+                required_retention(spec.replication.retention_days, policy)
+            )
+        },
+    },
+    Check {
+        check: BackupsFresh,
+        needs: Needs::Instance,
+        evaluate: |f| backups_fresh(f.spec, f.obs, f.instance),
+        desired: |spec, _| {
+            format!(
+                "restorable within {}, an automated snapshot within {}",
+                spec.freshness.max_restore_lag, spec.freshness.max_snapshot_age
+            )
+        },
+    },
+    Check {
+        check: ReplicaFresh,
+        needs: Needs::Replication,
+        evaluate: |f| replica_fresh(f.spec, f.obs, f.active),
+        desired: |spec, _| format!("replica restorable within {}", spec.freshness.max_replica_lag),
+    },
+];
+
+/// What the policy wants of `check`, for people.
+/// (Empty for another kind's check: status and notifications name only their own.)
+pub fn desired(check: ConditionType, spec: &BackedUpDatabaseSpec, policy: &Policy) -> String {
+    CHECKS
+        .iter()
+        .find(|c| ConditionType::from(c.check) == check)
+        .map_or_else(String::new, |c| (c.desired)(spec, policy))
+}
+
+/// One finding per database check, in `CHECKS` order.
 pub fn evaluate(spec: &BackedUpDatabaseSpec, obs: &DatabaseObservation, policy: &Policy) -> Vec<Finding> {
-    let Some(instance) = &obs.instance else {
-        let message = format!(
-            "RDS instance {} not found in {}: check spec.instance.identifier and spec.instance.region",
-            spec.instance.identifier, spec.instance.region
-        );
-        return ConditionType::DATABASE_CHECKS
+    let blocked = |reason: Reason, message: String| {
+        CHECKS
             .iter()
-            .map(|&check| Finding::new(check, Verdict::Blocked, Reason::InstanceNotFound, message.clone()))
-            .collect();
+            .map(|c| Finding::new(c.check, Verdict::Blocked, reason, message.clone()))
+            .collect()
+    };
+    let Some(instance) = &obs.instance else {
+        return blocked(
+            Reason::InstanceNotFound,
+            format!(
+                "RDS instance {} not found in {}: check spec.instance.identifier and spec.instance.region",
+                spec.instance.identifier, spec.instance.region
+            ),
+        );
     };
     if let Some(source) = &instance.read_replica_source {
-        let message = format!(
-            "{} is a read replica of {source}: it has no automated backups of its own; protect the source instead",
-            instance.identifier
+        return blocked(
+            Reason::Unsupported,
+            format!(
+                "{} is a read replica of {source}: it has no automated backups of its own; protect the source instead",
+                instance.identifier
+            ),
         );
-        return ConditionType::DATABASE_CHECKS
-            .iter()
-            .map(|&check| Finding::new(check, Verdict::Blocked, Reason::Unsupported, message.clone()))
-            .collect();
     }
-    let mut findings = vec![backups_enabled(spec, instance), retention(spec, instance, policy)];
-    findings.extend(replication_findings(spec, obs, instance, policy));
-    findings.insert(5, backups_fresh(spec, obs, instance));
-    findings
+    let unsupported = replication_unsupported(spec, obs, instance);
+    let facts = Facts {
+        spec,
+        obs,
+        policy,
+        instance,
+        active: obs.replica.as_ref().filter(|r| r.is_active()),
+    };
+    CHECKS
+        .iter()
+        .map(|c| match (c.needs, &unsupported) {
+            (Needs::Replication, Some(message)) => {
+                Finding::new(c.check, Verdict::Blocked, Reason::Unsupported, message.clone())
+            }
+            _ => (c.evaluate)(&facts),
+        })
+        .collect()
+}
+
+/// Why RDS cannot replicate this instance's automated backups to the destination, if so.
+fn replication_unsupported(
+    spec: &BackedUpDatabaseSpec,
+    obs: &DatabaseObservation,
+    instance: &InstanceFacts,
+) -> Option<String> {
+    let destination = &spec.replication.destination_region;
+    if let Some(cluster) = &instance.cluster_identifier {
+        Some(format!(
+            "{} is a member of DB cluster {cluster}: RDS does not replicate automated backups of Aurora or Multi-AZ DB clusters",
+            instance.identifier
+        ))
+    } else if !obs.source_region_supported {
+        Some(format!(
+            "RDS cannot replicate automated backups from {} to {destination}",
+            instance.region
+        ))
+    } else {
+        None
+    }
 }
 
 fn backups_enabled(spec: &BackedUpDatabaseSpec, instance: &InstanceFacts) -> Finding {
@@ -417,46 +580,6 @@ fn backups_fresh(
 }
 
 /// ReplicationActive, ReplicaKeyCompliant, ReplicaRetentionCompliant, ReplicaFresh.
-fn replication_findings(
-    spec: &BackedUpDatabaseSpec,
-    obs: &DatabaseObservation,
-    instance: &InstanceFacts,
-    policy: &Policy,
-) -> Vec<Finding> {
-    let destination = &spec.replication.destination_region;
-    let unsupported = if let Some(cluster) = &instance.cluster_identifier {
-        Some(format!(
-            "{} is a member of DB cluster {cluster}: RDS does not replicate automated backups of Aurora or Multi-AZ DB clusters",
-            instance.identifier
-        ))
-    } else if !obs.source_region_supported {
-        Some(format!(
-            "RDS cannot replicate automated backups from {} to {destination}",
-            instance.region
-        ))
-    } else {
-        None
-    };
-    if let Some(message) = unsupported {
-        return [
-            ReplicationActive,
-            ReplicaKeyCompliant,
-            ReplicaRetentionCompliant,
-            ReplicaFresh,
-        ]
-        .into_iter()
-        .map(|check| Finding::new(check, Verdict::Blocked, Reason::Unsupported, message.clone()))
-        .collect();
-    }
-    let active = obs.replica.as_ref().filter(|r| r.is_active());
-    vec![
-        replication_active(obs, instance, destination),
-        replica_key(spec, obs, instance, active),
-        replica_retention(spec, active, policy),
-        replica_fresh(spec, obs, active),
-    ]
-}
-
 fn replication_active(obs: &DatabaseObservation, instance: &InstanceFacts, destination: &str) -> Finding {
     let active = obs.replica.as_ref().is_some_and(ReplicaFacts::is_active);
     // A key is made only for a replication that can start (an existing key may try again).
@@ -565,7 +688,7 @@ fn replica_key(
 }
 
 /// Drift that only a stop + start of replication fixes: Enforce acts only with the opt-in.
-fn restart_finding(spec: &BackedUpDatabaseSpec, check: ConditionType, message: String) -> Finding {
+fn restart_finding(spec: &BackedUpDatabaseSpec, check: DatabaseCheck, message: String) -> Finding {
     if spec.replication.allow_replication_restart {
         Finding::new(
             check,
@@ -671,7 +794,7 @@ pub enum DbAction {
 
 impl DbAction {
     /// The checks this action fixes.
-    pub fn fixes(&self) -> &'static [ConditionType] {
+    pub fn fixes(&self) -> &'static [DatabaseCheck] {
         match self {
             Self::RaiseRetention { .. } => &[BackupsEnabled, RetentionCompliant],
             Self::CreateReplicaKey { .. } => &[ReplicaKeyCompliant],
@@ -716,8 +839,8 @@ impl DbAction {
 /// The actions to take now, and why nothing (else) is done.
 pub type Plan = super::Plan<DbAction>;
 
-fn verdict_of(findings: &[Finding], check: ConditionType) -> Option<Verdict> {
-    findings.iter().find(|f| f.check == check).map(|f| f.verdict)
+fn verdict_of(findings: &[Finding], check: DatabaseCheck) -> Option<Verdict> {
+    findings.iter().find(|f| f.check == check.into()).map(|f| f.verdict)
 }
 
 /// The actions Enforce takes for these findings. Audit (per object or controller-wide)

@@ -51,16 +51,21 @@ pub enum Verdict {
 }
 
 impl Finding {
-    pub fn new(check: ConditionType, verdict: Verdict, reason: Reason, message: impl Into<String>) -> Self {
+    pub fn new(
+        check: impl Into<ConditionType>,
+        verdict: Verdict,
+        reason: Reason,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
-            check,
+            check: check.into(),
             verdict,
             reason,
             message: message.into(),
         }
     }
 
-    pub fn pass(check: ConditionType, message: impl Into<String>) -> Self {
+    pub fn pass(check: impl Into<ConditionType>, message: impl Into<String>) -> Self {
         Self::new(check, Verdict::Pass, Reason::Compliant, message)
     }
 

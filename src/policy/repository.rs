@@ -8,12 +8,31 @@ use k8s_openapi::jiff::Timestamp;
 use super::{Finding, Verdict, days, human_duration};
 use crate::{
     api::{
-        ConditionType::{self, *},
-        Mode, Reason,
+        ConditionType, Mode, Reason,
+        conditions::wire_enum,
         repository::{BackedUpRepositorySpec, Delivery},
     },
     workflow,
 };
+
+wire_enum! {
+    /// The repository checks, in the order status lists them.
+    pub enum RepositoryCheck {
+        /// The workflow file is on the default branch.
+        WorkflowPresent,
+        /// It calls the shared reusable workflow daily.
+        WorkflowCurrent,
+        /// GitHub runs it (not disabled).
+        WorkflowEnabled,
+        /// Its last run succeeded, recently enough.
+        LastRunSucceeded,
+        /// A backup landed in S3 recently enough.
+        BackupFresh,
+        /// A lifecycle rule keeps the backups at least as long as the policy asks.
+        LifecycleCompliant,
+    }
+}
+use RepositoryCheck::*;
 
 /// The branch backup-warden proposes the workflow from: one per repository, so a pull
 /// request is found again rather than opened twice.
@@ -109,16 +128,87 @@ pub fn required_retention(spec: &BackedUpRepositorySpec, policy: &RepositoryPoli
     spec.storage.retention_days.max(policy.min_retention_days)
 }
 
-/// One finding per repository check, in `ConditionType::REPOSITORY_CHECKS` order.
+/// What the checks read, once the repository is known.
+pub struct Facts<'a> {
+    pub spec: &'a BackedUpRepositorySpec,
+    pub obs: &'a RepositoryObservation,
+    pub policy: &'a RepositoryPolicy,
+    pub repo: &'a RepoFacts,
+}
+
+/// One repository check: how it is judged, and what the policy wants of it, for people.
+pub struct Check {
+    pub check: RepositoryCheck,
+    pub evaluate: fn(&Facts) -> Finding,
+    pub desired: fn(&BackedUpRepositorySpec, &RepositoryPolicy) -> String,
+}
+
+/// The repository checks, in the order status lists them (that of `RepositoryCheck`).
+pub const CHECKS: [Check; 6] = [
+    Check {
+        check: WorkflowPresent,
+        evaluate: |f| workflow_present(f.spec, f.obs, f.repo),
+        desired: |spec, _| format!("{} on the default branch", spec.workflow.path),
+    },
+    Check {
+        check: WorkflowCurrent,
+        evaluate: |f| workflow_current(f.spec, f.obs, f.repo),
+        desired: |spec, _| format!("calls {} daily", spec.reusable_workflow()),
+    },
+    Check {
+        check: WorkflowEnabled,
+        evaluate: |f| workflow_enabled(f.obs, f.repo),
+        desired: |_, _| "the workflow active".to_string(),
+    },
+    Check {
+        check: LastRunSucceeded,
+        evaluate: |f| last_run(f.spec, f.obs),
+        desired: |spec, _| format!("a successful run within {}", spec.freshness.max_run_age),
+    },
+    Check {
+        check: BackupFresh,
+        evaluate: |f| backup_fresh(f.spec, f.obs),
+        desired: |spec, _| {
+            format!(
+                "a backup under s3://{}/{} within {}",
+                spec.storage.bucket,
+                spec.storage_prefix(),
+                spec.freshness.max_backup_age
+            )
+        },
+    },
+    Check {
+        check: LifecycleCompliant,
+        evaluate: |f| lifecycle(f.spec, f.obs, f.policy),
+        desired: |spec, policy| {
+            format!(
+                "objects under {} expire after at least {} days",
+                spec.storage_prefix(),
+                required_retention(spec, policy)
+            )
+        },
+    },
+];
+
+/// What the policy wants of `check`, for people.
+/// (Empty for another kind's check: status and notifications name only their own.)
+pub fn desired(check: ConditionType, spec: &BackedUpRepositorySpec, policy: &RepositoryPolicy) -> String {
+    CHECKS
+        .iter()
+        .find(|c| ConditionType::from(c.check) == check)
+        .map_or_else(String::new, |c| (c.desired)(spec, policy))
+}
+
+/// One finding per repository check, in `CHECKS` order.
 pub fn evaluate(
     spec: &BackedUpRepositorySpec,
     obs: &RepositoryObservation,
     policy: &RepositoryPolicy,
 ) -> Vec<Finding> {
     let blocked_all = |reason, message: String| -> Vec<Finding> {
-        ConditionType::REPOSITORY_CHECKS
+        CHECKS
             .iter()
-            .map(|&check| Finding::new(check, Verdict::Blocked, reason, message.clone()))
+            .map(|c| Finding::new(c.check, Verdict::Blocked, reason, message.clone()))
             .collect()
     };
     let Some(repo) = &obs.repo else {
@@ -139,17 +229,16 @@ pub fn evaluate(
             ),
         );
     }
-    vec![
-        workflow_present(spec, obs, repo),
-        workflow_current(spec, obs, repo),
-        workflow_enabled(obs, repo),
-        last_run(spec, obs),
-        backup_fresh(spec, obs),
-        lifecycle(spec, obs, policy),
-    ]
+    let facts = Facts {
+        spec,
+        obs,
+        policy,
+        repo,
+    };
+    CHECKS.iter().map(|c| (c.evaluate)(&facts)).collect()
 }
 
-fn proposed(obs: &RepositoryObservation, check: ConditionType, what: &str) -> Option<Finding> {
+fn proposed(obs: &RepositoryObservation, check: RepositoryCheck, what: &str) -> Option<Finding> {
     obs.pull_request.as_ref().map(|pr| {
         Finding::new(
             check,
@@ -374,7 +463,7 @@ pub enum RepoAction {
 
 impl RepoAction {
     /// The checks this action fixes.
-    pub fn fixes(&self) -> &'static [ConditionType] {
+    pub fn fixes(&self) -> &'static [RepositoryCheck] {
         match self {
             Self::ProposeWorkflow { .. } | Self::CommitWorkflow { .. } => &[WorkflowPresent, WorkflowCurrent],
             Self::EnableWorkflow { .. } => &[WorkflowEnabled],
@@ -412,10 +501,10 @@ pub fn plan(
     if repo.archived {
         return Vec::new();
     }
-    let drift = |check| {
+    let drift = |check: RepositoryCheck| {
         findings
             .iter()
-            .any(|f| f.check == check && f.verdict == Verdict::Drift)
+            .any(|f| f.check == check.into() && f.verdict == Verdict::Drift)
     };
     let mut actions = Vec::new();
     if drift(WorkflowPresent) || drift(WorkflowCurrent) {

@@ -101,6 +101,7 @@ pub async fn publish(recorder: &Recorder, reference: &ObjectReference, events: V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::DatabaseCheck;
     use crate::api::{ConditionStatus, Reason, set_condition};
     use k8s_openapi::jiff::Timestamp;
 
@@ -108,7 +109,7 @@ mod tests {
         let mut c = Vec::new();
         set_condition(
             &mut c,
-            ConditionType::RetentionCompliant,
+            DatabaseCheck::RetentionCompliant,
             status,
             reason,
             "retention is 1 day",
@@ -122,7 +123,7 @@ mod tests {
     fn drift_found_and_resolved_each_give_one_event() {
         let drift = conditions(ConditionStatus::False, Reason::DriftDetected);
         let ok = conditions(ConditionStatus::True, Reason::Compliant);
-        let checks = [ConditionType::RetentionCompliant];
+        let checks = [DatabaseCheck::RetentionCompliant.into()];
 
         let found = transitions(&[], &drift, &drift, &checks).around(Vec::new());
         assert_eq!(found.len(), 1);

@@ -266,6 +266,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::DatabaseCheck;
     use crate::{api::Reason, report::slack::SlackOutcomes};
 
     #[test]
@@ -293,9 +294,9 @@ mod tests {
     fn an_object_s_series_follow_its_findings_and_leave_with_it() {
         let metrics = Metrics::new().expect("metrics");
         let findings = [
-            Finding::pass(ConditionType::BackupsEnabled, "ok"),
+            Finding::pass(DatabaseCheck::BackupsEnabled, "ok"),
             Finding::new(
-                ConditionType::RetentionCompliant,
+                DatabaseCheck::RetentionCompliant,
                 Verdict::Drift,
                 Reason::DriftDetected,
                 "retention is 1 day",

@@ -3,6 +3,7 @@
 //! object's status, so a restarted controller neither repeats nor loses a message. Pure.
 
 use crate::{
+    api::ConditionType,
     policy::{Finding, Verdict},
     report::slack::{CheckLine, Notification, Transition},
 };
@@ -11,25 +12,40 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// These checks went into drift (and are still failing after this reconcile).
-    Drift(Vec<String>),
+    Drift(Vec<ConditionType>),
     /// Every check passes again; these were the ones notified as drifting.
-    Resolved(Vec<String>),
+    Resolved(Vec<ConditionType>),
     /// These checks drifted and were fixed within this reconcile.
-    Healed(Vec<String>),
+    Healed(Vec<ConditionType>),
 }
 
-fn failing(findings: &[Finding]) -> Vec<String> {
+fn failing(findings: &[Finding]) -> Vec<ConditionType> {
     findings
         .iter()
         .filter(|f| matches!(f.verdict, Verdict::Drift | Verdict::Blocked | Verdict::Pending))
-        .map(|f| f.check.as_str().to_string())
+        .map(|f| f.check)
         .collect()
+}
+
+/// What `status.notifiedDrift` holds, read (names no longer known are dropped: a check
+/// removed in an upgrade is not announced as resolved)...
+pub fn parse_notified(stored: &[String]) -> Vec<ConditionType> {
+    stored.iter().filter_map(|name| ConditionType::parse(name)).collect()
+}
+
+/// ...and written.
+pub fn store_notified(checks: &[ConditionType]) -> Vec<String> {
+    checks.iter().map(|check| check.as_str().to_string()).collect()
 }
 
 /// Decides the message for one reconcile. `notified` is what status says was last notified
 /// as drifting; `found` are the findings before acting, `after` those after acting. Returns
 /// the message to send, if any, and what status records as notified from now on.
-pub fn decide(notified: &[String], found: &[Finding], after: &[Finding]) -> (Option<Change>, Vec<String>) {
+pub fn decide(
+    notified: &[ConditionType],
+    found: &[Finding],
+    after: &[Finding],
+) -> (Option<Change>, Vec<ConditionType>) {
     let compliant = after.iter().all(Finding::is_pass);
     if compliant {
         return match (notified.is_empty(), failing(found)) {
@@ -44,12 +60,12 @@ pub fn decide(notified: &[String], found: &[Finding], after: &[Finding]) -> (Opt
             drifting.push(check);
         }
     }
-    let new: Vec<String> = drifting.into_iter().filter(|c| !notified.contains(c)).collect();
+    let new: Vec<ConditionType> = drifting.into_iter().filter(|c| !notified.contains(c)).collect();
     if new.is_empty() {
         return (None, notified.to_vec());
     }
     let mut state = notified.to_vec();
-    state.extend(new.iter().cloned());
+    state.extend(new.iter().copied());
     (Some(Change::Drift(new)), state)
 }
 
@@ -61,18 +77,18 @@ pub fn notification(
     name: &str,
     change: &Change,
     findings: &[&[Finding]],
-    desired: impl Fn(&str) -> String,
+    desired: impl Fn(ConditionType) -> String,
     link: Option<(String, String)>,
 ) -> Notification {
     let (transition, checks) = match change {
         Change::Drift(checks) => (Transition::Drift, checks),
         Change::Resolved(checks) | Change::Healed(checks) => (Transition::Resolved, checks),
     };
-    let observed = |check: &str| {
+    let observed = |check: ConditionType| {
         findings
             .iter()
             .flat_map(|list| list.iter())
-            .filter(|f| f.check.as_str() == check)
+            .filter(|f| f.check == check)
             .find(|f| (transition == Transition::Drift) != f.is_pass())
             .map(|f| f.message.clone())
             .unwrap_or_default()
@@ -84,8 +100,8 @@ pub fn notification(
         transition,
         checks: checks
             .iter()
-            .map(|check| CheckLine {
-                check: check.clone(),
+            .map(|&check| CheckLine {
+                check: check.as_str().to_string(),
                 desired: desired(check),
                 observed: observed(check),
             })
@@ -97,29 +113,38 @@ pub fn notification(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ConditionType, Reason};
+    use crate::api::{DatabaseCheck, Reason};
 
-    fn pass(check: ConditionType) -> Finding {
+    fn pass(check: DatabaseCheck) -> Finding {
         Finding::pass(check, "ok")
     }
 
-    fn drift(check: ConditionType) -> Finding {
+    fn drift(check: DatabaseCheck) -> Finding {
         Finding::new(check, Verdict::Drift, Reason::DriftDetected, "drift")
     }
 
-    fn names(checks: &[ConditionType]) -> Vec<String> {
-        checks.iter().map(|c| c.as_str().to_string()).collect()
+    fn names(checks: &[DatabaseCheck]) -> Vec<ConditionType> {
+        checks.iter().map(|&c| c.into()).collect()
     }
 
-    use ConditionType::{ReplicationActive as Replication, RetentionCompliant as Retention};
+    const RETENTION: DatabaseCheck = DatabaseCheck::RetentionCompliant;
+    const REPLICATION: DatabaseCheck = DatabaseCheck::ReplicationActive;
+
+    #[test]
+    fn notified_drift_is_parsed_at_the_status_boundary() {
+        let stored = vec!["RetentionCompliant".to_string(), "NoSuchCheck".to_string()];
+        let parsed = parse_notified(&stored);
+        assert_eq!(parsed, names(&[RETENTION]), "an unknown name is dropped");
+        assert_eq!(store_notified(&parsed), ["RetentionCompliant"]);
+    }
 
     #[test]
     fn drift_is_told_once_and_resolution_once() {
-        let drifting = [drift(Retention), drift(Replication)];
+        let drifting = [drift(RETENTION), drift(REPLICATION)];
         let (change, state) = decide(&[], &drifting, &drifting);
         assert_eq!(
             change,
-            Some(Change::Drift(names(&[Retention, Replication]))),
+            Some(Change::Drift(names(&[RETENTION, REPLICATION]))),
             "checks drifting together: one message"
         );
 
@@ -128,9 +153,9 @@ mod tests {
             assert_eq!((again, &same), (None, &state), "nothing new, nothing sent");
         }
 
-        let fixed = [pass(Retention), pass(Replication)];
+        let fixed = [pass(RETENTION), pass(REPLICATION)];
         let (change, state) = decide(&state, &fixed, &fixed);
-        assert_eq!(change, Some(Change::Resolved(names(&[Retention, Replication]))));
+        assert_eq!(change, Some(Change::Resolved(names(&[RETENTION, REPLICATION]))));
         assert!(state.is_empty());
         assert_eq!(decide(&state, &fixed, &fixed).0, None, "compliant stays quiet");
     }
@@ -139,30 +164,30 @@ mod tests {
     fn a_new_check_drifting_later_is_told_alone() {
         let (_, state) = decide(
             &[],
-            &[drift(Retention), pass(Replication)],
-            &[drift(Retention), pass(Replication)],
+            &[drift(RETENTION), pass(REPLICATION)],
+            &[drift(RETENTION), pass(REPLICATION)],
         );
-        let both = [drift(Retention), drift(Replication)];
+        let both = [drift(RETENTION), drift(REPLICATION)];
         let (change, state) = decide(&state, &both, &both);
-        assert_eq!(change, Some(Change::Drift(names(&[Replication]))));
-        assert_eq!(state, names(&[Retention, Replication]));
+        assert_eq!(change, Some(Change::Drift(names(&[REPLICATION]))));
+        assert_eq!(state, names(&[RETENTION, REPLICATION]));
     }
 
     #[test]
     fn drift_fixed_within_one_reconcile_is_one_message() {
         let (change, state) = decide(
             &[],
-            &[drift(Retention), pass(Replication)],
-            &[pass(Retention), pass(Replication)],
+            &[drift(RETENTION), pass(REPLICATION)],
+            &[pass(RETENTION), pass(REPLICATION)],
         );
-        assert_eq!(change, Some(Change::Healed(names(&[Retention]))));
+        assert_eq!(change, Some(Change::Healed(names(&[RETENTION]))));
         assert!(state.is_empty());
     }
 
     #[test]
     fn unknown_checks_are_not_drift() {
         let unknown = [Finding::new(
-            Replication,
+            REPLICATION,
             Verdict::Unknown,
             Reason::NotYetChecked,
             "no replica yet",

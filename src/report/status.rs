@@ -262,13 +262,14 @@ pub fn is_reconciling(conditions: &[Condition]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::DatabaseCheck;
     use crate::api::conditions::find_condition;
 
     fn now() -> Timestamp {
         Timestamp::from_second(1_800_000_000).expect("ts")
     }
 
-    fn get(conditions: &[Condition], t: ConditionType) -> (String, String, String) {
+    fn get(conditions: &[Condition], t: impl Into<ConditionType>) -> (String, String, String) {
         let c = find_condition(conditions, t).expect("condition");
         (c.status.clone(), c.reason.clone(), c.message.clone())
     }
@@ -276,8 +277,8 @@ mod tests {
     #[test]
     fn all_passing_is_ready_idle_and_not_stalled() {
         let findings = vec![
-            Finding::pass(ConditionType::BackupsEnabled, "ok"),
-            Finding::pass(ConditionType::RetentionCompliant, "ok"),
+            Finding::pass(DatabaseCheck::BackupsEnabled, "ok"),
+            Finding::pass(DatabaseCheck::RetentionCompliant, "ok"),
         ];
         let mut c = Vec::new();
         apply_findings(&mut c, &findings, &Progress::default(), Some(2), now());
@@ -299,19 +300,19 @@ mod tests {
     fn drift_names_each_finding_in_ready() {
         let findings = vec![
             Finding::new(
-                ConditionType::RetentionCompliant,
+                DatabaseCheck::RetentionCompliant,
                 Verdict::Drift,
                 Reason::DriftDetected,
                 "retention is 1 day (policy 7 days)",
             ),
             Finding::new(
-                ConditionType::ReplicationActive,
+                DatabaseCheck::ReplicationActive,
                 Verdict::Drift,
                 Reason::DriftDetected,
                 "no replication to us-west-2",
             ),
             Finding::new(
-                ConditionType::ReplicaFresh,
+                DatabaseCheck::ReplicaFresh,
                 Verdict::Unknown,
                 Reason::NotYetChecked,
                 "no replica yet",
@@ -327,7 +328,7 @@ mod tests {
                 "retention is 1 day (policy 7 days); no replication to us-west-2".into()
             )
         );
-        assert_eq!(get(&c, ConditionType::ReplicaFresh).0, "Unknown");
+        assert_eq!(get(&c, DatabaseCheck::ReplicaFresh).0, "Unknown");
     }
 
     #[test]
@@ -345,7 +346,7 @@ mod tests {
     #[test]
     fn actions_and_pending_work_set_reconciling() {
         let findings = vec![Finding::new(
-            ConditionType::ReplicationActive,
+            DatabaseCheck::ReplicationActive,
             Verdict::Pending,
             Reason::ActionPending,
             "replication to us-west-2 is starting",
@@ -371,18 +372,18 @@ mod tests {
     #[test]
     fn what_cannot_be_read_turns_every_check_unknown() {
         let mut c = Vec::new();
-        let findings = [Finding::pass(ConditionType::BackupsEnabled, "ok")];
+        let findings = [Finding::pass(DatabaseCheck::BackupsEnabled, "ok")];
         apply_findings(&mut c, &findings, &Progress::default(), Some(1), now());
         apply_unobserved(
             &mut c,
-            &[ConditionType::BackupsEnabled],
+            &[DatabaseCheck::BackupsEnabled.into()],
             Reason::ObservationFailed,
             "cannot read AWS: DescribeDBInstances: Timeout",
             false,
             Some(1),
             now(),
         );
-        for t in [ConditionType::BackupsEnabled, ConditionType::Ready] {
+        for t in [DatabaseCheck::BackupsEnabled.into(), ConditionType::Ready] {
             assert_eq!(get(&c, t).0, "Unknown", "{t:?}");
             assert_eq!(get(&c, t).1, "ObservationFailed");
         }
@@ -405,7 +406,7 @@ mod tests {
     #[test]
     fn a_blocked_check_stalls_with_its_reason() {
         let findings = vec![Finding::new(
-            ConditionType::ReplicaKeyCompliant,
+            DatabaseCheck::ReplicaKeyCompliant,
             Verdict::Blocked,
             Reason::KeyNotUsable,
             "KMS key k is Disabled",

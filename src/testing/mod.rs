@@ -364,7 +364,7 @@ where
 /// The status, reason and message of a condition of a `BackedUpDatabase`.
 pub fn condition(
     db: &crate::api::BackedUpDatabase,
-    type_: crate::api::ConditionType,
+    type_: impl Into<crate::api::ConditionType>,
 ) -> Option<(String, String, String)> {
     let conditions = &db.status.as_ref()?.conditions;
     crate::api::conditions::find_condition(conditions, type_)
@@ -489,7 +489,7 @@ impl Drop for RunningRepoController {
 /// The status, reason and message of a condition of a `BackedUpRepository`.
 pub fn repo_condition(
     repo: &crate::api::BackedUpRepository,
-    type_: crate::api::ConditionType,
+    type_: impl Into<crate::api::ConditionType>,
 ) -> Option<(String, String, String)> {
     let conditions = &repo.status.as_ref()?.conditions;
     crate::api::conditions::find_condition(conditions, type_)

@@ -92,10 +92,10 @@ fn inst(obs: &mut DatabaseObservation) -> &mut InstanceFacts {
     obs.instance.as_mut().expect("instance")
 }
 
-fn finding(findings: &[Finding], check: ConditionType) -> &Finding {
+fn finding(findings: &[Finding], check: DatabaseCheck) -> &Finding {
     findings
         .iter()
-        .find(|f| f.check == check)
+        .find(|f| f.check == check.into())
         .expect("finding for every check")
 }
 
@@ -120,7 +120,7 @@ fn a_compliant_database_passes_every_check_and_plans_nothing() {
 #[test]
 fn each_check_reports_its_drift() {
     type Change = fn(&mut DatabaseObservation);
-    let cases: Vec<(ConditionType, Change, Verdict, Reason, &str)> = vec![
+    let cases: Vec<(DatabaseCheck, Change, Verdict, Reason, &str)> = vec![
         (
             BackupsEnabled,
             |o| o.instance.as_mut().map_or((), |i| i.retention_days = 0),
@@ -287,7 +287,7 @@ fn a_missing_instance_blocks_every_check_naming_it() {
 #[test]
 fn ineligible_instances_are_reported_as_what_they_are_and_never_acted_on() {
     type Change = fn(&mut DatabaseObservation);
-    let cases: Vec<(&str, Change, ConditionType, Reason, &str)> = vec![
+    let cases: Vec<(&str, Change, DatabaseCheck, Reason, &str)> = vec![
         (
             "aurora member",
             |o| {
@@ -826,4 +826,13 @@ fn no_key_is_created_while_the_destination_quota_is_known_to_be_exhausted() {
             .iter()
             .any(|a| matches!(a, DbAction::CreateReplicaKey { .. }))
     );
+}
+
+#[test]
+fn the_check_table_lists_every_check_once_in_declaration_order() {
+    let table: Vec<DatabaseCheck> = CHECKS.iter().map(|c| c.check).collect();
+    assert_eq!(table, DatabaseCheck::ALL);
+    for c in &CHECKS {
+        assert!(!(c.desired)(&spec(), &policy()).is_empty(), "{:?} says what it wants", c.check);
+    }
 }

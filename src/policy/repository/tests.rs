@@ -52,7 +52,8 @@ fn compliant() -> RepositoryObservation {
     }
 }
 
-fn finding(findings: &[Finding], check: ConditionType) -> &Finding {
+fn finding(findings: &[Finding], check: RepositoryCheck) -> &Finding {
+    let check = ConditionType::from(check);
     findings.iter().find(|f| f.check == check).expect("finding")
 }
 
@@ -78,7 +79,7 @@ fn a_compliant_repository_passes_every_check_and_plans_nothing() {
 #[test]
 fn each_check_reports_its_drift() {
     type Change = fn(&mut RepositoryObservation);
-    let cases: Vec<(ConditionType, Change, Verdict, Reason, &str)> = vec![
+    let cases: Vec<(RepositoryCheck, Change, Verdict, Reason, &str)> = vec![
         (
             WorkflowPresent,
             |o| {
@@ -373,4 +374,10 @@ fn freshness_is_reported_never_acted_on() {
     obs.last_run = None;
     let findings = evaluate(&spec(), &obs, &policy());
     assert!(plan(&spec(), &obs, &findings, &policy()).is_empty());
+}
+
+#[test]
+fn the_check_table_lists_every_check_once_in_declaration_order() {
+    let table: Vec<RepositoryCheck> = CHECKS.iter().map(|c| c.check).collect();
+    assert_eq!(table, RepositoryCheck::ALL);
 }
