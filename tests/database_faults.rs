@@ -14,7 +14,7 @@ use backup_warden::{
         AwsError, AwsErrorKind, Scope,
         rds::{Rds, SdkRds},
     },
-    policy::database::{InstanceFacts, Policy, ReplicaFacts},
+    policy::database::{InstanceChange, InstanceFacts, Policy, ReplicaFacts},
     testing::{self, RunningController, condition, wait_for},
 };
 use k8s_openapi::jiff::Timestamp;
@@ -65,15 +65,14 @@ impl Rds for Faulty {
     async fn replication_source_regions(&self, scope: &Scope) -> Result<Vec<String>, AwsError> {
         self.inner.replication_source_regions(scope).await
     }
-    async fn modify_retention(
+    async fn modify_instance(
         &self,
         scope: &Scope,
         id: &str,
-        days: i32,
-        now: bool,
+        change: &InstanceChange,
     ) -> Result<InstanceFacts, AwsError> {
         self.check("ModifyDBInstance")?;
-        self.inner.modify_retention(scope, id, days, now).await
+        self.inner.modify_instance(scope, id, change).await
     }
     async fn start_replication(
         &self,

@@ -189,7 +189,6 @@ wire_enum! {
     }
 }
 
-
 /// `metav1.Condition.status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConditionStatus {

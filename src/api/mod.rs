@@ -9,8 +9,8 @@ pub mod duration;
 pub mod repository;
 pub mod validation;
 
-pub use common::Mode;
 pub use crate::policy::{database::DatabaseCheck, repository::RepositoryCheck};
+pub use common::Mode;
 pub use conditions::{ConditionStatus, ConditionType, Reason, set_condition};
 pub use database::{BackedUpDatabase, BackedUpDatabaseSpec, BackedUpDatabaseStatus};
 pub use duration::PositiveDuration;

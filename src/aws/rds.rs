@@ -11,7 +11,7 @@ use aws_sdk_rds::{
 use k8s_openapi::jiff::Timestamp;
 
 use super::{AwsClients, AwsError, Scope};
-use crate::policy::database::{InstanceFacts, ReplicaFacts};
+use crate::policy::database::{InstanceChange, InstanceFacts, ReplicaFacts};
 
 /// Page size of every Describe call: the API maximum, so a sweep reads as few pages as possible.
 pub const PAGE_SIZE: i32 = 100;
@@ -27,13 +27,13 @@ pub trait Rds: Send + Sync {
     -> Result<HashMap<String, Timestamp>, AwsError>;
     /// Regions the scope's region can replicate automated backups from.
     async fn replication_source_regions(&self, scope: &Scope) -> Result<Vec<String>, AwsError>;
-    /// ModifyDBInstance BackupRetentionPeriod; returns the instance as RDS now reports it.
-    async fn modify_retention(
+    /// ModifyDBInstance with the fields `change` sets; returns the instance as RDS now
+    /// reports it.
+    async fn modify_instance(
         &self,
         scope: &Scope,
         identifier: &str,
-        days: i32,
-        apply_immediately: bool,
+        change: &InstanceChange,
     ) -> Result<InstanceFacts, AwsError>;
     /// StartDBInstanceAutomatedBackupsReplication, called in the destination scope.
     async fn start_replication(
@@ -196,23 +196,20 @@ impl Rds for SdkRds {
         Ok(out)
     }
 
-    async fn modify_retention(
+    async fn modify_instance(
         &self,
         scope: &Scope,
         identifier: &str,
-        days: i32,
-        apply_immediately: bool,
+        change: &InstanceChange,
     ) -> Result<InstanceFacts, AwsError> {
         let c = self.clients.for_scope(scope).await;
         let _permit = c.limit.acquire().await;
-        // ApplyImmediately would also apply every other pending modification of the
-        // instance, so it is only ever set when the spec asks for it.
         let out = c
             .rds
             .modify_db_instance()
             .db_instance_identifier(identifier)
-            .backup_retention_period(days)
-            .apply_immediately(apply_immediately)
+            .set_backup_retention_period(change.backup_retention_days)
+            .apply_immediately(change.apply_immediately)
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("ModifyDBInstance", &e))?;

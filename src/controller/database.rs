@@ -76,7 +76,7 @@ impl Kind for BackedUpDatabase {
 
     fn reason(action: &DbAction) -> Reason {
         match action {
-            DbAction::RaiseRetention { .. } => Reason::RetentionRaised,
+            DbAction::ModifyInstance { .. } => Reason::RetentionRaised,
             DbAction::CreateReplicaKey { .. } => Reason::ReplicaKeyCreated,
             DbAction::StopReplication => Reason::ReplicationStopped,
             DbAction::StartReplication { .. } => Reason::ReplicationStarted,
@@ -300,18 +300,21 @@ async fn perform(
     let source = Scope::new(role, &spec.instance.region);
     let destination = Scope::new(role, &spec.replication.destination_region);
     match action {
-        DbAction::RaiseRetention {
-            from,
-            to,
-            apply_immediately,
-        } => {
+        DbAction::ModifyInstance { change, .. } => {
             // Safety rule, held here as well as in the plan: a retention is never lowered.
-            if to <= from || *to < instance.retention_days {
+            let mut change = change.clone();
+            if change
+                .backup_retention_days
+                .is_some_and(|to| to <= instance.retention_days)
+            {
+                change.backup_retention_days = None;
+            }
+            if change.is_empty() {
                 return Ok(None);
             }
             let facts = ctx
                 .rds
-                .modify_retention(&source, &instance.identifier, *to, *apply_immediately)
+                .modify_instance(&source, &instance.identifier, &change)
                 .await?;
             ctx.inventory.record_instance(&source, facts).await;
         }

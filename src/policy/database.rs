@@ -277,12 +277,66 @@ pub enum Needs {
     Replication,
 }
 
-/// One database check: how it is judged, and what the policy wants of it, for people.
+/// One database check: how it is judged, what the policy wants of it (for people), and,
+/// when one ModifyDBInstance fixes its drift, which change.
 pub struct Check {
     pub check: DatabaseCheck,
     pub needs: Needs,
     pub evaluate: fn(&Facts) -> Finding,
     pub desired: fn(&BackedUpDatabaseSpec, &Policy) -> String,
+    pub fix: Option<fn(&Facts) -> InstanceChange>,
+}
+
+/// What one ModifyDBInstance changes: a field per attribute a check fixes, `None` leaves it
+/// as it is. The RDS adapter sends each field; `describe` says each.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstanceChange {
+    /// BackupRetentionPeriod: only ever raised.
+    pub backup_retention_days: Option<i32>,
+    /// ApplyImmediately: RDS then applies every other pending change of the instance too, so
+    /// only when the spec asks for it.
+    pub apply_immediately: bool,
+}
+
+impl InstanceChange {
+    pub fn is_empty(&self) -> bool {
+        self.backup_retention_days.is_none()
+    }
+
+    /// Both changes in one call (the higher of two retentions).
+    fn merge(self, other: Self) -> Self {
+        Self {
+            backup_retention_days: self.backup_retention_days.max(other.backup_retention_days),
+            apply_immediately: self.apply_immediately || other.apply_immediately,
+        }
+    }
+
+    /// The change, read against the instance's values before it (`from`), for people.
+    fn describe(&self, from: &Self) -> String {
+        let mut parts = Vec::new();
+        if let Some(to) = self.backup_retention_days {
+            // From 0 (backups off), RDS waits for the maintenance window unless told otherwise.
+            parts.push(match from.backup_retention_days.unwrap_or_default() {
+                0 if !self.apply_immediately => {
+                    format!(
+                        "enabled automated backups ({}) at the next maintenance window",
+                        days(to)
+                    )
+                }
+                was => format!("raised backup retention from {} to {}", days(was), days(to)),
+            });
+        }
+        parts.join(", ")
+    }
+}
+
+/// Raise the retention to what the spec and the policy require.
+fn raise_retention(f: &Facts) -> InstanceChange {
+    let required = required_retention(f.spec.backups.retention_days, f.policy);
+    InstanceChange {
+        backup_retention_days: (required > f.instance.retention_days).then_some(required),
+        apply_immediately: f.spec.backups.apply_immediately,
+    }
 }
 
 /// The database checks, in the order status lists them (that of `DatabaseCheck`).
@@ -292,6 +346,7 @@ pub const CHECKS: [Check; 7] = [
         needs: Needs::Instance,
         evaluate: |f| backups_enabled(f.spec, f.instance),
         desired: |_, _| "automated backups enabled".to_string(),
+        fix: Some(raise_retention),
     },
     Check {
         check: RetentionCompliant,
@@ -303,6 +358,7 @@ pub const CHECKS: [Check; 7] = [
                 required_retention(spec.backups.retention_days, policy)
             )
         },
+        fix: Some(raise_retention),
     },
     Check {
         check: ReplicationActive,
@@ -314,6 +370,7 @@ pub const CHECKS: [Check; 7] = [
                 spec.replication.destination_region
             )
         },
+        fix: None,
     },
     Check {
         check: ReplicaKeyCompliant,
@@ -325,6 +382,7 @@ pub const CHECKS: [Check; 7] = [
                 spec.replication.destination_region
             )
         },
+        fix: None,
     },
     Check {
         check: ReplicaRetentionCompliant,
@@ -336,6 +394,7 @@ pub const CHECKS: [Check; 7] = [
                 required_retention(spec.replication.retention_days, policy)
             )
         },
+        fix: None,
     },
     Check {
         check: BackupsFresh,
@@ -347,12 +406,14 @@ pub const CHECKS: [Check; 7] = [
                 spec.freshness.max_restore_lag, spec.freshness.max_snapshot_age
             )
         },
+        fix: None,
     },
     Check {
         check: ReplicaFresh,
         needs: Needs::Replication,
         evaluate: |f| replica_fresh(f.spec, f.obs, f.active),
         desired: |spec, _| format!("replica restorable within {}", spec.freshness.max_replica_lag),
+        fix: None,
     },
 ];
 
@@ -778,11 +839,11 @@ pub enum KeyChoice {
 /// A change Enforce makes. Each is safe to repeat: observe looks before acting.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DbAction {
-    /// ModifyDBInstance BackupRetentionPeriod; `to > from` always (never lowers).
-    RaiseRetention {
-        from: i32,
-        to: i32,
-        apply_immediately: bool,
+    /// ModifyDBInstance with `change`; `from` holds the instance's values of the changed
+    /// fields before it.
+    ModifyInstance {
+        change: InstanceChange,
+        from: InstanceChange,
     },
     /// A dedicated symmetric key in the destination region, under `alias`.
     CreateReplicaKey { alias: String },
@@ -794,13 +855,17 @@ pub enum DbAction {
 
 impl DbAction {
     /// The checks this action fixes.
-    pub fn fixes(&self) -> &'static [DatabaseCheck] {
+    pub fn fixes(&self) -> Vec<DatabaseCheck> {
         match self {
-            Self::RaiseRetention { .. } => &[BackupsEnabled, RetentionCompliant],
-            Self::CreateReplicaKey { .. } => &[ReplicaKeyCompliant],
-            Self::StopReplication => &[ReplicaRetentionCompliant, ReplicaKeyCompliant],
+            Self::ModifyInstance { .. } => CHECKS
+                .iter()
+                .filter(|c| c.fix.is_some())
+                .map(|c| c.check)
+                .collect(),
+            Self::CreateReplicaKey { .. } => vec![ReplicaKeyCompliant],
+            Self::StopReplication => vec![ReplicaRetentionCompliant, ReplicaKeyCompliant],
             Self::StartReplication { .. } => {
-                &[ReplicationActive, ReplicaRetentionCompliant, ReplicaKeyCompliant]
+                vec![ReplicationActive, ReplicaRetentionCompliant, ReplicaKeyCompliant]
             }
         }
     }
@@ -809,19 +874,7 @@ impl DbAction {
     pub fn describe(&self, spec: &BackedUpDatabaseSpec) -> String {
         let destination = &spec.replication.destination_region;
         match self {
-            Self::RaiseRetention {
-                from,
-                to,
-                apply_immediately: false,
-            } if *from == 0 => {
-                format!(
-                    "enabled automated backups ({}) at the next maintenance window",
-                    days(*to)
-                )
-            }
-            Self::RaiseRetention { from, to, .. } => {
-                format!("raised backup retention from {} to {}", days(*from), days(*to))
-            }
+            Self::ModifyInstance { change, from } => change.describe(from),
             Self::CreateReplicaKey { alias } => format!("created KMS key {alias} in {destination}"),
             Self::StopReplication => {
                 format!("stopped replication to {destination} to restart it (replicated backups are kept)")
@@ -840,7 +893,10 @@ impl DbAction {
 pub type Plan = super::Plan<DbAction>;
 
 fn verdict_of(findings: &[Finding], check: DatabaseCheck) -> Option<Verdict> {
-    findings.iter().find(|f| f.check == check.into()).map(|f| f.verdict)
+    findings
+        .iter()
+        .find(|f| f.check == check.into())
+        .map(|f| f.verdict)
 }
 
 /// The actions Enforce takes for these findings. Audit (per object or controller-wide)
@@ -872,13 +928,26 @@ pub fn plan(
     }
 
     let mut actions = Vec::new();
-    let required = required_retention(spec.backups.retention_days, policy);
-    if (drift(BackupsEnabled) || drift(RetentionCompliant)) && required > instance.retention_days {
-        actions.push(DbAction::RaiseRetention {
-            from: instance.retention_days,
-            to: required,
-            apply_immediately: spec.backups.apply_immediately,
-        });
+    let facts = Facts {
+        spec,
+        obs,
+        policy,
+        instance,
+        active: obs.replica.as_ref().filter(|r| r.is_active()),
+    };
+    // One ModifyDBInstance for every drifting check it fixes.
+    let change = CHECKS
+        .iter()
+        .filter(|c| drift(c.check))
+        .filter_map(|c| c.fix)
+        .map(|fix| fix(&facts))
+        .fold(InstanceChange::default(), InstanceChange::merge);
+    if !change.is_empty() {
+        let from = InstanceChange {
+            backup_retention_days: Some(instance.retention_days),
+            apply_immediately: change.apply_immediately,
+        };
+        actions.push(DbAction::ModifyInstance { change, from });
     }
 
     let replica_retention = required_retention(spec.replication.retention_days, policy);

@@ -30,7 +30,10 @@ fn failing(findings: &[Finding]) -> Vec<ConditionType> {
 /// What `status.notifiedDrift` holds, read (names no longer known are dropped: a check
 /// removed in an upgrade is not announced as resolved)...
 pub fn parse_notified(stored: &[String]) -> Vec<ConditionType> {
-    stored.iter().filter_map(|name| ConditionType::parse(name)).collect()
+    stored
+        .iter()
+        .filter_map(|name| ConditionType::parse(name))
+        .collect()
 }
 
 /// ...and written.

@@ -379,7 +379,7 @@ fn ineligible_instances_are_reported_as_what_they_are_and_never_acted_on() {
             assert!(
                 !actions
                     .iter()
-                    .any(|a| matches!(a, DbAction::RaiseRetention { .. })),
+                    .any(|a| matches!(a, DbAction::ModifyInstance { .. })),
                 "{what}: {actions:?}"
             );
         }
@@ -408,10 +408,15 @@ fn enforce_plans_the_whole_fix_in_order() {
     assert_eq!(
         plan.actions,
         [
-            DbAction::RaiseRetention {
-                from: 1,
-                to: 7,
-                apply_immediately: false
+            DbAction::ModifyInstance {
+                change: InstanceChange {
+                    backup_retention_days: Some(7),
+                    apply_immediately: false
+                },
+                from: InstanceChange {
+                    backup_retention_days: Some(1),
+                    apply_immediately: false
+                }
             },
             DbAction::CreateReplicaKey {
                 alias: "alias/backup-warden/us-east-1/orders-db".into()
@@ -467,10 +472,15 @@ fn enabling_backups_from_zero_waits_for_the_maintenance_window_unless_asked() {
     let p = plan(&spec(), &obs, &findings, &policy());
     assert_eq!(
         p.actions,
-        [DbAction::RaiseRetention {
-            from: 0,
-            to: 7,
-            apply_immediately: false
+        [DbAction::ModifyInstance {
+            change: InstanceChange {
+                backup_retention_days: Some(7),
+                apply_immediately: false
+            },
+            from: InstanceChange {
+                backup_retention_days: Some(0),
+                apply_immediately: false
+            }
         }],
         "replication waits for backups"
     );
@@ -484,10 +494,15 @@ fn enabling_backups_from_zero_waits_for_the_maintenance_window_unless_asked() {
     let p = plan(&now, &obs, &findings, &policy());
     assert_eq!(
         p.actions[0],
-        DbAction::RaiseRetention {
-            from: 0,
-            to: 7,
-            apply_immediately: true
+        DbAction::ModifyInstance {
+            change: InstanceChange {
+                backup_retention_days: Some(7),
+                apply_immediately: true
+            },
+            from: InstanceChange {
+                backup_retention_days: Some(0),
+                apply_immediately: true
+            }
         }
     );
 
@@ -529,8 +544,9 @@ fn retention_is_never_lowered() {
             spec.backups.retention_days = spec_days;
             let findings = evaluate(&spec, &obs, &policy());
             for action in plan(&spec, &obs, &findings, &policy()).actions {
-                if let DbAction::RaiseRetention { from, to, .. } = action {
-                    assert!(to > from && from == have, "{have} -> {to}");
+                if let DbAction::ModifyInstance { change, from } = action {
+                    let (to, was) = (change.backup_retention_days, from.backup_retention_days);
+                    assert!(to > was && was == Some(have), "{have} -> {to:?}");
                 }
             }
         }
@@ -811,7 +827,7 @@ fn no_key_is_created_while_the_destination_quota_is_known_to_be_exhausted() {
     assert!(
         actions
             .iter()
-            .any(|a| matches!(a, DbAction::RaiseRetention { .. })),
+            .any(|a| matches!(a, DbAction::ModifyInstance { .. })),
         "the retention is still raised: {actions:?}"
     );
 
@@ -833,6 +849,10 @@ fn the_check_table_lists_every_check_once_in_declaration_order() {
     let table: Vec<DatabaseCheck> = CHECKS.iter().map(|c| c.check).collect();
     assert_eq!(table, DatabaseCheck::ALL);
     for c in &CHECKS {
-        assert!(!(c.desired)(&spec(), &policy()).is_empty(), "{:?} says what it wants", c.check);
+        assert!(
+            !(c.desired)(&spec(), &policy()).is_empty(),
+            "{:?} says what it wants",
+            c.check
+        );
     }
 }
