@@ -268,6 +268,24 @@ pub struct Facts<'a> {
     pub active: Option<&'a ReplicaFacts>,
 }
 
+impl<'a> Facts<'a> {
+    fn new(
+        spec: &'a BackedUpDatabaseSpec,
+        obs: &'a DatabaseObservation,
+        policy: &'a Policy,
+        instance: &'a InstanceFacts,
+    ) -> Self {
+        let active = obs.replica.as_ref().filter(|r| r.is_active());
+        Self {
+            spec,
+            obs,
+            policy,
+            instance,
+            active,
+        }
+    }
+}
+
 /// What a check needs before it can be judged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Needs {
@@ -453,13 +471,7 @@ pub fn evaluate(spec: &BackedUpDatabaseSpec, obs: &DatabaseObservation, policy: 
         );
     }
     let unsupported = replication_unsupported(spec, obs, instance);
-    let facts = Facts {
-        spec,
-        obs,
-        policy,
-        instance,
-        active: obs.replica.as_ref().filter(|r| r.is_active()),
-    };
+    let facts = Facts::new(spec, obs, policy, instance);
     CHECKS
         .iter()
         .map(|c| match (c.needs, &unsupported) {
@@ -928,13 +940,7 @@ pub fn plan(
     }
 
     let mut actions = Vec::new();
-    let facts = Facts {
-        spec,
-        obs,
-        policy,
-        instance,
-        active: obs.replica.as_ref().filter(|r| r.is_active()),
-    };
+    let facts = Facts::new(spec, obs, policy, instance);
     // One ModifyDBInstance for every drifting check it fixes.
     let change = CHECKS
         .iter()
