@@ -23,7 +23,6 @@ use crate::{
         ApiCalls, AwsClients, AwsSettings, inventory::BucketInventory, inventory::Inventory, kms::SdkKms,
         rds::SdkRds, s3::SdkS3,
     },
-    controller::{database, repository},
     github::{GitHub, GitHubClient, client::GitHubSettings, inventory::RepoInventory},
     policy::{Finding, Verdict, database::Policy, repository::RepositoryPolicy},
 };
@@ -242,7 +241,7 @@ pub async fn evaluate_all(
         }),
     );
     for db in dbs {
-        let obs = database::observe(db, &inventory, once, once)
+        let obs = crate::observe::database(db, &inventory, once, once)
             .await
             .map_err(|e| CheckError::Observe(e.to_string()))?;
         let findings = crate::policy::database::evaluate(&db.spec, &obs, &sources.policy);
@@ -284,7 +283,7 @@ pub async fn evaluate_all(
         .map(|r| (r.spec.repository.clone(), r.spec.workflow.path.clone()))
         .collect();
     for repo in repos {
-        let obs = repository::observe_with(
+        let obs = crate::observe::repository(
             repo,
             &inventory,
             github.as_ref(),

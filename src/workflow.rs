@@ -4,7 +4,39 @@
 
 use serde_json::Value;
 
-use crate::api::repository::BackedUpRepositorySpec;
+use crate::{api::repository::BackedUpRepositorySpec, github::FileChange};
+
+/// The workflow file `content` as a change to the repository whose object is `(namespace,
+/// name)`: the commit, and the pull request's text that explains it.
+pub fn proposal(
+    spec: &BackedUpRepositorySpec,
+    object: &(String, String),
+    base_branch: &str,
+    content: &str,
+) -> FileChange {
+    let prefix = spec.storage_prefix();
+    FileChange {
+        path: spec.workflow.path.clone(),
+        content: content.to_string(),
+        base_branch: base_branch.to_string(),
+        commit_message: format!("Add the daily backup workflow ({})", spec.workflow.path),
+        title: "Back this repository up daily (backup-warden)".to_string(),
+        body: format!(
+            "The company backup policy says every repository is backed up to S3 once a day.\n\n\
+             This adds `{path}`, which calls the shared reusable workflow `{uses}` on the schedule `{cron}` (UTC). \
+             Backups land in `s3://{bucket}/{prefix}` and are kept {days} days.\n\n\
+             Opened by backup-warden for the BackedUpRepository `{ns}/{name}`; change that resource, not this file. \
+             Merging this pull request makes the repository compliant.",
+            path = spec.workflow.path,
+            uses = spec.reusable_workflow(),
+            cron = spec.workflow.schedule,
+            bucket = spec.storage.bucket,
+            days = spec.storage.retention_days,
+            ns = object.0,
+            name = object.1,
+        ),
+    }
+}
 
 /// Renders the workflow file a repository should carry.
 pub fn render(spec: &BackedUpRepositorySpec) -> String {

@@ -25,8 +25,7 @@ use super::{
 };
 use crate::{
     api::{ConditionType, Reason},
-    aws::{AwsError, AwsErrorKind},
-    github::{GitHubError, GitHubErrorKind},
+    external::{Failure, ServiceError},
     policy::{Finding, Plan},
     report::{
         events,
@@ -167,78 +166,6 @@ pub trait Kind:
     }
     /// Work after the report (the database's key cleanup).
     async fn after(&self, _ctx: &Self::Context) {}
-}
-
-/// A failed call to AWS or GitHub.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error(transparent)]
-    Aws(#[from] AwsError),
-    #[error(transparent)]
-    GitHub(#[from] GitHubError),
-}
-
-/// What a failed call means for the object.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// Throttling, a server error, the network: back off and retry.
-    Transient,
-    /// A human must grant a permission; the message says which.
-    AccessDenied(String),
-    /// The region's endpoint does not resolve.
-    Unreachable,
-    /// The account's quota is reached: a human must raise it.
-    QuotaExceeded,
-    /// Someone changed the thing meanwhile: look again soon.
-    Conflict,
-    /// Refused for another reason (state, parameters).
-    Refused,
-}
-
-impl ServiceError {
-    pub fn failure(&self) -> Failure {
-        match self {
-            Self::Aws(e) => match e.kind {
-                AwsErrorKind::Transient => Failure::Transient,
-                AwsErrorKind::AccessDenied => Failure::AccessDenied(e.denied_message()),
-                AwsErrorKind::Unreachable => Failure::Unreachable,
-                AwsErrorKind::QuotaExceeded => Failure::QuotaExceeded,
-                AwsErrorKind::NotFound | AwsErrorKind::Refused => Failure::Refused,
-            },
-            Self::GitHub(e) => match e.kind {
-                GitHubErrorKind::Transient => Failure::Transient,
-                GitHubErrorKind::AccessDenied => Failure::AccessDenied(format!(
-                    "GitHub refused {} ({}: {}): grant the token or GitHub App contents, pull requests, \
-                     actions and workflows (write) on the repository",
-                    e.operation, e.status, e.message
-                )),
-                GitHubErrorKind::Conflict => Failure::Conflict,
-                GitHubErrorKind::NotFound | GitHubErrorKind::Refused => Failure::Refused,
-            },
-        }
-    }
-
-    pub fn service(&self) -> &'static str {
-        match self {
-            Self::Aws(_) => "AWS",
-            Self::GitHub(_) => "GitHub",
-        }
-    }
-
-    /// A rate limit says when to come back.
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::GitHub(e) => e.retry_after,
-            Self::Aws(_) => None,
-        }
-    }
-
-    fn refused_message(&self) -> String {
-        match self {
-            Self::Aws(e) => format!("AWS refused {}: {}: {}", e.operation, e.code, e.message),
-            Self::GitHub(e) => e.to_string(),
-        }
-    }
 }
 
 /// Why a reconcile failed; `category` is the only error label on metrics and logs.

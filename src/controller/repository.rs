@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, ResourceExt,
     runtime::{
@@ -16,7 +16,7 @@ use super::{
     Decoded,
     admission::Claimant,
     context::{Backoff, Timing},
-    pipeline::{self, Kind, ServiceError, Shared},
+    pipeline::{self, Kind, Shared},
 };
 use crate::{
     api::{
@@ -24,7 +24,9 @@ use crate::{
         repository::{ObservedBackup, ObservedRun, ObservedWorkflow},
     },
     aws::{Scope, inventory::BucketInventory},
+    external::ServiceError,
     github::{FileChange, GitHub, inventory::RepoInventory},
+    observe,
     policy::{
         Finding, Plan,
         repository::{RepoAction, RepositoryObservation, RepositoryPolicy, evaluate, plan},
@@ -196,7 +198,7 @@ async fn observe(
             .map(|r| (r.spec.repository.clone(), r.spec.workflow.path.clone()))
             .collect()
     };
-    observe_with(
+    observe::repository(
         repo,
         &ctx.repos,
         ctx.github.as_ref(),
@@ -208,98 +210,11 @@ async fn observe(
     .await
 }
 
-/// Observe with explicit sources (the controller's, or `backup-warden check`'s). `all` lists
-/// every (repository, workflow path) a sweep should read.
-pub(crate) async fn observe_with(
-    repo: &BackedUpRepository,
-    repos: &RepoInventory,
-    github: &dyn GitHub,
-    buckets: &BucketInventory,
-    all: impl FnOnce() -> Vec<(String, String)>,
-    resync: Duration,
-    fresh: Duration,
-) -> Result<RepositoryObservation, ServiceError> {
-    let spec = &repo.spec;
-    let name = &spec.repository;
-    let path = &spec.workflow.path;
-    let facts = repos
-        .get(name, path, fresh, resync, all)
-        .await
-        .map_err(ServiceError::GitHub)?;
-    let mut obs = RepositoryObservation {
-        repo: facts.clone(),
-        workflow: None,
-        last_run: None,
-        pull_request: None,
-        newest_backup: None,
-        lifecycle: None,
-        now: Timestamp::now(),
-    };
-    let Some(facts) = facts.filter(|f| !f.archived) else {
-        return Ok(obs);
-    };
-    let current = facts.file.as_deref().is_some_and(|text| {
-        workflow::check(text, &spec.reusable_workflow(), &spec.workflow.allowed_refs).is_ok()
-    });
-    // Only ask what the answer can change: runs need a registered workflow, a pull request
-    // matters only while the file is missing or outdated.
-    if facts.file.is_some() {
-        obs.workflow = github.workflow(name, path).await.map_err(ServiceError::GitHub)?;
-        if obs.workflow.is_some() {
-            obs.last_run = github
-                .newest_completed_run(name, path)
-                .await
-                .map_err(ServiceError::GitHub)?;
-        }
-    }
-    if !current {
-        obs.pull_request = github
-            .open_pull_request(name)
-            .await
-            .map_err(ServiceError::GitHub)?;
-    }
-    let scope = Scope::new(None, &spec.storage.region);
-    obs.lifecycle = buckets
-        .lifecycle(&scope, &spec.storage.bucket, resync)
-        .await
-        .map_err(ServiceError::Aws)?;
-    if obs.lifecycle.is_some() {
-        obs.newest_backup = buckets
-            .newest_object(&scope, &spec.storage.bucket, &spec.storage_prefix(), fresh)
-            .await
-            .map_err(ServiceError::Aws)?;
-    }
-    Ok(obs)
-}
-
-fn change(repo: &BackedUpRepository, obs: &RepositoryObservation, content: &str) -> FileChange {
-    let spec = &repo.spec;
-    let prefix = spec.storage_prefix();
-    FileChange {
-        path: spec.workflow.path.clone(),
-        content: content.to_string(),
-        base_branch: obs
-            .repo
-            .as_ref()
-            .map(|r| r.default_branch.clone())
-            .unwrap_or_else(|| "main".into()),
-        commit_message: format!("Add the daily backup workflow ({})", spec.workflow.path),
-        title: "Back this repository up daily (backup-warden)".to_string(),
-        body: format!(
-            "The company backup policy says every repository is backed up to S3 once a day.\n\n\
-             This adds `{path}`, which calls the shared reusable workflow `{uses}` on the schedule `{cron}` (UTC). \
-             Backups land in `s3://{bucket}/{prefix}` and are kept {days} days.\n\n\
-             Opened by backup-warden for the BackedUpRepository `{ns}/{name}`; change that resource, not this file. \
-             Merging this pull request makes the repository compliant.",
-            path = spec.workflow.path,
-            uses = spec.reusable_workflow(),
-            cron = spec.workflow.schedule,
-            bucket = spec.storage.bucket,
-            days = spec.storage.retention_days,
-            ns = repo.namespace().unwrap_or_default(),
-            name = repo.name_any(),
-        ),
-    }
+/// The workflow file as a change to the repository (a commit, or a pull request).
+fn proposal(repo: &BackedUpRepository, obs: &RepositoryObservation, content: &str) -> FileChange {
+    let branch = obs.repo.as_ref().map_or("main", |r| r.default_branch.as_str());
+    let object = (repo.namespace().unwrap_or_default(), repo.name_any());
+    workflow::proposal(&repo.spec, &object, branch, content)
 }
 
 /// Carries out one action; returns what was done, for status and events.
@@ -315,14 +230,14 @@ async fn act(
         RepoAction::ProposeWorkflow { content } => {
             let pr = ctx
                 .github
-                .propose_file(name, &change(repo, obs, content))
+                .propose_file(name, &proposal(repo, obs, content))
                 .await
                 .map_err(ServiceError::GitHub)?;
             Ok(format!("pull request {} proposes {}", pr.url, spec.workflow.path))
         }
         RepoAction::CommitWorkflow { content, replacing } => {
             ctx.github
-                .commit_file(name, &change(repo, obs, content), replacing.as_deref())
+                .commit_file(name, &proposal(repo, obs, content), replacing.as_deref())
                 .await
                 .map_err(ServiceError::GitHub)?;
             Ok(action.describe(spec))
