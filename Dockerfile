@@ -27,11 +27,14 @@ ENV AWS_LC_SYS_USE_SYSTEM=0
 
 # 1. Dependencies only, cached until Cargo.toml or Cargo.lock changes. Cargo refuses a
 #    manifest whose declared targets are missing, so the library, the binary and both
-#    [[bench]] targets get empty stand-ins (benches are not built by `cargo build`).
+#    [[bench]] targets get empty stand-ins (benches are not built by `cargo build`). The
+#    workspace's test-support crate is only a dev-dependency: its manifest is enough, with
+#    an empty stand-in library that `cargo build` never compiles.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
+COPY testing/Cargo.toml ./testing/
+RUN mkdir -p src benches testing/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
+ && touch src/lib.rs testing/src/lib.rs \
  && echo 'fn main() {}' > benches/converge_databases.rs \
  && echo 'fn main() {}' > benches/sweep_repositories.rs \
  && cargo build --release --locked \

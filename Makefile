@@ -19,12 +19,12 @@ chaos:
 # Converge BENCH_OBJECTS (default 1000) databases against the local environment.
 bench:
 	hack/local-env.sh up >/dev/null
-	cargo bench --locked --features test-util --bench converge_databases
+	cargo bench --locked --bench converge_databases
 
 # Sweep BENCH_OBJECTS (default 2000) repositories against the GitHub fake and the emulator.
 bench-repositories:
 	hack/local-env.sh up >/dev/null
-	cargo bench --locked --features test-util --bench sweep_repositories
+	cargo bench --locked --bench sweep_repositories
 
 down:
 	hack/local-env.sh down

@@ -3,17 +3,15 @@
 //! controller against the local API server and the AWS emulator. Reports AWS calls by
 //! operation, wall time and the controller's peak RSS.
 //!
-//!     make bench            # or: cargo bench --features test-util --bench converge_databases
+//!     make bench            # or: cargo bench --bench converge_databases
 //!     BENCH_OBJECTS=200 make bench
 use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use backup_warden::{
-    api::{BackedUpDatabase, ConditionType},
-    testing::{self, condition},
-};
+use backup_warden::api::{BackedUpDatabase, ConditionType};
+use backup_warden_testing::{self as testing, condition};
 use futures::{StreamExt, stream};
 use kube::{
     Api,

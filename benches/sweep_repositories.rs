@@ -12,9 +12,9 @@ use std::{
 
 use backup_warden::{
     api::{BackedUpRepository, BackedUpRepositorySpec, ConditionType},
-    testing::{self, github_fake::GitHubFake, repo_condition},
     workflow,
 };
+use backup_warden_testing::{self as testing, github_fake::GitHubFake, repo_condition};
 use futures::{StreamExt, stream};
 use k8s_openapi::jiff::Timestamp;
 use kube::{

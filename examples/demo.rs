@@ -3,7 +3,7 @@
 //! controller fixes both; a drift is injected and healed; the Slack messages and the
 //! drift metrics are shown.
 //!
-//!     cargo run --example demo --features test-util
+//!     cargo run --example demo
 
 use std::{process::Command, sync::Arc, time::Duration};
 
@@ -12,9 +12,9 @@ use backup_warden::{
     controller::Timing,
     policy::{database::Policy, repository::RepositoryPolicy},
     report::slack::{SlackNotifier, SlackSettings},
-    testing::{
-        self, RunningController, RunningRepoController, github_fake::GitHubFake, slack_fake::SlackFake,
-    },
+};
+use backup_warden_testing::{
+    self as testing, RunningController, RunningRepoController, github_fake::GitHubFake, slack_fake::SlackFake,
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, api::PostParams};

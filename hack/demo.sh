@@ -16,8 +16,8 @@ env_file=$(hack/local-env.sh up)
 . "$env_file"
 
 say "Building backup-warden and the demo"
-cargo build --quiet --locked --features test-util --example demo
-cargo run --quiet --locked --features test-util --example demo
+cargo build --quiet --locked --example demo
+cargo run --quiet --locked --example demo
 
 cat <<DONE
 

@@ -19,6 +19,3 @@ pub mod telemetry;
 pub mod tenancy;
 pub mod timeouts;
 pub mod workflow;
-
-#[cfg(feature = "test-util")]
-pub mod testing;

@@ -2,13 +2,11 @@
 //! manifests are refused with a message naming the field, status goes through the status
 //! subresource, and kubectl shows the printer columns.
 
-use backup_warden::{
-    api::{
-        BackedUpDatabase, BackedUpRepository, ConditionStatus, ConditionType, DatabaseCheck, Reason,
-        database::ObservedInstance, set_condition,
-    },
-    testing,
+use backup_warden::api::{
+    BackedUpDatabase, BackedUpRepository, ConditionStatus, ConditionType, DatabaseCheck, Reason,
+    database::ObservedInstance, set_condition,
 };
+use backup_warden_testing as testing;
 use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition, jiff::Timestamp,
 };

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use backup_warden::testing;
+use backup_warden_testing as testing;
 
 /// `backup-warden check` with throwaway AWS credentials, calling AWS at `aws_endpoint`.
 fn check_command(aws_endpoint: &str) -> Command {

@@ -39,7 +39,7 @@ fn apply_defaults(schema: &Value, value: &mut Value) {
 
 #[test]
 fn crds_directory_matches_the_generated_crds() {
-    let dir = backup_warden::testing::repo_root().join("crds");
+    let dir = backup_warden_testing::repo_root().join("crds");
     for crd in api::crds() {
         let name = crd.metadata.name.clone().expect("name");
         let path = dir.join(format!("{name}.yaml"));

@@ -8,8 +8,8 @@ use aws_sdk_kms::types::KeyUsageType;
 use backup_warden::{
     api::{ConditionType, DatabaseCheck},
     policy::database::Policy,
-    testing::{self, RunningController, condition, wait_for},
 };
+use backup_warden_testing::{self as testing, RunningController, condition, wait_for};
 use k8s_openapi::api::core::v1::Event;
 use kube::{
     Api,

@@ -15,8 +15,8 @@ use backup_warden::{
         rds::{Rds, SdkRds},
     },
     policy::database::{InstanceChange, InstanceFacts, Policy, ReplicaFacts},
-    testing::{self, RunningController, condition, wait_for},
 };
+use backup_warden_testing::{self as testing, RunningController, condition, wait_for};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, api::PostParams};
 use serde_json::json;

@@ -26,8 +26,8 @@ use backup_warden::{
         database::{KeyFacts, Policy, replica_key_alias},
         keys::TaggedKey,
     },
-    testing::{self, RunningController, condition, wait_for},
 };
+use backup_warden_testing::{self as testing, RunningController, condition, wait_for};
 use serde_json::json;
 use support::{CONVERGE, DESTINATION, Key, SOURCE, SOURCE_TAG, World, is, world};
 

@@ -7,8 +7,8 @@ use backup_warden::{
     api::{BackedUpDatabase, ConditionType},
     controller::Timing,
     policy::database::Policy,
-    testing::{self, RunningController, condition},
 };
+use backup_warden_testing::{self as testing, RunningController, condition};
 use futures::{StreamExt, stream};
 use kube::{
     Api,

@@ -5,7 +5,7 @@
 
 use aws_sdk_kms::types::KeyUsageType;
 use aws_sdk_rds::{error::ProvideErrorMetadata, types::DbInstance};
-use backup_warden::testing;
+use backup_warden_testing as testing;
 
 const SOURCE: &str = "us-east-1";
 const DESTINATION: &str = "us-west-2";

@@ -25,8 +25,8 @@ use std::{
 use backup_warden::{
     api::{BackedUpDatabase, ConditionType},
     policy::database::replica_key_alias,
-    testing::{self, condition, private_env::PrivateEnv, proxy::FreezableProxy},
 };
+use backup_warden_testing::{self as testing, condition, private_env::PrivateEnv, proxy::FreezableProxy};
 use kube::api::DeleteParams;
 use serde_json::json;
 use support::{DESTINATION, Key, SOURCE, SOURCE_TAG, World, world_in};

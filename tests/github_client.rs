@@ -3,10 +3,10 @@
 
 use std::{process::Command, time::Duration};
 
-use backup_warden::{
-    github::{FileChange, GitHub, GitHubAuth, GitHubClient, GitHubErrorKind, client::GitHubSettings},
-    testing::github_fake::GitHubFake,
+use backup_warden::github::{
+    FileChange, GitHub, GitHubAuth, GitHubClient, GitHubErrorKind, client::GitHubSettings,
 };
+use backup_warden_testing::github_fake::GitHubFake;
 
 const PATH: &str = ".github/workflows/backup-daily.yml";
 

@@ -1,12 +1,11 @@
 //! The fake GitHub answers as GitHub documents: GraphQL batches, contents writes and their
 //! conflicts, conditional GETs, pull requests, workflows and runs, the missing `workflow`
 //! scope, rate limits and the app installation-token flow.
-#![cfg(feature = "test-util")]
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use backup_warden::testing::github_fake::{GitHubFake, git_blob_sha};
+use backup_warden_testing::github_fake::{GitHubFake, git_blob_sha};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

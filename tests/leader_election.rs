@@ -8,10 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use backup_warden::{
-    api::{BackedUpDatabase, ConditionType},
-    testing::{self, condition, wait_for},
-};
+use backup_warden::api::{BackedUpDatabase, ConditionType};
+use backup_warden_testing::{self as testing, condition, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, api::PostParams};
 use serde_json::json;

@@ -9,7 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use backup_warden::{api::validation::ManifestValidator, check, testing};
+use backup_warden::{api::validation::ManifestValidator, check};
+use backup_warden_testing as testing;
 use serde_json::Value;
 
 struct Case {

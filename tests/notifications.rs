@@ -10,8 +10,8 @@ use backup_warden::{
     controller::Timing,
     policy::database::Policy,
     report::slack::{SlackNotifier, SlackSettings},
-    testing::{self, RunningController, condition, slack_fake::SlackFake, wait_for},
 };
+use backup_warden_testing::{self as testing, RunningController, condition, slack_fake::SlackFake, wait_for};
 use kube::{Api, api::PostParams};
 use serde_json::json;
 

@@ -14,8 +14,8 @@ use backup_warden::{
         guard::{self, Guard},
         sweep::Sweep,
     },
-    testing::{self, free_port, http_get, http_status},
 };
+use backup_warden_testing::{self as testing, free_port, http_get, http_status};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, ResourceExt,

@@ -9,8 +9,10 @@ use aws_sdk_s3::types::{
 use backup_warden::{
     api::{BackedUpRepository, ConditionType, RepositoryCheck},
     policy::repository::{BRANCH, RepositoryPolicy},
-    testing::{self, RunningRepoController, github_fake::GitHubFake, repo_condition, wait_for},
     workflow,
+};
+use backup_warden_testing::{
+    self as testing, RunningRepoController, github_fake::GitHubFake, repo_condition, wait_for,
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, api::PostParams};

@@ -11,8 +11,10 @@ use backup_warden::{
     api::{BackedUpRepository, BackedUpRepositorySpec, ConditionType},
     controller::Timing,
     policy::repository::RepositoryPolicy,
-    testing::{self, RunningRepoController, github_fake::GitHubFake, repo_condition},
     workflow,
+};
+use backup_warden_testing::{
+    self as testing, RunningRepoController, github_fake::GitHubFake, repo_condition,
 };
 use futures::{StreamExt, stream};
 use k8s_openapi::jiff::Timestamp;

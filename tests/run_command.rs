@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use backup_warden::testing::{self, free_port, http_get, http_status, output_of, wait_exit};
+use backup_warden_testing::{self as testing, free_port, http_get, http_status, output_of, wait_exit};
 
 fn spawn_run(kubeconfig: &std::path::Path, addr: SocketAddr, namespace: &str) -> Child {
     testing::spawn_controller(

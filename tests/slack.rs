@@ -8,13 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use backup_warden::{
-    report::slack::{
-        CheckLine, Notification, Notifier, SlackNotifier, SlackOutcomes, SlackSettings, Transition,
-        webhook_from,
-    },
-    testing::{slack_fake::SlackFake, unique_name},
+use backup_warden::report::slack::{
+    CheckLine, Notification, Notifier, SlackNotifier, SlackOutcomes, SlackSettings, Transition, webhook_from,
 };
+use backup_warden_testing::{slack_fake::SlackFake, unique_name};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);

@@ -8,7 +8,9 @@ use backup_warden::{
     api::{BackedUpDatabase, BackedUpRepository, ConditionType},
     policy::{database::Policy, repository::RepositoryPolicy},
     tenancy::Tenancy,
-    testing::{self, RunningController, RunningRepoController, github_fake::GitHubFake, wait_for},
+};
+use backup_warden_testing::{
+    self as testing, RunningController, RunningRepoController, github_fake::GitHubFake, wait_for,
 };
 use kube::{Api, api::PostParams};
 use serde_json::json;

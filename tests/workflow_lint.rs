@@ -4,7 +4,8 @@
 
 use std::process::Command;
 
-use backup_warden::{api::BackedUpRepositorySpec, testing, workflow};
+use backup_warden::{api::BackedUpRepositorySpec, workflow};
+use backup_warden_testing as testing;
 use serde_json::json;
 
 fn actionlint() -> String {

@@ -7,10 +7,8 @@ use std::{
     time::Duration,
 };
 
-use backup_warden::{
-    api::{BackedUpDatabase, ConditionType},
-    testing::{self, TestEnv, condition},
-};
+use backup_warden::api::{BackedUpDatabase, ConditionType};
+use backup_warden_testing::{self as testing, TestEnv, condition};
 use kube::{Api, api::PostParams};
 use serde_json::json;
 

@@ -1,6 +1,7 @@
-//! Test support shared by the integration tests in `tests/` (feature `test-util`): the
-//! local environment (kube-apiserver + etcd, the AWS emulator), a namespace per test, and
-//! AWS SDK configuration that points at the emulator.
+//! Test support shared by backup-warden's integration tests and benchmarks, a crate of its
+//! own (a dev-dependency) so that no build of the product contains it: the local
+//! environment (kube-apiserver + etcd, the AWS emulator), a namespace per test, AWS SDK
+//! configuration that points at the emulator, the GitHub and Slack fakes.
 //!
 //! The environment is started once per test process by `hack/local-env.sh up`, which
 //! reuses what already runs (so `make test` starts it once for every test binary) and,
@@ -73,7 +74,11 @@ pub fn env() -> &'static TestEnv {
 }
 
 pub fn repo_root() -> PathBuf {
+    // This crate sits in `testing/` of the repository.
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .expect("the repository")
 }
 
 fn read_env_file(path: &Path) -> HashMap<String, String> {
@@ -143,7 +148,7 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
 pub async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply("backup-warden-tests").force();
-    for crd in crate::api::crds() {
+    for crd in backup_warden::api::crds() {
         let name = crd.metadata.name.clone().expect("crd name");
         crds.patch(&name, &params, &Patch::Apply(&crd))
             .await
@@ -191,8 +196,8 @@ impl TestEnv {
     }
 
     /// AWS clients that talk to the emulator, counting their calls.
-    pub async fn aws_clients(&self) -> std::sync::Arc<crate::aws::AwsClients> {
-        self.aws_clients_at(&self.aws_endpoint, crate::timeouts::Timeouts::default())
+    pub async fn aws_clients(&self) -> std::sync::Arc<backup_warden::aws::AwsClients> {
+        self.aws_clients_at(&self.aws_endpoint, backup_warden::timeouts::Timeouts::default())
             .await
     }
 
@@ -200,10 +205,10 @@ impl TestEnv {
     pub async fn aws_clients_at(
         &self,
         endpoint: &str,
-        timeouts: crate::timeouts::Timeouts,
-    ) -> std::sync::Arc<crate::aws::AwsClients> {
-        let calls = std::sync::Arc::new(crate::aws::ApiCalls::default());
-        let settings = crate::aws::AwsSettings {
+        timeouts: backup_warden::timeouts::Timeouts,
+    ) -> std::sync::Arc<backup_warden::aws::AwsClients> {
+        let calls = std::sync::Arc::new(backup_warden::aws::ApiCalls::default());
+        let settings = backup_warden::aws::AwsSettings {
             endpoint_url: Some(endpoint.to_string()),
             concurrency: 8,
             timeouts,
@@ -214,31 +219,32 @@ impl TestEnv {
             .to_builder()
             .endpoint_url(endpoint)
             .build();
-        std::sync::Arc::new(crate::aws::AwsClients::new(config, settings, calls))
+        std::sync::Arc::new(backup_warden::aws::AwsClients::new(config, settings, calls))
     }
 
     /// A controller context whose AWS adapters talk to the emulator.
     pub async fn context(
         &self,
-        policy: crate::policy::database::Policy,
-        timing: crate::controller::Timing,
-    ) -> std::sync::Arc<crate::controller::Context> {
+        policy: backup_warden::policy::database::Policy,
+        timing: backup_warden::controller::Timing,
+    ) -> std::sync::Arc<backup_warden::controller::Context> {
         let aws = self.aws_clients().await;
-        let rds = std::sync::Arc::new(crate::aws::rds::SdkRds { clients: aws.clone() });
+        let rds = std::sync::Arc::new(backup_warden::aws::rds::SdkRds { clients: aws.clone() });
         self.context_with(rds, aws, policy, timing, None).await
     }
 
     /// A controller context with the given RDS adapter (a wrapper that injects faults, say).
     pub async fn context_with(
         &self,
-        rds: std::sync::Arc<dyn crate::aws::rds::Rds>,
-        aws: std::sync::Arc<crate::aws::AwsClients>,
-        policy: crate::policy::database::Policy,
-        timing: crate::controller::Timing,
-        notifier: Option<std::sync::Arc<dyn crate::report::slack::Notifier>>,
-    ) -> std::sync::Arc<crate::controller::Context> {
-        let kms = std::sync::Arc::new(crate::aws::kms::SdkKms { clients: aws.clone() });
-        let notifier = notifier.unwrap_or_else(|| std::sync::Arc::new(crate::report::slack::NoopNotifier));
+        rds: std::sync::Arc<dyn backup_warden::aws::rds::Rds>,
+        aws: std::sync::Arc<backup_warden::aws::AwsClients>,
+        policy: backup_warden::policy::database::Policy,
+        timing: backup_warden::controller::Timing,
+        notifier: Option<std::sync::Arc<dyn backup_warden::report::slack::Notifier>>,
+    ) -> std::sync::Arc<backup_warden::controller::Context> {
+        let kms = std::sync::Arc::new(backup_warden::aws::kms::SdkKms { clients: aws.clone() });
+        let notifier =
+            notifier.unwrap_or_else(|| std::sync::Arc::new(backup_warden::report::slack::NoopNotifier));
         std::sync::Arc::new(self.context_parts(rds, kms, &aws, policy, timing, notifier).await)
     }
 
@@ -246,38 +252,38 @@ impl TestEnv {
     /// and orphan key cleanup settings.
     pub async fn context_with_kms(
         &self,
-        kms: std::sync::Arc<dyn crate::aws::kms::Kms>,
-        aws: std::sync::Arc<crate::aws::AwsClients>,
-        policy: crate::policy::database::Policy,
-        timing: crate::controller::Timing,
-        cleanup: crate::controller::key_cleanup::KeyCleanupSettings,
-    ) -> std::sync::Arc<crate::controller::Context> {
-        let rds = std::sync::Arc::new(crate::aws::rds::SdkRds { clients: aws.clone() });
-        let notifier = std::sync::Arc::new(crate::report::slack::NoopNotifier);
+        kms: std::sync::Arc<dyn backup_warden::aws::kms::Kms>,
+        aws: std::sync::Arc<backup_warden::aws::AwsClients>,
+        policy: backup_warden::policy::database::Policy,
+        timing: backup_warden::controller::Timing,
+        cleanup: backup_warden::controller::key_cleanup::KeyCleanupSettings,
+    ) -> std::sync::Arc<backup_warden::controller::Context> {
+        let rds = std::sync::Arc::new(backup_warden::aws::rds::SdkRds { clients: aws.clone() });
+        let notifier = std::sync::Arc::new(backup_warden::report::slack::NoopNotifier);
         let ctx = self.context_parts(rds, kms, &aws, policy, timing, notifier).await;
         std::sync::Arc::new(ctx.with_key_cleanup(cleanup))
     }
 
     async fn context_parts(
         &self,
-        rds: std::sync::Arc<dyn crate::aws::rds::Rds>,
-        kms: std::sync::Arc<dyn crate::aws::kms::Kms>,
-        aws: &std::sync::Arc<crate::aws::AwsClients>,
-        policy: crate::policy::database::Policy,
-        timing: crate::controller::Timing,
-        notifier: std::sync::Arc<dyn crate::report::slack::Notifier>,
-    ) -> crate::controller::Context {
+        rds: std::sync::Arc<dyn backup_warden::aws::rds::Rds>,
+        kms: std::sync::Arc<dyn backup_warden::aws::kms::Kms>,
+        aws: &std::sync::Arc<backup_warden::aws::AwsClients>,
+        policy: backup_warden::policy::database::Policy,
+        timing: backup_warden::controller::Timing,
+        notifier: std::sync::Arc<dyn backup_warden::report::slack::Notifier>,
+    ) -> backup_warden::controller::Context {
         let calls = aws.calls().clone();
-        let metrics = std::sync::Arc::new(crate::report::metrics::Metrics::new().expect("metrics"));
+        let metrics = std::sync::Arc::new(backup_warden::report::metrics::Metrics::new().expect("metrics"));
         calls.attach_metric(metrics.external_calls.clone());
-        let mut ctx = crate::controller::Context::new(
+        let mut ctx = backup_warden::controller::Context::new(
             self.client().await,
             rds,
             kms,
             calls,
             policy,
             timing,
-            crate::controller::context::Reporters { metrics, notifier },
+            backup_warden::controller::context::Reporters { metrics, notifier },
         );
         ctx.tenancy = open_tenancy();
         ctx
@@ -286,8 +292,9 @@ impl TestEnv {
 
 /// The tenancy of tests: each test acts in its own AWS account through a role, so every
 /// namespace may use every role (and the controller's identity, and any repository).
-pub fn open_tenancy() -> std::sync::Arc<crate::tenancy::Tenancy> {
-    std::sync::Arc::new(serde_saphyr::from_str(OPEN_TENANCY).expect("tenancy"))
+pub fn open_tenancy() -> std::sync::Arc<backup_warden::tenancy::Tenancy> {
+    let tenancy = backup_warden::tenancy::Tenancy::from_file(&open_tenancy_file()).expect("tenancy");
+    std::sync::Arc::new(tenancy)
 }
 
 const OPEN_TENANCY: &str =
@@ -301,8 +308,8 @@ pub fn open_tenancy_file() -> PathBuf {
 }
 
 /// Timing for tests: everything happens within seconds.
-pub fn fast_timing() -> crate::controller::Timing {
-    crate::controller::Timing {
+pub fn fast_timing() -> backup_warden::controller::Timing {
+    backup_warden::controller::Timing {
         resync: Duration::from_secs(3),
         settle: Duration::from_millis(500),
         backoff_base: Duration::from_millis(200),
@@ -311,14 +318,14 @@ pub fn fast_timing() -> crate::controller::Timing {
 
 /// Runs the database controller for one namespace until the handle is aborted or dropped.
 pub struct RunningController {
-    pub ctx: std::sync::Arc<crate::controller::Context>,
+    pub ctx: std::sync::Arc<backup_warden::controller::Context>,
     handle: tokio::task::JoinHandle<()>,
 }
 
 impl RunningController {
-    pub fn start(ctx: std::sync::Arc<crate::controller::Context>, namespace: &str) -> Self {
-        let api: Api<crate::api::BackedUpDatabase> = Api::namespaced(ctx.client.clone(), namespace);
-        let handle = tokio::spawn(crate::controller::database::run(
+    pub fn start(ctx: std::sync::Arc<backup_warden::controller::Context>, namespace: &str) -> Self {
+        let api: Api<backup_warden::api::BackedUpDatabase> = Api::namespaced(ctx.client.clone(), namespace);
+        let handle = tokio::spawn(backup_warden::controller::database::run(
             api,
             ctx.clone(),
             8,
@@ -363,11 +370,11 @@ where
 
 /// The status, reason and message of a condition of a `BackedUpDatabase`.
 pub fn condition(
-    db: &crate::api::BackedUpDatabase,
-    type_: impl Into<crate::api::ConditionType>,
+    db: &backup_warden::api::BackedUpDatabase,
+    type_: impl Into<backup_warden::api::ConditionType>,
 ) -> Option<(String, String, String)> {
     let conditions = &db.status.as_ref()?.conditions;
-    crate::api::conditions::find_condition(conditions, type_)
+    backup_warden::api::conditions::find_condition(conditions, type_)
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
@@ -407,46 +414,51 @@ impl TestEnv {
 pub async fn repository_context(
     github_base_url: &str,
     token: &str,
-    policy: crate::policy::repository::RepositoryPolicy,
-    timing: crate::controller::Timing,
-    reporters: Option<crate::controller::context::Reporters>,
+    policy: backup_warden::policy::repository::RepositoryPolicy,
+    timing: backup_warden::controller::Timing,
+    reporters: Option<backup_warden::controller::context::Reporters>,
 ) -> (
-    std::sync::Arc<crate::controller::repository::RepoContext>,
-    kube::runtime::reflector::store::Writer<crate::controller::Decoded<crate::api::BackedUpRepository>>,
+    std::sync::Arc<backup_warden::controller::repository::RepoContext>,
+    kube::runtime::reflector::store::Writer<
+        backup_warden::controller::Decoded<backup_warden::api::BackedUpRepository>,
+    >,
 ) {
     use std::sync::Arc;
     let env = env();
-    let settings = crate::github::client::GitHubSettings {
+    let settings = backup_warden::github::client::GitHubSettings {
         base_url: github_base_url.to_string(),
-        auth: crate::github::GitHubAuth::Token(token.to_string()),
+        auth: backup_warden::github::GitHubAuth::Token(token.to_string()),
         concurrency: 8,
         writes_per_minute: 1000,
         writes_per_hour: 10_000,
-        timeouts: crate::timeouts::Timeouts::default(),
+        timeouts: backup_warden::timeouts::Timeouts::default(),
     };
-    let github: Arc<dyn crate::github::GitHub> =
-        Arc::new(crate::github::GitHubClient::new(&settings).expect("github client"));
+    let github: Arc<dyn backup_warden::github::GitHub> =
+        Arc::new(backup_warden::github::GitHubClient::new(&settings).expect("github client"));
     let aws = env.aws_clients().await;
     let client = env.client().await;
-    let (store, writer) = crate::controller::repository::store();
-    let ctx = crate::controller::repository::RepoContext {
-        repos: crate::github::inventory::RepoInventory::new(github.clone()),
+    let (store, writer) = backup_warden::controller::repository::store();
+    let ctx = backup_warden::controller::repository::RepoContext {
+        repos: backup_warden::github::inventory::RepoInventory::new(github.clone()),
         github,
-        buckets: crate::aws::inventory::BucketInventory::new(Arc::new(crate::aws::s3::SdkS3 {
-            clients: aws,
-        })),
+        buckets: backup_warden::aws::inventory::BucketInventory::new(Arc::new(
+            backup_warden::aws::s3::SdkS3 { clients: aws },
+        )),
         policy,
         timing,
         recorder: kube::runtime::events::Recorder::new(client.clone(), "backup-warden".into()),
-        backoff: crate::controller::context::Backoff::new(timing),
+        backoff: backup_warden::controller::context::Backoff::new(timing),
         store,
         client,
         metrics: reporters.as_ref().map_or_else(
-            || Arc::new(crate::report::metrics::Metrics::new().expect("metrics")),
+            || Arc::new(backup_warden::report::metrics::Metrics::new().expect("metrics")),
             |r| r.metrics.clone(),
         ),
         notifier: reporters.map_or_else(
-            || Arc::new(crate::report::slack::NoopNotifier) as Arc<dyn crate::report::slack::Notifier>,
+            || {
+                Arc::new(backup_warden::report::slack::NoopNotifier)
+                    as Arc<dyn backup_warden::report::slack::Notifier>
+            },
             |r| r.notifier,
         ),
         tenancy: open_tenancy(),
@@ -456,20 +468,20 @@ pub async fn repository_context(
 
 /// Runs the repository controller for one namespace until dropped.
 pub struct RunningRepoController {
-    pub ctx: std::sync::Arc<crate::controller::repository::RepoContext>,
+    pub ctx: std::sync::Arc<backup_warden::controller::repository::RepoContext>,
     handle: tokio::task::JoinHandle<()>,
 }
 
 impl RunningRepoController {
     pub fn start(
-        ctx: std::sync::Arc<crate::controller::repository::RepoContext>,
+        ctx: std::sync::Arc<backup_warden::controller::repository::RepoContext>,
         writer: kube::runtime::reflector::store::Writer<
-            crate::controller::Decoded<crate::api::BackedUpRepository>,
+            backup_warden::controller::Decoded<backup_warden::api::BackedUpRepository>,
         >,
         namespace: &str,
     ) -> Self {
-        let api: Api<crate::api::BackedUpRepository> = Api::namespaced(ctx.client.clone(), namespace);
-        let handle = tokio::spawn(crate::controller::repository::run(
+        let api: Api<backup_warden::api::BackedUpRepository> = Api::namespaced(ctx.client.clone(), namespace);
+        let handle = tokio::spawn(backup_warden::controller::repository::run(
             api,
             ctx.clone(),
             writer,
@@ -488,11 +500,11 @@ impl Drop for RunningRepoController {
 
 /// The status, reason and message of a condition of a `BackedUpRepository`.
 pub fn repo_condition(
-    repo: &crate::api::BackedUpRepository,
-    type_: impl Into<crate::api::ConditionType>,
+    repo: &backup_warden::api::BackedUpRepository,
+    type_: impl Into<backup_warden::api::ConditionType>,
 ) -> Option<(String, String, String)> {
     let conditions = &repo.status.as_ref()?.conditions;
-    crate::api::conditions::find_condition(conditions, type_)
+    backup_warden::api::conditions::find_condition(conditions, type_)
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 

@@ -1,0 +1,27 @@
+//! The product binary contains no test support: the fakes and the environment helpers live
+//! in the `backup-warden-testing` crate, a dev-dependency, so no feature can pull them into
+//! `backup-warden` (a build after `cargo test` or `cargo bench` included).
+
+/// Whether `haystack` holds `needle` (symbol names and paths are ASCII).
+fn contains(haystack: &str, needle: &str) -> bool {
+    haystack.contains(needle)
+}
+
+fn read(path: impl AsRef<std::path::Path>) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).expect("read a binary")).into_owned()
+}
+
+#[test]
+fn the_binary_has_no_fake_in_it() {
+    let binary = read(env!("CARGO_BIN_EXE_backup-warden"));
+    // The search finds them where they are: in this test binary, which links the crate.
+    let this = read(std::env::current_exe().expect("this test"));
+    let _ = backup_warden_testing::github_fake::git_blob_sha(b"");
+    for name in ["backup_warden_testing", "github_fake", "slack_fake"] {
+        assert!(
+            contains(&this, name),
+            "{name} not found even where it is: the search is broken"
+        );
+        assert!(!contains(&binary, name), "the product binary contains {name}");
+    }
+}
