@@ -317,6 +317,14 @@ pub struct InstanceChange {
 }
 
 impl InstanceChange {
+    /// The instance's values of every field, to say what a change changes.
+    fn current(instance: &InstanceFacts) -> Self {
+        Self {
+            backup_retention_days: Some(instance.retention_days),
+            ..Self::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.backup_retention_days.is_none()
     }
@@ -354,6 +362,7 @@ fn raise_retention(f: &Facts) -> InstanceChange {
     InstanceChange {
         backup_retention_days: (required > f.instance.retention_days).then_some(required),
         apply_immediately: f.spec.backups.apply_immediately,
+        ..InstanceChange::default()
     }
 }
 
@@ -949,10 +958,7 @@ pub fn plan(
         .map(|fix| fix(&facts))
         .fold(InstanceChange::default(), InstanceChange::merge);
     if !change.is_empty() {
-        let from = InstanceChange {
-            backup_retention_days: Some(instance.retention_days),
-            apply_immediately: change.apply_immediately,
-        };
+        let from = InstanceChange::current(instance);
         actions.push(DbAction::ModifyInstance { change, from });
     }
 

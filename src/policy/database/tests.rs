@@ -269,7 +269,7 @@ fn a_missing_instance_blocks_every_check_naming_it() {
     let mut obs = compliant();
     obs.instance = None;
     let findings = evaluate(&spec(), &obs, &policy());
-    assert_eq!(findings.len(), 7);
+    assert_eq!(findings.len(), CHECKS.len());
     for f in &findings {
         assert_eq!(
             (f.verdict, f.reason),
@@ -411,11 +411,12 @@ fn enforce_plans_the_whole_fix_in_order() {
             DbAction::ModifyInstance {
                 change: InstanceChange {
                     backup_retention_days: Some(7),
-                    apply_immediately: false
+                    apply_immediately: false,
+                    ..InstanceChange::default()
                 },
                 from: InstanceChange {
                     backup_retention_days: Some(1),
-                    apply_immediately: false
+                    ..InstanceChange::default()
                 }
             },
             DbAction::CreateReplicaKey {
@@ -475,11 +476,12 @@ fn enabling_backups_from_zero_waits_for_the_maintenance_window_unless_asked() {
         [DbAction::ModifyInstance {
             change: InstanceChange {
                 backup_retention_days: Some(7),
-                apply_immediately: false
+                apply_immediately: false,
+                ..InstanceChange::default()
             },
             from: InstanceChange {
                 backup_retention_days: Some(0),
-                apply_immediately: false
+                ..InstanceChange::default()
             }
         }],
         "replication waits for backups"
@@ -497,11 +499,12 @@ fn enabling_backups_from_zero_waits_for_the_maintenance_window_unless_asked() {
         DbAction::ModifyInstance {
             change: InstanceChange {
                 backup_retention_days: Some(7),
-                apply_immediately: true
+                apply_immediately: true,
+                ..InstanceChange::default()
             },
             from: InstanceChange {
                 backup_retention_days: Some(0),
-                apply_immediately: true
+                ..InstanceChange::default()
             }
         }
     );
