@@ -317,10 +317,10 @@ pub struct InstanceChange {
 }
 
 impl InstanceChange {
-    /// The instance's values of every field, to say what a change changes.
-    fn current(instance: &InstanceFacts) -> Self {
+    /// The instance's values of the fields this change sets, to say what it changes.
+    fn before(&self, instance: &InstanceFacts) -> Self {
         Self {
-            backup_retention_days: Some(instance.retention_days),
+            backup_retention_days: self.backup_retention_days.map(|_| instance.retention_days),
             ..Self::default()
         }
     }
@@ -958,7 +958,7 @@ pub fn plan(
         .map(|fix| fix(&facts))
         .fold(InstanceChange::default(), InstanceChange::merge);
     if !change.is_empty() {
-        let from = InstanceChange::current(instance);
+        let from = change.before(instance);
         actions.push(DbAction::ModifyInstance { change, from });
     }
 
