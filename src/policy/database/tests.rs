@@ -1,4 +1,6 @@
 //! Table tests of evaluate and plan: every check, every ineligible case, the safety rules.
+// `..InstanceChange::default()` keeps the expected change sets as they are when a field is added.
+#![allow(clippy::needless_update)]
 
 use super::*;
 use crate::api::database::{BackedUpDatabaseSpec, KmsKeySpec};
