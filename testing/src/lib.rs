@@ -144,8 +144,37 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
     name
 }
 
-/// Installs (server-side applies) both CRDs and waits until they are Established.
+/// The CRDs as installed are shared by every test of the binary. A test that needs them
+/// exactly as generated holds `crd_schema()` (after `install_crds`, never around it: a
+/// second read behind a waiting writer would deadlock); one that changes them holds
+/// `crd_schema_change()` and puts them back with `apply_crds` before it lets go.
+static CRD_SCHEMA: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+pub async fn crd_schema() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    CRD_SCHEMA.read().await
+}
+
+pub async fn crd_schema_change() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    CRD_SCHEMA.write().await
+}
+
+/// Tests that load the machine for a minute or more (hundreds of objects, the fault
+/// campaign) take turns, so that none of them measures the other.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().await
+}
+
+/// Installs (server-side applies) both CRDs and waits until they are Established, unless a
+/// test is changing them (it puts them back first).
 pub async fn install_crds(client: &Client) {
+    let _schema = crd_schema().await;
+    apply_crds(client).await;
+}
+
+/// `install_crds` for the test that holds `crd_schema_change()`.
+pub async fn apply_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply("backup-warden-tests").force();
     for crd in backup_warden::api::crds() {
@@ -302,9 +331,16 @@ const OPEN_TENANCY: &str =
 
 /// The same as a file, for `backup-warden run --tenancy-file`.
 pub fn open_tenancy_file() -> PathBuf {
-    let path = std::env::temp_dir().join(format!("backup-warden-open-tenancy-{}.yaml", std::process::id()));
-    std::fs::write(&path, OPEN_TENANCY).expect("write the tenancy file");
-    path
+    // Written once: tests running at the same time read it (a rewrite would truncate it
+    // under a reader).
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("backup-warden-open-tenancy-{}.yaml", std::process::id()));
+        std::fs::write(&path, OPEN_TENANCY).expect("write the tenancy file");
+        path
+    })
+    .clone()
 }
 
 /// Timing for tests: everything happens within seconds.

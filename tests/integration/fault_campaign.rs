@@ -22,6 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::{DESTINATION, Key, SOURCE, SOURCE_TAG, World, world_in};
 use backup_warden::{
     api::{BackedUpDatabase, ConditionType},
     policy::database::replica_key_alias,
@@ -29,9 +30,6 @@ use backup_warden::{
 use backup_warden_testing::{self as testing, condition, private_env::PrivateEnv, proxy::FreezableProxy};
 use kube::api::DeleteParams;
 use serde_json::json;
-use support::{DESTINATION, Key, SOURCE, SOURCE_TAG, World, world_in};
-
-mod support;
 
 /// Databases at the start; each round adds `ADDED_PER_ROUND` more, so keys are being made
 /// while the faults strike.
@@ -538,6 +536,7 @@ fn rounds(rng: &mut Rng) -> Vec<Fault> {
 
 #[tokio::test]
 async fn a_seeded_fault_campaign_never_destroys_a_backup_or_leaks_a_key() {
+    let _heavy = testing::heavy().await;
     let seed = seed();
     println!("fault campaign seed {seed} (replay: BACKUP_WARDEN_CHAOS_SEED={seed})");
     let mut rng = Rng(seed);

@@ -29,6 +29,7 @@ const PATH: &str = ".github/workflows/backup-daily.yml";
 
 #[tokio::test]
 async fn a_sweep_of_250_repositories_makes_3_graphql_requests_and_the_next_is_mostly_304s() {
+    let _heavy = testing::heavy().await;
     let env = testing::env();
     let client = env.client().await;
     testing::install_crds(&client).await;

@@ -27,8 +27,6 @@ use serde_json::{Value, json};
 
 const SOURCE: &str = "us-east-1";
 
-/// Held while a test changes the CRD or installs it: tests of one file run in parallel.
-static CRD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const HEALTHY: usize = 20;
 const RESYNC_SECONDS: u64 = 20;
 
@@ -101,7 +99,7 @@ async fn create_when_admitted(api: &Api<DynamicObject>, object: &Value) {
 
 /// The real CRD is back once it refuses a zero duration again.
 async fn restore_crds(client: &Client, api: &Api<DynamicObject>, account: &str) {
-    testing::install_crds(client).await;
+    testing::apply_crds(client).await;
     let probe: DynamicObject = serde_json::from_value(database(
         "probe",
         account,
@@ -132,8 +130,9 @@ fn condition_of(object: &DynamicObject, type_: &str) -> Option<(String, String, 
 async fn poison_objects_are_reported_on_themselves_while_healthy_ones_converge() {
     let env = testing::env();
     let client = env.client().await;
-    let crd_lock = CRD_LOCK.lock().await;
+    let _heavy = testing::heavy().await;
     testing::install_crds(&client).await;
+    let crd_change = testing::crd_schema_change().await;
     let namespace = testing::namespace(&client, "poison").await;
     let account = testing::unique_account();
     let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, &account).await);
@@ -163,7 +162,7 @@ async fn poison_objects_are_reported_on_themselves_while_healthy_ones_converge()
         create_when_admitted(&api, &database(name, &account, spec.clone())).await;
     }
     restore_crds(&client, &api, &account).await;
-    drop(crd_lock);
+    drop(crd_change);
 
     // Values the schema admits that point at nothing.
     let nonsense = [
@@ -304,7 +303,6 @@ async fn poison_objects_are_reported_on_themselves_while_healthy_ones_converge()
 async fn a_panic_is_contained_to_its_object_and_reported_on_it() {
     let env = testing::env();
     let client = env.client().await;
-    let _crd_lock = CRD_LOCK.lock().await;
     testing::install_crds(&client).await;
     let namespace = testing::namespace(&client, "panic").await;
     let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);
@@ -368,7 +366,6 @@ async fn context_at(endpoint: &str) -> std::sync::Arc<backup_warden::controller:
 async fn a_frozen_endpoint_turns_checks_unknown_never_a_stale_true() {
     let env = testing::env();
     let client = env.client().await;
-    let _crd_lock = CRD_LOCK.lock().await;
     testing::install_crds(&client).await;
     let namespace = testing::namespace(&client, "frozen").await;
     let account = testing::unique_account();
@@ -425,7 +422,6 @@ async fn a_frozen_endpoint_turns_checks_unknown_never_a_stale_true() {
 async fn a_region_without_an_endpoint_stalls_the_object_saying_so() {
     let env = testing::env();
     let client = env.client().await;
-    let _crd_lock = CRD_LOCK.lock().await;
     testing::install_crds(&client).await;
     let namespace = testing::namespace(&client, "noregion").await;
     let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::support::{CONVERGE, DESTINATION, SOURCE, World, is, world};
 use aws_sdk_kms::types::KeyUsageType;
 use backup_warden::{
     api::{ConditionType, DatabaseCheck},
@@ -16,9 +17,6 @@ use kube::{
     api::{DeleteParams, ListParams},
 };
 use serde_json::json;
-use support::{CONVERGE, DESTINATION, SOURCE, World, is, world};
-
-mod support;
 
 /// Mutating calls: none of them may happen in Audit mode.
 const WRITES: [&str; 5] = [

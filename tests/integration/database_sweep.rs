@@ -27,6 +27,7 @@ fn pages(items: usize) -> u64 {
 
 #[tokio::test]
 async fn one_sweep_reads_each_inventory_once_per_page() {
+    let _heavy = testing::heavy().await;
     let env = testing::env();
     let client = env.client().await;
     testing::install_crds(&client).await;

@@ -14,6 +14,7 @@ use std::{
     time::Duration,
 };
 
+use crate::support::{CONVERGE, DESTINATION, Key, SOURCE, SOURCE_TAG, World, is, world};
 use async_trait::async_trait;
 use backup_warden::{
     api::{ConditionType, DatabaseCheck},
@@ -29,9 +30,6 @@ use backup_warden::{
 };
 use backup_warden_testing::{self as testing, RunningController, condition, wait_for};
 use serde_json::json;
-use support::{CONVERGE, DESTINATION, Key, SOURCE, SOURCE_TAG, World, is, world};
-
-mod support;
 
 const A_DAY_AND_MORE: u64 = 25 * 3600;
 

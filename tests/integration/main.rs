@@ -1,0 +1,30 @@
+//! Every integration test, linked as one test binary: one build, one link, one shared
+//! environment (`backup_warden_testing::env()`), started once for all of them.
+//!
+//! Tests run two at a time. The ones that change what others see (the CRDs) or load the
+//! machine for minutes take `backup_warden_testing::exclusive()` or the CRD lock.
+
+mod support;
+
+mod api_server;
+mod check_command;
+mod crds;
+mod database_controller;
+mod database_faults;
+mod database_keys;
+mod database_sweep;
+mod emulator_rds;
+mod fault_campaign;
+mod github_client;
+mod github_fake;
+mod leader_election;
+mod manifest_corpus;
+mod notifications;
+mod poison_objects;
+mod product_binary;
+mod repository_controller;
+mod repository_sweep;
+mod run_command;
+mod slack;
+mod tenancy;
+mod workflow_lint;
