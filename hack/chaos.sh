@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make chaos`: the fault campaign of tests/fault_campaign.rs over many seeds, longer than
+# `make chaos`: the fault campaign of tests/integration/fault_campaign.rs over many seeds, longer than
 # the one run `make test` makes. Each seed runs in its own private environment.
 #
 #   make chaos                               CHAOS_SEEDS runs (default 10) of CHAOS_ROUNDS
@@ -22,19 +22,19 @@ else
 fi
 
 # Build once and run copies: a rebuild while the campaign runs changes nothing.
-exe=$(cargo test --all-features --locked --test fault_campaign --no-run --message-format=json \
-  | grep -o '"executable":"[^"]*fault_campaign[^"]*"' | tail -n 1 | cut -d'"' -f4)
+exe=$(cargo test --all-features --locked --test integration --no-run --message-format=json \
+  | grep -o '"executable":"[^"]*/integration-[^"]*"' | tail -n 1 | cut -d'"' -f4)
 bin="$(dirname "$(dirname "$exe")")/backup-warden"
 copies=$(mktemp -d)
 trap 'rm -rf "$copies"' EXIT
-cp "$exe" "$copies/fault_campaign"
+cp "$exe" "$copies/integration"
 cp "$bin" "$copies/backup-warden"
 
 failed=()
 for seed in "${seeds[@]}"; do
   echo "chaos: seed $seed, $rounds rounds" >&2
   if BACKUP_WARDEN_CHAOS_SEED=$seed BACKUP_WARDEN_CHAOS_ROUNDS=$rounds BACKUP_WARDEN_BINARY="$copies/backup-warden" \
-      "$copies/fault_campaign" --nocapture > "$out/$seed.log" 2>&1; then
+      "$copies/integration" fault_campaign:: --nocapture > "$out/$seed.log" 2>&1; then
     grep '^CHAOS-RESULT ' "$out/$seed.log" | tail -n 1 >&2
   else
     failed+=("$seed")
@@ -54,7 +54,7 @@ for seed in seeds:
         failed.append(seed)
 print(f"runs: {len(seeds)}, passed: {len(results)}, failed: {len(failed)}")
 for seed in failed:
-    print(f"  failed seed {seed}: BACKUP_WARDEN_CHAOS_SEED={seed} BACKUP_WARDEN_CHAOS_ROUNDS=... cargo test --all-features --test fault_campaign -- --nocapture")
+    print(f"  failed seed {seed}: BACKUP_WARDEN_CHAOS_SEED={seed} BACKUP_WARDEN_CHAOS_ROUNDS=... cargo test --all-features --test integration fault_campaign:: -- --nocapture")
 if results:
     total = lambda k: sum(r[k] for r in results)
     print(f"rounds: {total('rounds')}, databases per run: {max(r['databases'] for r in results)}, "
