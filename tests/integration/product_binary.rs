@@ -17,11 +17,22 @@ fn the_binary_has_no_fake_in_it() {
     // The search finds them where they are: in this test binary, which links the crate.
     let this = read(std::env::current_exe().expect("this test"));
     let _ = backup_warden_testing::github_fake::git_blob_sha(b"");
+    // The release binary too, when a `cargo build --release` or `cargo bench` left one.
+    let debug = std::path::Path::new(env!("CARGO_BIN_EXE_backup-warden"));
+    let release = debug
+        .parent()
+        .and_then(|dir| dir.parent())
+        .map(|target| target.join("release/backup-warden"))
+        .filter(|path| path.exists())
+        .map(read);
     for name in ["backup_warden_testing", "github_fake", "slack_fake"] {
         assert!(
             contains(&this, name),
             "{name} not found even where it is: the search is broken"
         );
         assert!(!contains(&binary, name), "the product binary contains {name}");
+        if let Some(release) = &release {
+            assert!(!contains(release, name), "the release binary contains {name}");
+        }
     }
 }
