@@ -56,6 +56,14 @@ impl ServiceError {
         }
     }
 
+    /// What the service said.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Aws(e) => &e.message,
+            Self::GitHub(e) => &e.message,
+        }
+    }
+
     pub fn service(&self) -> &'static str {
         match self {
             Self::Aws(_) => "AWS",

@@ -138,10 +138,7 @@ impl Kind for BackedUpDatabase {
     }
 
     fn quota_message(&self, e: &ServiceError) -> String {
-        let message = match e {
-            ServiceError::Aws(e) => e.message.as_str(),
-            ServiceError::GitHub(e) => e.message.as_str(),
-        };
+        let message = e.message();
         // RDS is the judge of the quota (it can be raised per account and region).
         format!(
             "{} holds as many automated-backup replications as the account's RDS quota allows ({message}); \

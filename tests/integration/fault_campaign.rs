@@ -199,16 +199,9 @@ struct Snapshot {
 impl Snapshot {
     async fn read(w: &World) -> Self {
         let mut retention = HashMap::new();
-        let mut marker = None;
-        loop {
-            let out = w
-                .rds_source
-                .describe_db_instances()
-                .set_marker(marker)
-                .send()
-                .await
-                .expect("describe instances");
-            for i in out.db_instances() {
+        let mut pages = w.rds_source.describe_db_instances().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for i in page.expect("describe instances").db_instances() {
                 let pending = i
                     .pending_modified_values()
                     .and_then(|p| p.backup_retention_period());
@@ -217,22 +210,18 @@ impl Snapshot {
                     (i.backup_retention_period().unwrap_or_default(), pending),
                 );
             }
-            marker = out.marker().map(str::to_string);
-            if marker.is_none() {
-                break;
-            }
         }
         let mut replicas: HashMap<String, Vec<_>> = HashMap::new();
-        let mut marker = None;
-        loop {
-            let out = w
-                .rds_destination
-                .describe_db_instance_automated_backups()
-                .set_marker(marker)
-                .send()
-                .await
-                .expect("describe automated backups");
-            for b in out.db_instance_automated_backups() {
+        let mut pages = w
+            .rds_destination
+            .describe_db_instance_automated_backups()
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            for b in page
+                .expect("describe automated backups")
+                .db_instance_automated_backups()
+            {
                 replicas
                     .entry(b.db_instance_identifier().unwrap_or_default().to_string())
                     .or_default()
@@ -243,10 +232,6 @@ impl Snapshot {
                         b.status().unwrap_or_default().to_string(),
                         b.kms_key_id().unwrap_or_default().to_string(),
                     ));
-            }
-            marker = out.marker().map(str::to_string);
-            if marker.is_none() {
-                break;
             }
         }
         Self {
