@@ -173,6 +173,14 @@ wire_enum! {
         /// The AWS endpoint of the region cannot be reached: a region that does not exist, is
         /// not enabled for the account, or a network that blocks it.
         RegionUnreachable,
+        /// A pull request with the fix waits for a person to review and merge it: nothing
+        /// else will change until then (`Ready` and `Stalled`).
+        AwaitingReview,
+        /// The controller is not configured for this kind (no GitHub credentials): nothing is
+        /// checked until it is.
+        CredentialsMissing,
+        /// `spec.suspend` is true: nothing is observed or changed (`Reconciling`).
+        Suspended,
         // Event reasons: transitions and the actions taken.
         /// A check that failed passes again.
         DriftResolved,

@@ -29,6 +29,18 @@ use super::duration::{PositiveDuration, duration_default};
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
     ),
     printcolumn(
+        name = "Mode",
+        type_ = "string",
+        json_path = ".spec.mode",
+        description = "Enforce fixes drift; Audit only reports it"
+    ),
+    printcolumn(
+        name = "Suspended",
+        type_ = "boolean",
+        json_path = ".spec.suspend",
+        description = "Nothing is observed or changed while true"
+    ),
+    printcolumn(
         name = "Retention",
         type_ = "integer",
         json_path = ".status.instance.retentionDays",
@@ -55,6 +67,11 @@ pub struct BackedUpDatabaseSpec {
     /// Enforce (default) fixes drift; Audit only reports it.
     #[serde(default)]
     pub mode: Mode,
+    /// Pause: while true, backup-warden neither reads nor changes anything for this object;
+    /// status keeps the last look and says it is suspended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("default" = false))]
+    pub suspend: bool,
     /// The RDS DB instance to protect.
     pub instance: InstanceRef,
     /// Automated backups in the instance's own region.
@@ -236,6 +253,10 @@ pub struct BackedUpDatabaseStatus {
     /// neither repeats nor loses a message. Empty when the object was last announced compliant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notified_drift: Vec<String>,
+    /// The value of the last reconcile request handled (the annotation
+    /// `backupwarden.io/reconcile-requested-at`, or Flux's `reconcile.fluxcd.io/requestedAt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// Facts about the source instance.

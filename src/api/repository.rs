@@ -29,6 +29,18 @@ use super::duration::{PositiveDuration, duration_default};
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
     ),
     printcolumn(
+        name = "Mode",
+        type_ = "string",
+        json_path = ".spec.mode",
+        description = "Enforce fixes drift; Audit only reports it"
+    ),
+    printcolumn(
+        name = "Suspended",
+        type_ = "boolean",
+        json_path = ".spec.suspend",
+        description = "Nothing is observed or changed while true"
+    ),
+    printcolumn(
         name = "Workflow",
         type_ = "string",
         json_path = ".status.workflow.state",
@@ -53,6 +65,11 @@ pub struct BackedUpRepositorySpec {
     /// Enforce (default) fixes drift; Audit only reports it.
     #[serde(default)]
     pub mode: Mode,
+    /// Pause: while true, backup-warden neither reads nor changes anything for this object;
+    /// status keeps the last look and says it is suspended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("default" = false))]
+    pub suspend: bool,
     /// The repository as owner/name, such as narrative-io/marketplace: the owner 1-39 letters,
     /// digits or single hyphens, not at either end; the name 1-100 letters, digits, '.', '_' or
     /// '-', other than '.' and '..'.
@@ -269,6 +286,10 @@ pub struct BackedUpRepositoryStatus {
     /// neither repeats nor loses a message. Empty when the object was last announced compliant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notified_drift: Vec<String>,
+    /// The value of the last reconcile request handled (the annotation
+    /// `backupwarden.io/reconcile-requested-at`, or Flux's `reconcile.fluxcd.io/requestedAt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// Facts about the workflow file and its runs.

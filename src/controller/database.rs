@@ -56,6 +56,14 @@ impl Kind for BackedUpDatabase {
         self.status.as_ref()
     }
 
+    fn suspended(&self) -> bool {
+        self.spec.suspend
+    }
+
+    fn audit(&self, ctx: &Context) -> bool {
+        self.spec.mode == Mode::Audit || ctx.policy.audit_only
+    }
+
     async fn observe(&self, ctx: &Context, fresh: Duration) -> Result<DatabaseObservation, ServiceError> {
         Ok(observe::database(self, &ctx.inventory, ctx.timing.resync, fresh).await?)
     }

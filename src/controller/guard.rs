@@ -142,7 +142,7 @@ impl<K0: Resource<DynamicType = ()> + Clone + 'static> Guard<K0> {
 
     /// Stalls the object with `reason`: conditions merged in (the rest of the status is
     /// kept), an Event and a not-ready series on a transition only.
-    async fn report_stalled<K>(
+    pub(crate) async fn report_stalled<K>(
         &self,
         object: &impl Resource<DynamicType = ()>,
         conditions: &[Condition],

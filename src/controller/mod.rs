@@ -12,6 +12,7 @@ pub mod leader;
 pub mod pipeline;
 mod replica_key;
 pub mod repository;
+pub mod requests;
 pub mod sweep;
 
 use std::sync::Arc;
@@ -43,8 +44,9 @@ pub use context::{Context, Timing};
 pub use decoded::Decoded;
 pub use health::Health;
 
-/// What wakes a controller: objects applied with a new generation (a status write changes
-/// none, so it does not wake the controller again), kept in `writer`'s store; a deleted
+/// What wakes a controller: objects applied with a new generation or a new reconcile
+/// request (`requests`; a status write changes neither, so it does not wake the
+/// controller again), kept in `writer`'s store; a deleted
 /// object's metrics are removed on the way. Objects are decoded one by one, so one that
 /// cannot be read never fails the list or the watch.
 pub(crate) fn trigger<K>(
@@ -65,7 +67,7 @@ where
     use futures::StreamExt;
     use kube::{
         ResourceExt,
-        runtime::{WatchStreamExt, predicates, watcher},
+        runtime::{WatchStreamExt, watcher},
     };
     let client = api.clone().into_client();
     let api: Api<Decoded<K>> = match api.namespace() {
@@ -81,7 +83,10 @@ where
             }
         })
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default())
+        .predicate_filter(
+            |object: &Decoded<K>| requests::generation_or_request(object.meta()),
+            Default::default(),
+        )
 }
 
 /// Runs a controller's future beside the tracker of its sweeps, which looks every
@@ -263,7 +268,30 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
                 ),
             ));
         }
-        Err(why) => tracing::warn!(%why, "BackedUpRepository objects are not reconciled"),
+        Err(why) => {
+            tracing::warn!(%why, "BackedUpRepository objects are not reconciled");
+            let repositories: Api<BackedUpRepository> = match &args.namespace {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            let guard = guard::Guard::new(
+                "BackedUpRepository",
+                client.clone(),
+                (
+                    metrics.clone(),
+                    kube::runtime::events::Recorder::new(client.clone(), "backup-warden".into()),
+                ),
+                kube::runtime::reflector::store().0,
+                Tenancy::single_team().into(),
+                args.resync_interval.as_duration(),
+            );
+            controllers.push(supervise(
+                "BackedUpRepository reporter",
+                health.clone(),
+                shutdown_rx.clone(),
+                report_unconfigured(repositories, guard, why, stop(&shutdown_rx)),
+            ));
+        }
     }
     tracing::info!(listen = %args.listen_address, audit_only = args.audit_only, "backup-warden is running");
 
@@ -297,6 +325,51 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let _ = server.await;
     tracing::info!(aws_calls = %calls_at_exit.to_json(), "stopped");
     outcome
+}
+
+/// Without GitHub credentials no repository can be checked: each one says so in its status
+/// (`Stalled`, reason `CredentialsMissing`) rather than showing nothing at all.
+async fn report_unconfigured(
+    api: Api<BackedUpRepository>,
+    guard: guard::Guard<BackedUpRepository>,
+    why: String,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    use futures::StreamExt;
+    use kube::runtime::{Controller, controller::Action, reflector};
+    let (reader, writer) = reflector::store();
+    let stream = trigger(api, writer, guard.metrics.clone(), guard.kind);
+    let message = Arc::new(format!(
+        "backup-warden has no GitHub credentials ({why}): nothing is checked until a token or a GitHub App \
+         is configured (docs/installation.md)"
+    ));
+    let resync = guard.resync;
+    Controller::for_stream(stream, reader)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            move |object, guard| {
+                let message = message.clone();
+                async move {
+                    let conditions = match object.as_ref() {
+                        Decoded::Valid(valid) => valid.status.clone().unwrap_or_default().conditions,
+                        Decoded::Invalid(bad) => bad.conditions.clone(),
+                    };
+                    guard
+                        .report_stalled::<BackedUpRepository>(
+                            object.as_ref(),
+                            &conditions,
+                            crate::api::Reason::CredentialsMissing,
+                            message.to_string(),
+                        )
+                        .await;
+                    Ok::<_, std::convert::Infallible>(Action::requeue(resync))
+                }
+            },
+            move |_, _, _| Action::requeue(resync),
+            Arc::new(guard),
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
 /// Runs a controller task; if it ends (or panics) before shutdown, /healthz fails from then on.

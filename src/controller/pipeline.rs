@@ -22,17 +22,18 @@ use super::{
     context::{Backoff, Timing},
     decoded::HasConditions,
     guard::{self, Guard},
+    requests,
 };
 use crate::{
     api::{ConditionType, Reason},
     external::{Failure, ServiceError},
-    policy::{Finding, Plan},
+    policy::{Finding, Plan, Verdict},
     report::{
         events,
         metrics::Metrics,
         notify,
         slack::Notifier,
-        status::{Progress, apply_stalled, apply_unobserved, is_reconciling, patch_status},
+        status::{Progress, apply_stalled, apply_suspended, apply_unobserved, is_reconciling, patch_status},
     },
     tenancy::Tenancy,
 };
@@ -56,10 +57,13 @@ pub trait KindStatus: Default + Clone + PartialEq + serde::Serialize + Send + Sy
     fn set_observed_generation(&mut self, generation: Option<i64>);
     fn notified_drift(&self) -> &[String];
     fn set_notified_drift(&mut self, checks: Vec<String>);
+    /// The reconcile request (annotation value) last handled, as Flux's `lastHandledReconcileAt`.
+    fn last_handled_reconcile_at(&self) -> Option<&str>;
+    fn set_last_handled_reconcile_at(&mut self, value: String);
 }
 
 /// Implements [`KindStatus`] for a status type with the usual fields (`conditions`,
-/// `observed_generation`, `notified_drift`).
+/// `observed_generation`, `notified_drift`, `last_handled_reconcile_at`).
 macro_rules! kind_status {
     ($status:ty) => {
         impl $crate::controller::pipeline::KindStatus for $status {
@@ -79,6 +83,12 @@ macro_rules! kind_status {
             }
             fn set_notified_drift(&mut self, checks: Vec<String>) {
                 self.notified_drift = checks;
+            }
+            fn last_handled_reconcile_at(&self) -> Option<&str> {
+                self.last_handled_reconcile_at.as_deref()
+            }
+            fn set_last_handled_reconcile_at(&mut self, value: String) {
+                self.last_handled_reconcile_at = Some(value);
             }
         }
     };
@@ -126,6 +136,10 @@ pub trait Kind:
 
     fn shared(ctx: &Self::Context) -> Shared<'_>;
     fn status(&self) -> Option<&Self::Status>;
+    /// `spec.suspend`: nothing is observed or changed.
+    fn suspended(&self) -> bool;
+    /// Nothing will be fixed: the object's `mode: Audit` or the controller's `--audit-only`.
+    fn audit(&self, ctx: &Self::Context) -> bool;
 
     /// Reads what the policy needs; `fresh` bounds the age of what a change in progress moves.
     async fn observe(&self, ctx: &Self::Context, fresh: Duration) -> Result<Self::Observation, ServiceError>;
@@ -271,26 +285,32 @@ pub async fn reconcile<K: Kind>(object: Arc<K>, ctx: Arc<K::Context>) -> Result<
         .with_label_values(&[K::KIND])
         .start_timer();
     let old = object.status().cloned().unwrap_or_default();
-    // While a change settles, read fresher facts; otherwise once per resync.
-    let fresh = if is_reconciling(old.conditions()) {
+    let request = requests::requested_at(object.meta());
+    if object.suspended() {
+        return suspended(object.as_ref(), &shared, &old, request).await;
+    }
+    // Asked for (after a fix by hand): nothing cached answers. While a change settles, read
+    // fresher facts; otherwise once per resync.
+    let fresh = if request.is_some() && request.as_deref() != old.last_handled_reconcile_at() {
+        Duration::ZERO
+    } else if is_reconciling(old.conditions()) {
         shared.timing.settle
     } else {
         shared.timing.resync
     };
+    let audit = object.audit(&ctx);
 
     let obs = match object.observe(&ctx, fresh).await {
         Ok(obs) => obs,
-        Err(e) => return unobserved(object.as_ref(), &shared, &old, e).await,
+        Err(e) => return unobserved(object.as_ref(), &shared, &old, request, e).await,
     };
-    let findings = object.evaluate(&ctx, &obs);
+    let findings = audited(audit, object.evaluate(&ctx, &obs));
     let plan = object.plan(&ctx, &obs, &findings);
     // What was found before acting, for the drift events and Slack.
     let found = object.build_status(&old, &obs, &findings, &Progress::default());
 
     let (mut progress, taken, outcome) = act(object.as_ref(), &ctx, &obs, &plan.actions).await;
-    if let Some(holding) = &plan.holding {
-        progress.working.push(holding.clone());
-    }
+    progress.holding = plan.holding.clone();
     // Look again, so that status shows the state after this reconcile's changes.
     let (obs, after) = if plan.actions.is_empty() {
         let after = findings.clone();
@@ -298,10 +318,13 @@ pub async fn reconcile<K: Kind>(object: Arc<K>, ctx: Arc<K::Context>) -> Result<
     } else {
         object.forget(&ctx);
         let obs = object.observe(&ctx, fresh).await.map_err(Error::Observe)?;
-        let after = object.evaluate(&ctx, &obs);
+        let after = audited(audit, object.evaluate(&ctx, &obs));
         (obs, after)
     };
-    let status = object.build_status(&old, &obs, &after, &progress);
+    let mut status = object.build_status(&old, &obs, &after, &progress);
+    if let Some(request) = request {
+        status.set_last_handled_reconcile_at(request);
+    }
     let status = report(
         object.as_ref(),
         &ctx,
@@ -320,13 +343,46 @@ pub async fn reconcile<K: Kind>(object: Arc<K>, ctx: Arc<K::Context>) -> Result<
         Outcome::Refused => Ok(Action::requeue(shared.backoff.delay(&key))),
         Outcome::Done => {
             shared.backoff.reset(&key);
-            Ok(Action::requeue(if is_reconciling(status.conditions()) {
+            // A change just made is looked at again soon, even when something else stalls.
+            let busy = is_reconciling(status.conditions()) || !progress.working.is_empty();
+            Ok(Action::requeue(if busy {
                 shared.timing.settle
             } else {
                 shared.timing.resync
             }))
         }
     }
+}
+
+/// In audit, drift nobody will fix says so (`AuditOnly`), whichever side asked for audit.
+fn audited(audit: bool, mut findings: Vec<Finding>) -> Vec<Finding> {
+    if audit {
+        for f in &mut findings {
+            if f.verdict == Verdict::Drift && f.reason == Reason::DriftDetected {
+                f.reason = Reason::AuditOnly;
+            }
+        }
+    }
+    findings
+}
+
+/// `spec.suspend`: nothing is read or changed; status says so and keeps the last look.
+async fn suspended<K: Kind>(
+    object: &K,
+    shared: &Shared<'_>,
+    old: &K::Status,
+    request: Option<String>,
+) -> Result<Action, Error> {
+    let generation = object.meta().generation;
+    let mut status = old.clone();
+    status.set_observed_generation(generation);
+    if let Some(request) = request {
+        status.set_last_handled_reconcile_at(request);
+    }
+    apply_suspended(status.conditions_mut(), generation, Timestamp::now());
+    write_status(object, shared, old, &status).await?;
+    shared.backoff.reset(&super::object_key(object));
+    Ok(Action::requeue(shared.timing.resync))
 }
 
 /// Carries out the plan in order and stops at the first failure, saying what it means.
@@ -424,11 +480,15 @@ async fn unobserved<K: Kind>(
     object: &K,
     shared: &Shared<'_>,
     old: &K::Status,
+    request: Option<String>,
     e: ServiceError,
 ) -> Result<Action, Error> {
     let generation = object.meta().generation;
     let mut status = old.clone();
     status.set_observed_generation(generation);
+    if let Some(request) = request {
+        status.set_last_handled_reconcile_at(request);
+    }
     let (reason, stalled, message) = match e.failure() {
         Failure::AccessDenied(message) => {
             apply_stalled(
@@ -482,4 +542,43 @@ async fn write_status<K: Kind>(
     patch_status(shared.client, object, status)
         .await
         .map_err(Error::Status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::DatabaseCheck;
+
+    #[test]
+    fn in_audit_drift_says_audit_only_and_nothing_else_changes() {
+        let findings = vec![
+            Finding::new(
+                DatabaseCheck::RetentionCompliant,
+                Verdict::Drift,
+                Reason::DriftDetected,
+                "r",
+            ),
+            Finding::new(DatabaseCheck::BackupsFresh, Verdict::Drift, Reason::Stale, "s"),
+            Finding::new(
+                DatabaseCheck::ReplicaKeyCompliant,
+                Verdict::Blocked,
+                Reason::KeyNotUsable,
+                "k",
+            ),
+        ];
+        let reasons = |audit| -> Vec<Reason> {
+            audited(audit, findings.clone())
+                .iter()
+                .map(|f| f.reason)
+                .collect()
+        };
+        assert_eq!(
+            reasons(true),
+            [Reason::AuditOnly, Reason::Stale, Reason::KeyNotUsable]
+        );
+        assert_eq!(
+            reasons(false),
+            [Reason::DriftDetected, Reason::Stale, Reason::KeyNotUsable]
+        );
+    }
 }

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     api::{
-        BackedUpRepository, BackedUpRepositoryStatus, ConditionType, Reason,
+        BackedUpRepository, BackedUpRepositoryStatus, ConditionType, Mode, Reason,
         repository::{ObservedBackup, ObservedRun, ObservedWorkflow},
     },
     aws::{Scope, inventory::BucketInventory},
@@ -92,6 +92,14 @@ impl Kind for BackedUpRepository {
 
     fn status(&self) -> Option<&BackedUpRepositoryStatus> {
         self.status.as_ref()
+    }
+
+    fn suspended(&self) -> bool {
+        self.spec.suspend
+    }
+
+    fn audit(&self, ctx: &RepoContext) -> bool {
+        self.spec.mode == Mode::Audit || ctx.policy.audit_only
     }
 
     async fn observe(

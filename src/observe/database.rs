@@ -16,14 +16,15 @@ use crate::{
 
 /// Reads what the policy needs from the shared inventories. `fresh` bounds the age of what
 /// a change in progress moves (the instance and its replication); keys, aliases, snapshots
-/// and source regions are read once per resync.
+/// and source regions are read once per resync, or afresh too when `fresh` is zero (a
+/// reconcile someone asked for).
 pub async fn database(
     db: &BackedUpDatabase,
     inv: &Inventory,
     resync: Duration,
     fresh: Duration,
 ) -> Result<DatabaseObservation, AwsError> {
-    let max_age = resync;
+    let max_age = super::once_per(resync, fresh);
     let spec = &db.spec;
     let role = spec.instance.role_arn.as_deref();
     let source = Scope::new(role, &spec.instance.region);

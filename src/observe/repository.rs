@@ -66,7 +66,7 @@ pub async fn repository(
     }
     let scope = Scope::new(None, &spec.storage.region);
     obs.lifecycle = buckets
-        .lifecycle(&scope, &spec.storage.bucket, resync)
+        .lifecycle(&scope, &spec.storage.bucket, super::once_per(resync, fresh))
         .await
         .map_err(ServiceError::Aws)?;
     if obs.lifecycle.is_some() {

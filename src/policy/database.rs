@@ -942,8 +942,12 @@ pub fn plan(
         return Plan::default();
     };
     if !instance.status.eq_ignore_ascii_case("available") {
-        let holding =
-            any_drift.then(|| format!("instance is {}; acting once it is available", instance.status));
+        let holding = any_drift.then(|| {
+            (
+                Reason::InstanceNotAvailable,
+                format!("instance is {}; acting once it is available", instance.status),
+            )
+        });
         return Plan {
             actions: Vec::new(),
             holding,
@@ -1001,8 +1005,12 @@ pub fn plan(
             retention_days: replica_retention,
         });
     }
-    let holding = (drift(ReplicationActive) && instance.retention_days == 0)
-        .then(|| "replication starts once automated backups are enabled".to_string());
+    let holding = (drift(ReplicationActive) && instance.retention_days == 0).then(|| {
+        (
+            Reason::Progressing,
+            "replication starts once automated backups are enabled".to_string(),
+        )
+    });
     Plan { actions, holding }
 }
 

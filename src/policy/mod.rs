@@ -10,8 +10,8 @@ pub mod repository;
 pub struct Plan<A> {
     pub actions: Vec<A>,
     /// Set while drift waits for something to happen first (the instance to be available,
-    /// backups to be enabled).
-    pub holding: Option<String>,
+    /// backups to be enabled): why, and what it waits for.
+    pub holding: Option<(Reason, String)>,
 }
 
 impl<A> Default for Plan<A> {

@@ -240,9 +240,10 @@ pub fn evaluate(
 
 fn proposed(obs: &RepositoryObservation, check: RepositoryCheck, what: &str) -> Option<Finding> {
     obs.pull_request.as_ref().map(|pr| {
+        // A person must merge it: nothing else moves it (Stalled, not Reconciling).
         Finding::new(
             check,
-            Verdict::Pending,
+            Verdict::Blocked,
             Reason::PullRequestOpen,
             format!("{what}: pull request {} waits for review", pr.url),
         )

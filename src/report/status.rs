@@ -4,7 +4,7 @@
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 
 use crate::{
-    api::{ConditionStatus, ConditionType, Reason, set_condition},
+    api::{ConditionStatus, ConditionType, Reason, conditions::find_condition, set_condition},
     policy::{Finding, Verdict},
 };
 
@@ -13,6 +13,9 @@ use crate::{
 pub struct Progress {
     /// Actions taken and changes under way, for `Reconciling`.
     pub working: Vec<String>,
+    /// Drift waits for something outside to happen first (the instance to be available):
+    /// why, and what it waits for.
+    pub holding: Option<(Reason, String)>,
     /// A failure only a human can fix (access denied, refused action), for `Stalled`.
     pub stalled: Option<(Reason, String)>,
 }
@@ -25,7 +28,19 @@ fn status_of(verdict: Verdict) -> ConditionStatus {
     }
 }
 
-/// Sets every check's condition and the summary conditions.
+/// The summary's word for a check's reason: a pull request to merge is a review awaited.
+fn summary_reason(reason: Reason) -> Reason {
+    match reason {
+        Reason::PullRequestOpen => Reason::AwaitingReview,
+        other => other,
+    }
+}
+
+/// Sets every check's condition and the summary conditions. `Ready=False` always comes with
+/// `Reconciling=True` (something is moving it, no person needed) or `Stalled=True` (a person
+/// must act: a blocked check, a refused action, or drift nothing under way will fix, such as
+/// audit mode, stale backups or a pull request to merge), never both: GitOps tools then
+/// agree on what they show (docs/gitops.md).
 pub fn apply_findings(
     conditions: &mut Vec<Condition>,
     findings: &[Finding],
@@ -49,7 +64,27 @@ pub fn apply_findings(
         .iter()
         .filter(|f| !f.is_pass() && f.verdict != Verdict::Unknown)
         .collect();
+    let failing_message = distinct(failing.iter().map(|f| f.message.as_str()));
+    let mut working = progress.working.clone();
+    working.extend(progress.holding.iter().map(|(_, message)| message.clone()));
+    working.extend(
+        findings
+            .iter()
+            .filter(|f| f.verdict == Verdict::Pending)
+            .map(|f| f.message.clone()),
+    );
     let blocked = findings.iter().find(|f| f.verdict == Verdict::Blocked);
+    let stalled = progress
+        .stalled
+        .clone()
+        .or_else(|| blocked.map(|b| (summary_reason(b.reason), b.message.clone())))
+        .or_else(|| match failing.first() {
+            Some(first) if working.is_empty() => {
+                Some((summary_reason(first.reason), failing_message.clone()))
+            }
+            _ => None,
+        });
+
     let (ready, reason, message) = if failing.is_empty() {
         (
             ConditionStatus::True,
@@ -57,17 +92,12 @@ pub fn apply_findings(
             format!("all {} checks pass", findings.len()),
         )
     } else {
-        let reason = match (blocked, progress.stalled.as_ref()) {
-            (_, Some((reason, _))) => *reason,
-            (Some(b), None) => b.reason,
+        let reason = match (&stalled, &progress.holding) {
+            (Some((reason, _)), _) | (None, Some((reason, _))) => *reason,
             (None, None) if failing.iter().all(|f| f.verdict == Verdict::Pending) => Reason::Progressing,
             (None, None) => Reason::DriftDetected,
         };
-        (
-            ConditionStatus::False,
-            reason,
-            distinct(failing.iter().map(|f| f.message.as_str())),
-        )
+        (ConditionStatus::False, reason, failing_message)
     };
     set_condition(
         conditions,
@@ -79,14 +109,7 @@ pub fn apply_findings(
         now,
     );
 
-    let mut working = progress.working.clone();
-    working.extend(
-        findings
-            .iter()
-            .filter(|f| f.verdict == Verdict::Pending)
-            .map(|f| f.message.clone()),
-    );
-    if working.is_empty() {
+    if stalled.is_some() || working.is_empty() {
         set_condition(
             conditions,
             ConditionType::Reconciling,
@@ -97,22 +120,21 @@ pub fn apply_findings(
             now,
         );
     } else {
-        let message = distinct(working.iter().map(String::as_str));
+        let reason = progress
+            .holding
+            .as_ref()
+            .map_or(Reason::Progressing, |(reason, _)| *reason);
         set_condition(
             conditions,
             ConditionType::Reconciling,
             ConditionStatus::True,
-            Reason::Progressing,
-            message,
+            reason,
+            distinct(working.iter().map(String::as_str)),
             generation,
             now,
         );
     }
 
-    let stalled = progress
-        .stalled
-        .clone()
-        .or_else(|| blocked.map(|b| (b.reason, b.message.clone())));
     match stalled {
         Some((reason, message)) => set_condition(
             conditions,
@@ -198,6 +220,45 @@ fn set_stalled_and_idle(
     );
 }
 
+/// `spec.suspend`: `Reconciling=False` (reason `Suspended`) says nothing is read or
+/// changed; every other condition stays as the last look left it, so kstatus and Argo CD
+/// keep showing that look. Before any look, `Ready` is `Unknown`.
+pub fn apply_suspended(conditions: &mut Vec<Condition>, generation: Option<i64>, now: Timestamp) {
+    let message =
+        "spec.suspend is true: nothing is observed or changed; the other conditions are from the last look";
+    if find_condition(conditions, ConditionType::Ready).is_none() {
+        set_condition(
+            conditions,
+            ConditionType::Ready,
+            ConditionStatus::Unknown,
+            Reason::Suspended,
+            "suspended before the first look",
+            generation,
+            now,
+        );
+    }
+    if find_condition(conditions, ConditionType::Stalled).is_none() {
+        set_condition(
+            conditions,
+            ConditionType::Stalled,
+            ConditionStatus::False,
+            Reason::NotStalled,
+            "",
+            generation,
+            now,
+        );
+    }
+    set_condition(
+        conditions,
+        ConditionType::Reconciling,
+        ConditionStatus::False,
+        Reason::Suspended,
+        message,
+        generation,
+        now,
+    );
+}
+
 /// What could not be read cannot be judged: every check turns `Unknown` with the reason
 /// (never a stale `True`), and so does `Ready`. `stalled` says a human must act (a region
 /// that cannot be reached); otherwise it is retried with backoff.
@@ -263,7 +324,6 @@ pub fn is_reconciling(conditions: &[Condition]) -> bool {
 mod tests {
     use super::*;
     use crate::api::DatabaseCheck;
-    use crate::api::conditions::find_condition;
 
     fn now() -> Timestamp {
         Timestamp::from_second(1_800_000_000).expect("ts")
@@ -353,7 +413,7 @@ mod tests {
         )];
         let progress = Progress {
             working: vec!["raised backup retention from 1 day to 7 days".into()],
-            stalled: None,
+            ..Progress::default()
         };
         let mut c = Vec::new();
         apply_findings(&mut c, &findings, &progress, Some(1), now());
@@ -422,5 +482,155 @@ mod tests {
             )
         );
         assert_eq!(get(&c, ConditionType::Ready).1, "KeyNotUsable");
+    }
+
+    fn summary(c: &[Condition]) -> [(String, String); 3] {
+        [
+            ConditionType::Ready,
+            ConditionType::Reconciling,
+            ConditionType::Stalled,
+        ]
+        .map(|t| {
+            let (status, reason, _) = get(c, t);
+            (status, reason)
+        })
+    }
+
+    fn pair(status: &str, reason: Reason) -> (String, String) {
+        (status.to_string(), reason.as_str().to_string())
+    }
+
+    #[test]
+    fn drift_nothing_will_fix_stalls_with_its_reason_never_ready_false_alone() {
+        for reason in [Reason::AuditOnly, Reason::Stale, Reason::DriftDetected] {
+            let findings = [Finding::new(
+                DatabaseCheck::RetentionCompliant,
+                Verdict::Drift,
+                reason,
+                "retention is 1 day",
+            )];
+            let mut c = Vec::new();
+            apply_findings(&mut c, &findings, &Progress::default(), Some(1), now());
+            assert_eq!(
+                summary(&c),
+                [
+                    pair("False", reason),
+                    pair("False", Reason::Idle),
+                    pair("True", reason)
+                ],
+                "{reason:?}"
+            );
+            assert_eq!(get(&c, ConditionType::Stalled).2, "retention is 1 day");
+        }
+    }
+
+    #[test]
+    fn a_pull_request_to_merge_awaits_review_and_is_not_reconciling() {
+        let findings = [Finding::new(
+            crate::api::RepositoryCheck::WorkflowPresent,
+            Verdict::Blocked,
+            Reason::PullRequestOpen,
+            "pull request https://github.com/o/r/pull/1 waits for review",
+        )];
+        let mut c = Vec::new();
+        apply_findings(&mut c, &findings, &Progress::default(), Some(1), now());
+        assert_eq!(
+            summary(&c),
+            [
+                pair("False", Reason::AwaitingReview),
+                pair("False", Reason::Idle),
+                pair("True", Reason::AwaitingReview)
+            ]
+        );
+        assert_eq!(
+            get(&c, crate::api::RepositoryCheck::WorkflowPresent).1,
+            "PullRequestOpen"
+        );
+    }
+
+    #[test]
+    fn drift_waiting_for_the_instance_says_instance_not_available() {
+        let findings = [Finding::new(
+            DatabaseCheck::RetentionCompliant,
+            Verdict::Drift,
+            Reason::DriftDetected,
+            "retention is 1 day",
+        )];
+        let progress = Progress {
+            holding: Some((
+                Reason::InstanceNotAvailable,
+                "instance is modifying; acting once it is available".into(),
+            )),
+            ..Progress::default()
+        };
+        let mut c = Vec::new();
+        apply_findings(&mut c, &findings, &progress, Some(1), now());
+        assert_eq!(
+            summary(&c),
+            [
+                pair("False", Reason::InstanceNotAvailable),
+                pair("True", Reason::InstanceNotAvailable),
+                pair("False", Reason::NotStalled)
+            ]
+        );
+    }
+
+    #[test]
+    fn stalled_and_reconciling_are_never_both_true() {
+        let findings = [
+            Finding::new(
+                DatabaseCheck::RetentionCompliant,
+                Verdict::Drift,
+                Reason::DriftDetected,
+                "retention is 1 day",
+            ),
+            Finding::new(
+                DatabaseCheck::ReplicaKeyCompliant,
+                Verdict::Blocked,
+                Reason::KeyNotUsable,
+                "key k is Disabled",
+            ),
+        ];
+        let progress = Progress {
+            working: vec!["raised backup retention from 1 day to 7 days".into()],
+            ..Progress::default()
+        };
+        let mut c = Vec::new();
+        apply_findings(&mut c, &findings, &progress, Some(1), now());
+        assert_eq!(
+            summary(&c),
+            [
+                pair("False", Reason::KeyNotUsable),
+                pair("False", Reason::Idle),
+                pair("True", Reason::KeyNotUsable)
+            ]
+        );
+    }
+
+    #[test]
+    fn suspending_keeps_the_last_look_and_says_so() {
+        let findings = [Finding::pass(DatabaseCheck::BackupsEnabled, "ok")];
+        let mut c = Vec::new();
+        apply_findings(&mut c, &findings, &Progress::default(), Some(1), now());
+        let before = c.clone();
+        apply_suspended(&mut c, Some(2), now());
+        assert_eq!(get(&c, ConditionType::Reconciling).1, "Suspended");
+        for t in [
+            DatabaseCheck::BackupsEnabled.into(),
+            ConditionType::Ready,
+            ConditionType::Stalled,
+        ] {
+            assert_eq!(find_condition(&c, t), find_condition(&before, t), "{t:?} kept");
+        }
+        let mut fresh = Vec::new();
+        apply_suspended(&mut fresh, Some(1), now());
+        assert_eq!(
+            summary(&fresh),
+            [
+                pair("Unknown", Reason::Suspended),
+                pair("False", Reason::Suspended),
+                pair("False", Reason::NotStalled)
+            ]
+        );
     }
 }

@@ -397,8 +397,11 @@ fn an_unavailable_instance_is_reported_and_waited_for() {
     let plan = plan(&spec(), &obs, &findings, &policy());
     assert!(plan.actions.is_empty());
     assert_eq!(
-        plan.holding.as_deref(),
-        Some("instance is modifying; acting once it is available")
+        plan.holding,
+        Some((
+            Reason::InstanceNotAvailable,
+            "instance is modifying; acting once it is available".to_string()
+        ))
     );
 }
 
@@ -489,7 +492,7 @@ fn enabling_backups_from_zero_waits_for_the_maintenance_window_unless_asked() {
         "replication waits for backups"
     );
     assert_eq!(
-        p.holding.as_deref(),
+        p.holding.map(|(_, message)| message).as_deref(),
         Some("replication starts once automated backups are enabled")
     );
 

@@ -303,7 +303,7 @@ fn an_open_pull_request_is_reported_and_not_opened_again() {
     });
     let findings = evaluate(&spec(), &obs, &policy());
     let f = finding(&findings, WorkflowPresent);
-    assert_eq!((f.verdict, f.reason), (Verdict::Pending, Reason::PullRequestOpen));
+    assert_eq!((f.verdict, f.reason), (Verdict::Blocked, Reason::PullRequestOpen));
     assert!(f.message.contains("pull/12 waits for review"));
     assert!(plan(&spec(), &obs, &findings, &policy()).is_empty());
 }
