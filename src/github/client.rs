@@ -154,9 +154,7 @@ impl GitHubClient {
             .with_label_values(&["GitHub", operation, if ok { "success" } else { "error" }])
             .inc();
         if let Some(remaining) = headers.and_then(|h| header_u64(h, "x-ratelimit-remaining")) {
-            metrics
-                .github_rate_limit_remaining
-                .set(i64::try_from(remaining).unwrap_or(i64::MAX));
+            metrics.github_rate_limit(remaining);
         }
     }
 

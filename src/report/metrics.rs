@@ -27,7 +27,9 @@ pub struct Metrics {
     pub reconcile_errors: IntCounterVec,
     pub reconcile_duration: HistogramVec,
     pub external_calls: IntCounterVec,
-    pub github_rate_limit_remaining: IntGauge,
+    /// Registered when GitHub first answers: without GitHub there is no series (a 0 would
+    /// read as an exhausted rate limit).
+    github_rate_limit_remaining: std::sync::OnceLock<Option<IntGauge>>,
     pub slack_notifications: IntCounterVec,
     /// When each controller last finished a full sweep (every object looked at once).
     last_sweep: GaugeVec,
@@ -101,13 +103,7 @@ impl Metrics {
                 "Calls to AWS and GitHub, by service, operation and outcome.",
                 &["service", "operation", "outcome"],
             )?,
-            github_rate_limit_remaining: add(
-                &registry,
-                IntGauge::new(
-                    "backup_warden_github_rate_limit_remaining",
-                    "GitHub's x-ratelimit-remaining, as last seen.",
-                )?,
-            )?,
+            github_rate_limit_remaining: std::sync::OnceLock::new(),
             slack_notifications: counters(
                 "backup_warden_slack_notifications_total",
                 "Slack notifications by outcome.",
@@ -140,9 +136,45 @@ impl Metrics {
             objects: Mutex::new(HashSet::new()),
             registry,
         })
+        .and_then(Self::with_process_and_build)
     }
 
-    /// Sets an object's series from its findings and backup ages.
+    /// The process (CPU, memory, file descriptors, start time) and the build (`version`).
+    fn with_process_and_build(self) -> Result<Self, prometheus::Error> {
+        #[cfg(target_os = "linux")]
+        self.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "backup_warden_build_info",
+                "Always 1; the labels say which build of backup-warden runs.",
+            ),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        self.registry.register(Box::new(build))?;
+        Ok(self)
+    }
+
+    /// GitHub's `x-ratelimit-remaining`, as last seen.
+    pub fn github_rate_limit(&self, remaining: u64) {
+        let gauge = self.github_rate_limit_remaining.get_or_init(|| {
+            let gauge = IntGauge::new(
+                "backup_warden_github_rate_limit_remaining",
+                "GitHub's x-ratelimit-remaining, as last seen (no series until GitHub answers).",
+            )
+            .ok()?;
+            self.registry.register(Box::new(gauge.clone())).ok()?;
+            Some(gauge)
+        });
+        if let Some(gauge) = gauge {
+            gauge.set(i64::try_from(remaining).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets an object's series from its findings and backup ages. A check not evaluated yet
+    /// (`Unknown`) has no series: it is neither compliant nor in drift.
     pub fn record_object(
         &self,
         kind: &str,
@@ -152,12 +184,19 @@ impl Metrics {
         ages: &[(&str, Option<Duration>)],
     ) {
         for f in findings {
-            let value = i64::from(f.verdict == Verdict::Pass);
+            let labels = [kind, namespace, name, f.check.as_str()];
+            if f.verdict == Verdict::Unknown {
+                let _ = self.check_compliant.remove_label_values(&labels);
+                continue;
+            }
             self.check_compliant
-                .with_label_values(&[kind, namespace, name, f.check.as_str()])
-                .set(value);
+                .with_label_values(&labels)
+                .set(i64::from(f.verdict == Verdict::Pass));
         }
-        let ready = findings.iter().all(Finding::is_pass);
+        // As the Ready condition: no check fails (Unknown does not fail).
+        let ready = findings
+            .iter()
+            .all(|f| f.is_pass() || f.verdict == Verdict::Unknown);
         self.ready
             .with_label_values(&[kind, namespace, name])
             .set(i64::from(ready));
@@ -301,6 +340,12 @@ mod tests {
                 Reason::DriftDetected,
                 "retention is 1 day",
             ),
+            Finding::new(
+                DatabaseCheck::ReplicaFresh,
+                Verdict::Unknown,
+                Reason::NotYetChecked,
+                "no replica yet",
+            ),
         ];
         metrics.record_object(
             "BackedUpDatabase",
@@ -314,8 +359,36 @@ mod tests {
         assert!(text.contains(r#"backup_warden_check_compliant{check="RetentionCompliant",kind="BackedUpDatabase",name="db",namespace="ns"} 0"#));
         assert!(text.contains(r#"backup_warden_ready{kind="BackedUpDatabase",name="db",namespace="ns"} 0"#));
         assert!(text.contains(r#"backup_warden_backup_age_seconds{kind="BackedUpDatabase",location="source",name="db",namespace="ns"} 90"#));
+        assert!(
+            !text.contains("ReplicaFresh"),
+            "a check not evaluated yet has no series: {text}"
+        );
         assert!(!text.contains(r#"location="replica""#));
         metrics.forget_object("BackedUpDatabase", "ns", "db");
         assert!(!metrics.render().contains(r#"name="db""#));
+    }
+}
+
+#[cfg(test)]
+mod process_and_github {
+    use super::*;
+
+    #[test]
+    fn process_and_build_series_exist_and_github_only_once_it_answers() {
+        let metrics = Metrics::new().expect("metrics");
+        let text = metrics.render();
+        assert!(text.contains("process_resident_memory_bytes "), "{text}");
+        assert!(text.contains(&format!(
+            "backup_warden_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(!text.contains("github_rate_limit"), "{text}");
+        metrics.github_rate_limit(4999);
+        metrics.github_rate_limit(4998);
+        assert!(
+            metrics
+                .render()
+                .contains("backup_warden_github_rate_limit_remaining 4998")
+        );
     }
 }

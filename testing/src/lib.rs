@@ -661,6 +661,8 @@ pub fn spawn_controller(
         .env("AWS_REGION", "us-east-1")
         .env("KUBECONFIG", kubeconfig)
         .env("BACKUP_WARDEN_LOG_FORMAT", "text")
+        // GitHub is configured only by the flags a test passes, never by the shell's token.
+        .env_remove("GITHUB_TOKEN")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -419,6 +419,8 @@ async fn status_is_written_through_the_status_subresource_and_shown_by_kubectl()
         [
             "NAME",
             "READY",
+            "MODE",
+            "SUSPENDED",
             "RETENTION",
             "REPLICA",
             "REGION",
@@ -429,7 +431,11 @@ async fn status_is_written_through_the_status_subresource_and_shown_by_kubectl()
         "{text}"
     );
     let row: Vec<&str> = lines.next().expect("row").split_whitespace().collect();
-    assert_eq!(&row[..4], ["db", "False", "1", "us-west-2"], "{text}");
+    assert_eq!(
+        &row[..6],
+        ["db", "False", "Enforce", "false", "1", "us-west-2"],
+        "{text}"
+    );
 
     let out = testing::env().kubectl(&["get", "brepo", "-n", &ns]);
     assert!(out.status.success());
@@ -466,10 +472,23 @@ async fn repository_printer_columns() {
     assert_eq!(
         header,
         [
-            "NAME", "READY", "WORKFLOW", "LAST", "RUN", "LAST", "BACKUP", "AGE"
+            "NAME",
+            "READY",
+            "MODE",
+            "SUSPENDED",
+            "WORKFLOW",
+            "LAST",
+            "RUN",
+            "LAST",
+            "BACKUP",
+            "AGE"
         ],
         "{text}"
     );
     let row: Vec<&str> = lines.next().expect("row").split_whitespace().collect();
-    assert_eq!(&row[..4], ["repo", "True", "active", "success"], "{text}");
+    assert_eq!(
+        &row[..6],
+        ["repo", "True", "Enforce", "false", "active", "success"],
+        "{text}"
+    );
 }

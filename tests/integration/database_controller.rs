@@ -153,7 +153,7 @@ async fn audit_reports_every_finding_and_changes_nothing() {
 
     let db = wait_for(&w.dbs, "billing", CONVERGE, is("False", ConditionType::Ready)).await;
     let (_, reason, message) = condition(&db, ConditionType::Ready).expect("ready");
-    assert_eq!(reason, "DriftDetected");
+    assert_eq!(reason, "AuditOnly");
     for finding in [
         "retention is 1 day (policy 7 days)",
         "no replication to us-west-2",
@@ -162,14 +162,13 @@ async fn audit_reports_every_finding_and_changes_nothing() {
         assert!(message.contains(finding), "{message:?} lacks {finding:?}");
     }
     assert_eq!(
-        condition(&db, DatabaseCheck::RetentionCompliant)
-            .map(|c| c.0)
-            .as_deref(),
-        Some("False")
+        condition(&db, DatabaseCheck::RetentionCompliant).map(|c| (c.0, c.1)),
+        Some(("False".into(), "AuditOnly".into()))
     );
+    // Nothing will fix it: a person must act, which GitOps tools read as Failed/Degraded.
     assert_eq!(
-        condition(&db, ConditionType::Stalled).map(|c| c.0).as_deref(),
-        Some("False")
+        condition(&db, ConditionType::Stalled).map(|c| (c.0, c.1)),
+        Some(("True".into(), "AuditOnly".into()))
     );
 
     // Several resyncs later: still nothing written.
@@ -200,7 +199,19 @@ async fn the_controller_wide_audit_flag_overrides_enforce() {
         },
     )
     .await;
-    wait_for(&w.dbs, "ledger", CONVERGE, is("False", ConditionType::Ready)).await;
+    let db = wait_for(&w.dbs, "ledger", CONVERGE, is("False", ConditionType::Ready)).await;
+    // The spec says Enforce, but nothing will be fixed: status says audit, not "being fixed".
+    for t in [
+        ConditionType::Ready,
+        ConditionType::Stalled,
+        DatabaseCheck::RetentionCompliant.into(),
+    ] {
+        assert_eq!(
+            condition(&db, t).map(|c| c.1).as_deref(),
+            Some("AuditOnly"),
+            "{t:?}"
+        );
+    }
     tokio::time::sleep(testing::fast_timing().resync).await;
     for op in WRITES {
         assert_eq!(c.ctx.calls.calls(op), 0, "{op} with --audit-only");

@@ -20,6 +20,7 @@ mod github_fake;
 mod leader_election;
 mod manifest_corpus;
 mod notifications;
+mod operator_controls;
 mod poison_objects;
 mod product_binary;
 mod repository_controller;

@@ -195,13 +195,21 @@ async fn a_missing_workflow_gets_exactly_one_pull_request_across_restarts_and_do
         .and_then(|wf| wf.pull_request_url)
         .expect("url in status");
     assert_eq!(url, prs[0].html_url);
-    let (status, reason, message) = repo_condition(
-        &w.repos.get("marketplace").await.expect("get"),
-        RepositoryCheck::WorkflowPresent,
-    )
-    .expect("condition");
+    let waiting = w.repos.get("marketplace").await.expect("get");
+    let (status, reason, message) =
+        repo_condition(&waiting, RepositoryCheck::WorkflowPresent).expect("condition");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "PullRequestOpen"));
     assert!(message.contains(&url));
+    // A review is awaited: a person must act, nothing is in progress (GitOps tools read
+    // Reconciling=True as work under way and wait on it).
+    for (t, expected) in [
+        (ConditionType::Ready, ("False", "AwaitingReview")),
+        (ConditionType::Reconciling, ("False", "Idle")),
+        (ConditionType::Stalled, ("True", "AwaitingReview")),
+    ] {
+        let (status, reason, _) = repo_condition(&waiting, t).expect("condition");
+        assert_eq!((status.as_str(), reason.as_str()), expected, "{t:?}");
+    }
     assert_eq!(
         w.github.file("narrative-io/marketplace", "main", PATH),
         None,

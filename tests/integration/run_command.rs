@@ -8,7 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use backup_warden::api::{BackedUpRepository, ConditionType};
 use backup_warden_testing::{self as testing, free_port, http_get, http_status, output_of, wait_exit};
+use kube::{Api, api::PostParams};
 
 fn spawn_run(kubeconfig: &std::path::Path, addr: SocketAddr, namespace: &str) -> Child {
     testing::spawn_controller(
@@ -43,11 +45,58 @@ async fn run_serves_health_and_stops_on_sigterm() {
     assert_eq!(http_status(addr, "/nope"), Some(404));
     let (status, scrape) = http_get(addr, "/metrics").expect("scrape");
     assert_eq!(status, 200);
+    // GitHub is not configured: no GitHub series (a 0 would read as "rate limit exhausted").
     assert!(
-        scrape.contains("backup_warden_github_rate_limit_remaining"),
+        !scrape.contains("backup_warden_github_rate_limit_remaining"),
         "{scrape}"
     );
+    // The process and the build are described.
+    for series in [
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+        &format!(
+            "backup_warden_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+    ] {
+        assert!(scrape.contains(series), "no {series:?} in {scrape}");
+    }
     testing::promtool_check_metrics(&scrape);
+
+    // Without GitHub credentials a repository says so in its status instead of showing nothing.
+    let repos: Api<BackedUpRepository> = Api::namespaced(client.clone(), &namespace);
+    let repo: BackedUpRepository = serde_json::from_value(serde_json::json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpRepository",
+        "metadata": {"name": "docs"},
+        "spec": {"repository": "narrative-io/docs", "storage": {"bucket": "backups", "region": "us-east-1"}},
+    }))
+    .expect("object");
+    repos.create(&PostParams::default(), &repo).await.expect("create");
+    let repo = testing::wait_for(&repos, "docs", Duration::from_secs(30), |r| {
+        testing::repo_condition(r, ConditionType::Stalled).is_some()
+    })
+    .await;
+    for t in [ConditionType::Ready, ConditionType::Stalled] {
+        let (status, reason, message) = testing::repo_condition(&repo, t).expect("condition");
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            (
+                if t == ConditionType::Ready {
+                    "False"
+                } else {
+                    "True"
+                },
+                "CredentialsMissing"
+            ),
+            "{t:?}"
+        );
+        assert!(message.contains("no GitHub credentials"), "{message}");
+    }
+    assert_eq!(
+        repo.status.and_then(|s| s.observed_generation),
+        repo.metadata.generation
+    );
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
