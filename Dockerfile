@@ -8,11 +8,24 @@
 # `cargo build --release --locked` (`make build`) makes; the final image holds that one
 # binary on distroless, runs as a numeric non-root user and has no shell or package
 # manager. See docs/installation.md for multi-arch builds with buildx.
+#
+# Both base images are pinned by digest (tag@sha256:...): a tag is moved whenever its
+# maintainers rebuild it, so the same commit could otherwise build on different bases. The
+# tag stays for readers and for update bots, the digest decides. Each digest is the
+# multi-platform index (amd64 and arm64 both resolve from it). To move to a newer build,
+# ask the registry and replace the digest (and the base.digest label below) with the
+# "Digest:" line these print (the index's, above the per-platform "Manifests:"):
+#
+#   docker buildx imagetools inspect rust:1.95-bookworm
+#   docker buildx imagetools inspect gcr.io/distroless/cc-debian12:nonroot
+#
+# (or `crane digest IMAGE:TAG`), or let Renovate (its dockerfile manager keeps tag@digest
+# pins current) or Dependabot (package-ecosystem: docker) open the pull requests.
 
 # ---------------------------------------------------------------------------------------
 # Builder. Debian bookworm, like the final image (distroless cc-debian12), so the binary
 # is linked against the same glibc (2.36) it runs with.
-FROM rust:1.95-bookworm AS builder
+FROM rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1 AS builder
 
 # bash with pipefail: a failing command on the left of a pipe fails the step.
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -59,7 +72,7 @@ RUN touch src/main.rs src/lib.rs \
 # is added to Cargo.toml, and whose C toolchain (for aws-lc-sys) is one more thing to keep
 # working; the few MiB that static saves are not worth that. cc also brings the CA
 # certificates (/etc/ssl/certs) that TLS to AWS, GitHub and Slack verifies against.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f
 
 ARG VERSION=0.1.0
 ARG REVISION=unknown
@@ -74,7 +87,8 @@ LABEL org.opencontainers.image.title="backup-warden" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.base.name="gcr.io/distroless/cc-debian12:nonroot"
+      org.opencontainers.image.base.name="gcr.io/distroless/cc-debian12:nonroot" \
+      org.opencontainers.image.base.digest="sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f"
 
 COPY --from=builder /src/target/release/backup-warden /backup-warden
 

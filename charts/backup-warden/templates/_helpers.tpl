@@ -90,3 +90,33 @@ helm.sh/chart: {{ include "backup-warden.chart" . }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled: without it every replica would act on AWS and GitHub" }}
 {{- end }}
 {{- end }}
+
+{{/* Whether a Prometheus Operator object is rendered ("true" or empty): include with
+(list $ .Values.serviceMonitor.enabled "monitoring.coreos.com/v1/ServiceMonitor"). enabled
+is auto (when the cluster serves that kind: a cluster without the Prometheus Operator's CRDs
+installs cleanly), true or false. */}}
+{{- define "backup-warden.monitoringEnabled" -}}
+{{- $ctx := index . 0 }}
+{{- $enabled := index . 1 }}
+{{- if eq (toString $enabled) "auto" }}
+{{- if $ctx.Capabilities.APIVersions.Has (index . 2) }}true{{ end }}
+{{- else if $enabled }}true{{ end }}
+{{- end }}
+
+{{- define "backup-warden.serviceMonitorEnabled" -}}
+{{- include "backup-warden.monitoringEnabled" (list . .Values.serviceMonitor.enabled "monitoring.coreos.com/v1/ServiceMonitor") }}
+{{- end }}
+
+{{- define "backup-warden.prometheusRuleEnabled" -}}
+{{- include "backup-warden.monitoringEnabled" (list . .Values.prometheusRule.enabled "monitoring.coreos.com/v1/PrometheusRule") }}
+{{- end }}
+
+{{/* The labels of a Prometheus Operator object: monitoring.labels (what the Prometheus
+selects on, e.g. kube-prometheus-stack's release), then the object's own labels. */}}
+{{- define "backup-warden.monitoringLabels" -}}
+{{- $ctx := index . 0 }}
+{{- /* monitoring may be missing: `helm upgrade --reuse-values` from a chart without it */}}
+{{- $shared := ($ctx.Values.monitoring | default dict).labels | default dict }}
+{{- $labels := merge (deepCopy (index . 1 | default dict)) (deepCopy $shared) }}
+{{- include "backup-warden.labelsWith" (list $ctx $labels) }}
+{{- end }}
