@@ -251,7 +251,7 @@ pub async fn evaluate_all(
                 .actions
                 .iter()
                 .filter(|a| !f.is_pass() && a.fixes().iter().any(|&c| f.check == c.into()))
-                .map(|a| a.describe(&db.spec));
+                .map(|a| a.describe(&db.spec, crate::policy::Tense::Planned));
             rows.push(Row {
                 kind: "BackedUpDatabase",
                 object: crate::controller::object_key(db),
@@ -301,7 +301,7 @@ pub async fn evaluate_all(
             let action = actions
                 .iter()
                 .filter(|a| !f.is_pass() && a.fixes().iter().any(|&c| f.check == c.into()))
-                .map(|a| a.describe(&repo.spec));
+                .map(|a| a.describe(&repo.spec, crate::policy::Tense::Planned));
             rows.push(Row {
                 kind: "BackedUpRepository",
                 object: crate::controller::object_key(repo),

@@ -77,7 +77,7 @@ impl Kind for BackedUpDatabase {
     }
 
     fn describe(&self, action: &DbAction) -> String {
-        action.describe(&self.spec)
+        action.describe(&self.spec, crate::policy::Tense::Done)
     }
 
     fn reason(action: &DbAction) -> Reason {

@@ -127,7 +127,7 @@ impl Kind for BackedUpRepository {
     }
 
     fn describe(&self, action: &RepoAction) -> String {
-        action.describe(&self.spec)
+        action.describe(&self.spec, crate::policy::Tense::Done)
     }
 
     fn reason(action: &RepoAction) -> Reason {
@@ -248,14 +248,14 @@ async fn act(
                 .commit_file(name, &proposal(repo, obs, content), replacing.as_deref())
                 .await
                 .map_err(ServiceError::GitHub)?;
-            Ok(action.describe(spec))
+            Ok(action.describe(spec, crate::policy::Tense::Done))
         }
         RepoAction::EnableWorkflow { id } => {
             ctx.github
                 .enable_workflow(name, *id)
                 .await
                 .map_err(ServiceError::GitHub)?;
-            Ok(action.describe(spec))
+            Ok(action.describe(spec, crate::policy::Tense::Done))
         }
         RepoAction::AddLifecycleRule { id, prefix, days } => {
             let scope = Scope::new(None, &spec.storage.region);
@@ -263,7 +263,7 @@ async fn act(
                 .add_expiration_rule(&scope, &spec.storage.bucket, id, prefix, *days)
                 .await
                 .map_err(ServiceError::Aws)?;
-            Ok(action.describe(spec))
+            Ok(action.describe(spec, crate::policy::Tense::Done))
         }
     }
 }

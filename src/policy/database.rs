@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::{Finding, Verdict, days, human_duration, keys::key_id_of};
+use super::{Finding, Tense, Verdict, days, human_duration, keys::key_id_of};
 use crate::api::{ConditionType, Mode, Reason, conditions::wire_enum, database::BackedUpDatabaseSpec};
 
 wire_enum! {
@@ -338,18 +338,24 @@ impl InstanceChange {
     }
 
     /// The change, read against the instance's values before it (`from`), for people.
-    fn describe(&self, from: &Self) -> String {
+    fn describe(&self, from: &Self, tense: Tense) -> String {
         let mut parts = Vec::new();
         if let Some(to) = self.backup_retention_days {
             // From 0 (backups off), RDS waits for the maintenance window unless told otherwise.
             parts.push(match from.backup_retention_days.unwrap_or_default() {
                 0 if !self.apply_immediately => {
                     format!(
-                        "enabled automated backups ({}) at the next maintenance window",
+                        "{} automated backups ({}) at the next maintenance window",
+                        tense.verb("enabled", "enable"),
                         days(to)
                     )
                 }
-                was => format!("raised backup retention from {} to {}", days(was), days(to)),
+                was => format!(
+                    "{} backup retention from {} to {}",
+                    tense.verb("raised", "raise"),
+                    days(was),
+                    days(to)
+                ),
             });
         }
         parts.join(", ")
@@ -893,21 +899,26 @@ impl DbAction {
         }
     }
 
-    /// What the action does, for events and logs.
-    pub fn describe(&self, spec: &BackedUpDatabaseSpec) -> String {
+    /// What the action does (`Tense::Done`, for events and logs) or will do.
+    pub fn describe(&self, spec: &BackedUpDatabaseSpec, tense: Tense) -> String {
         let destination = &spec.replication.destination_region;
         match self {
-            Self::ModifyInstance { change, from } => change.describe(from),
-            Self::CreateReplicaKey { alias } => format!("created KMS key {alias} in {destination}"),
-            Self::StopReplication => {
-                format!("stopped replication to {destination} to restart it (replicated backups are kept)")
-            }
-            Self::StartReplication { retention_days, .. } => {
+            Self::ModifyInstance { change, from } => change.describe(from, tense),
+            Self::CreateReplicaKey { alias } => {
                 format!(
-                    "started replication to {destination} keeping {}",
-                    days(*retention_days)
+                    "{} KMS key {alias} in {destination}",
+                    tense.verb("created", "create")
                 )
             }
+            Self::StopReplication => format!(
+                "{} replication to {destination} to restart it (replicated backups are kept)",
+                tense.verb("stopped", "stop")
+            ),
+            Self::StartReplication { retention_days, .. } => format!(
+                "{} replication to {destination} keeping {}",
+                tense.verb("started", "start"),
+                days(*retention_days)
+            ),
         }
     }
 }

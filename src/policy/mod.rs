@@ -5,6 +5,24 @@ pub mod database;
 pub mod keys;
 pub mod repository;
 
+/// How an action is told: as done (events, status, logs) or as what Enforce will do
+/// (`backup-warden check`, which changes nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tense {
+    Done,
+    Planned,
+}
+
+impl Tense {
+    /// The verb in this tense: `done` as given, or "will" and the `base` form.
+    pub fn verb(self, done: &str, base: &str) -> String {
+        match self {
+            Self::Done => done.to_string(),
+            Self::Planned => format!("will {base}"),
+        }
+    }
+}
+
 /// The actions to take now, in order, and why nothing (else) is done.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan<A> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::{Finding, Verdict, days, human_duration};
+use super::{Finding, Tense, Verdict, days, human_duration};
 use crate::{
     api::{
         ConditionType, Mode, Reason,
@@ -472,18 +472,28 @@ impl RepoAction {
         }
     }
 
-    pub fn describe(&self, spec: &BackedUpRepositorySpec) -> String {
+    /// What the action does (`Tense::Done`, for events and logs) or will do.
+    pub fn describe(&self, spec: &BackedUpRepositorySpec, tense: Tense) -> String {
+        let path = &spec.workflow.path;
         match self {
-            Self::ProposeWorkflow { .. } => format!("proposed {} in a pull request", spec.workflow.path),
-            Self::CommitWorkflow { .. } => format!("committed {} to the default branch", spec.workflow.path),
-            Self::EnableWorkflow { .. } => "re-enabled the backup workflow".to_string(),
-            Self::AddLifecycleRule { id, prefix, days: d } => {
+            Self::ProposeWorkflow { .. } => {
+                format!("{} {path} in a pull request", tense.verb("proposed", "propose"))
+            }
+            Self::CommitWorkflow { .. } => {
                 format!(
-                    "added lifecycle rule {id} to {} expiring {prefix} after {}",
-                    spec.storage.bucket,
-                    days(*d)
+                    "{} {path} to the default branch",
+                    tense.verb("committed", "commit")
                 )
             }
+            Self::EnableWorkflow { .. } => {
+                format!("{} the backup workflow", tense.verb("re-enabled", "re-enable"))
+            }
+            Self::AddLifecycleRule { id, prefix, days: d } => format!(
+                "{} lifecycle rule {id} to {} expiring {prefix} after {}",
+                tense.verb("added", "add"),
+                spec.storage.bucket,
+                days(*d)
+            ),
         }
     }
 }

@@ -85,16 +85,22 @@ pub fn notification(
 ) -> Notification {
     let (transition, checks) = match change {
         Change::Drift(checks) => (Transition::Drift, checks),
-        Change::Resolved(checks) | Change::Healed(checks) => (Transition::Resolved, checks),
+        Change::Resolved(checks) => (Transition::Resolved, checks),
+        Change::Healed(checks) => (Transition::Healed, checks),
     };
-    let observed = |check: ConditionType| {
+    let message = |check: ConditionType, passing: bool| {
         findings
             .iter()
             .flat_map(|list| list.iter())
-            .filter(|f| f.check == check)
-            .find(|f| (transition == Transition::Drift) != f.is_pass())
+            .find(|f| f.check == check && f.is_pass() == passing)
             .map(|f| f.message.clone())
             .unwrap_or_default()
+    };
+    // Healed: what was found, then what is now (nobody was told of the drift).
+    let observed = |check: ConditionType| match transition {
+        Transition::Drift => message(check, false),
+        Transition::Resolved => message(check, true),
+        Transition::Healed => format!("{}; fixed, now: {}", message(check, false), message(check, true)),
     };
     Notification {
         kind,
@@ -185,6 +191,31 @@ mod tests {
         );
         assert_eq!(change, Some(Change::Healed(names(&[RETENTION]))));
         assert!(state.is_empty());
+    }
+
+    #[test]
+    fn a_healed_drift_says_what_was_found_and_what_is_now() {
+        let found = [Finding::new(
+            RETENTION,
+            Verdict::Drift,
+            Reason::DriftDetected,
+            "retention is 1 day",
+        )];
+        let after = [Finding::pass(RETENTION, "retention is 7 days")];
+        let n = notification(
+            "BackedUpDatabase",
+            "ns",
+            "db",
+            &Change::Healed(names(&[RETENTION])),
+            &[&after, &found],
+            |_| "at least 7 days".into(),
+            None,
+        );
+        assert_eq!(n.transition, Transition::Healed);
+        assert_eq!(
+            n.checks[0].observed,
+            "retention is 1 day; fixed, now: retention is 7 days"
+        );
     }
 
     #[test]

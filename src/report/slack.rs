@@ -48,6 +48,9 @@ pub struct Notification {
 pub enum Transition {
     Drift,
     Resolved,
+    /// Drift found and fixed within one reconcile: never announced as drift, so one message
+    /// says both.
+    Healed,
 }
 
 /// One check of a notification: what the policy wants and what was found.

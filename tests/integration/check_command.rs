@@ -73,7 +73,8 @@ async fn drift_exits_1_with_a_row_per_check_and_writes_nothing() {
         "drift",
         "retention of at least 7 days",
         "retention is 1 day (policy 7 days)",
-        "raised backup retention from 1 day to 7 days",
+        // `check` changes nothing: the action is what Enforce will do, not what was done.
+        "will raise backup retention from 1 day to 7 days",
     ] {
         assert!(retention.contains(text), "{retention:?} lacks {text:?}");
     }

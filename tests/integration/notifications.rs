@@ -225,4 +225,31 @@ async fn slack_hears_once_per_transition_and_metrics_match_conditions() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // Declared again in Enforce: the drift (retention 2 days) is found and fixed in the same
+    // reconcile. Nobody was told of it, so one message says both, not just "compliant again".
+    let mut enforced = object.clone();
+    enforced.metadata.name = Some("orders-enforced".into());
+    enforced.spec.mode = backup_warden::api::Mode::Enforce;
+    dbs.create(&PostParams::default(), &enforced)
+        .await
+        .expect("create");
+    assert!(
+        slack.wait_for_messages(4, Duration::from_secs(30)).await,
+        "no message for a drift fixed at once"
+    );
+    let healed = slack.messages()[3].to_string();
+    for text in [
+        "orders-enforced drifted and was fixed",
+        "retention is 2 days (policy 7 days)",
+        "fixed, now:",
+    ] {
+        assert!(healed.contains(text), "{text:?} not in {healed}");
+    }
+    wait_for(&dbs, "orders-enforced", Duration::from_secs(30), |db| {
+        condition(db, ConditionType::Ready).is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(slack.messages().len(), 4, "one message, nothing after it");
 }

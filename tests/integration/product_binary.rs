@@ -36,3 +36,21 @@ fn the_binary_has_no_fake_in_it() {
         }
     }
 }
+
+/// The crate, the image and the chart say Apache-2.0: the license text ships beside them.
+#[test]
+fn the_license_the_crate_names_is_in_the_repository() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    assert!(contains(
+        &read(format!("{root}/Cargo.toml")),
+        "license = \"Apache-2.0\""
+    ));
+    let license = read(format!("{root}/LICENSE"));
+    for text in [
+        "Apache License",
+        "Version 2.0, January 2004",
+        "END OF TERMS AND CONDITIONS",
+    ] {
+        assert!(contains(&license, text), "LICENSE lacks {text:?}");
+    }
+}

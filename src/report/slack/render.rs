@@ -40,12 +40,23 @@ pub(super) fn message(n: &Notification) -> Value {
 /// One message listing many notifications: kind, namespace/name, transition and how many
 /// checks, with "and N more" past what fits.
 pub(super) fn digest(batch: &[Notification]) -> Value {
-    let drifted = batch.iter().filter(|n| n.transition == Transition::Drift).count();
-    let resolved = batch.len() - drifted;
-    let summary = format!(
-        "{} backup policy changes: {drifted} drifted, {resolved} compliant again",
-        batch.len()
+    let count = |t| batch.iter().filter(|n| n.transition == t).count();
+    let (drifted, resolved, healed) = (
+        count(Transition::Drift),
+        count(Transition::Resolved),
+        count(Transition::Healed),
     );
+    let summary = if healed == 0 {
+        format!(
+            "{} backup policy changes: {drifted} drifted, {resolved} compliant again",
+            batch.len()
+        )
+    } else {
+        format!(
+            "{} backup policy changes: {drifted} drifted, {resolved} compliant again, {healed} drifted and were fixed",
+            batch.len()
+        )
+    };
     let mut blocks = vec![header(&format!(":bell: {summary}"))];
     let lines: Vec<String> = batch.iter().take(DIGEST_MAX_LISTED).map(digest_line).collect();
     // Keep one block for "and N more".
@@ -62,6 +73,7 @@ fn headline(n: &Notification) -> String {
     let (emoji, what) = match n.transition {
         Transition::Drift => (":warning:", "drifted"),
         Transition::Resolved => (":white_check_mark:", "compliant again"),
+        Transition::Healed => (":wrench:", "drifted and was fixed"),
     };
     format!("{emoji} {} {}/{} {what}", n.kind, n.namespace, n.name)
 }
@@ -88,6 +100,7 @@ fn digest_line(n: &Notification) -> String {
     let what = match n.transition {
         Transition::Drift => "drifted",
         Transition::Resolved => "compliant again",
+        Transition::Healed => "drifted and was fixed",
     };
     let checks = n.checks.len();
     let plural = if checks == 1 { "" } else { "s" };
@@ -408,5 +421,13 @@ mod tests {
         let t = texts(&payload);
         assert_eq!(t.len(), MAX_BLOCKS);
         assert_eq!(t.last().map(String::as_str), Some("…and 4 more"));
+    }
+
+    #[test]
+    fn a_healed_drift_reads_as_drifted_and_fixed() {
+        let n = notification(Transition::Healed, vec![]);
+        let text = message(&n).to_string();
+        assert!(text.contains("drifted and was fixed"), "{text}");
+        assert!(!text.contains("compliant again"), "{text}");
     }
 }
