@@ -57,6 +57,8 @@ struct RateState {
 
 pub struct GitHubClient {
     crab: Octocrab,
+    /// The same credentials at the GraphQL root (`graphql_base`) when it is not the REST root.
+    graphql: Option<Octocrab>,
     limit: Semaphore,
     pacer: Pacer,
     etags: Mutex<HashMap<String, (String, Cached)>>,
@@ -96,48 +98,69 @@ fn parse_time(value: &Value) -> Option<Timestamp> {
     value.as_str()?.parse().ok()
 }
 
+/// Where GraphQL lives for a REST root: `https://api.github.com` → the same (`/graphql`);
+/// Enterprise Server's `https://HOST/api/v3` → `https://HOST/api` (`/api/graphql`).
+fn graphql_base(rest: &str) -> String {
+    let rest = rest.trim_end_matches('/');
+    rest.strip_suffix("/api/v3")
+        .map_or_else(|| rest.to_string(), |host| format!("{host}/api"))
+}
+
+/// An Octocrab client with the settings' credentials and timeouts at `base`.
+fn octocrab_at(settings: &GitHubSettings, base: &str) -> Result<Octocrab, GitHubError> {
+    let fail = |e: octocrab::Error| error("configure", GitHubErrorKind::Refused, 0, e.to_string());
+    let t = settings.timeouts;
+    let builder = Octocrab::builder()
+        .base_uri(base)
+        .map_err(fail)?
+        .set_connect_timeout(Some(t.connect))
+        .set_read_timeout(Some(t.attempt))
+        .set_write_timeout(Some(t.attempt));
+    Ok(match &settings.auth {
+        GitHubAuth::Token(token) => builder.personal_token(token.clone()).build().map_err(fail)?,
+        GitHubAuth::App {
+            app_id,
+            installation_id,
+            private_key_pem,
+        } => {
+            let key = octocrab::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).map_err(|e| {
+                error(
+                    "configure",
+                    GitHubErrorKind::Refused,
+                    0,
+                    format!("invalid GitHub App private key: {e}"),
+                )
+            })?;
+            builder
+                .app(octocrab::models::AppId(*app_id), key)
+                .build()
+                .map_err(fail)?
+                .installation(octocrab::models::InstallationId(*installation_id))
+                .map_err(fail)?
+        }
+    })
+}
+
 impl GitHubClient {
     pub fn new(settings: &GitHubSettings) -> Result<Self, GitHubError> {
-        let fail = |e: octocrab::Error| error("configure", GitHubErrorKind::Refused, 0, e.to_string());
-        let t = settings.timeouts;
-        let builder = Octocrab::builder()
-            .base_uri(settings.base_url.as_str())
-            .map_err(fail)?
-            .set_connect_timeout(Some(t.connect))
-            .set_read_timeout(Some(t.attempt))
-            .set_write_timeout(Some(t.attempt));
-        let crab = match &settings.auth {
-            GitHubAuth::Token(token) => builder.personal_token(token.clone()).build().map_err(fail)?,
-            GitHubAuth::App {
-                app_id,
-                installation_id,
-                private_key_pem,
-            } => {
-                let key = octocrab::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).map_err(|e| {
-                    error(
-                        "configure",
-                        GitHubErrorKind::Refused,
-                        0,
-                        format!("invalid GitHub App private key: {e}"),
-                    )
-                })?;
-                builder
-                    .app(octocrab::models::AppId(*app_id), key)
-                    .build()
-                    .map_err(fail)?
-                    .installation(octocrab::models::InstallationId(*installation_id))
-                    .map_err(fail)?
-            }
-        };
+        let crab = octocrab_at(settings, &settings.base_url)?;
+        // Octocrab puts every path under its base URI's path, so GraphQL, which Enterprise
+        // Server serves beside the REST root rather than under it, needs a client of its own
+        // there (with a GitHub App, one more installation token an hour).
+        let graphql_root = graphql_base(&settings.base_url);
+        let graphql = (graphql_root != settings.base_url.trim_end_matches('/'))
+            .then(|| octocrab_at(settings, &graphql_root))
+            .transpose()?;
         Ok(Self {
             crab,
+            graphql,
             limit: Semaphore::new(settings.concurrency.max(1)),
             pacer: Pacer::new(settings.writes_per_minute, settings.writes_per_hour),
             etags: Mutex::new(HashMap::new()),
             rate: Mutex::new(RateState::default()),
             repo_locks: Mutex::new(HashMap::new()),
             metrics: None,
-            timeouts: t,
+            timeouts: settings.timeouts,
         })
     }
 
@@ -186,6 +209,11 @@ impl GitHubClient {
         }
         let _permit = self.limit.acquire().await;
         let transient = |message: String| error(operation, GitHubErrorKind::Transient, 0, message);
+        // GraphQL has its own root (`graphql_base`).
+        let crab = match &self.graphql {
+            Some(graphql) if path == "/graphql" => graphql,
+            _ => &self.crab,
+        };
         let exchange = async {
             let response = match method {
                 http::Method::GET => {
@@ -193,11 +221,11 @@ impl GitHubClient {
                     if let Some(tag) = if_none_match.and_then(|t| HeaderValue::from_str(t).ok()) {
                         headers.insert(header::IF_NONE_MATCH, tag);
                     }
-                    self.crab._get_with_headers(path, Some(headers)).await
+                    crab._get_with_headers(path, Some(headers)).await
                 }
-                http::Method::POST => self.crab._post(path, body).await,
-                http::Method::PUT => self.crab._put(path, body).await,
-                _ => self.crab._patch(path, body).await,
+                http::Method::POST => crab._post(path, body).await,
+                http::Method::PUT => crab._put(path, body).await,
+                _ => crab._patch(path, body).await,
             }
             .map_err(|e| {
                 self.observe_reply(operation, false, None);
@@ -210,8 +238,7 @@ impl GitHubClient {
                 status.is_success() || status == StatusCode::NOT_MODIFIED,
                 Some(&headers),
             );
-            let text = self
-                .crab
+            let text = crab
                 .body_to_string(response)
                 .await
                 .map_err(|e| transient(format!("reading the response: {e}")))?;
@@ -678,6 +705,20 @@ impl GitHub for GitHubClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn graphql_is_beside_the_rest_root_on_enterprise_server() {
+        assert_eq!(graphql_base("https://api.github.com"), "https://api.github.com");
+        assert_eq!(graphql_base("https://api.github.com/"), "https://api.github.com");
+        assert_eq!(
+            graphql_base("https://ghe.example.com/api/v3"),
+            "https://ghe.example.com/api"
+        );
+        assert_eq!(
+            graphql_base("https://ghe.example.com/api/v3/"),
+            "https://ghe.example.com/api"
+        );
+    }
 
     #[test]
     fn the_batch_query_names_each_repository_and_its_file() {

@@ -99,16 +99,32 @@ impl std::fmt::Debug for GitHubFake {
 impl GitHubFake {
     /// Binds `127.0.0.1:0` and serves until the last clone is dropped.
     pub async fn start() -> GitHubFake {
+        Self::start_serving(false).await
+    }
+
+    /// As GitHub Enterprise Server serves: the REST root is `http://127.0.0.1:PORT/api/v3`
+    /// and GraphQL is at `/api/graphql` (not under the REST root); other paths are 404.
+    pub async fn start_enterprise() -> GitHubFake {
+        Self::start_serving(true).await
+    }
+
+    async fn start_serving(enterprise: bool) -> GitHubFake {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the fake GitHub");
-        let base_url = format!("http://{}", listener.local_addr().expect("local address"));
+        let address = listener.local_addr().expect("local address");
+        let base_url = if enterprise {
+            format!("http://{address}/api/v3")
+        } else {
+            format!("http://{address}")
+        };
         let token = format!(
             "ghp_{}",
             &sha1::hex(format!("{base_url} {}", now_epoch()).as_bytes())[..36]
         );
         let state = Arc::new(Mutex::new(State {
             base_url: base_url.clone(),
+            enterprise,
             personal_token: token.clone(),
             secondary_status: 403,
             ..State::default()
@@ -125,7 +141,8 @@ impl GitHubFake {
         }
     }
 
-    /// The REST root, `http://127.0.0.1:PORT`; GraphQL is at `{base_url}/graphql`.
+    /// The REST root, `http://127.0.0.1:PORT`, where GraphQL is at `{base_url}/graphql`; or
+    /// for Enterprise Server `http://127.0.0.1:PORT/api/v3`, with GraphQL at `/api/graphql`.
     pub fn base_url(&self) -> String {
         self.base_url.clone()
     }
@@ -495,7 +512,7 @@ enum Caller {
 fn handle(state: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
     let raw_path = uri.path().to_string();
     let raw_query = uri.query().unwrap_or_default().to_string();
-    let path = percent_decode(&raw_path, false);
+    let path = served_path(state, percent_decode(&raw_path, false));
     let query = parse_query(&raw_query);
     let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
     let is_graphql = path == "/graphql";
@@ -638,6 +655,19 @@ fn request<'a>(
         query,
         body,
         as_app: matches!(caller, Caller::Token { as_app: true }),
+    }
+}
+
+/// The path as github.com would see it. Enterprise Server serves REST under `/api/v3` and
+/// GraphQL at `/api/graphql` only; anything else becomes a path no route serves (a 404).
+fn served_path(state: &State, path: String) -> String {
+    if !state.enterprise {
+        return path;
+    }
+    match path.strip_prefix("/api/v3") {
+        _ if path == "/api/graphql" => "/graphql".to_string(),
+        Some(rest) if rest.starts_with('/') && rest != "/graphql" => rest.to_string(),
+        _ => format!("/not-served-by-enterprise-server{path}"),
     }
 }
 

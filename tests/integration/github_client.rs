@@ -68,6 +68,26 @@ async fn a_github_app_gets_an_installation_token_and_uses_it() {
     );
 }
 
+/// Enterprise Server serves REST under `/api/v3` and GraphQL at `/api/graphql`: with its
+/// REST root configured, the sweep (GraphQL) and the REST calls both reach it.
+#[tokio::test]
+async fn github_enterprise_server_gets_graphql_beside_the_rest_root() {
+    let fake = GitHubFake::start_enterprise().await;
+    assert!(fake.base_url().ends_with("/api/v3"), "{}", fake.base_url());
+    fake.add_repo("narrative-io/marketplace", "main");
+    let client = token_client(&fake);
+    let repos = client
+        .repositories(&[("narrative-io/marketplace".into(), PATH.into())])
+        .await
+        .expect("the sweep reaches /api/graphql");
+    let facts = repos["narrative-io/marketplace"].as_ref().expect("found");
+    assert_eq!(facts.default_branch, "main");
+    client
+        .workflow("narrative-io/marketplace", PATH)
+        .await
+        .expect("REST under /api/v3");
+}
+
 #[tokio::test]
 async fn rate_limits_are_waited_out_not_hammered() {
     for secondary in [false, true] {

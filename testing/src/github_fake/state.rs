@@ -9,8 +9,11 @@ use super::sha1;
 /// Everything the fake knows, behind one lock: each request is handled atomically.
 #[derive(Debug, Default)]
 pub(super) struct State {
-    /// `http://127.0.0.1:PORT`, used for the `url` fields of payloads.
+    /// `http://127.0.0.1:PORT` (`…/api/v3` for Enterprise Server), used for the `url`
+    /// fields of payloads.
     pub base_url: String,
+    /// Serve as GitHub Enterprise Server does: REST under `/api/v3`, GraphQL at `/api/graphql`.
+    pub enterprise: bool,
     /// The long-lived token handed to tests (a personal access token, `ghp_…`).
     pub personal_token: String,
     /// Installation tokens issued through the app flow, with their expiry (epoch seconds).
