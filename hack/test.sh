@@ -34,6 +34,9 @@ hack/check-chart.sh
 step "alert rules: promtool check rules and test rules"
 hack/check-alerts.sh
 
+step "GitOps health tool (kstatus + Argo CD's Lua runtime): go vet, go test"
+(cd tests/gitops && GOFLAGS="-mod=readonly -buildvcs=false" go vet ./... && GOFLAGS="-mod=readonly -buildvcs=false" go test ./...) >&2
+
 step "AWS emulator smoke test"
 "$(hack/moto-venv.sh)" tests/emulator/smoke_test.py > "$generated/smoke.log" 2>&1 || { cat "$generated/smoke.log" >&2; exit 1; }
 tail -n 1 "$generated/smoke.log" >&2

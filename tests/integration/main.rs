@@ -17,6 +17,7 @@ mod emulator_rds;
 mod fault_campaign;
 mod github_client;
 mod github_fake;
+mod gitops_health;
 mod leader_election;
 mod manifest_corpus;
 mod notifications;
