@@ -217,7 +217,10 @@ async fn kstatus_and_argo_cd_show_each_state_as_the_docs_say() {
     let g = fixing.metadata.generation;
     write(
         fixing,
-        conditions(|c, g, t| apply_findings(c, &[drift.clone()], &progress, g, t), g),
+        conditions(
+            |c, g, t| apply_findings(c, std::slice::from_ref(&drift), &progress, g, t),
+            g,
+        ),
     )
     .await;
     states.push(("being fixed", live(&quiet, "bdb", "fixing")));
