@@ -344,7 +344,8 @@ async fn report_unconfigured(
          is configured (docs/installation.md)"
     ));
     let resync = guard.resync;
-    Controller::for_stream(stream, reader)
+    let sweep = guard.sweep.clone();
+    let controller = Controller::for_stream(stream, reader.clone())
         .graceful_shutdown_on(shutdown)
         .run(
             move |object, guard| {
@@ -354,6 +355,7 @@ async fn report_unconfigured(
                         Decoded::Valid(valid) => valid.status.clone().unwrap_or_default().conditions,
                         Decoded::Invalid(bad) => bad.conditions.clone(),
                     };
+                    guard.metrics.reconciles.with_label_values(&[guard.kind]).inc();
                     guard
                         .report_stalled::<BackedUpRepository>(
                             object.as_ref(),
@@ -362,14 +364,16 @@ async fn report_unconfigured(
                             message.to_string(),
                         )
                         .await;
+                    // Looked at: the sweep (and its alert) counts it as for any reconcile.
+                    guard.sweep.visited(object_key(object.as_ref()));
                     Ok::<_, std::convert::Infallible>(Action::requeue(resync))
                 }
             },
             move |_, _, _| Action::requeue(resync),
             Arc::new(guard),
         )
-        .for_each(|_| async {})
-        .await;
+        .for_each(|_| async {});
+    with_sweeps(controller, sweep, reader, resync).await;
 }
 
 /// Runs a controller task; if it ends (or panics) before shutdown, /healthz fails from then on.

@@ -413,7 +413,13 @@ async fn act<K: Kind>(
             true,
         ));
         let outcome = match e.failure() {
-            Failure::Transient => Outcome::Retry(e),
+            Failure::Transient => {
+                // Retried with backoff: still under way, not something a person must fix.
+                progress
+                    .working
+                    .push(format!("{description}: failed, retrying: {e}"));
+                Outcome::Retry(e)
+            }
             Failure::AccessDenied(message) => {
                 progress.stalled = Some((Reason::AccessDenied, message));
                 Outcome::Done

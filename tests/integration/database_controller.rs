@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::support::{CONVERGE, DESTINATION, SOURCE, World, is, world};
 use aws_sdk_kms::types::KeyUsageType;
 use backup_warden::{
-    api::{ConditionType, DatabaseCheck},
+    api::{BackedUpDatabase, ConditionType, DatabaseCheck},
     policy::database::Policy,
 };
 use backup_warden_testing::{self as testing, RunningController, condition, wait_for};
@@ -524,4 +524,43 @@ async fn each_drifting_check_is_its_own_event_and_the_fix_comes_between() {
             assert!(note.starts_with(action), "the note names its check: {note}");
         }
     }
+}
+
+#[tokio::test]
+async fn drift_on_a_stopped_instance_waits_for_it_saying_instance_not_available() {
+    let w = world("bdb-stopped").await;
+    w.instance("nightly-db", 1).await;
+    w.rds_source
+        .stop_db_instance()
+        .db_instance_identifier("nightly-db")
+        .send()
+        .await
+        .expect("stop");
+    w.apply("nightly", "nightly-db", json!({})).await;
+    let c = controller(&w, Policy::default()).await;
+
+    let waiting = |db: &BackedUpDatabase| {
+        condition(db, ConditionType::Reconciling)
+            .is_some_and(|c| c.0 == "True" && c.1 == "InstanceNotAvailable")
+    };
+    let db = wait_for(&w.dbs, "nightly", CONVERGE, waiting).await;
+    let (status, reason, message) = condition(&db, ConditionType::Ready).expect("ready");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "InstanceNotAvailable")
+    );
+    assert!(message.contains("retention is 1 day"), "{message}");
+    let (_, _, waits) = condition(&db, ConditionType::Reconciling).expect("reconciling");
+    assert_eq!(waits, "instance is stopped; acting once it is available");
+    assert_eq!(c.ctx.calls.calls("ModifyDBInstance"), 0);
+
+    // Started again: fixed as usual.
+    w.rds_source
+        .start_db_instance()
+        .db_instance_identifier("nightly-db")
+        .send()
+        .await
+        .expect("start");
+    wait_for(&w.dbs, "nightly", CONVERGE, is("True", ConditionType::Ready)).await;
+    assert_eq!(w.retention("nightly-db").await, 7);
 }

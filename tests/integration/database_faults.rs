@@ -196,3 +196,34 @@ async fn throttling_backs_off_and_then_succeeds() {
         "one real start after the retries"
     );
 }
+
+/// A fix that keeps failing on throttling is retried with backoff: the object shows work
+/// under way (`Reconciling`), never a person to call (`Stalled`), which GitOps tools read
+/// as Failed.
+#[tokio::test]
+async fn a_fix_retried_after_throttling_is_in_progress_not_stalled() {
+    let (dbs, _c, faulty) = setup(
+        "bdb-throttled-long",
+        &[("ModifyDBInstance", AwsErrorKind::Transient, "Throttling", 1000)],
+    )
+    .await;
+    let db = wait_for(&dbs, "flaky", Duration::from_secs(60), |db| {
+        condition(db, ConditionType::Reconciling).is_some_and(|c| c.0 == "True" && c.2.contains("retrying"))
+    })
+    .await;
+    let (_, _, message) = condition(&db, ConditionType::Reconciling).expect("reconciling");
+    assert!(message.contains("Throttling"), "{message}");
+    // Across several retries, never stalled.
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < until {
+        let db = dbs.get("flaky").await.expect("get");
+        assert_eq!(
+            condition(&db, ConditionType::Stalled).map(|c| c.0).as_deref(),
+            Some("False"),
+            "{:?}",
+            condition(&db, ConditionType::Stalled)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(*faulty.failed.lock().expect("lock") >= 2, "retried");
+}
