@@ -15,9 +15,9 @@ use crate::{
 };
 
 /// Reads what the policy needs from the shared inventories. `fresh` bounds the age of what
-/// a change in progress moves (the instance and its replication); keys, aliases, snapshots
-/// and source regions are read once per resync, or afresh too when `fresh` is zero (a
-/// reconcile someone asked for).
+/// a change in progress moves (the instance and its replication); keys, aliases and
+/// snapshots are read once per resync, or afresh too when `fresh` is zero (a reconcile
+/// someone asked for); the source regions a destination supports, once a day.
 pub async fn database(
     db: &BackedUpDatabase,
     inv: &Inventory,
