@@ -366,6 +366,16 @@ fn audited(audit: bool, mut findings: Vec<Finding>) -> Vec<Finding> {
     findings
 }
 
+/// The old status, now describing `generation` and the request handled.
+fn restamped<S: KindStatus>(old: &S, generation: Option<i64>, request: Option<String>) -> S {
+    let mut status = old.clone();
+    status.set_observed_generation(generation);
+    if let Some(request) = request {
+        status.set_last_handled_reconcile_at(request);
+    }
+    status
+}
+
 /// `spec.suspend`: nothing is read or changed; status says so and keeps the last look.
 async fn suspended<K: Kind>(
     object: &K,
@@ -374,11 +384,7 @@ async fn suspended<K: Kind>(
     request: Option<String>,
 ) -> Result<Action, Error> {
     let generation = object.meta().generation;
-    let mut status = old.clone();
-    status.set_observed_generation(generation);
-    if let Some(request) = request {
-        status.set_last_handled_reconcile_at(request);
-    }
+    let mut status = restamped(old, generation, request);
     apply_suspended(status.conditions_mut(), generation, Timestamp::now());
     write_status(object, shared, old, &status).await?;
     shared.backoff.reset(&super::object_key(object));
@@ -490,11 +496,7 @@ async fn unobserved<K: Kind>(
     e: ServiceError,
 ) -> Result<Action, Error> {
     let generation = object.meta().generation;
-    let mut status = old.clone();
-    status.set_observed_generation(generation);
-    if let Some(request) = request {
-        status.set_last_handled_reconcile_at(request);
-    }
+    let mut status = restamped(old, generation, request);
     let (reason, stalled, message) = match e.failure() {
         Failure::AccessDenied(message) => {
             apply_stalled(

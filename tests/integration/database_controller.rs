@@ -32,27 +32,6 @@ impl World {
         testing::create_instance(&self.rds_source, identifier, retention).await;
     }
 
-    async fn retention(&self, identifier: &str) -> i32 {
-        let out = self
-            .rds_source
-            .describe_db_instances()
-            .db_instance_identifier(identifier)
-            .send()
-            .await
-            .expect("describe");
-        out.db_instances()[0].backup_retention_period().unwrap_or(-1)
-    }
-
-    async fn set_retention(&self, identifier: &str, days: i32) {
-        self.rds_source
-            .modify_db_instance()
-            .db_instance_identifier(identifier)
-            .backup_retention_period(days)
-            .send()
-            .await
-            .expect("modify retention");
-    }
-
     async fn event_reasons(&self) -> Vec<String> {
         let events: Api<Event> = Api::namespaced(self.dbs.clone().into_client(), &self.namespace);
         let list = events.list(&ListParams::default()).await.expect("events");

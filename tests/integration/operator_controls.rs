@@ -27,17 +27,6 @@ async fn merge(w: &World, name: &str, patch: serde_json::Value) {
         .expect("patch");
 }
 
-async fn retention_of(w: &World, identifier: &str) -> i32 {
-    let out = w
-        .rds_source
-        .describe_db_instances()
-        .db_instance_identifier(identifier)
-        .send()
-        .await
-        .expect("describe");
-    out.db_instances()[0].backup_retention_period().unwrap_or(-1)
-}
-
 fn observed_retention(db: &BackedUpDatabase) -> Option<i32> {
     db.status.as_ref()?.instance.as_ref()?.retention_days
 }
@@ -65,12 +54,12 @@ async fn a_suspended_object_is_neither_read_nor_changed_until_resumed() {
     // Several resyncs later: nothing read, nothing written.
     tokio::time::sleep(testing::fast_timing().resync * 2).await;
     assert_eq!(c.ctx.calls.snapshot().len(), 0, "{:?}", c.ctx.calls.snapshot());
-    assert_eq!(retention_of(&w, "paused-db").await, 1);
+    assert_eq!(w.retention("paused-db").await, 1);
 
     // Resumed: enforced as usual.
     merge(&w, "paused", json!({"spec": {"suspend": false}})).await;
     wait_for(&w.dbs, "paused", CONVERGE, is("True", ConditionType::Ready)).await;
-    assert_eq!(retention_of(&w, "paused-db").await, 7);
+    assert_eq!(w.retention("paused-db").await, 7);
 
     // Suspended again: the last look is kept and the pause is said.
     merge(&w, "paused", json!({"spec": {"suspend": true}})).await;
@@ -84,19 +73,9 @@ async fn a_suspended_object_is_neither_read_nor_changed_until_resumed() {
         Some("True")
     );
     let calls = c.ctx.calls.snapshot();
-    w.rds_source
-        .modify_db_instance()
-        .db_instance_identifier("paused-db")
-        .backup_retention_period(2)
-        .send()
-        .await
-        .expect("drift by hand");
+    w.set_retention("paused-db", 2).await;
     tokio::time::sleep(testing::fast_timing().resync * 2).await;
-    assert_eq!(
-        retention_of(&w, "paused-db").await,
-        2,
-        "not healed while suspended"
-    );
+    assert_eq!(w.retention("paused-db").await, 2, "not healed while suspended");
     assert_eq!(c.ctx.calls.snapshot(), calls, "nothing read while suspended");
 }
 
@@ -114,13 +93,7 @@ async fn a_reconcile_request_reads_afresh_at_once_and_is_echoed() {
     wait_for(&w.dbs, "asked", CONVERGE, |db| observed_retention(db) == Some(9)).await;
 
     // A fix by hand, then Flux's habit: the controller looks at once, with nothing cached.
-    w.rds_source
-        .modify_db_instance()
-        .db_instance_identifier("asked-db")
-        .backup_retention_period(10)
-        .send()
-        .await
-        .expect("modify");
+    w.set_retention("asked-db", 10).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let db = w.dbs.get("asked").await.expect("get");
     assert_eq!(observed_retention(&db), Some(9), "no look without a request");
@@ -137,13 +110,7 @@ async fn a_reconcile_request_reads_afresh_at_once_and_is_echoed() {
     assert_eq!(handled(&db), Some("2026-11-30T17:00:00Z"));
 
     // backup-warden's own annotation wins over Flux's.
-    w.rds_source
-        .modify_db_instance()
-        .db_instance_identifier("asked-db")
-        .backup_retention_period(12)
-        .send()
-        .await
-        .expect("modify");
+    w.set_retention("asked-db", 12).await;
     merge(
         &w,
         "asked",

@@ -178,6 +178,29 @@ impl World {
             .expect("create BackedUpDatabase");
     }
 
+    /// The instance's backup retention, as RDS reports it.
+    pub async fn retention(&self, identifier: &str) -> i32 {
+        let out = self
+            .rds_source
+            .describe_db_instances()
+            .db_instance_identifier(identifier)
+            .send()
+            .await
+            .expect("describe");
+        out.db_instances()[0].backup_retention_period().unwrap_or(-1)
+    }
+
+    /// Changes the retention behind the controller's back, as a person would.
+    pub async fn set_retention(&self, identifier: &str, days: i32) {
+        self.rds_source
+            .modify_db_instance()
+            .db_instance_identifier(identifier)
+            .backup_retention_period(days)
+            .send()
+            .await
+            .expect("modify retention");
+    }
+
     pub fn source_arn(&self, identifier: &str) -> String {
         format!("arn:aws:rds:{SOURCE}:{}:db:{identifier}", self.account)
     }
