@@ -64,6 +64,18 @@ if ! diff -ru crds "$chart/crds" >"$work/crds.diff" 2>&1; then
   fail "$chart/crds/ differs from crds/; run '$sync_cmd' and commit the result"
 fi
 
+step "docs/installation.md states the Kubernetes version Chart.yaml requires"
+# kubeVersion: ">=1.28.0-0" -> 1.28; the guide's requirement line must name the same minor.
+min_kube=$(sed -n 's/^kubeVersion: *">=\([0-9]*\.[0-9]*\)\..*/\1/p' "$chart/Chart.yaml")
+[ -n "$min_kube" ] || fail "no kubeVersion \">=X.Y...\" in $chart/Chart.yaml"
+grep -q "^- A Kubernetes cluster, $min_kube or newer" docs/installation.md ||
+  fail "docs/installation.md does not say 'A Kubernetes cluster, $min_kube or newer' (Chart.yaml kubeVersion)"
+# and every kubeVersion the docs quote is the chart's
+stated=$(grep -rhoE 'kubeVersion: *"?>=[0-9]+\.[0-9]+' docs README.md "$chart/README.md" | grep -oE '[0-9]+\.[0-9]+$' | sort -u)
+for v in $stated; do
+  [ "$v" = "$min_kube" ] || fail "the docs quote kubeVersion >=$v, Chart.yaml says >=$min_kube"
+done
+
 step "Dockerfile: base images pinned by digest"
 # A tag moves when its image is rebuilt; the digest (the multi-platform index's) does not.
 froms=$(sed -n 's/^FROM[[:space:]]\{1,\}\(--platform=[^[:space:]]*[[:space:]]\{1,\}\)\{0,1\}\([^[:space:]]*\).*/\2/p' Dockerfile)
