@@ -52,10 +52,10 @@ use super::duration::{PositiveDuration, duration_default};
         json_path = ".status.replica.region"
     ),
     printcolumn(
-        name = "Last Backup",
+        name = "Last Snapshot",
         type_ = "date",
-        json_path = ".status.instance.latestRestorableTime",
-        description = "Latest restorable time of the instance"
+        json_path = ".status.instance.latestSnapshotTime",
+        description = "Creation time of the newest automated snapshot"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -275,9 +275,6 @@ pub struct ObservedInstance {
     /// A retention change waiting for the maintenance window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_retention_days: Option<i32>,
-    /// The newest point in time the instance can be restored to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest_restorable_time: Option<Time>,
     /// Creation time of the newest automated snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_snapshot_time: Option<Time>,
@@ -302,7 +299,4 @@ pub struct ObservedReplica {
     /// The KMS key that encrypts the replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_arn: Option<String>,
-    /// The newest point in time the replica can be restored to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest_restorable_time: Option<Time>,
 }

@@ -256,9 +256,8 @@ fn build_status(
         status: Some(i.status.clone()),
         retention_days: Some(i.retention_days),
         pending_retention_days: i.pending_retention_days,
-        latest_restorable_time: i
-            .latest_restorable_time
-            .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+        // Not the latest restorable time: it moves every few minutes, and status is written
+        // only when something changed (its age is a metric).
         latest_snapshot_time: obs
             .newest_snapshot
             .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
@@ -269,9 +268,6 @@ fn build_status(
         status: Some(r.status.clone()),
         retention_days: r.retention_days,
         kms_key_arn: r.kms_key_arn.clone(),
-        latest_restorable_time: r
-            .latest_time
-            .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
     });
     status
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::{Finding, Tense, Verdict, days, human_duration, keys::key_id_of};
+use super::{Finding, Tense, Verdict, at, days, keys::key_id_of};
 use crate::api::{ConditionType, Mode, Reason, conditions::wire_enum, database::BackedUpDatabaseSpec};
 
 wire_enum! {
@@ -632,8 +632,8 @@ fn backups_fresh(
             Verdict::Drift,
             Reason::Stale,
             format!(
-                "latest restorable time is {} old (limit {})",
-                human_duration(lag),
+                "restorable only to {} (limit {})",
+                at(restorable),
                 spec.freshness.max_restore_lag
             ),
         );
@@ -653,18 +653,18 @@ fn backups_fresh(
             Verdict::Drift,
             Reason::Stale,
             format!(
-                "newest automated snapshot is {} old (limit {})",
-                human_duration(snapshot_age),
+                "newest automated snapshot is from {} (limit {})",
+                at(snapshot),
                 spec.freshness.max_snapshot_age
             ),
         );
     }
+    // The limits, not the ages: the message holds while the check does (ages are metrics).
     Finding::pass(
         BackupsFresh,
         format!(
-            "restorable to {} ago; newest automated snapshot {} old",
-            human_duration(lag),
-            human_duration(snapshot_age)
+            "restorable within {}; an automated snapshot within {}",
+            spec.freshness.max_restore_lag, spec.freshness.max_snapshot_age
         ),
     )
 }
@@ -845,15 +845,15 @@ fn replica_fresh(
             Verdict::Drift,
             Reason::Stale,
             format!(
-                "replica is restorable to {} ago (limit {})",
-                human_duration(lag),
+                "replica restorable only to {} (limit {})",
+                at(latest),
                 spec.freshness.max_replica_lag
             ),
         );
     }
     Finding::pass(
         ReplicaFresh,
-        format!("replica restorable to {} ago", human_duration(lag)),
+        format!("replica restorable within {}", spec.freshness.max_replica_lag),
     )
 }
 

@@ -101,13 +101,8 @@ pub(crate) fn days(n: i32) -> String {
     }
 }
 
-/// A duration as people read it: "45m", "3h", "2d 4h".
-pub fn human_duration(d: std::time::Duration) -> String {
-    let minutes = d.as_secs() / 60;
-    match minutes {
-        0 => format!("{}s", d.as_secs()),
-        m if m < 120 => format!("{m}m"),
-        m if m < 48 * 60 => format!("{}h", m / 60),
-        m => format!("{}d {}h", m / (24 * 60), (m / 60) % 24),
-    }
+/// A point in time for a status message, to the second: a message must not change while
+/// the fact does not (no relative ages, which would rewrite every status every sweep).
+pub fn at(t: k8s_openapi::jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::{Finding, Tense, Verdict, days, human_duration};
+use super::{Finding, Tense, Verdict, at, days};
 use crate::{
     api::{
         ConditionType, Mode, Reason,
@@ -327,8 +327,8 @@ fn last_run(spec: &BackedUpRepositorySpec, obs: &RepositoryObservation) -> Findi
             Verdict::Drift,
             Reason::Stale,
             format!(
-                "the newest successful run started {} ago (limit {}): {}",
-                human_duration(run_age),
+                "the newest successful run started {} (limit {}): {}",
+                at(run.started_at),
                 spec.freshness.max_run_age,
                 run.url
             ),
@@ -336,7 +336,7 @@ fn last_run(spec: &BackedUpRepositorySpec, obs: &RepositoryObservation) -> Findi
     }
     Finding::pass(
         LastRunSucceeded,
-        format!("succeeded {} ago: {}", human_duration(run_age), run.url),
+        format!("succeeded within {}: {}", spec.freshness.max_run_age, run.url),
     )
 }
 
@@ -357,9 +357,9 @@ fn backup_fresh(spec: &BackedUpRepositorySpec, obs: &RepositoryObservation) -> F
             Verdict::Drift,
             Reason::Stale,
             format!(
-                "the newest backup {} is {} old (limit {})",
+                "the newest backup {} was written {} (limit {})",
                 newest.key,
-                human_duration(backup_age),
+                at(newest.last_modified),
                 spec.freshness.max_backup_age
             ),
         );
@@ -367,9 +367,8 @@ fn backup_fresh(spec: &BackedUpRepositorySpec, obs: &RepositoryObservation) -> F
     Finding::pass(
         BackupFresh,
         format!(
-            "the newest backup {} is {} old",
-            newest.key,
-            human_duration(backup_age)
+            "the newest backup {} is within {}",
+            newest.key, spec.freshness.max_backup_age
         ),
     )
 }

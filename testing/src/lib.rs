@@ -693,3 +693,32 @@ pub fn output_of(child: std::process::Child) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Asserts that reconciles which find nothing new write no status: after one reconcile to
+/// settle, three more (counted by `reconciles`) leave the object's resourceVersion as it was.
+pub async fn assert_quiet_sweeps_write_nothing<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    reconciles: impl Fn() -> u64,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let after = |n: u64| {
+        let seen = reconciles();
+        let reconciles = &reconciles;
+        async move {
+            while reconciles() < seen + n {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    after(1).await;
+    let before = api.get(name).await.expect("get");
+    after(3).await;
+    let now = api.get(name).await.expect("get");
+    assert_eq!(
+        now.meta().resource_version,
+        before.meta().resource_version,
+        "a quiet sweep rewrote {name}: {now:?}"
+    );
+}

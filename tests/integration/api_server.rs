@@ -360,7 +360,7 @@ async fn status_is_written_through_the_status_subresource_and_shown_by_kubectl()
         arn: Some("arn:aws:rds:us-east-1:123456789012:db:orders-db".into()),
         status: Some("available".into()),
         retention_days: Some(1),
-        latest_restorable_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
+        latest_snapshot_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
         ..Default::default()
     });
     status.replica = Some(backup_warden::api::database::ObservedReplica {
@@ -425,7 +425,7 @@ async fn status_is_written_through_the_status_subresource_and_shown_by_kubectl()
             "REPLICA",
             "REGION",
             "LAST",
-            "BACKUP",
+            "SNAPSHOT",
             "AGE"
         ],
         "{text}"

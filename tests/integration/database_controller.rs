@@ -543,3 +543,22 @@ async fn drift_on_a_stopped_instance_waits_for_it_saying_instance_not_available(
     wait_for(&w.dbs, "nightly", CONVERGE, is("True", ConditionType::Ready)).await;
     assert_eq!(w.retention("nightly-db").await, 7);
 }
+
+/// A sweep that finds nothing new writes no status: no relative ages in messages, no
+/// latest restorable time (it moves every few minutes) in status.
+#[tokio::test]
+async fn a_quiet_sweep_writes_no_status() {
+    let w = world("bdb-quiet").await;
+    w.instance("quiet-db", 1).await;
+    w.apply("quiet", "quiet-db", json!({})).await;
+    let c = controller(&w, Policy::default()).await;
+    wait_for(&w.dbs, "quiet", CONVERGE, is("True", ConditionType::Ready)).await;
+    testing::assert_quiet_sweeps_write_nothing(&w.dbs, "quiet", || {
+        c.ctx
+            .metrics
+            .reconciles
+            .with_label_values(&["BackedUpDatabase"])
+            .get()
+    })
+    .await;
+}

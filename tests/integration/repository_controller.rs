@@ -437,3 +437,41 @@ async fn missing_and_archived_repositories_and_a_token_without_the_workflow_perm
         assert!(message.contains(text), "{name}: {message}");
     }
 }
+
+/// A sweep that finds nothing new writes no status: messages hold while the facts do (no
+/// relative ages), so N quiet objects cost no API-server writes per resync.
+#[tokio::test]
+async fn a_quiet_sweep_writes_no_status() {
+    let w = world("brepo-quiet").await;
+    w.github.add_repo("narrative-io/quiet", "main");
+    w.backup("narrative-io/quiet").await;
+    w.apply(
+        "quiet",
+        "narrative-io/quiet",
+        json!({"workflow": {"delivery": "Commit"}}),
+    )
+    .await;
+    let c = w.controller(RepositoryPolicy::default()).await;
+    wait_for(&w.repos, "quiet", CONVERGE, |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.workflow.as_ref())
+            .is_some_and(|wf| wf.present)
+    })
+    .await;
+    w.github.add_run(
+        "narrative-io/quiet",
+        PATH,
+        Some("success"),
+        &Timestamp::now().to_string(),
+    );
+    wait_for(&w.repos, "quiet", CONVERGE, is("True", ConditionType::Ready)).await;
+    testing::assert_quiet_sweeps_write_nothing(&w.repos, "quiet", || {
+        c.ctx
+            .metrics
+            .reconciles
+            .with_label_values(&["BackedUpRepository"])
+            .get()
+    })
+    .await;
+}

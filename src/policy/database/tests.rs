@@ -219,14 +219,14 @@ fn each_check_reports_its_drift() {
             },
             Verdict::Drift,
             Reason::Stale,
-            "latest restorable time is 3h old (limit 1h)",
+            "restorable only to 2027-01-15T05:00:00Z (limit 1h)",
         ),
         (
             BackupsFresh,
             |o| o.newest_snapshot = Some(at(30 * 3600)),
             Verdict::Drift,
             Reason::Stale,
-            "newest automated snapshot is 30h old (limit 26h)",
+            "newest automated snapshot is from 2027-01-14T02:00:00Z (limit 26h)",
         ),
         (
             BackupsFresh,
@@ -244,7 +244,7 @@ fn each_check_reports_its_drift() {
             },
             Verdict::Drift,
             Reason::Stale,
-            "restorable to 5h ago (limit 2h)",
+            "replica restorable only to 2027-01-15T03:00:00Z (limit 2h)",
         ),
     ];
     for (check, change, verdict, reason, text) in cases {

@@ -125,7 +125,7 @@ fn each_check_reports_its_drift() {
             |o| o.last_run.as_mut().map_or((), |r| r.started_at = at(30 * 3600)),
             Verdict::Drift,
             Reason::Stale,
-            "30h ago (limit 26h)",
+            "started 2027-01-14T02:00:00Z (limit 26h)",
         ),
         (
             LastRunSucceeded,
@@ -143,7 +143,7 @@ fn each_check_reports_its_drift() {
             },
             Verdict::Drift,
             Reason::Stale,
-            "is 2d 2h old (limit 26h)",
+            "was written 2027-01-13T06:00:00Z (limit 26h)",
         ),
         (
             BackupFresh,
