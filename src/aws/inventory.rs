@@ -16,6 +16,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::{AwsError, Scope, kms::Kms, rds::Rds};
 use crate::policy::{
     database::{InstanceFacts, KeyFacts, ReplicaFacts},
+    keys::key_id_of,
     repository::{BackupObject, LifecycleRuleFacts},
 };
 
@@ -198,7 +199,8 @@ impl Inventory {
         Ok(self.aliases(scope, max_age).await?.get(alias).cloned())
     }
 
-    /// DescribeKey, once per distinct key per `max_age`.
+    /// DescribeKey, once per distinct key per `max_age`, whether it is named by its id (an
+    /// alias' target) or its ARN (a replica's key): both are cached under the id.
     pub async fn key(
         &self,
         scope: &Scope,
@@ -206,7 +208,7 @@ impl Inventory {
         max_age: Duration,
     ) -> Result<Option<KeyFacts>, AwsError> {
         self.keys
-            .get(&(scope.clone(), key.to_string()), max_age, || {
+            .get(&(scope.clone(), key_id_of(key).to_string()), max_age, || {
                 self.kms.describe_key(scope, key)
             })
             .await
@@ -289,11 +291,9 @@ impl Inventory {
 
     /// What DescribeKey would now say of `key` (after CreateKey, ScheduleKeyDeletion).
     pub async fn record_key_facts(&self, scope: &Scope, key: KeyFacts) {
-        for reference in [key.key_id.clone(), key.arn.clone()] {
-            self.keys
-                .put(&(scope.clone(), reference), Some(key.clone()))
-                .await;
-        }
+        self.keys
+            .put(&(scope.clone(), key.key_id.clone()), Some(key))
+            .await;
     }
 }
 
