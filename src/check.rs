@@ -5,7 +5,6 @@
 //! manifest is an error, and nothing is observed for it).
 
 use std::{
-    io::Read,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -87,29 +86,40 @@ impl std::fmt::Display for InvalidManifest {
 /// each validated as the API server would on a create (schema, defaults, CEL rules, metadata)
 /// and read back as the controller would read it from the API server.
 pub fn load(inputs: &[PathBuf]) -> Result<(Vec<BackedUpDatabase>, Vec<BackedUpRepository>), CheckError> {
-    let mut texts = Vec::new();
+    let mut files = Vec::new();
     for input in inputs {
         if input == Path::new("-") {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|source| CheckError::Read {
-                    path: "-".into(),
-                    source,
-                })?;
-            texts.push(("-".to_string(), text));
+            files.push(input.clone());
         } else {
-            collect(input, &mut texts)?;
+            collect(input, &mut files)?;
         }
     }
     let validator = ManifestValidator::new()?;
     let (mut dbs, mut repos, mut invalid) = (Vec::new(), Vec::new(), Vec::new());
-    for (path, text) in texts {
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| CheckError::Yaml {
+    for file in files {
+        let path = file.display().to_string();
+        let read_err = |source| CheckError::Read {
             path: path.clone(),
-            message: e.to_string().lines().next().unwrap_or_default().to_string(),
-        })?;
-        for doc in docs.iter().filter(|d| is_ours(d)) {
+            source,
+        };
+        let mut reader: Box<dyn std::io::Read> = if file == Path::new("-") {
+            Box::new(std::io::stdin().lock())
+        } else {
+            Box::new(std::io::BufReader::new(
+                std::fs::File::open(&file).map_err(read_err)?,
+            ))
+        };
+        // Streamed one document at a time, with the parser's limits per document: a file of
+        // any number of objects is read, none of them held as text.
+        for doc in serde_saphyr::read::<_, Value>(&mut reader) {
+            let doc = doc.map_err(|e| CheckError::Yaml {
+                path: path.clone(),
+                message: e.to_string().lines().next().unwrap_or_default().to_string(),
+            })?;
+            if !is_ours(&doc) {
+                continue;
+            }
+            let doc = &doc;
             match read(&validator, doc) {
                 Ok(Object::Database(db)) => dbs.push(*db),
                 Ok(Object::Repository(repo)) => repos.push(*repo),
@@ -179,7 +189,8 @@ fn object_name(doc: &Value) -> String {
     }
 }
 
-fn collect(path: &Path, out: &mut Vec<(String, String)>) -> Result<(), CheckError> {
+/// The YAML files `path` names: itself, or those below it (recursively, sorted).
+fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CheckError> {
     let read_err = |source| CheckError::Read {
         path: path.display().to_string(),
         source,
@@ -198,10 +209,7 @@ fn collect(path: &Path, out: &mut Vec<(String, String)>) -> Result<(), CheckErro
         }
         Ok(())
     } else {
-        out.push((
-            path.display().to_string(),
-            std::fs::read_to_string(path).map_err(read_err)?,
-        ));
+        out.push(path.to_path_buf());
         Ok(())
     }
 }

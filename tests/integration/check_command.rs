@@ -257,3 +257,32 @@ async fn a_reader_that_goes_away_is_no_panic() {
     assert!(stdout.contains("check=1"), "{stdout}");
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// One multi-document file of more objects than the YAML parser's per-stream document limit
+/// (1,024) is read whole: documents are streamed one at a time.
+#[test]
+fn a_file_of_1500_objects_is_read_and_every_one_checked() {
+    let account = testing::unique_account();
+    let role = testing::role_arn(&account);
+    let manifest: String = (0..1500)
+        .map(|i| {
+            format!(
+                "---\napiVersion: backupwarden.io/v1alpha1\nkind: BackedUpDatabase\nmetadata:\n  name: db-{i}\n  \
+                 namespace: team\nspec:\n  mode: Audit\n  instance:\n    identifier: db-{i}\n    region: us-east-1\n    \
+                 roleArn: {role}\n"
+            )
+        })
+        .collect();
+    let out = check(&["--output", "json"], &manifest);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // None of the instances exists: every object is checked and found missing (exit 1).
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let objects: std::collections::BTreeSet<&str> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["object"].as_str())
+        .collect();
+    assert_eq!(objects.len(), 1500, "{stderr}");
+}
