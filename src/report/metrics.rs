@@ -3,7 +3,7 @@
 //! Labels are bounded: kinds, names, checks, locations, operations; never messages, ARNs
 //! or error text.
 
-use std::{collections::HashSet, sync::Mutex, time::Duration};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -38,8 +38,24 @@ pub struct Metrics {
     /// The same as `last_sweep`, readable without going through the registry.
     sweeps: Mutex<std::collections::BTreeMap<String, f64>>,
     pub orphan_keys_scheduled: IntCounterVec,
-    /// Objects with series, so that a deleted object's series can be removed.
-    objects: Mutex<HashSet<(String, String, String)>>,
+    /// Objects, ready objects and failing checks by kind and namespace: bounded by the
+    /// namespaces, whatever the number of objects.
+    objects_total: IntGaugeVec,
+    objects_ready: IntGaugeVec,
+    checks_failing: IntGaugeVec,
+    /// What each object last reported, so that its series and the counts move on a change
+    /// and leave with it.
+    objects: Mutex<HashMap<ObjectKey, Reported>>,
+}
+
+type ObjectKey = (String, String, String);
+
+/// One object's last report: the per-object series it has (only while it is not compliant).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Reported {
+    ready: bool,
+    failing: Vec<&'static str>,
+    ages: Vec<&'static str>,
 }
 
 impl Metrics {
@@ -63,20 +79,35 @@ impl Metrics {
         Ok(Self {
             check_compliant: gauges(
                 "backup_warden_check_compliant",
-                "1 when the policy check passes for the object, 0 when it does not.",
+                "0 while the policy check fails for the object; no series while it passes or is not evaluated.",
                 &["kind", "namespace", "name", "check"],
             )?,
             ready: gauges(
                 "backup_warden_ready",
-                "1 when the object is Ready (every check passes).",
+                "0 while the object is not Ready; no series while it is.",
                 &["kind", "namespace", "name"],
+            )?,
+            objects_total: gauges(
+                "backup_warden_objects",
+                "Objects the controller holds, by kind and namespace.",
+                &["kind", "namespace"],
+            )?,
+            objects_ready: gauges(
+                "backup_warden_objects_ready",
+                "Objects that are Ready (no check fails), by kind and namespace.",
+                &["kind", "namespace"],
+            )?,
+            checks_failing: gauges(
+                "backup_warden_checks_failing",
+                "Objects whose check fails, by kind, namespace and check.",
+                &["kind", "namespace", "check"],
             )?,
             backup_age: add(
                 &registry,
                 GaugeVec::new(
                     Opts::new(
                         "backup_warden_backup_age_seconds",
-                        "Age of the newest backup, at the source, the replica or in S3.",
+                        "Age of the newest backup, at the source, the replica or in S3, while the object is not Ready.",
                     ),
                     &["kind", "namespace", "name", "location"],
                 )?,
@@ -133,7 +164,7 @@ impl Metrics {
                 "Replica keys backup-warden made, left without alias or use, whose deletion it scheduled (30-day window).",
                 &["region"],
             )?,
-            objects: Mutex::new(HashSet::new()),
+            objects: Mutex::new(HashMap::new()),
             registry,
         })
         .and_then(Self::with_process_and_build)
@@ -173,61 +204,124 @@ impl Metrics {
         }
     }
 
-    /// Sets an object's series from its findings and backup ages. A check not evaluated yet
-    /// (`Unknown`) has no series: it is neither compliant nor in drift.
+    /// Sets an object's series from its findings and backup ages. An object has per-object
+    /// series only while it is not compliant: one per failing check, `ready` 0 and its
+    /// backup ages. A check not evaluated yet (`Unknown`) is neither compliant nor in drift.
+    /// The counts by namespace move with it.
     pub fn record_object(
         &self,
         kind: &str,
         namespace: &str,
         name: &str,
         findings: &[Finding],
-        ages: &[(&str, Option<Duration>)],
+        ages: &[(&'static str, Option<Duration>)],
     ) {
-        for f in findings {
-            let labels = [kind, namespace, name, f.check.as_str()];
-            if f.verdict == Verdict::Unknown {
-                let _ = self.check_compliant.remove_label_values(&labels);
-                continue;
-            }
-            self.check_compliant
-                .with_label_values(&labels)
-                .set(i64::from(f.verdict == Verdict::Pass));
-        }
-        // As the Ready condition: no check fails (Unknown does not fail).
-        let ready = findings
+        let failing: Vec<&'static str> = findings
             .iter()
-            .all(|f| f.is_pass() || f.verdict == Verdict::Unknown);
-        self.ready
-            .with_label_values(&[kind, namespace, name])
-            .set(i64::from(ready));
+            .filter(|f| !f.is_pass() && f.verdict != Verdict::Unknown)
+            .map(|f| f.check.as_str())
+            .collect();
+        // As the Ready condition: no check fails.
+        let ready = failing.is_empty();
+        let now = Reported {
+            ready,
+            ages: if ready {
+                Vec::new()
+            } else {
+                ages.iter()
+                    .filter(|(_, a)| a.is_some())
+                    .map(|(l, _)| *l)
+                    .collect()
+            },
+            failing,
+        };
+        let key = (kind.to_string(), namespace.to_string(), name.to_string());
+        self.report(&key, Some(now.clone()));
+        for check in &now.failing {
+            self.check_compliant
+                .with_label_values(&[kind, namespace, name, check])
+                .set(0);
+        }
+        if !ready {
+            self.ready.with_label_values(&[kind, namespace, name]).set(0);
+        }
         for (location, age) in ages {
-            match age {
-                Some(age) => self
-                    .backup_age
+            if let (Some(age), false) = (age, ready) {
+                self.backup_age
                     .with_label_values(&[kind, namespace, name, location])
-                    .set(age.as_secs_f64()),
-                None => {
-                    let _ = self
-                        .backup_age
-                        .remove_label_values(&[kind, namespace, name, location]);
-                }
+                    .set(age.as_secs_f64());
             }
         }
-        self.objects.lock().unwrap_or_else(|p| p.into_inner()).insert((
-            kind.to_string(),
-            namespace.to_string(),
-            name.to_string(),
-        ));
     }
 
-    /// An object that cannot be evaluated (its spec cannot be read) is not ready.
+    /// An object that cannot be evaluated (its spec cannot be read, it is refused) is not
+    /// ready.
     pub fn record_not_ready(&self, kind: &str, namespace: &str, name: &str) {
+        let key = (kind.to_string(), namespace.to_string(), name.to_string());
+        self.report(&key, Some(Reported::default()));
         self.ready.with_label_values(&[kind, namespace, name]).set(0);
-        self.objects.lock().unwrap_or_else(|p| p.into_inner()).insert((
-            kind.to_string(),
-            namespace.to_string(),
-            name.to_string(),
-        ));
+    }
+
+    /// Removes every series of a deleted object.
+    pub fn forget_object(&self, kind: &str, namespace: &str, name: &str) {
+        let key = (kind.to_string(), namespace.to_string(), name.to_string());
+        self.report(&key, None);
+    }
+
+    /// Replaces what `key` last reported with `now` (`None`: it is gone): removes the
+    /// per-object series it no longer has and moves the counts by namespace.
+    fn report(&self, key: &ObjectKey, now: Option<Reported>) {
+        let mut objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        let before = match &now {
+            Some(now) => objects.insert(key.clone(), now.clone()),
+            None => objects.remove(key),
+        };
+        let (kind, namespace, name) = (key.0.as_str(), key.1.as_str(), key.2.as_str());
+        let at = [kind, namespace];
+        if let Some(before) = &before {
+            for check in &before.failing {
+                let _ = self
+                    .check_compliant
+                    .remove_label_values(&[kind, namespace, name, check]);
+                self.checks_failing
+                    .with_label_values(&[kind, namespace, check])
+                    .dec();
+            }
+            let _ = self.ready.remove_label_values(&[kind, namespace, name]);
+            for location in &before.ages {
+                let _ = self
+                    .backup_age
+                    .remove_label_values(&[kind, namespace, name, location]);
+            }
+            self.objects_total.with_label_values(&at).dec();
+            if before.ready {
+                self.objects_ready.with_label_values(&at).dec();
+            }
+        }
+        if let Some(now) = &now {
+            for check in &now.failing {
+                self.checks_failing
+                    .with_label_values(&[kind, namespace, check])
+                    .inc();
+            }
+            self.objects_total.with_label_values(&at).inc();
+            if now.ready {
+                self.objects_ready.with_label_values(&at).inc();
+            }
+        }
+        // A namespace without objects leaves no series behind.
+        if self.objects_total.with_label_values(&at).get() == 0 {
+            let _ = self.objects_total.remove_label_values(&at);
+            let _ = self.objects_ready.remove_label_values(&at);
+            let checks = ConditionType::DATABASE_CHECKS
+                .iter()
+                .chain(ConditionType::REPOSITORY_CHECKS.iter());
+            for check in checks {
+                let _ = self
+                    .checks_failing
+                    .remove_label_values(&[kind, namespace, check.as_str()]);
+            }
+        }
     }
 
     /// A full sweep of `kind` ended at `unix_seconds`.
@@ -242,32 +336,6 @@ impl Metrics {
     /// When each kind's last full sweep ended (Unix seconds), for /readyz.
     pub fn last_sweeps(&self) -> std::collections::BTreeMap<String, f64> {
         self.sweeps.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Removes every series of a deleted object.
-    pub fn forget_object(&self, kind: &str, namespace: &str, name: &str) {
-        let known = self.objects.lock().unwrap_or_else(|p| p.into_inner()).remove(&(
-            kind.to_string(),
-            namespace.to_string(),
-            name.to_string(),
-        ));
-        if !known {
-            return;
-        }
-        let checks = ConditionType::DATABASE_CHECKS
-            .iter()
-            .chain(ConditionType::REPOSITORY_CHECKS.iter());
-        for check in checks {
-            let _ = self
-                .check_compliant
-                .remove_label_values(&[kind, namespace, name, check.as_str()]);
-        }
-        let _ = self.ready.remove_label_values(&[kind, namespace, name]);
-        for location in LOCATIONS {
-            let _ = self
-                .backup_age
-                .remove_label_values(&[kind, namespace, name, location]);
-        }
     }
 
     /// The text exposition format.
@@ -330,9 +398,9 @@ mod tests {
     }
 
     #[test]
-    fn an_object_s_series_follow_its_findings_and_leave_with_it() {
+    fn an_object_has_series_only_while_not_compliant_and_the_counts_follow_it() {
         let metrics = Metrics::new().expect("metrics");
-        let findings = [
+        let drifting = [
             Finding::pass(DatabaseCheck::BackupsEnabled, "ok"),
             Finding::new(
                 DatabaseCheck::RetentionCompliant,
@@ -347,25 +415,67 @@ mod tests {
                 "no replica yet",
             ),
         ];
-        metrics.record_object(
-            "BackedUpDatabase",
-            "ns",
-            "db",
-            &findings,
-            &[("source", Some(Duration::from_secs(90))), ("replica", None)],
-        );
+        let ages = [("source", Some(Duration::from_secs(90))), ("replica", None)];
+        metrics.record_object("BackedUpDatabase", "ns", "db", &drifting, &ages);
+        metrics.record_object("BackedUpDatabase", "ns", "other", &drifting[..1], &ages);
         let text = metrics.render();
-        assert!(text.contains(r#"backup_warden_check_compliant{check="BackupsEnabled",kind="BackedUpDatabase",name="db",namespace="ns"} 1"#), "{text}");
-        assert!(text.contains(r#"backup_warden_check_compliant{check="RetentionCompliant",kind="BackedUpDatabase",name="db",namespace="ns"} 0"#));
-        assert!(text.contains(r#"backup_warden_ready{kind="BackedUpDatabase",name="db",namespace="ns"} 0"#));
-        assert!(text.contains(r#"backup_warden_backup_age_seconds{kind="BackedUpDatabase",location="source",name="db",namespace="ns"} 90"#));
+        for series in [
+            r#"backup_warden_check_compliant{check="RetentionCompliant",kind="BackedUpDatabase",name="db",namespace="ns"} 0"#,
+            r#"backup_warden_ready{kind="BackedUpDatabase",name="db",namespace="ns"} 0"#,
+            r#"backup_warden_backup_age_seconds{kind="BackedUpDatabase",location="source",name="db",namespace="ns"} 90"#,
+            r#"backup_warden_objects{kind="BackedUpDatabase",namespace="ns"} 2"#,
+            r#"backup_warden_objects_ready{kind="BackedUpDatabase",namespace="ns"} 1"#,
+            r#"backup_warden_checks_failing{check="RetentionCompliant",kind="BackedUpDatabase",namespace="ns"} 1"#,
+        ] {
+            assert!(text.contains(series), "no {series} in {text}");
+        }
+        assert!(
+            !text.contains(r#"check="BackupsEnabled""#),
+            "a passing check has no series: {text}"
+        );
         assert!(
             !text.contains("ReplicaFresh"),
-            "a check not evaluated yet has no series: {text}"
+            "nor one not evaluated yet: {text}"
+        );
+        assert!(
+            !text.contains(r#"name="other""#),
+            "a compliant object has none: {text}"
         );
         assert!(!text.contains(r#"location="replica""#));
+
+        // Fixed: its series go, the counts move.
+        metrics.record_object("BackedUpDatabase", "ns", "db", &drifting[..1], &ages);
+        let text = metrics.render();
+        assert!(!text.contains(r#"name="db""#), "{text}");
+        assert!(text.contains(r#"backup_warden_objects_ready{kind="BackedUpDatabase",namespace="ns"} 2"#));
+        assert!(text.contains(r#"backup_warden_checks_failing{check="RetentionCompliant",kind="BackedUpDatabase",namespace="ns"} 0"#));
+
+        // Deleted: nothing of the namespace is left once its last object goes.
+        metrics.record_not_ready("BackedUpDatabase", "ns", "db");
+        assert!(
+            metrics
+                .render()
+                .contains(r#"backup_warden_ready{kind="BackedUpDatabase",name="db",namespace="ns"} 0"#)
+        );
         metrics.forget_object("BackedUpDatabase", "ns", "db");
-        assert!(!metrics.render().contains(r#"name="db""#));
+        metrics.forget_object("BackedUpDatabase", "ns", "other");
+        let text = metrics.render();
+        assert!(!text.contains(r#"namespace="ns""#), "{text}");
+    }
+
+    #[test]
+    fn ten_thousand_compliant_objects_add_no_series() {
+        let metrics = Metrics::new().expect("metrics");
+        let empty = metrics.render().len();
+        let ok = [Finding::pass(DatabaseCheck::BackupsEnabled, "ok")];
+        let ages = [("source", Some(Duration::from_secs(60)))];
+        for i in 0..10_000 {
+            metrics.record_object("BackedUpDatabase", "ns", &format!("db-{i}"), &ok, &ages);
+        }
+        let text = metrics.render();
+        assert!(text.contains(r#"backup_warden_objects{kind="BackedUpDatabase",namespace="ns"} 10000"#));
+        // Only the counts by namespace were added, whatever the number of objects.
+        assert!(text.len() - empty < 1_000, "{} bytes more", text.len() - empty);
     }
 }
 

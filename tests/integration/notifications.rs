@@ -126,12 +126,21 @@ async fn slack_hears_once_per_transition_and_metrics_match_conditions() {
             "backup_warden_check_compliant",
             &[("name", "orders"), ("check", check.as_str())],
         );
-        assert_eq!(
-            gauge,
-            Some(if status == "True" { 1.0 } else { 0.0 }),
-            "{check:?} is {status}"
-        );
+        // A series only while the check fails (not for True, nor Unknown).
+        assert_eq!(gauge, (status == "False").then_some(0.0), "{check:?} is {status}");
     }
+    assert_eq!(
+        sample(&text, "backup_warden_objects", &[("namespace", &namespace)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "backup_warden_checks_failing",
+            &[("namespace", &namespace), ("check", "RetentionCompliant")]
+        ),
+        Some(1.0)
+    );
     assert_eq!(
         sample(&text, "backup_warden_ready", &[("name", "orders")]),
         Some(0.0)
@@ -209,7 +218,7 @@ async fn slack_hears_once_per_transition_and_metrics_match_conditions() {
         Some(0.0)
     );
 
-    // A deleted object's series go away.
+    // A deleted object's series go away, and its namespace's counts with it.
     dbs.delete("orders", &Default::default()).await.expect("delete");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while sample(
@@ -218,6 +227,12 @@ async fn slack_hears_once_per_transition_and_metrics_match_conditions() {
         &[("name", "orders")],
     )
     .is_some()
+        || sample(
+            &ctx.metrics.render(),
+            "backup_warden_objects",
+            &[("namespace", &namespace)],
+        )
+        .is_some()
     {
         assert!(
             tokio::time::Instant::now() < deadline,
