@@ -51,6 +51,21 @@ impl<K: Eq + Hash + Clone, V: Clone> Cached<K, V> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, AwsError>>,
     {
+        self.get_noting(key, max_age, fetch, |_, _| {}).await
+    }
+
+    /// As `get`; when it reads, `note` sees the value it replaces (if any) and the new one.
+    async fn get_noting<F, Fut>(
+        &self,
+        key: &K,
+        max_age: Duration,
+        fetch: F,
+        note: impl FnOnce(&V, &V),
+    ) -> Result<V, AwsError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, AwsError>>,
+    {
         let slot = self.slot(key);
         let mut entry = slot.lock().await;
         if let Some((at, value)) = entry.as_ref()
@@ -59,6 +74,9 @@ impl<K: Eq + Hash + Clone, V: Clone> Cached<K, V> {
             return Ok(value.clone());
         }
         let value = fetch().await?;
+        if let Some((_, old)) = entry.as_ref() {
+            note(old, &value);
+        }
         *entry = Some((Instant::now(), value.clone()));
         Ok(value)
     }
@@ -98,6 +116,10 @@ pub struct Inventory {
     /// Per destination: when RDS last refused a start for the quota, and how many
     /// replications were active there then.
     quota_refusals: Mutex<HashMap<Scope, (Instant, usize)>>,
+    /// Where a read that finds an instance or its replication changed says so: (the
+    /// instance's region, its identifier), so that the objects concerned are looked at now
+    /// rather than at their next resync.
+    changes: Mutex<Option<tokio::sync::mpsc::UnboundedSender<(String, String)>>>,
 }
 
 impl Inventory {
@@ -112,6 +134,21 @@ impl Inventory {
             aliases: Cached::new(),
             keys: Cached::new(),
             quota_refusals: Mutex::new(HashMap::new()),
+            changes: Mutex::new(None),
+        }
+    }
+
+    /// The instances a read finds changed from the previous read, as (region, identifier);
+    /// the restorable times, which move every few minutes, do not count.
+    pub fn changes(&self) -> tokio::sync::mpsc::UnboundedReceiver<(String, String)> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *self.changes.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+
+    fn changed(&self, region: &str, identifier: &str) {
+        if let Some(tx) = self.changes.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = tx.send((region.to_string(), identifier.to_string()));
         }
     }
 
@@ -121,14 +158,30 @@ impl Inventory {
         identifier: &str,
         max_age: Duration,
     ) -> Result<Option<InstanceFacts>, AwsError> {
+        let note = |old: &Arc<HashMap<String, InstanceFacts>>, new: &Arc<HashMap<String, InstanceFacts>>| {
+            for id in old.keys().chain(new.keys()) {
+                let same = match (old.get(id), new.get(id)) {
+                    (Some(a), Some(b)) => a.same_but_times(b),
+                    (a, b) => a.is_none() && b.is_none(),
+                };
+                if !same {
+                    self.changed(&scope.region, id);
+                }
+            }
+        };
         let all = self
             .instances
-            .get(scope, max_age, || async {
-                let list = self.rds.instances(scope).await?;
-                Ok(Arc::new(
-                    list.into_iter().map(|i| (i.identifier.clone(), i)).collect(),
-                ))
-            })
+            .get_noting(
+                scope,
+                max_age,
+                || async {
+                    let list = self.rds.instances(scope).await?;
+                    Ok(Arc::new(
+                        list.into_iter().map(|i| (i.identifier.clone(), i)).collect(),
+                    ))
+                },
+                note,
+            )
             .await?;
         Ok(all.get(identifier).cloned())
     }
@@ -139,10 +192,28 @@ impl Inventory {
         scope: &Scope,
         max_age: Duration,
     ) -> Result<Arc<Vec<ReplicaFacts>>, AwsError> {
+        let note = |old: &Arc<Vec<ReplicaFacts>>, new: &Arc<Vec<ReplicaFacts>>| {
+            // A replica not found with the same facts on the other side changed (or came, or went).
+            let unmatched = |r: &&ReplicaFacts, other: &[ReplicaFacts]| {
+                !other.iter().any(|o| o.arn == r.arn && o.same_but_times(r))
+            };
+            let came = new.iter().filter(|r| unmatched(r, old));
+            let went = old.iter().filter(|r| unmatched(r, new));
+            for r in came.chain(went) {
+                // arn:aws:rds:REGION:ACCOUNT:db:IDENTIFIER
+                let parts: Vec<&str> = r.source_arn.split(':').collect();
+                if let (Some(region), Some(id)) = (parts.get(3), parts.get(6)) {
+                    self.changed(region, id);
+                }
+            }
+        };
         self.automated_backups
-            .get(scope, max_age, || async {
-                Ok(Arc::new(self.rds.automated_backups(scope).await?))
-            })
+            .get_noting(
+                scope,
+                max_age,
+                || async { Ok(Arc::new(self.rds.automated_backups(scope).await?)) },
+                note,
+            )
             .await
     }
 

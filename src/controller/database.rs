@@ -3,10 +3,15 @@
 
 use std::{sync::Arc, time::Duration};
 
+use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
-use kube::{Api, runtime::reflector};
+use kube::{
+    Api,
+    runtime::reflector::{self, ObjectRef},
+};
 
 use super::{
+    Decoded,
     context::Context,
     pipeline::{self, Kind, Shared},
 };
@@ -25,14 +30,35 @@ use crate::{
     report::status::{Progress, apply_findings},
 };
 
-/// Runs the controller for `api` until `shutdown` resolves.
+/// Runs the controller for `api` until `shutdown` resolves. An inventory read that finds an
+/// instance or its replication changed (by a person, by AWS) wakes the objects of that
+/// instance at once: drift is found within one resync of the change, not two.
 pub async fn run(
     api: Api<BackedUpDatabase>,
     ctx: Arc<Context>,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    pipeline::run(api, ctx, reflector::store(), concurrency, shutdown).await;
+    let (reader, writer) = reflector::store::<Decoded<BackedUpDatabase>>();
+    let changes = ctx.inventory.changes();
+    let store = reader.clone();
+    let wake = futures::stream::unfold(changes, |mut changes| async move {
+        changes.recv().await.map(|change| (change, changes))
+    })
+    .flat_map(move |(region, identifier)| {
+        let concerned: Vec<ObjectRef<Decoded<BackedUpDatabase>>> = store
+            .state()
+            .iter()
+            .filter(|o| {
+                o.valid().is_some_and(|db| {
+                    db.spec.instance.region == region && db.spec.instance.identifier == identifier
+                })
+            })
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect();
+        futures::stream::iter(concerned)
+    });
+    pipeline::run(api, ctx, (reader, writer), wake, concurrency, shutdown).await;
 }
 
 pipeline::kind_status!(BackedUpDatabaseStatus);

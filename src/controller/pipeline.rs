@@ -211,11 +211,13 @@ impl Error {
 }
 
 /// Runs the controller of kind `K` over `api` until `shutdown` resolves; `store` is the
-/// reflector the context may also read.
+/// reflector the context may also read; `wake` names objects to look at now (their facts
+/// changed), beside the watch and the resync.
 pub async fn run<K: Kind>(
     api: Api<K>,
     ctx: Arc<K::Context>,
     store: (Store<Decoded<K>>, Writer<Decoded<K>>),
+    wake: impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<Decoded<K>>> + Send + 'static,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -232,6 +234,7 @@ pub async fn run<K: Kind>(
     ));
     let (sweep, every) = (guard.sweep.clone(), shared.timing.settle);
     let controller = Controller::for_stream(stream, reader.clone())
+        .reconcile_on(wake)
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(

@@ -71,7 +71,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let reader = ctx.store.clone();
-    pipeline::run(api, ctx, (reader, writer), concurrency, shutdown).await;
+    pipeline::run(
+        api,
+        ctx,
+        (reader, writer),
+        futures::stream::empty(),
+        concurrency,
+        shutdown,
+    )
+    .await;
 }
 
 pipeline::kind_status!(BackedUpRepositoryStatus);

@@ -76,6 +76,19 @@ pub struct InstanceFacts {
     pub replications: Vec<String>,
 }
 
+impl InstanceFacts {
+    /// The same facts but for the latest restorable time, which moves every few minutes.
+    pub fn same_but_times(&self, other: &Self) -> bool {
+        Self {
+            latest_restorable_time: None,
+            ..self.clone()
+        } == Self {
+            latest_restorable_time: None,
+            ..other.clone()
+        }
+    }
+}
+
 /// Replicated automated backups in the destination region
 /// (DescribeDBInstanceAutomatedBackups there).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -93,6 +106,17 @@ pub struct ReplicaFacts {
 }
 
 impl ReplicaFacts {
+    /// The same facts but for the restorable time, which moves every few minutes.
+    pub fn same_but_times(&self, other: &Self) -> bool {
+        Self {
+            latest_time: None,
+            ..self.clone()
+        } == Self {
+            latest_time: None,
+            ..other.clone()
+        }
+    }
+
     fn status_is(&self, status: &str) -> bool {
         self.status.eq_ignore_ascii_case(status)
     }

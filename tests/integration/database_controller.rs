@@ -562,3 +562,44 @@ async fn a_quiet_sweep_writes_no_status() {
     })
     .await;
 }
+
+/// A read that finds an instance changed wakes the object of that instance at once, rather
+/// than at its next resync: drift is found within one resync of the change, not two.
+#[tokio::test]
+async fn a_read_that_finds_an_instance_changed_wakes_its_object() {
+    let w = world("bdb-wake").await;
+    w.instance("first-db", 9).await;
+    w.instance("second-db", 9).await;
+    w.apply("first", "first-db", json!({"mode": "Audit"})).await;
+    w.apply("second", "second-db", json!({"mode": "Audit"})).await;
+    // A resync far away: only a wake can explain a second look at `second`.
+    let timing = backup_warden::controller::Timing {
+        resync: Duration::from_secs(3600),
+        ..testing::fast_timing()
+    };
+    let _c = RunningController::start(
+        testing::env().context(Policy::default(), timing).await,
+        &w.namespace,
+    );
+    let retention = |db: &BackedUpDatabase| db.status.as_ref()?.instance.as_ref()?.retention_days;
+    for name in ["first", "second"] {
+        wait_for(&w.dbs, name, CONVERGE, |db| retention(db) == Some(9)).await;
+    }
+
+    w.set_retention("second-db", 12).await;
+    // `first` is looked at afresh (asked for): its read of the region finds second-db changed.
+    w.dbs
+        .patch(
+            "first",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                &json!({"metadata": {"annotations": {"backupwarden.io/reconcile-requested-at": "1"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    wait_for(&w.dbs, "second", Duration::from_secs(20), |db| {
+        retention(db) == Some(12)
+    })
+    .await;
+}
