@@ -27,7 +27,7 @@ use crate::{
         Finding,
         database::{DatabaseObservation, DbAction, InstanceFacts, KeyChoice, Plan, evaluate, plan},
     },
-    report::status::{Progress, apply_findings},
+    report::status::{Progress, apply_findings, is_reconciling},
 };
 
 /// Runs the controller for `api` until `shutdown` resolves. An inventory read that finds an
@@ -50,8 +50,12 @@ pub async fn run(
             .state()
             .iter()
             .filter(|o| {
+                // One with a change under way is looked at again soon anyway (and a wake would
+                // make it read the region again): only quiet objects are woken.
                 o.valid().is_some_and(|db| {
-                    db.spec.instance.region == region && db.spec.instance.identifier == identifier
+                    db.spec.instance.region == region
+                        && db.spec.instance.identifier == identifier
+                        && !is_reconciling(db.status.as_ref().map_or(&[], |s| &s.conditions[..]))
                 })
             })
             .map(|o| ObjectRef::from_obj(o.as_ref()))
