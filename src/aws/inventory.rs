@@ -159,7 +159,8 @@ impl Inventory {
         max_age: Duration,
     ) -> Result<Option<InstanceFacts>, AwsError> {
         let note = |old: &Arc<HashMap<String, InstanceFacts>>, new: &Arc<HashMap<String, InstanceFacts>>| {
-            for id in old.keys().chain(new.keys()) {
+            let ids: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+            for id in ids {
                 let same = match (old.get(id), new.get(id)) {
                     (Some(a), Some(b)) => a.same_but_times(b),
                     (a, b) => a.is_none() && b.is_none(),
