@@ -100,9 +100,16 @@ impl<K: Eq + Hash + Clone, V: Clone> Cached<K, V> {
     }
 }
 
+fn by_arn(backups: &[ReplicaFacts]) -> HashMap<&str, &ReplicaFacts> {
+    backups.iter().map(|r| (r.arn.as_str(), r)).collect()
+}
+
 fn active_replications(backups: &[ReplicaFacts]) -> usize {
     backups.iter().filter(|b| b.is_active()).count()
 }
+
+/// Instances one read found changed: (region, identifier) each.
+pub type Changed = Vec<(String, String)>;
 
 pub struct Inventory {
     rds: Arc<dyn Rds>,
@@ -116,10 +123,10 @@ pub struct Inventory {
     /// Per destination: when RDS last refused a start for the quota, and how many
     /// replications were active there then.
     quota_refusals: Mutex<HashMap<Scope, (Instant, usize)>>,
-    /// Where a read that finds an instance or its replication changed says so: (the
-    /// instance's region, its identifier), so that the objects concerned are looked at now
-    /// rather than at their next resync.
-    changes: Mutex<Option<tokio::sync::mpsc::UnboundedSender<(String, String)>>>,
+    /// Where a read that finds instances or their replications changed says so, once per
+    /// read: (each instance's region, its identifier), so that the objects concerned are
+    /// looked at now rather than at their next resync.
+    changes: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Changed>>>,
 }
 
 impl Inventory {
@@ -138,17 +145,20 @@ impl Inventory {
         }
     }
 
-    /// The instances a read finds changed from the previous read, as (region, identifier);
-    /// the restorable times, which move every few minutes, do not count.
-    pub fn changes(&self) -> tokio::sync::mpsc::UnboundedReceiver<(String, String)> {
+    /// The instances each read finds changed from the previous read, as (region,
+    /// identifier); the restorable times, which move every few minutes, do not count.
+    pub fn changes(&self) -> tokio::sync::mpsc::UnboundedReceiver<Changed> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         *self.changes.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
         rx
     }
 
-    fn changed(&self, region: &str, identifier: &str) {
+    fn changed(&self, batch: Changed) {
+        if batch.is_empty() {
+            return;
+        }
         if let Some(tx) = self.changes.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            let _ = tx.send((region.to_string(), identifier.to_string()));
+            let _ = tx.send(batch);
         }
     }
 
@@ -160,15 +170,15 @@ impl Inventory {
     ) -> Result<Option<InstanceFacts>, AwsError> {
         let note = |old: &Arc<HashMap<String, InstanceFacts>>, new: &Arc<HashMap<String, InstanceFacts>>| {
             let ids: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-            for id in ids {
-                let same = match (old.get(id), new.get(id)) {
-                    (Some(a), Some(b)) => a.same_but_times(b),
-                    (a, b) => a.is_none() && b.is_none(),
-                };
-                if !same {
-                    self.changed(&scope.region, id);
-                }
-            }
+            let changed = ids
+                .into_iter()
+                .filter(|id| match (old.get(*id), new.get(*id)) {
+                    (Some(a), Some(b)) => !a.same_but_times(b),
+                    _ => true,
+                })
+                .map(|id| (scope.region.clone(), id.clone()))
+                .collect();
+            self.changed(changed);
         };
         let all = self
             .instances
@@ -195,18 +205,21 @@ impl Inventory {
     ) -> Result<Arc<Vec<ReplicaFacts>>, AwsError> {
         let note = |old: &Arc<Vec<ReplicaFacts>>, new: &Arc<Vec<ReplicaFacts>>| {
             // A replica not found with the same facts on the other side changed (or came, or went).
-            let unmatched = |r: &&ReplicaFacts, other: &[ReplicaFacts]| {
-                !other.iter().any(|o| o.arn == r.arn && o.same_but_times(r))
+            let (before, after) = (by_arn(old), by_arn(new));
+            let unmatched = |r: &&ReplicaFacts, other: &HashMap<&str, &ReplicaFacts>| {
+                other.get(r.arn.as_str()).is_none_or(|o| !o.same_but_times(r))
             };
-            let came = new.iter().filter(|r| unmatched(r, old));
-            let went = old.iter().filter(|r| unmatched(r, new));
-            for r in came.chain(went) {
-                // arn:aws:rds:REGION:ACCOUNT:db:IDENTIFIER
-                let parts: Vec<&str> = r.source_arn.split(':').collect();
-                if let (Some(region), Some(id)) = (parts.get(3), parts.get(6)) {
-                    self.changed(region, id);
-                }
-            }
+            let came = new.iter().filter(|r| unmatched(r, &before));
+            let went = old.iter().filter(|r| unmatched(r, &after));
+            // arn:aws:rds:REGION:ACCOUNT:db:IDENTIFIER
+            let changed = came
+                .chain(went)
+                .filter_map(|r| {
+                    let parts: Vec<&str> = r.source_arn.split(':').collect();
+                    Some((parts.get(3)?.to_string(), parts.get(6)?.to_string()))
+                })
+                .collect();
+            self.changed(changed);
         };
         self.automated_backups
             .get_noting(

@@ -45,7 +45,9 @@ pub async fn run(
     let wake = futures::stream::unfold(changes, |mut changes| async move {
         changes.recv().await.map(|change| (change, changes))
     })
-    .flat_map(move |(region, identifier)| {
+    .flat_map(move |changed| {
+        // One pass over the objects per read, however many instances it found changed.
+        let changed: std::collections::HashSet<(String, String)> = changed.into_iter().collect();
         let concerned: Vec<ObjectRef<Decoded<BackedUpDatabase>>> = store
             .state()
             .iter()
@@ -53,8 +55,8 @@ pub async fn run(
                 // One with a change under way is looked at again soon anyway (and a wake would
                 // make it read the region again): only quiet objects are woken.
                 o.valid().is_some_and(|db| {
-                    db.spec.instance.region == region
-                        && db.spec.instance.identifier == identifier
+                    let instance = &db.spec.instance;
+                    changed.contains(&(instance.region.clone(), instance.identifier.clone()))
                         && !is_reconciling(db.status.as_ref().map_or(&[], |s| &s.conditions[..]))
                 })
             })
