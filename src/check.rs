@@ -382,6 +382,7 @@ pub async fn aws(endpoint_url: Option<String>, timeouts: crate::timeouts::Timeou
                 endpoint_url,
                 concurrency: 8,
                 timeouts,
+                rds_rate: Default::default(),
             },
             Arc::new(ApiCalls::default()),
         )

@@ -57,6 +57,13 @@ pub struct RunArgs {
     /// Objects reconciled at once, and AWS calls in flight per (account, region).
     #[arg(long, env = "BACKUP_WARDEN_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+    /// RDS requests per second per AWS account and region, shared by every RDS call
+    /// backup-warden makes there (each page of a listing counts): its share of RDS's rate.
+    #[arg(long, env = "BACKUP_WARDEN_RDS_REQUESTS_PER_SECOND", default_value_t = 12.0, value_parser = positive_rate)]
+    pub rds_requests_per_second: f64,
+    /// RDS requests per AWS account and region that may go at once before that rate applies.
+    #[arg(long, env = "BACKUP_WARDEN_RDS_BURST", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rds_burst: u32,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "BACKUP_WARDEN_NAMESPACE")]
     pub namespace: Option<String>,
@@ -112,6 +119,15 @@ impl TimeoutArgs {
             attempt: self.request_timeout.as_duration(),
             operation: self.operation_timeout.as_duration(),
         }
+    }
+}
+
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a positive number of requests per second"
+        )),
     }
 }
 

@@ -23,6 +23,10 @@ use crate::policy::{
 /// Source regions rarely change: DescribeSourceRegions is read once a day per destination.
 const SOURCE_REGIONS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
+/// Automated snapshots are taken once a day: a newer one than the newest known is not
+/// looked for before this has passed since it.
+const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
 /// How long a quota refusal holds back new keys in a destination whose count of active
 /// replications has not dropped (the quota may have been raised meanwhile).
 const QUOTA_REFUSAL_MEMORY: Duration = Duration::from_secs(3600);
@@ -96,7 +100,77 @@ impl<K: Eq + Hash + Clone, V: Clone> Cached<K, V> {
 
     /// The cached value, however old, without reading.
     async fn peek(&self, key: &K) -> Option<V> {
-        self.slot(key).lock().await.as_ref().map(|(_, v)| v.clone())
+        self.peek_aged(key).await.map(|(_, v)| v)
+    }
+
+    /// The cached value and its age, without reading.
+    async fn peek_aged(&self, key: &K) -> Option<(Duration, V)> {
+        self.slot(key)
+            .lock()
+            .await
+            .as_ref()
+            .map(|(at, v)| (at.elapsed(), v.clone()))
+    }
+}
+
+/// Where one entry of a scope read on its own is fresh enough, or how to read it.
+enum Read {
+    /// The last read, of the scope or of the entry alone, is young enough.
+    Cached,
+    /// Read the entry alone (one request).
+    Alone,
+    /// Read the whole scope: it has never been read, or as many entries were read alone
+    /// within the age asked for as a whole read has pages.
+    Whole,
+}
+
+/// Entries of a scope read on their own since the scope's last whole read, and when.
+struct Alone<K> {
+    reads: Mutex<HashMap<(Scope, K), Instant>>,
+}
+
+impl<K: Eq + Hash + Clone> Alone<K> {
+    fn new() -> Self {
+        Self {
+            reads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Scope, K), Instant>> {
+        self.reads.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How to read `key` of `scope` no older than `max_age`, given the age and entry count of
+    /// the scope's last whole read (`None`: never read).
+    fn choose(&self, scope: &Scope, key: &K, max_age: Duration, whole: Option<(Duration, usize)>) -> Read {
+        let Some((age, len)) = whole else {
+            return Read::Whole;
+        };
+        if age <= max_age {
+            return Read::Cached;
+        }
+        let reads = self.lock();
+        if reads
+            .get(&(scope.clone(), key.clone()))
+            .is_some_and(|at| at.elapsed() <= max_age)
+        {
+            return Read::Cached;
+        }
+        let recent = reads
+            .iter()
+            .filter(|((s, _), at)| s == scope && at.elapsed() <= max_age)
+            .count();
+        let pages = len.div_ceil(super::rds::PAGE_SIZE as usize).max(1);
+        if recent < pages { Read::Alone } else { Read::Whole }
+    }
+
+    fn read(&self, scope: &Scope, key: &K) {
+        self.lock().insert((scope.clone(), key.clone()), Instant::now());
+    }
+
+    /// A whole read of `scope` supersedes the reads of its entries alone.
+    fn superseded(&self, scope: &Scope) {
+        self.lock().retain(|(s, _), _| s != scope);
     }
 }
 
@@ -108,6 +182,9 @@ fn active_replications(backups: &[ReplicaFacts]) -> usize {
     backups.iter().filter(|b| b.is_active()).count()
 }
 
+/// The newest automated snapshot one instance's own read found, and when it was read.
+type SnapshotRead = (Option<Timestamp>, Instant);
+
 /// Instances one read found changed: (region, identifier) each.
 pub type Changed = Vec<(String, String)>;
 
@@ -116,7 +193,13 @@ pub struct Inventory {
     kms: Arc<dyn Kms>,
     instances: Cached<Scope, Arc<HashMap<String, InstanceFacts>>>,
     automated_backups: Cached<Scope, Arc<Vec<ReplicaFacts>>>,
+    /// Instances and replications read on their own while a change settles.
+    instances_alone: Alone<String>,
+    backups_alone: Alone<String>,
+    /// One listing of a region's automated snapshots, at first need; after it, an instance's
+    /// snapshots are read on their own (here) once its next snapshot is due.
     snapshots: Cached<Scope, Arc<HashMap<String, Timestamp>>>,
+    snapshots_alone: Mutex<HashMap<(Scope, String), SnapshotRead>>,
     source_regions: Cached<Scope, Arc<Vec<String>>>,
     aliases: Cached<Scope, Arc<HashMap<String, String>>>,
     keys: Cached<(Scope, String), Option<KeyFacts>>,
@@ -136,7 +219,10 @@ impl Inventory {
             kms,
             instances: Cached::new(),
             automated_backups: Cached::new(),
+            instances_alone: Alone::new(),
+            backups_alone: Alone::new(),
             snapshots: Cached::new(),
+            snapshots_alone: Mutex::new(HashMap::new()),
             source_regions: Cached::new(),
             aliases: Cached::new(),
             keys: Cached::new(),
@@ -186,6 +272,7 @@ impl Inventory {
                 scope,
                 max_age,
                 || async {
+                    self.instances_alone.superseded(scope);
                     let list = self.rds.instances(scope).await?;
                     Ok(Arc::new(
                         list.into_iter().map(|i| (i.identifier.clone(), i)).collect(),
@@ -195,6 +282,77 @@ impl Inventory {
             )
             .await?;
         Ok(all.get(identifier).cloned())
+    }
+
+    /// The instance, no older than `max_age` (a change settling, or a reconcile asked for):
+    /// read on its own, unless as many of the region's instances were read so within
+    /// `max_age` as a read of the whole region has pages, and then the whole region is read.
+    /// So the reads while N changes settle are bounded by both N and the region's size.
+    pub async fn instance_now(
+        &self,
+        scope: &Scope,
+        identifier: &str,
+        max_age: Duration,
+    ) -> Result<Option<InstanceFacts>, AwsError> {
+        let whole = self.instances.peek_aged(scope).await;
+        let id = identifier.to_string();
+        match self.instances_alone.choose(
+            scope,
+            &id,
+            max_age,
+            whole.as_ref().map(|(age, all)| (*age, all.len())),
+        ) {
+            Read::Cached => Ok(whole.and_then(|(_, all)| all.get(identifier).cloned())),
+            Read::Whole => self.instance(scope, identifier, max_age).await,
+            Read::Alone => {
+                let facts = self.rds.instance(scope, identifier).await?;
+                self.instances
+                    .update(scope, |all| {
+                        let all = Arc::make_mut(all);
+                        match &facts {
+                            Some(f) => all.insert(id.clone(), f.clone()),
+                            None => all.remove(&id),
+                        };
+                    })
+                    .await;
+                self.instances_alone.read(scope, &id);
+                Ok(facts)
+            }
+        }
+    }
+
+    /// The automated backups in the destination `scope` of the instance `source_arn`, and
+    /// all the others as last read, with that instance's no older than `max_age`; read on
+    /// their own or with the whole region's, as `instance_now` chooses.
+    pub async fn automated_backups_now(
+        &self,
+        scope: &Scope,
+        source_arn: &str,
+        max_age: Duration,
+    ) -> Result<Arc<Vec<ReplicaFacts>>, AwsError> {
+        let whole = self.automated_backups.peek_aged(scope).await;
+        let key = source_arn.to_string();
+        match self.backups_alone.choose(
+            scope,
+            &key,
+            max_age,
+            whole.as_ref().map(|(age, all)| (*age, all.len())),
+        ) {
+            Read::Cached => Ok(whole.map(|(_, all)| all).unwrap_or_default()),
+            Read::Whole => self.automated_backups(scope, max_age).await,
+            Read::Alone => {
+                let mine = self.rds.automated_backups_of(scope, source_arn).await?;
+                self.automated_backups
+                    .update(scope, |all| {
+                        let all = Arc::make_mut(all);
+                        all.retain(|r| r.source_arn != source_arn);
+                        all.extend(mine);
+                    })
+                    .await;
+                self.backups_alone.read(scope, &key);
+                Ok(self.automated_backups.peek(scope).await.unwrap_or_default())
+            }
+        }
     }
 
     /// Every automated backup held in the scope's region (replicas of other regions' instances included).
@@ -225,25 +383,54 @@ impl Inventory {
             .get_noting(
                 scope,
                 max_age,
-                || async { Ok(Arc::new(self.rds.automated_backups(scope).await?)) },
+                || async {
+                    self.backups_alone.superseded(scope);
+                    Ok(Arc::new(self.rds.automated_backups(scope).await?))
+                },
                 note,
             )
             .await
     }
 
+    /// The newest automated snapshot of the instance. The region's snapshots are listed
+    /// once; after that an instance's are read on their own, and only once its next daily
+    /// snapshot is due (or it has none yet), at most once per `max_age`: the reads do not
+    /// grow with retention days, and a quiet day costs one read per instance.
     pub async fn newest_snapshot(
         &self,
         scope: &Scope,
         identifier: &str,
         max_age: Duration,
     ) -> Result<Option<Timestamp>, AwsError> {
-        let all = self
+        let listed = self
             .snapshots
-            .get(scope, max_age, || async {
+            .get(scope, Duration::MAX, || async {
                 Ok(Arc::new(self.rds.newest_automated_snapshots(scope).await?))
             })
             .await?;
-        Ok(all.get(identifier).copied())
+        let key = (scope.clone(), identifier.to_string());
+        let alone = self
+            .snapshots_alone
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&key)
+            .copied();
+        let (newest, read_at) = match alone {
+            Some((newest, at)) => (newest, Some(at)),
+            None => (listed.get(identifier).copied(), None),
+        };
+        let due =
+            newest.is_none_or(|t| Timestamp::now().duration_since(t).unsigned_abs() >= SNAPSHOT_INTERVAL);
+        let recent = read_at.is_some_and(|at| at.elapsed() <= max_age);
+        if recent || !(due || max_age.is_zero()) {
+            return Ok(newest);
+        }
+        let read = self.rds.newest_automated_snapshot(scope, identifier).await?;
+        self.snapshots_alone
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(key, (read, Instant::now()));
+        Ok(read)
     }
 
     /// Whether `destination` can replicate automated backups from `source_region`.

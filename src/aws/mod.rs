@@ -1,6 +1,7 @@
 //! AWS adapters: one SDK client set per (role, region), reused; every call counted by
 //! service and operation; errors classified once for retry and reporting decisions.
 
+pub mod budget;
 pub mod calls;
 pub mod inventory;
 pub mod kms;
@@ -28,6 +29,17 @@ impl Scope {
             region: region.to_string(),
         }
     }
+
+    /// The account and region whose request budgets the scope's calls draw from: the
+    /// role's account (arn:aws:iam::ACCOUNT:role/NAME), or "" for the controller's own.
+    fn account_region(&self) -> (String, String) {
+        let account = self
+            .role_arn
+            .as_deref()
+            .and_then(|arn| arn.split(':').nth(4))
+            .unwrap_or_default();
+        (account.to_string(), self.region.clone())
+    }
 }
 
 /// Settings of the AWS side, from the command line.
@@ -38,6 +50,8 @@ pub struct AwsSettings {
     /// Calls in flight per (role, region).
     pub concurrency: usize,
     pub timeouts: crate::timeouts::Timeouts,
+    /// RDS requests per account and region, shared by every RDS call made there.
+    pub rds_rate: budget::Rate,
 }
 
 /// A client set for one scope, and the permits that bound its calls in flight.
@@ -49,6 +63,8 @@ pub struct Clients {
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub s3: aws_sdk_s3::Client,
     pub limit: Arc<Semaphore>,
+    /// The RDS request budget of the scope's account and region.
+    pub rds_budget: Arc<budget::Budget>,
 }
 
 /// Builds clients lazily and keeps one set per scope.
@@ -58,6 +74,8 @@ pub struct AwsClients {
     settings: AwsSettings,
     calls: Arc<ApiCalls>,
     cache: Mutex<HashMap<Scope, Clients>>,
+    /// One per account and region, whichever roles reach it.
+    rds_budgets: Mutex<HashMap<(String, String), Arc<budget::Budget>>>,
 }
 
 impl AwsClients {
@@ -90,6 +108,7 @@ impl AwsClients {
             settings,
             calls,
             cache: Mutex::new(HashMap::new()),
+            rds_budgets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -139,6 +158,13 @@ impl AwsClients {
                     .build(),
             ),
             limit: Arc::new(Semaphore::new(self.settings.concurrency.max(1))),
+            rds_budget: self
+                .rds_budgets
+                .lock()
+                .await
+                .entry(scope.account_region())
+                .or_insert_with(|| Arc::new(budget::Budget::new(self.settings.rds_rate)))
+                .clone(),
         };
         cache.insert(scope.clone(), clients.clone());
         clients
@@ -325,5 +351,34 @@ mod tests {
             AwsErrorKind::QuotaExceeded
         );
         assert_eq!(classify("RequestLimitExceeded", true), AwsErrorKind::Transient);
+    }
+
+    #[tokio::test]
+    async fn the_roles_of_one_account_share_its_rds_budget_in_a_region() {
+        let settings = AwsSettings {
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            concurrency: 1,
+            timeouts: crate::timeouts::Timeouts::default(),
+            rds_rate: budget::Rate::default(),
+        };
+        let base = aws_config::defaults(BehaviorVersion::latest())
+            .no_credentials()
+            .region(Region::new("eu-west-1"))
+            .load()
+            .await;
+        let clients = AwsClients::new(base, settings, Arc::new(ApiCalls::default()));
+        let budget = |role: Option<&'static str>, region: &'static str| {
+            let clients = &clients;
+            async move { clients.for_scope(&Scope::new(role, region)).await.rds_budget }
+        };
+        let a = budget(Some("arn:aws:iam::111111111111:role/a"), "eu-west-1").await;
+        let b = budget(Some("arn:aws:iam::111111111111:role/b"), "eu-west-1").await;
+        let other_account = budget(Some("arn:aws:iam::222222222222:role/a"), "eu-west-1").await;
+        let other_region = budget(Some("arn:aws:iam::111111111111:role/a"), "eu-west-2").await;
+        let own = budget(None, "eu-west-1").await;
+        assert!(Arc::ptr_eq(&a, &b));
+        for other in [&other_account, &other_region, &own] {
+            assert!(!Arc::ptr_eq(&a, other));
+        }
     }
 }

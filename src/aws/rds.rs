@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_rds::{
     primitives::DateTime,
-    types::{DbInstance, DbInstanceAutomatedBackup},
+    types::{DbInstance, DbInstanceAutomatedBackup, Filter},
 };
 use k8s_openapi::jiff::Timestamp;
 
@@ -20,11 +20,26 @@ pub const PAGE_SIZE: i32 = 100;
 pub trait Rds: Send + Sync {
     /// Every DB instance of the scope (DescribeDBInstances, all pages).
     async fn instances(&self, scope: &Scope) -> Result<Vec<InstanceFacts>, AwsError>;
+    /// One instance (DescribeDBInstances filtered by identifier); `None` when it does not exist.
+    async fn instance(&self, scope: &Scope, identifier: &str) -> Result<Option<InstanceFacts>, AwsError>;
     /// Every automated backup held in the scope's region, replicas included.
     async fn automated_backups(&self, scope: &Scope) -> Result<Vec<ReplicaFacts>, AwsError>;
+    /// The automated backups held in the scope's region of the instance `source_arn`
+    /// (filtered by the `db-instance-id` filter, which takes ARNs).
+    async fn automated_backups_of(
+        &self,
+        scope: &Scope,
+        source_arn: &str,
+    ) -> Result<Vec<ReplicaFacts>, AwsError>;
     /// The newest automated snapshot per instance identifier.
     async fn newest_automated_snapshots(&self, scope: &Scope)
     -> Result<HashMap<String, Timestamp>, AwsError>;
+    /// The newest automated snapshot of one instance.
+    async fn newest_automated_snapshot(
+        &self,
+        scope: &Scope,
+        identifier: &str,
+    ) -> Result<Option<Timestamp>, AwsError>;
     /// Regions the scope's region can replicate automated backups from.
     async fn replication_source_regions(&self, scope: &Scope) -> Result<Vec<String>, AwsError>;
     /// ModifyDBInstance with the fields `change` sets; returns the instance as RDS now
@@ -96,67 +111,100 @@ fn replica_facts(b: &DbInstanceAutomatedBackup) -> ReplicaFacts {
     }
 }
 
-/// The real thing, through aws-sdk-rds.
+/// The real thing, through aws-sdk-rds. Every request, each page of a listing included,
+/// first draws from the account-region's RDS budget.
 pub struct SdkRds {
     pub clients: std::sync::Arc<AwsClients>,
 }
 
-#[async_trait]
-impl Rds for SdkRds {
-    async fn instances(&self, scope: &Scope) -> Result<Vec<InstanceFacts>, AwsError> {
+/// A `db-instance-id` filter: instance identifiers or ARNs.
+fn instance_filter(id: &str) -> Filter {
+    Filter::builder().name("db-instance-id").values(id).build()
+}
+
+impl SdkRds {
+    /// DescribeDBInstances, all pages, with `filter` when given.
+    async fn describe_instances(
+        &self,
+        scope: &Scope,
+        filter: Option<Filter>,
+    ) -> Result<Vec<InstanceFacts>, AwsError> {
         let c = self.clients.for_scope(scope).await;
         let _permit = c.limit.acquire().await;
-        let mut pages = c
-            .rds
-            .describe_db_instances()
-            .max_records(PAGE_SIZE)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsError::from_sdk("DescribeDBInstances", &e))?;
+        let (mut out, mut marker) = (Vec::new(), None);
+        loop {
+            c.rds_budget.take().await;
+            let page = c
+                .rds
+                .describe_db_instances()
+                .set_filters(filter.clone().map(|f| vec![f]))
+                .max_records(PAGE_SIZE)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("DescribeDBInstances", &e))?;
             out.extend(
                 page.db_instances()
                     .iter()
                     .map(|db| instance_facts(&scope.region, db)),
             );
+            marker = next(page.marker());
+            if marker.is_none() {
+                return Ok(out);
+            }
         }
-        Ok(out)
     }
 
-    async fn automated_backups(&self, scope: &Scope) -> Result<Vec<ReplicaFacts>, AwsError> {
-        let c = self.clients.for_scope(scope).await;
-        let _permit = c.limit.acquire().await;
-        let mut pages = c
-            .rds
-            .describe_db_instance_automated_backups()
-            .max_records(PAGE_SIZE)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsError::from_sdk("DescribeDBInstanceAutomatedBackups", &e))?;
-            out.extend(page.db_instance_automated_backups().iter().map(replica_facts));
-        }
-        Ok(out)
-    }
-
-    async fn newest_automated_snapshots(
+    /// DescribeDBInstanceAutomatedBackups, all pages, with `filter` when given.
+    async fn describe_automated_backups(
         &self,
         scope: &Scope,
+        filter: Option<Filter>,
+    ) -> Result<Vec<ReplicaFacts>, AwsError> {
+        let c = self.clients.for_scope(scope).await;
+        let _permit = c.limit.acquire().await;
+        let (mut out, mut marker) = (Vec::new(), None);
+        loop {
+            c.rds_budget.take().await;
+            let page = c
+                .rds
+                .describe_db_instance_automated_backups()
+                .set_filters(filter.clone().map(|f| vec![f]))
+                .max_records(PAGE_SIZE)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("DescribeDBInstanceAutomatedBackups", &e))?;
+            out.extend(page.db_instance_automated_backups().iter().map(replica_facts));
+            marker = next(page.marker());
+            if marker.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The newest automated snapshot per instance (DescribeDBSnapshots, all pages), of one
+    /// instance when `identifier` is given.
+    async fn describe_snapshots(
+        &self,
+        scope: &Scope,
+        identifier: Option<&str>,
     ) -> Result<HashMap<String, Timestamp>, AwsError> {
         let c = self.clients.for_scope(scope).await;
         let _permit = c.limit.acquire().await;
-        let mut pages = c
-            .rds
-            .describe_db_snapshots()
-            .snapshot_type("automated")
-            .max_records(PAGE_SIZE)
-            .into_paginator()
-            .send();
-        let mut newest: HashMap<String, Timestamp> = HashMap::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsError::from_sdk("DescribeDBSnapshots", &e))?;
+        let (mut newest, mut marker) = (HashMap::<String, Timestamp>::new(), None);
+        loop {
+            c.rds_budget.take().await;
+            let page = c
+                .rds
+                .describe_db_snapshots()
+                .set_db_instance_identifier(identifier.map(str::to_string))
+                .snapshot_type("automated")
+                .max_records(PAGE_SIZE)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("DescribeDBSnapshots", &e))?;
             for snapshot in page.db_snapshots() {
                 let (Some(id), Some(created)) = (
                     snapshot.db_instance_identifier(),
@@ -167,22 +215,80 @@ impl Rds for SdkRds {
                 let slot = newest.entry(id.to_string()).or_insert(created);
                 *slot = (*slot).max(created);
             }
+            marker = next(page.marker());
+            if marker.is_none() {
+                return Ok(newest);
+            }
         }
-        Ok(newest)
+    }
+}
+
+/// The marker of the next page, if there is one.
+fn next(marker: Option<&str>) -> Option<String> {
+    marker.filter(|m| !m.is_empty()).map(str::to_string)
+}
+
+#[async_trait]
+impl Rds for SdkRds {
+    async fn instances(&self, scope: &Scope) -> Result<Vec<InstanceFacts>, AwsError> {
+        self.describe_instances(scope, None).await
+    }
+
+    async fn instance(&self, scope: &Scope, identifier: &str) -> Result<Option<InstanceFacts>, AwsError> {
+        // A filter, not DBInstanceIdentifier: no instance is an empty answer, not an error.
+        let found = self
+            .describe_instances(scope, Some(instance_filter(identifier)))
+            .await?;
+        Ok(found.into_iter().find(|i| i.identifier == identifier))
+    }
+
+    async fn automated_backups(&self, scope: &Scope) -> Result<Vec<ReplicaFacts>, AwsError> {
+        self.describe_automated_backups(scope, None).await
+    }
+
+    async fn automated_backups_of(
+        &self,
+        scope: &Scope,
+        source_arn: &str,
+    ) -> Result<Vec<ReplicaFacts>, AwsError> {
+        let found = self
+            .describe_automated_backups(scope, Some(instance_filter(source_arn)))
+            .await?;
+        Ok(found.into_iter().filter(|b| b.source_arn == source_arn).collect())
+    }
+
+    async fn newest_automated_snapshots(
+        &self,
+        scope: &Scope,
+    ) -> Result<HashMap<String, Timestamp>, AwsError> {
+        self.describe_snapshots(scope, None).await
+    }
+
+    async fn newest_automated_snapshot(
+        &self,
+        scope: &Scope,
+        identifier: &str,
+    ) -> Result<Option<Timestamp>, AwsError> {
+        Ok(self
+            .describe_snapshots(scope, Some(identifier))
+            .await?
+            .remove(identifier))
     }
 
     async fn replication_source_regions(&self, scope: &Scope) -> Result<Vec<String>, AwsError> {
         let c = self.clients.for_scope(scope).await;
         let _permit = c.limit.acquire().await;
-        let mut pages = c
-            .rds
-            .describe_source_regions()
-            .max_records(PAGE_SIZE)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsError::from_sdk("DescribeSourceRegions", &e))?;
+        let (mut out, mut marker) = (Vec::new(), None);
+        loop {
+            c.rds_budget.take().await;
+            let page = c
+                .rds
+                .describe_source_regions()
+                .max_records(PAGE_SIZE)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("DescribeSourceRegions", &e))?;
             out.extend(
                 page.source_regions()
                     .iter()
@@ -192,8 +298,11 @@ impl Rds for SdkRds {
                     })
                     .filter_map(|r| r.region_name().map(str::to_string)),
             );
+            marker = next(page.marker());
+            if marker.is_none() {
+                return Ok(out);
+            }
         }
-        Ok(out)
     }
 
     async fn modify_instance(
@@ -204,6 +313,7 @@ impl Rds for SdkRds {
     ) -> Result<InstanceFacts, AwsError> {
         let c = self.clients.for_scope(scope).await;
         let _permit = c.limit.acquire().await;
+        c.rds_budget.take().await;
         let out = c
             .rds
             .modify_db_instance()
@@ -232,6 +342,7 @@ impl Rds for SdkRds {
     ) -> Result<ReplicaFacts, AwsError> {
         let c = self.clients.for_scope(destination).await;
         let _permit = c.limit.acquire().await;
+        c.rds_budget.take().await;
         let out = c
             .rds
             .start_db_instance_automated_backups_replication()
@@ -256,6 +367,7 @@ impl Rds for SdkRds {
     async fn stop_replication(&self, destination: &Scope, source_arn: &str) -> Result<(), AwsError> {
         let c = self.clients.for_scope(destination).await;
         let _permit = c.limit.acquire().await;
+        c.rds_budget.take().await;
         c.rds
             .stop_db_instance_automated_backups_replication()
             .source_db_instance_arn(source_arn)

@@ -191,6 +191,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         endpoint_url: args.aws_endpoint_url.clone(),
         concurrency: usize::from(args.concurrency),
         timeouts: args.timeouts.timeouts(),
+        rds_rate: crate::aws::budget::Rate {
+            per_second: args.rds_requests_per_second,
+            burst: args.rds_burst,
+        },
     };
     let aws = Arc::new(AwsClients::from_env(settings, calls.clone()).await);
     let aws_for_repositories = aws.clone();

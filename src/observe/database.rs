@@ -30,7 +30,15 @@ pub async fn database(
     let source = Scope::new(role, &spec.instance.region);
     let destination = Scope::new(role, &spec.replication.destination_region);
 
-    let instance = inv.instance(&source, &spec.instance.identifier, fresh).await?;
+    // A change settling, or a reconcile asked for, reads just this instance and its
+    // replication (or the whole region, when that is cheaper); a sweep, the whole region.
+    let settling = fresh < resync;
+    let identifier = &spec.instance.identifier;
+    let instance = if settling {
+        inv.instance_now(&source, identifier, fresh).await?
+    } else {
+        inv.instance(&source, identifier, fresh).await?
+    };
     let alias = replica_key_alias(&spec.instance.region, &spec.instance.identifier);
     let desired_key = desired_key(
         inv,
@@ -55,7 +63,12 @@ pub async fn database(
         });
     };
 
-    let backups = inv.automated_backups(&destination, fresh).await?;
+    let backups = if settling {
+        inv.automated_backups_now(&destination, &instance.arn, fresh)
+            .await?
+    } else {
+        inv.automated_backups(&destination, fresh).await?
+    };
     let replica = pick_replica(&backups, &instance.arn);
     let replica_key = match replica
         .as_ref()

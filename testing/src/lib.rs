@@ -236,11 +236,32 @@ impl TestEnv {
         endpoint: &str,
         timeouts: backup_warden::timeouts::Timeouts,
     ) -> std::sync::Arc<backup_warden::aws::AwsClients> {
+        self.aws_clients_with(endpoint, timeouts, Default::default())
+            .await
+    }
+
+    /// AWS clients for the emulator whose RDS requests draw from budgets of `rds_rate`.
+    pub async fn aws_clients_limited(
+        &self,
+        rds_rate: backup_warden::aws::budget::Rate,
+    ) -> std::sync::Arc<backup_warden::aws::AwsClients> {
+        let timeouts = backup_warden::timeouts::Timeouts::default();
+        self.aws_clients_with(&self.aws_endpoint, timeouts, rds_rate)
+            .await
+    }
+
+    async fn aws_clients_with(
+        &self,
+        endpoint: &str,
+        timeouts: backup_warden::timeouts::Timeouts,
+        rds_rate: backup_warden::aws::budget::Rate,
+    ) -> std::sync::Arc<backup_warden::aws::AwsClients> {
         let calls = std::sync::Arc::new(backup_warden::aws::ApiCalls::default());
         let settings = backup_warden::aws::AwsSettings {
             endpoint_url: Some(endpoint.to_string()),
             concurrency: 8,
             timeouts,
+            rds_rate,
         };
         let config = self
             .aws_config("us-east-1")

@@ -577,27 +577,20 @@ async fn a_read_that_finds_an_instance_changed_wakes_its_object() {
         resync: Duration::from_secs(3600),
         ..testing::fast_timing()
     };
-    let _c = RunningController::start(
-        testing::env().context(Policy::default(), timing).await,
-        &w.namespace,
-    );
+    let ctx = testing::env().context(Policy::default(), timing).await;
+    let _c = RunningController::start(ctx.clone(), &w.namespace);
     let retention = |db: &BackedUpDatabase| db.status.as_ref()?.instance.as_ref()?.retention_days;
     for name in ["first", "second"] {
         wait_for(&w.dbs, name, CONVERGE, |db| retention(db) == Some(9)).await;
     }
 
     w.set_retention("second-db", 12).await;
-    // `first` is looked at afresh (asked for): its read of the region finds second-db changed.
-    w.dbs
-        .patch(
-            "first",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                &json!({"metadata": {"annotations": {"backupwarden.io/reconcile-requested-at": "1"}}}),
-            ),
-        )
+    // A read of the whole region (another object's resync, say) finds second-db changed.
+    let scope = backup_warden::aws::Scope::new(Some(&testing::role_arn(&w.account)), SOURCE);
+    ctx.inventory
+        .instance(&scope, "first-db", Duration::ZERO)
         .await
-        .expect("annotate");
+        .expect("read");
     wait_for(&w.dbs, "second", Duration::from_secs(20), |db| {
         retention(db) == Some(12)
     })

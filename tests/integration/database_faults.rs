@@ -53,8 +53,22 @@ impl Rds for Faulty {
         self.check("DescribeDBInstances")?;
         self.inner.instances(scope).await
     }
+    async fn instance(&self, scope: &Scope, id: &str) -> Result<Option<InstanceFacts>, AwsError> {
+        self.check("DescribeDBInstances")?;
+        self.inner.instance(scope, id).await
+    }
     async fn automated_backups(&self, scope: &Scope) -> Result<Vec<ReplicaFacts>, AwsError> {
         self.inner.automated_backups(scope).await
+    }
+    async fn automated_backups_of(&self, scope: &Scope, src: &str) -> Result<Vec<ReplicaFacts>, AwsError> {
+        self.inner.automated_backups_of(scope, src).await
+    }
+    async fn newest_automated_snapshot(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<Option<Timestamp>, AwsError> {
+        self.inner.newest_automated_snapshot(scope, id).await
     }
     async fn newest_automated_snapshots(
         &self,

@@ -12,6 +12,7 @@ mod crds;
 mod database_controller;
 mod database_faults;
 mod database_keys;
+mod database_reads;
 mod database_sweep;
 mod emulator_rds;
 mod fault_campaign;

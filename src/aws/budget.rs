@@ -1,0 +1,109 @@
+//! A request budget per account and region: a token bucket every RDS request (each page of
+//! a listing included) draws from, so that backup-warden stays inside the share of RDS's
+//! request rate it is given, however many objects are busy at once. A caller that finds
+//! the bucket empty waits its turn instead of being refused, in the order it came.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+/// How fast the bucket refills and how much it holds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl Default for Rate {
+    /// RDS's own default for the Describe calls of one account and region.
+    fn default() -> Self {
+        Self {
+            per_second: 12.0,
+            burst: 300,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Budget {
+    rate: Rate,
+    /// Tokens left (negative: owed by callers already waiting) as of the instant.
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Budget {
+    pub fn new(rate: Rate) -> Self {
+        Self {
+            rate,
+            state: Mutex::new((f64::from(rate.burst), Instant::now())),
+        }
+    }
+
+    /// Reserves one request and returns how long to wait before sending it.
+    pub fn reserve(&self) -> Duration {
+        self.reserve_at(Instant::now())
+    }
+
+    fn reserve_at(&self, now: Instant) -> Duration {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, at) = *state;
+        let refilled = now.saturating_duration_since(at).as_secs_f64() * self.rate.per_second;
+        let tokens = (tokens + refilled).min(f64::from(self.rate.burst)) - 1.0;
+        *state = (tokens, now.max(at));
+        if tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-tokens / self.rate.per_second)
+        }
+    }
+
+    /// Waits until one request may be sent.
+    pub async fn take(&self) {
+        let wait = self.reserve();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_free_then_requests_are_spaced_at_the_rate() {
+        let budget = Budget::new(Rate {
+            per_second: 10.0,
+            burst: 3,
+        });
+        let start = Instant::now();
+        let waits: Vec<Duration> = (0..6).map(|_| budget.reserve_at(start)).collect();
+        assert_eq!(&waits[..3], &[Duration::ZERO; 3]);
+        // Each caller after the burst waits one more tenth of a second than the one before.
+        for (n, wait) in waits[3..].iter().enumerate() {
+            let expected = 0.1 * (n + 1) as f64;
+            assert!(
+                (wait.as_secs_f64() - expected).abs() < 1e-9,
+                "{wait:?} != {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_bucket_refills_with_time_up_to_the_burst() {
+        let budget = Budget::new(Rate {
+            per_second: 2.0,
+            burst: 2,
+        });
+        let start = Instant::now();
+        budget.reserve_at(start);
+        budget.reserve_at(start);
+        // A second later two tokens are back, and no more than the burst after an hour.
+        assert_eq!(budget.reserve_at(start + Duration::from_secs(1)), Duration::ZERO);
+        let later = start + Duration::from_secs(3600);
+        assert_eq!(budget.reserve_at(later), Duration::ZERO);
+        assert_eq!(budget.reserve_at(later), Duration::ZERO);
+        assert!(budget.reserve_at(later) > Duration::ZERO);
+    }
+}
