@@ -27,6 +27,10 @@ const SOURCE_REGIONS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// looked for before this has passed since it.
 const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
+/// Repository backups are made once a day: a newer one than the newest known is not
+/// looked for before this has passed since it.
+const BACKUP_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
 /// How long a quota refusal holds back new keys in a destination whose count of active
 /// replications has not dropped (the quota may have been raised meanwhile).
 const QUOTA_REFUSAL_MEMORY: Duration = Duration::from_secs(3600);
@@ -600,19 +604,32 @@ impl BucketInventory {
             .await
     }
 
+    /// The newest backup under the prefix. A quiet sweep (`fresh` is the resync interval)
+    /// lists the prefix again only when the next daily backup is due (the newest is a day
+    /// old, or there is none), at most once per resync, or once a day: a listing per
+    /// repository per sweep would be on the S3 bill. A change settling, or a reconcile
+    /// asked for, reads as fresh as `fresh`.
     pub async fn newest_object(
         &self,
         scope: &Scope,
         bucket: &str,
         prefix: &str,
-        max_age: Duration,
+        fresh: Duration,
+        resync: Duration,
     ) -> Result<Option<BackupObject>, AwsError> {
+        let key = (scope.clone(), bucket.to_string(), prefix.to_string());
+        let max_age = match self.newest.peek_aged(&key).await {
+            Some((_, newest)) if fresh >= resync => {
+                let due = newest.as_ref().is_none_or(|o| {
+                    Timestamp::now().duration_since(o.last_modified).unsigned_abs() >= BACKUP_INTERVAL
+                });
+                // Half a resync: a sweep that comes a little early does not skip a due read.
+                if due { resync / 2 } else { BACKUP_INTERVAL }
+            }
+            _ => fresh,
+        };
         self.newest
-            .get(
-                &(scope.clone(), bucket.to_string(), prefix.to_string()),
-                max_age,
-                || self.s3.newest_object(scope, bucket, prefix),
-            )
+            .get(&key, max_age, || self.s3.newest_object(scope, bucket, prefix))
             .await
     }
 

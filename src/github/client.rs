@@ -457,7 +457,7 @@ pub fn batch_query(repos: &[(String, String)]) -> String {
         let (owner, name) = full_name.split_once('/').unwrap_or((full_name.as_str(), ""));
         let literal = |s: &str| serde_json::to_string(s).unwrap_or_default();
         query.push_str(&format!(
-            "  r{i}: repository(owner: {}, name: {}) {{ nameWithOwner isArchived defaultBranchRef {{ name }} \
+            "  r{i}: repository(owner: {}, name: {}) {{ nameWithOwner isArchived defaultBranchRef {{ name target {{ oid }} }} \
              file: object(expression: {}) {{ ... on Blob {{ text }} }} }}\n",
             literal(owner),
             literal(name),
@@ -511,6 +511,10 @@ impl GitHub for GitHubClient {
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_string(),
+                    head: r
+                        .pointer("/defaultBranchRef/target/oid")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     archived: r.get("isArchived").and_then(Value::as_bool).unwrap_or(false),
                     file: r
                         .pointer("/file/text")

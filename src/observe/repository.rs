@@ -9,7 +9,10 @@ use crate::{
     api::BackedUpRepository,
     aws::{Scope, inventory::BucketInventory},
     external::ServiceError,
-    github::{GitHub, inventory::RepoInventory},
+    github::{
+        GitHub,
+        inventory::{Actions, RepoInventory},
+    },
     policy::repository::RepositoryObservation,
     workflow,
 };
@@ -50,13 +53,19 @@ pub async fn repository(
     // Only ask what the answer can change: runs need a registered workflow, a pull request
     // matters only while the file is missing or outdated.
     if facts.file.is_some() {
-        obs.workflow = github.workflow(name, path).await.map_err(ServiceError::GitHub)?;
-        if obs.workflow.is_some() {
-            obs.last_run = github
-                .newest_completed_run(name, path)
-                .await
-                .map_err(ServiceError::GitHub)?;
-        }
+        let actions = repos
+            .actions(name, &facts, fresh, resync, || async {
+                let workflow = github.workflow(name, path).await?;
+                let last_run = match workflow {
+                    Some(_) => github.newest_completed_run(name, path).await?,
+                    None => None,
+                };
+                Ok(Actions { workflow, last_run })
+            })
+            .await
+            .map_err(ServiceError::GitHub)?;
+        obs.workflow = actions.workflow;
+        obs.last_run = actions.last_run;
     }
     if !current {
         obs.pull_request = github
@@ -71,7 +80,13 @@ pub async fn repository(
         .map_err(ServiceError::Aws)?;
     if obs.lifecycle.is_some() {
         obs.newest_backup = buckets
-            .newest_object(&scope, &spec.storage.bucket, &spec.storage_prefix(), fresh)
+            .newest_object(
+                &scope,
+                &spec.storage.bucket,
+                &spec.storage_prefix(),
+                fresh,
+                resync,
+            )
             .await
             .map_err(ServiceError::Aws)?;
     }

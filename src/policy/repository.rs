@@ -42,6 +42,8 @@ pub const BRANCH: &str = "backup-warden/backup-daily";
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RepoFacts {
     pub default_branch: String,
+    /// The commit at the head of the default branch.
+    pub head: Option<String>,
     pub archived: bool,
     /// The workflow file's text on the default branch, if it is there.
     pub file: Option<String>,

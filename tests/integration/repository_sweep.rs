@@ -1,6 +1,7 @@
 //! GitHub requests scale with batches, not repositories: a sweep of 250 repositories makes
-//! at most 3 GraphQL requests, and a second sweep with nothing changed is answered mostly
-//! by 304s (conditional requests, which do not count against the rate limit).
+//! at most 3 GraphQL requests, and a second sweep with nothing changed makes no REST
+//! request at all; a repository whose default branch moved, or whose next daily run is due,
+//! is read through REST again (conditionally: mostly 304s, free of the rate limit).
 
 use std::time::Duration;
 
@@ -14,10 +15,12 @@ use backup_warden::{
     workflow,
 };
 use backup_warden_testing::{
-    self as testing, RunningRepoController, github_fake::GitHubFake, repo_condition,
+    self as testing, RunningRepoController,
+    github_fake::{GitHubFake, RecordedRequest},
+    repo_condition,
 };
 use futures::{StreamExt, stream};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::{
     Api,
     api::{ListParams, PostParams},
@@ -25,10 +28,14 @@ use kube::{
 use serde_json::json;
 
 const REPOSITORIES: usize = 250;
+/// Repositories whose newest run is a day old.
+const DUE: usize = 5;
+/// Repositories whose default branch moves between sweeps.
+const MOVED: usize = 10;
 const PATH: &str = ".github/workflows/backup-daily.yml";
 
 #[tokio::test]
-async fn a_sweep_of_250_repositories_makes_3_graphql_requests_and_the_next_is_mostly_304s() {
+async fn a_sweep_of_250_repositories_makes_3_graphql_requests_and_the_next_reads_rest_only_where_due() {
     let _heavy = testing::heavy().await;
     let env = testing::env();
     let client = env.client().await;
@@ -75,7 +82,13 @@ async fn a_sweep_of_250_repositories_makes_3_graphql_requests_and_the_next_is_mo
                         .expect("spec");
                 github.add_repo(name, "main");
                 github.put_file(name, "main", PATH, &workflow::render(&spec));
-                github.add_run(name, PATH, Some("success"), &Timestamp::now().to_string());
+                // The first few ran yesterday: their next daily run is due.
+                let started = if i < DUE {
+                    Timestamp::now() - SignedDuration::from_hours(25)
+                } else {
+                    Timestamp::now()
+                };
+                github.add_run(name, PATH, Some("success"), &started.to_string());
                 s3.put_object()
                     .bucket(&bucket)
                     .key(format!("{name}/backup.tar.gz"))
@@ -108,7 +121,7 @@ async fn a_sweep_of_250_repositories_makes_3_graphql_requests_and_the_next_is_mo
         None,
     )
     .await;
-    let _controller = RunningRepoController::start(ctx, writer, &namespace);
+    let controller = RunningRepoController::start(ctx, writer, &namespace);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let list = repos.list(&ListParams::default()).await.expect("list");
@@ -137,44 +150,138 @@ async fn a_sweep_of_250_repositories_makes_3_graphql_requests_and_the_next_is_mo
     );
     assert!(first.iter().all(|n| *n <= 100));
 
-    // The next sweep, with nothing changed.
-    github.reset_requests(); // also forgets the GraphQL batches
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let workflow_reads = |g: &GitHubFake| {
-        g.requests()
+    // The next sweeps: one has happened once every object was reconciled again.
+    let reconciles = controller
+        .ctx
+        .metrics
+        .reconciles
+        .with_label_values(&["BackedUpRepository"]);
+    let rest_reads = |requests: &[RecordedRequest]| {
+        let mut repos: Vec<String> = requests
             .iter()
-            .filter(|r| r.method == "GET" && r.path.ends_with("/actions/workflows/backup-daily.yml"))
-            .count()
+            .filter(|r| r.method == "GET" && r.path.contains("/actions/workflows/"))
+            .filter_map(|r| {
+                r.path
+                    .strip_prefix("/repos/")?
+                    .split("/actions/")
+                    .next()
+                    .map(str::to_string)
+            })
+            .collect();
+        repos.sort();
+        repos.dedup();
+        repos
     };
-    while workflow_reads(&github) < REPOSITORIES {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "second sweep incomplete: {} workflow reads",
-            workflow_reads(&github)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let requests = github.requests();
-    let rest_gets: Vec<_> = requests.iter().filter(|r| r.method == "GET").collect();
-    let not_modified = rest_gets.iter().filter(|r| r.status == 304).count();
+    // Nothing changed: only the repositories whose daily run is due are read through REST.
+    let requests = sweep(&github, &reconciles).await;
     let graphql = github.graphql_batches().len();
     println!(
-        "second sweep: {} requests, {} REST GETs of which {not_modified} answered 304, {graphql} GraphQL",
+        "second sweep: {} requests, {graphql} GraphQL, REST reads of {:?}",
         requests.len(),
-        rest_gets.len()
+        rest_reads(&requests)
     );
     assert!(
         graphql <= REPOSITORIES.div_ceil(100),
         "GraphQL requests in the second sweep: {graphql}"
     );
-    assert!(
-        not_modified * 10 >= rest_gets.len() * 9,
-        "{not_modified} of {} REST GETs were 304s",
-        rest_gets.len()
+    assert_eq!(
+        rest_reads(&requests),
+        names[..DUE].to_vec(),
+        "REST reads when nothing changed"
     );
     assert!(
         requests.iter().all(|r| r.method == "GET" || r.path == "/graphql"),
         "no writes when nothing changed"
     );
+
+    // A commit lands on the default branch of some: those are read through REST again
+    // (conditionally: what did not change answers 304, free of the rate limit).
+    for name in &names[DUE..DUE + MOVED] {
+        github.put_file(name, "main", "README.md", "moved on\n");
+    }
+    let requests = sweep(&github, &reconciles).await;
+    let workflow_gets: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/actions/workflows/backup-daily.yml"))
+        .collect();
+    let not_modified = workflow_gets.iter().filter(|r| r.status == 304).count();
+    println!(
+        "third sweep: {} requests, {} workflow GETs of which {not_modified} answered 304",
+        requests.len(),
+        workflow_gets.len()
+    );
+    assert_eq!(rest_reads(&requests), names[..DUE + MOVED].to_vec());
+    assert!(
+        workflow_gets.iter().all(|r| r.if_none_match),
+        "REST reads are conditional"
+    );
+}
+
+/// Waits for a sweep (every object reconciled again) and returns the GitHub requests made.
+async fn sweep(github: &GitHubFake, reconciles: &prometheus::IntCounter) -> Vec<RecordedRequest> {
+    github.reset_requests(); // also forgets the GraphQL batches
+    let target = reconciles.get() + REPOSITORIES as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while reconciles.get() < target {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sweep incomplete: {} of {target} reconciles",
+            reconciles.get()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The last reconciles finish their reads.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    github.requests()
+}
+
+#[tokio::test]
+async fn a_quiet_sweep_lists_a_backup_prefix_only_when_a_backup_is_due() {
+    let env = testing::env();
+    let config = env.aws_config("us-east-1").await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = testing::unique_name("due").to_lowercase();
+    s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
+    s3.put_object()
+        .bucket(&bucket)
+        .key("narrative-io/api/today.bundle")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .expect("object");
+    let aws = env.aws_clients().await;
+    let buckets = backup_warden::aws::inventory::BucketInventory::new(std::sync::Arc::new(
+        backup_warden::aws::s3::SdkS3 { clients: aws.clone() },
+    ));
+    let scope = backup_warden::aws::Scope::new(None, "us-east-1");
+    let lists = || aws.calls().calls("ListObjectsV2");
+    let resync = Duration::from_millis(500);
+    let newest = |prefix: &'static str, fresh: Duration| {
+        let (buckets, scope, bucket) = (&buckets, &scope, &bucket);
+        async move {
+            buckets
+                .newest_object(scope, bucket, prefix, fresh, resync)
+                .await
+                .expect("list")
+        }
+    };
+    assert!(newest("narrative-io/api/", resync).await.is_some());
+    assert!(newest("narrative-io/web/", resync).await.is_none());
+    assert_eq!(lists(), 2);
+    // Sweeps later: today's backup is not looked for again; a prefix without one is,
+    // once per resync.
+    for sweep in 1..=2 {
+        tokio::time::sleep(resync + Duration::from_millis(50)).await;
+        assert!(newest("narrative-io/api/", resync).await.is_some());
+        assert!(newest("narrative-io/web/", resync).await.is_none());
+        assert!(newest("narrative-io/web/", resync).await.is_none());
+        assert_eq!(lists(), 2 + sweep, "after sweep {sweep}");
+    }
+    // A reconcile asked for (or a change settling) lists afresh.
+    assert!(newest("narrative-io/api/", Duration::ZERO).await.is_some());
+    assert_eq!(lists(), 5);
 }

@@ -30,6 +30,7 @@ fn compliant() -> RepositoryObservation {
     RepositoryObservation {
         repo: Some(RepoFacts {
             default_branch: "main".into(),
+            head: Some("0a1b2c".into()),
             archived: false,
             file: Some(workflow::render(&spec())),
         }),
