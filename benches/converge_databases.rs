@@ -5,6 +5,7 @@
 //!
 //!     make bench            # or: cargo bench --bench converge_databases
 //!     BENCH_OBJECTS=200 make bench
+//!     BENCH_SETTLE=2s make bench   # the settle interval (default 30s, the controller's)
 use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -72,6 +73,7 @@ async fn main() {
         setup.elapsed().as_secs_f64()
     );
 
+    let settle = std::env::var("BENCH_SETTLE").unwrap_or_else(|_| "30s".into());
     let log_path = std::env::temp_dir().join(format!("{namespace}.log"));
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_backup-warden"))
@@ -89,8 +91,9 @@ async fn main() {
             &testing::open_tenancy_file().display().to_string(),
             "--resync-interval",
             "10m",
+            // The default settle interval unless BENCH_SETTLE says otherwise.
             "--settle-interval",
-            "2s",
+            &settle,
         ])
         .env("KUBECONFIG", &env.kubeconfig)
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -140,6 +143,7 @@ async fn main() {
         .unwrap_or_default();
 
     println!("## converge {n} BackedUpDatabases (retention 1, no replication -> Ready)");
+    println!("settle interval {settle}, RDS budget the default (12/s, burst 300)");
     println!("wall time to converge: {:.1}s", converged.as_secs_f64());
     println!(
         "controller peak RSS: {:.1} MiB ({:.1} KiB per object)",

@@ -61,6 +61,11 @@ use super::duration::{PositiveDuration, duration_default};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.storage.lifecycleRulePrefix) || (has(self.storage.prefix) ? self.storage.prefix : self.repository + '/').startsWith(self.storage.lifecycleRulePrefix)")
+        .message("spec.storage.lifecycleRulePrefix must be a prefix of the backups' prefix (spec.storage.prefix, by default <owner>/<name>/)")
+        .field_path(".storage.lifecycleRulePrefix")
+)]
 pub struct BackedUpRepositorySpec {
     /// Enforce (default) fixes drift; Audit only reports it.
     #[serde(default)]
@@ -194,6 +199,15 @@ pub struct StorageSpec {
             .message("spec.storage.prefix must not have a '..' segment")
     )]
     pub prefix: Option<String>,
+    /// The prefix of the lifecycle rule backup-warden adds when no rule covers the backups
+    /// (default: the backups' own prefix, one rule per repository). S3 allows 1,000 rules
+    /// per bucket: repositories backing up into one bucket can share one rule by naming the
+    /// same broader prefix, "" for the whole bucket. Every object under it then expires after
+    /// the retention, so name only a prefix that holds nothing but backups. It must be a
+    /// prefix of the backups' prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512), pattern(r"^([A-Za-z0-9_.-][A-Za-z0-9!_.*'()/-]*/)?$"))]
+    pub lifecycle_rule_prefix: Option<String>,
     /// Days a backup is kept before the lifecycle rule expires it (default 90).
     #[serde(default = "default_storage_retention_days")]
     #[schemars(range(min = 1, max = 36500))]
@@ -254,6 +268,14 @@ impl BackedUpRepositorySpec {
             .uses
             .clone()
             .unwrap_or_else(|| format!("{}/github-common/.github/workflows/backup.yml", self.owner()))
+    }
+
+    /// The prefix of the lifecycle rule backup-warden adds, defaulted to the backups' prefix.
+    pub fn lifecycle_rule_prefix(&self) -> String {
+        self.storage
+            .lifecycle_rule_prefix
+            .clone()
+            .unwrap_or_else(|| self.storage_prefix())
     }
 
     /// The S3 key prefix of this repository's backups, defaulted to "<owner>/<name>/".

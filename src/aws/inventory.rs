@@ -123,8 +123,8 @@ enum Read {
     Cached,
     /// Read the entry alone (one request).
     Alone,
-    /// Read the whole scope: it has never been read, or as many entries were read alone
-    /// within the age asked for as a whole read has pages.
+    /// Read the whole scope: it has never been read, or a quarter as many entries were
+    /// read alone within the age asked for as a whole read has pages (at least one).
     Whole,
 }
 
@@ -164,8 +164,14 @@ impl<K: Eq + Hash + Clone> Alone<K> {
             .iter()
             .filter(|((s, _), at)| s == scope && at.elapsed() <= max_age)
             .count();
-        let pages = len.div_ceil(super::rds::PAGE_SIZE as usize).max(1);
-        if recent < pages { Read::Alone } else { Read::Whole }
+        // Reads alone stop well before they cost what the whole read would: while many
+        // changes settle, the region's read serves them all for a quarter more at most.
+        let pages = len.div_ceil(super::rds::PAGE_SIZE as usize);
+        if recent < (pages / 4).max(1) {
+            Read::Alone
+        } else {
+            Read::Whole
+        }
     }
 
     fn read(&self, scope: &Scope, key: &K) {
@@ -289,9 +295,10 @@ impl Inventory {
     }
 
     /// The instance, no older than `max_age` (a change settling, or a reconcile asked for):
-    /// read on its own, unless as many of the region's instances were read so within
-    /// `max_age` as a read of the whole region has pages, and then the whole region is read.
-    /// So the reads while N changes settle are bounded by both N and the region's size.
+    /// read on its own, unless a quarter as many of the region's instances were read so
+    /// within `max_age` as a read of the whole region has pages, and then the whole region is
+    /// read. So the reads while N changes settle are bounded by both N and 1.25 times the
+    /// region's pages per `max_age`.
     pub async fn instance_now(
         &self,
         scope: &Scope,
@@ -573,12 +580,17 @@ impl Inventory {
     }
 }
 
+type BucketLock = Arc<tokio::sync::Mutex<()>>;
+
 /// S3 facts shared by every repository: a bucket's lifecycle is read once per sweep
 /// however many repositories back up into it; the newest object once per prefix.
 pub struct BucketInventory {
     s3: Arc<dyn super::s3::S3>,
     lifecycle: Cached<(Scope, String), Option<Vec<LifecycleRuleFacts>>>,
     newest: Cached<(Scope, String, String), Option<BackupObject>>,
+    /// One lifecycle write per bucket at a time: each reads the configuration and writes it
+    /// back whole, so two at once would each drop the other's rule.
+    writes: Mutex<HashMap<(Scope, String), BucketLock>>,
 }
 
 impl BucketInventory {
@@ -587,6 +599,7 @@ impl BucketInventory {
             s3,
             lifecycle: Cached::new(),
             newest: Cached::new(),
+            writes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -642,6 +655,14 @@ impl BucketInventory {
         prefix: &str,
         days: i32,
     ) -> Result<(), AwsError> {
+        let lock = self
+            .writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry((scope.clone(), bucket.to_string()))
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock.lock().await;
         self.s3
             .add_expiration_rule(scope, bucket, id, prefix, days)
             .await?;

@@ -375,9 +375,34 @@ fn backup_fresh(spec: &BackedUpRepositorySpec, obs: &RepositoryObservation) -> F
     )
 }
 
-/// The id of the rule backup-warden adds for a repository.
+/// S3's limit of lifecycle rules per bucket.
+pub const MAX_LIFECYCLE_RULES: usize = 1000;
+
+/// The id of the rule backup-warden adds for a repository: its own, or the one shared by
+/// every repository naming the same `lifecycleRulePrefix` (at most 255 characters, S3's limit).
 pub fn lifecycle_rule_id(spec: &BackedUpRepositorySpec) -> String {
-    format!("backup-warden-{}", spec.repository.replace('/', "-"))
+    let prefix = spec.lifecycle_rule_prefix();
+    if prefix == spec.storage_prefix() {
+        return format!("backup-warden-{}", spec.repository.replace('/', "-"));
+    }
+    let name = prefix.trim_end_matches('/').replace('/', "-");
+    match name.as_str() {
+        "" => "backup-warden-shared-whole-bucket".to_string(),
+        name if name.len() <= 200 => format!("backup-warden-shared-{name}"),
+        // Long prefixes keep their start, and a hash of the whole tells them apart.
+        name => format!(
+            "backup-warden-shared-{}-{:016x}",
+            &name[..180],
+            fnv1a(prefix.as_bytes())
+        ),
+    }
+}
+
+/// FNV-1a, 64 bits: stable across builds, unlike std's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn lifecycle(
@@ -400,11 +425,25 @@ fn lifecycle(
         .iter()
         .filter(|r| r.enabled && !r.narrowed && prefix.starts_with(&r.prefix) && r.expiration_days.is_some())
         .collect();
-    // A rule that expires sooner deletes backups early whatever else is there.
+    // A rule that expires sooner deletes backups early whatever else is there; ours is raised.
+    let own = lifecycle_rule_id(spec);
     if let Some(short) = covering
         .iter()
         .find(|r| r.expiration_days.is_some_and(|d| d < required))
     {
+        if short.id == own {
+            return Finding::new(
+                LifecycleCompliant,
+                Verdict::Drift,
+                Reason::DriftDetected,
+                format!(
+                    "backup-warden's rule {own:?} expires objects under {} after {} (policy {})",
+                    short.prefix,
+                    days(short.expiration_days.unwrap_or(0)),
+                    days(required)
+                ),
+            );
+        }
         return Finding::new(
             LifecycleCompliant,
             Verdict::Blocked,
@@ -424,6 +463,18 @@ fn lifecycle(
                 "rule {:?} expires objects under {prefix} after {}",
                 rule.id,
                 days(rule.expiration_days.unwrap_or(0))
+            ),
+        ),
+        // A new rule would cross S3's limit: only a person can make room or share a rule.
+        None if rules.len() >= MAX_LIFECYCLE_RULES && !rules.iter().any(|r| r.id == own) => Finding::new(
+            LifecycleCompliant,
+            Verdict::Blocked,
+            Reason::DriftDetected,
+            format!(
+                "no lifecycle rule of {bucket} expires objects under {prefix} (policy {}), and the bucket holds \
+                 {} rules, S3's limit: share one rule among repositories with spec.storage.lifecycleRulePrefix",
+                days(required),
+                rules.len()
             ),
         ),
         None => Finding::new(
@@ -535,10 +586,17 @@ pub fn plan(
         actions.push(RepoAction::EnableWorkflow { id: w.id });
     }
     if drift(LifecycleCompliant) {
+        // A missing rule is added; our own shorter one is replaced (raised, never lowered).
+        let days = required_retention(spec, policy);
+        let ours = obs
+            .lifecycle
+            .iter()
+            .flatten()
+            .find(|r| r.id == lifecycle_rule_id(spec));
         actions.push(RepoAction::AddLifecycleRule {
             id: lifecycle_rule_id(spec),
-            prefix: spec.storage_prefix(),
-            days: required_retention(spec, policy),
+            prefix: spec.lifecycle_rule_prefix(),
+            days: ours.and_then(|r| r.expiration_days).map_or(days, |d| d.max(days)),
         });
     }
     actions

@@ -410,6 +410,52 @@ async fn our_lifecycle_rule_is_added_and_the_others_are_kept() {
 }
 
 #[tokio::test]
+async fn repositories_naming_one_rule_prefix_share_one_lifecycle_rule() {
+    let w = world("brepo-shared").await;
+    let names = ["narrative-io/api", "narrative-io/web", "narrative-io/etl"];
+    for (i, name) in names.iter().enumerate() {
+        w.compliant_repository(name).await;
+        w.apply(
+            &format!("r{i}"),
+            name,
+            json!({"storage": {"lifecycleRulePrefix": "narrative-io/"}}),
+        )
+        .await;
+    }
+    let _c = w.controller(RepositoryPolicy::default()).await;
+    for i in 0..names.len() {
+        wait_for(
+            &w.repos,
+            &format!("r{i}"),
+            CONVERGE,
+            is("True", ConditionType::Ready),
+        )
+        .await;
+    }
+    assert_eq!(
+        w.rules().await,
+        [("backup-warden-shared-narrative-io".to_string(), Some(90))],
+        "one rule for the three"
+    );
+    // The API server refuses a rule prefix that does not cover the backups.
+    let refused: BackedUpRepository = serde_json::from_value(json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpRepository",
+        "metadata": {"name": "elsewhere"},
+        "spec": {"repository": "narrative-io/docs", "storage": {"bucket": w.bucket, "lifecycleRulePrefix": "other/"}},
+    }))
+    .expect("object");
+    let err = w
+        .repos
+        .create(&PostParams::default(), &refused)
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains("lifecycleRulePrefix must be a prefix"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn missing_and_archived_repositories_and_a_token_without_the_workflow_permission_stall() {
     let w = world("brepo-stall").await;
     w.github.add_repo("narrative-io/old", "main");

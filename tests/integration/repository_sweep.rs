@@ -235,8 +235,15 @@ async fn sweep(github: &GitHubFake, reconciles: &prometheus::IntCounter) -> Vec<
     github.requests()
 }
 
-#[tokio::test]
-async fn a_quiet_sweep_lists_a_backup_prefix_only_when_a_backup_is_due() {
+/// A new bucket in the emulator, an S3 client, and a bucket inventory whose calls are counted.
+async fn bucket_inventory(
+    prefix: &str,
+) -> (
+    aws_sdk_s3::Client,
+    String,
+    backup_warden::aws::inventory::BucketInventory,
+    std::sync::Arc<backup_warden::aws::AwsClients>,
+) {
     let env = testing::env();
     let config = env.aws_config("us-east-1").await;
     let s3 = aws_sdk_s3::Client::from_conf(
@@ -244,8 +251,18 @@ async fn a_quiet_sweep_lists_a_backup_prefix_only_when_a_backup_is_due() {
             .force_path_style(true)
             .build(),
     );
-    let bucket = testing::unique_name("due").to_lowercase();
+    let bucket = testing::unique_name(prefix).to_lowercase();
     s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
+    let aws = env.aws_clients().await;
+    let buckets = backup_warden::aws::inventory::BucketInventory::new(std::sync::Arc::new(
+        backup_warden::aws::s3::SdkS3 { clients: aws.clone() },
+    ));
+    (s3, bucket, buckets, aws)
+}
+
+#[tokio::test]
+async fn a_quiet_sweep_lists_a_backup_prefix_only_when_a_backup_is_due() {
+    let (s3, bucket, buckets, aws) = bucket_inventory("due").await;
     s3.put_object()
         .bucket(&bucket)
         .key("narrative-io/api/today.bundle")
@@ -253,10 +270,6 @@ async fn a_quiet_sweep_lists_a_backup_prefix_only_when_a_backup_is_due() {
         .send()
         .await
         .expect("object");
-    let aws = env.aws_clients().await;
-    let buckets = backup_warden::aws::inventory::BucketInventory::new(std::sync::Arc::new(
-        backup_warden::aws::s3::SdkS3 { clients: aws.clone() },
-    ));
     let scope = backup_warden::aws::Scope::new(None, "us-east-1");
     let lists = || aws.calls().calls("ListObjectsV2");
     let resync = Duration::from_millis(500);
@@ -284,4 +297,30 @@ async fn a_quiet_sweep_lists_a_backup_prefix_only_when_a_backup_is_due() {
     // A reconcile asked for (or a change settling) lists afresh.
     assert!(newest("narrative-io/api/", Duration::ZERO).await.is_some());
     assert_eq!(lists(), 5);
+}
+
+#[tokio::test]
+async fn lifecycle_rules_added_at_once_to_one_bucket_are_all_kept() {
+    let (s3, bucket, buckets, _) = bucket_inventory("race").await;
+    let scope = backup_warden::aws::Scope::new(None, "us-east-1");
+    // Each write reads the configuration and writes it back whole: at once, they would
+    // each drop the others' rules.
+    stream::iter(0..12)
+        .for_each_concurrent(12, |i| {
+            let (buckets, scope, bucket) = (&buckets, &scope, &bucket);
+            async move {
+                buckets
+                    .add_expiration_rule(scope, bucket, &format!("rule-{i:02}"), &format!("r{i}/"), 90)
+                    .await
+                    .expect("add rule");
+            }
+        })
+        .await;
+    let rules = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("lifecycle");
+    assert_eq!(rules.rules().len(), 12, "{:?}", rules.rules());
 }

@@ -153,6 +153,20 @@ fn cel_rules_run_on_the_defaulted_object_and_name_their_field() {
     let neither = database(json!({"instance": {"identifier": "a", "region": "us-east-1"},
                                   "replication": {"kmsKey": {}}}));
     assert_eq!(refused(&neither), ["spec.replication.kmsKey"]);
+    // A shared lifecycle rule's prefix must cover the backups' prefix (default <owner>/<name>/).
+    let rule = |storage: Value| repository(json!({"repository": "o/r", "storage": storage}));
+    for covering in ["", "o/", "o/r/"] {
+        assert_eq!(
+            refused(&rule(json!({"bucket": "abc", "lifecycleRulePrefix": covering}))),
+            Vec::<String>::new()
+        );
+    }
+    let elsewhere = rule(json!({"bucket": "abc", "lifecycleRulePrefix": "other/"}));
+    assert_eq!(refused(&elsewhere), ["spec.storage.lifecycleRulePrefix"]);
+    let own_prefix = rule(json!({"bucket": "abc", "prefix": "backups/r/", "lifecycleRulePrefix": "o/"}));
+    assert_eq!(refused(&own_prefix), ["spec.storage.lifecycleRulePrefix"]);
+    let fine = rule(json!({"bucket": "abc", "prefix": "backups/r/", "lifecycleRulePrefix": "backups/"}));
+    assert_eq!(refused(&fine), Vec::<String>::new());
 }
 
 #[test]

@@ -382,3 +382,98 @@ fn the_check_table_lists_every_check_once_in_declaration_order() {
     let table: Vec<RepositoryCheck> = CHECKS.iter().map(|c| c.check).collect();
     assert_eq!(table, RepositoryCheck::ALL);
 }
+
+fn shared(prefix: &str) -> BackedUpRepositorySpec {
+    let mut spec = spec();
+    spec.storage.lifecycle_rule_prefix = Some(prefix.into());
+    spec
+}
+
+#[test]
+fn repositories_naming_one_rule_prefix_share_one_rule() {
+    let mut obs = compliant();
+    obs.lifecycle = Some(vec![]);
+    for (prefix, id) in [
+        ("", "backup-warden-shared-whole-bucket"),
+        ("narrative-io/", "backup-warden-shared-narrative-io"),
+    ] {
+        let spec = shared(prefix);
+        let findings = evaluate(&spec, &obs, &policy());
+        assert_eq!(
+            plan(&spec, &obs, &findings, &policy()),
+            [RepoAction::AddLifecycleRule {
+                id: id.into(),
+                prefix: prefix.into(),
+                days: 90
+            }]
+        );
+    }
+    // Another repository of the organisation finds the rule there and adds nothing.
+    let mut other = shared("narrative-io/");
+    other.repository = "narrative-io/api".into();
+    obs.lifecycle = Some(vec![LifecycleRuleFacts {
+        id: "backup-warden-shared-narrative-io".into(),
+        prefix: "narrative-io/".into(),
+        ..ours()
+    }]);
+    let findings = evaluate(&other, &obs, &policy());
+    assert!(finding(&findings, LifecycleCompliant).is_pass());
+    assert!(plan(&other, &obs, &findings, &policy()).is_empty());
+    // The repository's own rule stays as before when no shared prefix is named.
+    assert_eq!(
+        lifecycle_rule_id(&spec()),
+        "backup-warden-narrative-io-marketplace"
+    );
+    // A long prefix still makes an id within S3's 255 characters, distinct per prefix.
+    let long = |tail: &str| lifecycle_rule_id(&shared(&format!("{}{tail}/", "a".repeat(300))));
+    assert!(long("x").len() <= 255);
+    assert_ne!(long("x"), long("y"));
+}
+
+#[test]
+fn our_own_shorter_rule_is_raised_and_another_ones_blocks() {
+    let mut longer = spec();
+    longer.storage.retention_days = 120;
+    let mut obs = compliant(); // holds ours(), 90 days
+    let findings = evaluate(&longer, &obs, &policy());
+    let f = finding(&findings, LifecycleCompliant);
+    assert_eq!(
+        (f.verdict, f.reason),
+        (Verdict::Drift, Reason::DriftDetected),
+        "{f:?}"
+    );
+    assert_eq!(
+        plan(&longer, &obs, &findings, &policy()),
+        [RepoAction::AddLifecycleRule {
+            id: "backup-warden-narrative-io-marketplace".into(),
+            prefix: "narrative-io/marketplace/".into(),
+            days: 120
+        }]
+    );
+    obs.lifecycle = Some(vec![LifecycleRuleFacts {
+        id: "someone-elses".into(),
+        ..ours()
+    }]);
+    let findings = evaluate(&longer, &obs, &policy());
+    assert_eq!(finding(&findings, LifecycleCompliant).verdict, Verdict::Blocked);
+    assert!(plan(&longer, &obs, &findings, &policy()).is_empty());
+}
+
+#[test]
+fn a_bucket_at_s3s_rule_limit_blocks_a_new_rule_and_says_how_to_share() {
+    let mut obs = compliant();
+    obs.lifecycle = Some(
+        (0..MAX_LIFECYCLE_RULES)
+            .map(|i| LifecycleRuleFacts {
+                id: format!("other-{i}"),
+                prefix: format!("other-{i}/"),
+                ..ours()
+            })
+            .collect(),
+    );
+    let findings = evaluate(&spec(), &obs, &policy());
+    let f = finding(&findings, LifecycleCompliant);
+    assert_eq!(f.verdict, Verdict::Blocked, "{f:?}");
+    assert!(f.message.contains("lifecycleRulePrefix"), "{}", f.message);
+    assert!(plan(&spec(), &obs, &findings, &policy()).is_empty());
+}
