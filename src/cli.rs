@@ -77,7 +77,13 @@ pub struct RunArgs {
     /// Elect a leader among replicas on a coordination.k8s.io Lease; only the leader acts.
     #[arg(long, env = "BACKUP_WARDEN_LEADER_ELECTION")]
     pub leader_election: bool,
-    /// The namespace of the leader Lease (the controller's own namespace).
+    /// Split the objects into this many shards by a stable hash of namespace and name; each
+    /// replica acts on the shards whose Leases it holds, up to its fair share, and takes over
+    /// the shards of a replica that is gone once their leases expire. Excludes
+    /// --leader-election. 1: no sharding.
+    #[arg(long, env = "BACKUP_WARDEN_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub shards: u32,
+    /// The namespace of the leader and shard Leases (the controller's own namespace).
     #[arg(long, env = "BACKUP_WARDEN_LEASE_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
     /// The administrator's tenancy file: which AWS roles and GitHub repositories each

@@ -52,6 +52,8 @@ pub struct Context {
     pub notifier: Arc<dyn Notifier>,
     /// Which AWS roles each namespace may use.
     pub tenancy: Arc<crate::tenancy::Tenancy>,
+    /// The shards this replica acts on (all, unsharded).
+    pub shards: Arc<super::shards::Ownership>,
     /// The cleanup of backup-warden's own orphan replica keys.
     pub key_cleanup: KeyCleanup,
 }
@@ -119,6 +121,7 @@ impl Context {
             recorder,
             backoff: Backoff::new(timing),
             tenancy: Arc::new(crate::tenancy::Tenancy::single_team()),
+            shards: super::shards::Ownership::all(),
             key_cleanup: KeyCleanup::new(KeyCleanupSettings::default()),
         }
     }

@@ -45,12 +45,12 @@ impl LeaseSettings {
 
 /// What one attempt found.
 #[derive(Debug, PartialEq, Eq)]
-enum Attempt {
+pub(crate) enum Attempt {
     Leading,
     Following { holder: String },
 }
 
-fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
+pub(crate) fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
     let duration = spec.lease_duration_seconds.unwrap_or(15);
     match &spec.renew_time {
         Some(MicroTime(renewed)) => now.duration_since(*renewed).as_secs() >= i64::from(duration),
@@ -59,7 +59,7 @@ fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
 }
 
 /// One try to take or keep the lease.
-async fn try_acquire(api: &Api<Lease>, s: &LeaseSettings) -> Result<Attempt, kube::Error> {
+pub(crate) async fn try_acquire(api: &Api<Lease>, s: &LeaseSettings) -> Result<Attempt, kube::Error> {
     let now = Timestamp::now();
     let duration = i32::try_from(s.duration.as_secs()).unwrap_or(15);
     let Some(mut lease) = api.get_opt(&s.name).await? else {
@@ -119,19 +119,21 @@ impl Leadership {
     /// Hands the lease over at shutdown: the next candidate need not wait for it to expire.
     pub async fn release(self) {
         self.renewer.abort();
-        if let Ok(Some(mut lease)) = self.api.get_opt(&self.settings.name).await
-            && let Some(spec) = lease.spec.as_mut()
-            && spec.holder_identity.as_deref() == Some(self.settings.identity.as_str())
-        {
-            spec.holder_identity = None;
-            spec.renew_time = None;
-            if let Err(error) = self
-                .api
-                .replace(&self.settings.name, &PostParams::default(), &lease)
-                .await
-            {
-                tracing::warn!(%error, "could not release the leader lease");
-            }
+        release(&self.api, &self.settings).await;
+    }
+}
+
+/// Gives the lease up if this replica holds it: the next candidate need not wait for it to
+/// expire.
+pub(crate) async fn release(api: &Api<Lease>, settings: &LeaseSettings) {
+    if let Ok(Some(mut lease)) = api.get_opt(&settings.name).await
+        && let Some(spec) = lease.spec.as_mut()
+        && spec.holder_identity.as_deref() == Some(settings.identity.as_str())
+    {
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        if let Err(error) = api.replace(&settings.name, &PostParams::default(), &lease).await {
+            tracing::warn!(%error, lease = %settings.name, "could not release the lease");
         }
     }
 }

@@ -13,6 +13,8 @@ pub mod pipeline;
 mod replica_key;
 pub mod repository;
 pub mod requests;
+pub mod shard_leases;
+pub mod shards;
 pub mod sweep;
 
 use std::sync::Arc;
@@ -54,6 +56,7 @@ pub(crate) fn trigger<K>(
     writer: kube::runtime::reflector::store::Writer<Decoded<K>>,
     metrics: Arc<Metrics>,
     kind: &'static str,
+    shards: Arc<shards::Ownership>,
 ) -> impl futures::Stream<Item = Result<Decoded<K>, kube::runtime::watcher::Error>> + Send
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -74,13 +77,18 @@ where
         Some(namespace) => Api::namespaced(client, namespace),
         None => Api::all(client),
     };
-    watcher(api, watcher::Config::default())
+    shards::watch_owned(api, watcher::Config::default(), shards.clone())
         .default_backoff()
         .reflect(writer)
-        .inspect(move |event| {
-            if let Ok(watcher::Event::Delete(gone)) = event {
+        .inspect(move |event| match event {
+            Ok(watcher::Event::Delete(gone)) => {
                 metrics.forget_object(kind, &gone.namespace().unwrap_or_default(), &gone.name_any());
             }
+            // A (re)list is complete: the objects of shards handed over are gone from the store.
+            Ok(watcher::Event::InitDone) => {
+                metrics.retain_objects(kind, |namespace, name| shards.owns(namespace, name))
+            }
+            _ => {}
         })
         .applied_objects()
         .predicate_filter(
@@ -140,6 +148,11 @@ pub enum RunError {
     Slack(#[source] SlackError),
     #[error("{0}")]
     Tenancy(#[source] crate::tenancy::TenancyError),
+    #[error(
+        "--shards and --leader-election exclude each other: with shards, each shard has a lease of its own \
+         and every replica acts on the shards it holds"
+    )]
+    ShardsAndLeader,
     #[error("lost the leader lease; exiting so that this replica restarts as a candidate")]
     LeadershipLost,
 }
@@ -174,6 +187,15 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         },
     };
 
+    // With shards, each replica acts on the shards whose leases it holds.
+    let (shards, shard_leases) = match shard_settings(&args)? {
+        None => (shards::Ownership::all(), None),
+        Some(settings) => {
+            let owned = shards::Ownership::new(args.shards);
+            let leases = shard_leases::ShardLeases::start(client.clone(), settings, owned.clone());
+            (owned, Some(leases))
+        }
+    };
     let calls = Arc::new(ApiCalls::with_metric(metrics.external_calls.clone()));
     let notifier = notifier(&args, &metrics)?;
     let tenancy = Arc::new(match &args.tenancy_file {
@@ -224,6 +246,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         grace: args.key_cleanup_grace.as_duration(),
     });
     ctx.tenancy = tenancy.clone();
+    ctx.shards = shards.clone();
     let ctx = Arc::new(ctx);
     let databases: Api<BackedUpDatabase> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -253,6 +276,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             notifier,
         },
         tenancy,
+        shards.clone(),
     ) {
         Ok((repo_ctx, writer)) => {
             let repositories: Api<BackedUpRepository> = match &args.namespace {
@@ -293,7 +317,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
                 "BackedUpRepository reporter",
                 health.clone(),
                 shutdown_rx.clone(),
-                report_unconfigured(repositories, guard, why, stop(&shutdown_rx)),
+                report_unconfigured(repositories, guard, why, shards.clone(), stop(&shutdown_rx)),
             ));
         }
     }
@@ -326,6 +350,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     {
         leadership.release().await;
     }
+    if let Some(leases) = shard_leases {
+        leases.release().await;
+    }
     let _ = server.await;
     tracing::info!(aws_calls = %calls_at_exit.to_json(), "stopped");
     outcome
@@ -337,12 +364,13 @@ async fn report_unconfigured(
     api: Api<BackedUpRepository>,
     guard: guard::Guard<BackedUpRepository>,
     why: String,
+    shards: Arc<shards::Ownership>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     use futures::StreamExt;
     use kube::runtime::{Controller, controller::Action, reflector};
     let (reader, writer) = reflector::store();
-    let stream = trigger(api, writer, guard.metrics.clone(), guard.kind);
+    let stream = trigger(api, writer, guard.metrics.clone(), guard.kind, shards.clone());
     let message = Arc::new(format!(
         "backup-warden has no GitHub credentials ({why}): nothing is checked until a token or a GitHub App \
          is configured (docs/installation.md)"
@@ -353,8 +381,11 @@ async fn report_unconfigured(
         .graceful_shutdown_on(shutdown)
         .run(
             move |object, guard| {
-                let message = message.clone();
+                let (message, shards) = (message.clone(), shards.clone());
                 async move {
+                    let Some(_in_shard) = shards.enter(object.as_ref()) else {
+                        return Ok::<_, std::convert::Infallible>(Action::await_change());
+                    };
                     let conditions = match object.as_ref() {
                         Decoded::Valid(valid) => valid.status.clone().unwrap_or_default().conditions,
                         Decoded::Invalid(bad) => bad.conditions.clone(),
@@ -401,12 +432,29 @@ fn supervise(
     })
 }
 
-/// The lease settings when leader election is on: this pod's name, or a host/pid identity.
+/// The lease settings when leader election is on.
 fn leader_settings(args: &RunArgs) -> Option<leader::LeaseSettings> {
-    if !args.leader_election {
-        return None;
+    args.leader_election
+        .then(|| leader::LeaseSettings::new(&args.lease_namespace, &identity()))
+}
+
+/// The lease settings of the shard leases when there is more than one shard.
+fn shard_settings(args: &RunArgs) -> Result<Option<leader::LeaseSettings>, RunError> {
+    if args.shards <= 1 {
+        return Ok(None);
     }
-    let identity = std::env::var("BACKUP_WARDEN_POD_NAME")
+    if args.leader_election {
+        return Err(RunError::ShardsAndLeader);
+    }
+    Ok(Some(leader::LeaseSettings::new(
+        &args.lease_namespace,
+        &identity(),
+    )))
+}
+
+/// This replica's name in leases: its pod's, or a host/pid identity.
+fn identity() -> String {
+    std::env::var("BACKUP_WARDEN_POD_NAME")
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| {
@@ -415,8 +463,7 @@ fn leader_settings(args: &RunArgs) -> Option<leader::LeaseSettings> {
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "backup-warden".into()),
                 std::process::id()
             )
-        });
-    Some(leader::LeaseSettings::new(&args.lease_namespace, &identity))
+        })
 }
 
 /// The repository controller's context, when GitHub credentials are configured.
@@ -426,6 +473,7 @@ fn repository_context(
     aws: Arc<AwsClients>,
     reporters: context::Reporters,
     tenancy: Arc<Tenancy>,
+    shards: Arc<shards::Ownership>,
 ) -> Result<
     (
         Arc<repository::RepoContext>,
@@ -477,6 +525,7 @@ fn repository_context(
         metrics: reporters.metrics,
         notifier: reporters.notifier,
         tenancy,
+        shards,
     };
     Ok((Arc::new(ctx), writer))
 }

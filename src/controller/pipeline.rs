@@ -47,6 +47,8 @@ pub struct Shared<'a> {
     pub notifier: &'a dyn Notifier,
     pub tenancy: &'a Arc<Tenancy>,
     pub timing: Timing,
+    /// The shards this replica acts on (all, unsharded).
+    pub shards: &'a Arc<super::shards::Ownership>,
 }
 
 /// The status every kind keeps: conditions, the generation they describe, and what drift
@@ -106,6 +108,7 @@ macro_rules! shared_of {
             notifier: $ctx.notifier.as_ref(),
             tenancy: &$ctx.tenancy,
             timing: $ctx.timing,
+            shards: &$ctx.shards,
         }
     };
 }
@@ -223,7 +226,13 @@ pub async fn run<K: Kind>(
 ) {
     let (reader, writer) = store;
     let shared = K::shared(&ctx);
-    let stream = super::trigger(api, writer, shared.metrics.clone(), K::KIND);
+    let stream = super::trigger(
+        api,
+        writer,
+        shared.metrics.clone(),
+        K::KIND,
+        shared.shards.clone(),
+    );
     let guard = Arc::new(Guard::new(
         K::KIND,
         shared.client.clone(),
@@ -241,6 +250,11 @@ pub async fn run<K: Kind>(
             move |object, ctx| {
                 let guard = guard.clone();
                 async move {
+                    // A shard handed over (or lost) since the object was queued: another
+                    // replica acts on it now.
+                    let Some(_in_shard) = K::shared(&ctx).shards.enter(object.as_ref()) else {
+                        return Ok(Action::await_change());
+                    };
                     let backoff = K::shared(&ctx).backoff;
                     guard::reconcile(&guard, backoff, &object, |o| reconcile::<K>(o, ctx.clone())).await
                 }

@@ -52,6 +52,8 @@ pub struct RepoContext {
     pub notifier: Arc<dyn crate::report::slack::Notifier>,
     /// Which repositories each namespace may have managed.
     pub tenancy: Arc<crate::tenancy::Tenancy>,
+    /// The shards this replica acts on (all, unsharded).
+    pub shards: Arc<super::shards::Ownership>,
 }
 
 /// The reflector store the repository controller and its context share.

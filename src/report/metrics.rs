@@ -268,6 +268,22 @@ impl Metrics {
         self.report(&key, None);
     }
 
+    /// Removes every series of the objects of `kind` that `keep` (namespace, name) refuses:
+    /// those of a shard another replica acts on now.
+    pub fn retain_objects(&self, kind: &str, keep: impl Fn(&str, &str) -> bool) {
+        let gone: Vec<ObjectKey> = self
+            .objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|(k, namespace, name)| k == kind && !keep(namespace, name))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.report(&key, None);
+        }
+    }
+
     /// Replaces what `key` last reported with `now` (`None`: it is gone): removes the
     /// per-object series it no longer has and moves the counts by namespace.
     fn report(&self, key: &ObjectKey, now: Option<Reported>) {

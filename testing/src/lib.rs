@@ -519,6 +519,7 @@ pub async fn repository_context(
             |r| r.notifier,
         ),
         tenancy: open_tenancy(),
+        shards: backup_warden::controller::shards::Ownership::all(),
     };
     (Arc::new(ctx), writer)
 }

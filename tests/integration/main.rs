@@ -28,6 +28,7 @@ mod product_binary;
 mod repository_controller;
 mod repository_sweep;
 mod run_command;
+mod sharding;
 mod slack;
 mod tenancy;
 mod workflow_lint;
