@@ -86,9 +86,25 @@ helm.sh/chart: {{ include "backup-warden.chart" . }}
 {{- if and .Values.tenancy.singleTeam .Values.tenancy.namespaces }}
 {{- fail "tenancy: set either singleTeam or namespaces, not both" }}
 {{- end }}
-{{- if and (not .Values.leaderElection.enabled) (gt (int .Values.replicaCount) 1) }}
-{{- fail "replicaCount > 1 needs leaderElection.enabled: without it every replica would act on AWS and GitHub" }}
+{{- $shards := include "backup-warden.shards" . | int }}
+{{- if and .Values.leaderElection.enabled (gt $shards 1) }}
+{{- fail "sharding.shards > 1 needs leaderElection.enabled=false: with shards every replica acts on the shards whose leases it holds, and the controller refuses --shards with --leader-election" }}
 {{- end }}
+{{- if and (not .Values.leaderElection.enabled) (le $shards 1) (gt (int .Values.replicaCount) 1) }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled or sharding.shards > 1: without either every replica would act on every object in AWS and GitHub" }}
+{{- end }}
+{{- end }}
+
+{{/* The number of shards (sharding.shards; 1: no sharding). sharding may be missing:
+`helm upgrade --reuse-values` from a chart without it. */}}
+{{- define "backup-warden.shards" -}}
+{{- (.Values.sharding | default dict).shards | default 1 | int }}
+{{- end }}
+
+{{/* Whether the pods need their name and namespace for Leases ("true" or empty): leader
+election or sharding. */}}
+{{- define "backup-warden.leases" -}}
+{{- if or .Values.leaderElection.enabled (gt (include "backup-warden.shards" . | int) 1) }}true{{ end }}
 {{- end }}
 
 {{/* Whether a Prometheus Operator object is rendered ("true" or empty): include with
