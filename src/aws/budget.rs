@@ -28,16 +28,23 @@ impl Default for Rate {
 #[derive(Debug)]
 pub struct Budget {
     rate: Rate,
-    /// Tokens left (negative: owed by callers already waiting) as of the instant.
-    state: Mutex<(f64, Instant)>,
+    /// Tokens left (negative: owed by callers already waiting) as of the instant, and this
+    /// replica's part of the rate (its shards' share; 1 unsharded).
+    state: Mutex<(f64, Instant, f64)>,
 }
 
 impl Budget {
     pub fn new(rate: Rate) -> Self {
         Self {
             rate,
-            state: Mutex::new((f64::from(rate.burst), Instant::now())),
+            state: Mutex::new((f64::from(rate.burst), Instant::now(), 1.0)),
         }
+    }
+
+    /// Draws `share` (0-1] of the rate and the burst: replicas that split the shards split
+    /// the account-region's budget as well.
+    pub fn set_share(&self, share: f64) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).2 = share.clamp(f64::MIN_POSITIVE, 1.0);
     }
 
     /// Reserves one request and returns how long to wait before sending it.
@@ -47,14 +54,18 @@ impl Budget {
 
     fn reserve_at(&self, now: Instant) -> Duration {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, at) = *state;
-        let refilled = now.saturating_duration_since(at).as_secs_f64() * self.rate.per_second;
-        let tokens = (tokens + refilled).min(f64::from(self.rate.burst)) - 1.0;
-        *state = (tokens, now.max(at));
+        let (tokens, at, share) = *state;
+        let (per_second, burst) = (
+            self.rate.per_second * share,
+            (f64::from(self.rate.burst) * share).max(1.0),
+        );
+        let refilled = now.saturating_duration_since(at).as_secs_f64() * per_second;
+        let tokens = (tokens + refilled).min(burst) - 1.0;
+        *state = (tokens, now.max(at), share);
         if tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-tokens / self.rate.per_second)
+            Duration::from_secs_f64(-tokens / per_second)
         }
     }
 
@@ -88,6 +99,20 @@ mod tests {
                 "{wait:?} != {expected}"
             );
         }
+    }
+
+    #[test]
+    fn a_replica_with_a_third_of_the_shards_draws_a_third_of_the_rate() {
+        let budget = Budget::new(Rate {
+            per_second: 12.0,
+            burst: 3,
+        });
+        budget.set_share(1.0 / 3.0);
+        let start = Instant::now();
+        // The burst becomes one request, and then one every quarter of a second.
+        assert_eq!(budget.reserve_at(start), Duration::ZERO);
+        let wait = budget.reserve_at(start);
+        assert!((wait.as_secs_f64() - 0.25).abs() < 1e-9, "{wait:?}");
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct AwsClients {
     cache: Mutex<HashMap<Scope, Clients>>,
     /// One per account and region, whichever roles reach it.
     rds_budgets: Mutex<HashMap<(String, String), Arc<budget::Budget>>>,
+    /// This replica's share of every budget (its shards' share; 1 unsharded).
+    rds_share: std::sync::Mutex<f64>,
 }
 
 impl AwsClients {
@@ -109,11 +111,20 @@ impl AwsClients {
             calls,
             cache: Mutex::new(HashMap::new()),
             rds_budgets: Mutex::new(HashMap::new()),
+            rds_share: std::sync::Mutex::new(1.0),
         }
     }
 
     pub fn calls(&self) -> &Arc<ApiCalls> {
         &self.calls
+    }
+
+    /// Every RDS budget, now and later, draws `share` of its rate (the replica's shards).
+    pub async fn set_rds_share(&self, share: f64) {
+        *self.rds_share.lock().unwrap_or_else(|p| p.into_inner()) = share;
+        for budget in self.rds_budgets.lock().await.values() {
+            budget.set_share(share);
+        }
     }
 
     pub async fn for_scope(&self, scope: &Scope) -> Clients {
@@ -163,7 +174,11 @@ impl AwsClients {
                 .lock()
                 .await
                 .entry(scope.account_region())
-                .or_insert_with(|| Arc::new(budget::Budget::new(self.settings.rds_rate)))
+                .or_insert_with(|| {
+                    let budget = budget::Budget::new(self.settings.rds_rate);
+                    budget.set_share(*self.rds_share.lock().unwrap_or_else(|p| p.into_inner()));
+                    Arc::new(budget)
+                })
                 .clone(),
         };
         cache.insert(scope.clone(), clients.clone());

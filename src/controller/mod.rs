@@ -219,6 +219,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         },
     };
     let aws = Arc::new(AwsClients::from_env(settings, calls.clone()).await);
+    let aws_share = aws.clone();
+    shards::on_share(&shards, move |share| {
+        let aws = aws_share.clone();
+        async move { aws.set_rds_share(share).await }
+    });
     let aws_for_repositories = aws.clone();
     let policy = Policy {
         min_retention_days: args.policy_min_retention_days,
@@ -498,11 +503,17 @@ fn repository_context(
         writes_per_hour: g.writes_per_hour,
         timeouts: args.timeouts.timeouts(),
     };
-    let github: Arc<dyn GitHub> = Arc::new(
+    let client_of_github = Arc::new(
         GitHubClient::new(&settings)
             .map_err(|e| e.to_string())?
             .with_metrics(reporters.metrics.clone()),
     );
+    let paced = client_of_github.clone();
+    shards::on_share(&shards, move |share| {
+        paced.set_share(share);
+        std::future::ready(())
+    });
+    let github: Arc<dyn GitHub> = client_of_github;
     let timing = Timing {
         resync: args.resync_interval.as_duration(),
         settle: args.settle_interval.as_duration(),

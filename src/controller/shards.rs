@@ -115,6 +115,28 @@ impl Ownership {
     }
 }
 
+/// Calls `apply` with this replica's share of the shards (owned / count, at least one
+/// shard's) now and whenever it changes, so that request budgets split as the shards do.
+pub fn on_share<F, Fut>(ownership: &Ownership, apply: F)
+where
+    F: Fn(f64) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    if ownership.count() == 1 {
+        return;
+    }
+    let (mut changes, count) = (ownership.watch(), f64::from(ownership.count()));
+    tokio::spawn(async move {
+        loop {
+            let owned = changes.borrow_and_update().len().max(1);
+            apply(owned as f64 / count).await;
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
 /// A reconcile running in a shard; leaving it (drop) lets the shard be handed over.
 pub struct Entered {
     ownership: Arc<Ownership>,

@@ -165,6 +165,11 @@ impl GitHubClient {
     }
 
     /// Counts requests into the controller's metrics and reports the rate limit there.
+    /// Paces writes to `share` of GitHub's limits (the replica's shards).
+    pub fn set_share(&self, share: f64) {
+        self.pacer.set_share(share);
+    }
+
     pub fn with_metrics(mut self, metrics: Arc<crate::report::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self

@@ -14,6 +14,8 @@ pub struct Pacer {
     per_minute: usize,
     per_hour: usize,
     recent: Mutex<VecDeque<Instant>>,
+    /// This replica's part of the limits (its shards' share; 1 unsharded).
+    share: std::sync::Mutex<f64>,
 }
 
 impl Pacer {
@@ -22,7 +24,19 @@ impl Pacer {
             per_minute: per_minute.max(1),
             per_hour: per_hour.max(1),
             recent: Mutex::new(VecDeque::new()),
+            share: std::sync::Mutex::new(1.0),
         }
+    }
+
+    /// Paces this replica to `share` (0-1] of the limits: replicas that split the shards
+    /// split GitHub's limits, which are per installation, as well.
+    pub fn set_share(&self, share: f64) {
+        *self.share.lock().unwrap_or_else(|p| p.into_inner()) = share.clamp(f64::MIN_POSITIVE, 1.0);
+    }
+
+    fn limit(&self, full: usize) -> usize {
+        let share = *self.share.lock().unwrap_or_else(|p| p.into_inner());
+        ((full as f64 * share).floor() as usize).max(1)
     }
 
     /// How long a write at `now` must wait, given the writes in `recent`.
@@ -40,8 +54,8 @@ impl Pacer {
                 window.saturating_sub(now.duration_since(*oldest))
             }
         };
-        window_wait(Duration::from_secs(60), self.per_minute)
-            .max(window_wait(Duration::from_secs(3600), self.per_hour))
+        window_wait(Duration::from_secs(60), self.limit(self.per_minute))
+            .max(window_wait(Duration::from_secs(3600), self.limit(self.per_hour)))
     }
 
     /// Waits until a write is allowed, then records it.
@@ -96,6 +110,19 @@ mod tests {
         assert_eq!(
             pacer.wait_at(&recent, start + Duration::from_secs(600)),
             Duration::from_secs(3000)
+        );
+    }
+
+    #[test]
+    fn a_replica_with_half_the_shards_paces_to_half_the_limits() {
+        let pacer = Pacer::new(4, 100);
+        pacer.set_share(0.5);
+        let start = Instant::now();
+        let two: VecDeque<Instant> = [0, 10].iter().map(|s| start + Duration::from_secs(*s)).collect();
+        assert_eq!(
+            pacer.wait_at(&two, start + Duration::from_secs(30)),
+            Duration::from_secs(30),
+            "two writes fill half of four per minute"
         );
     }
 
