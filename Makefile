@@ -1,5 +1,5 @@
 # backup-warden: `make demo` shows it, `make test` proves it. See README.md.
-.PHONY: demo test chaos bench bench-repositories down crds build clean
+.PHONY: demo test chaos bench bench-repositories bench-scale down crds build clean
 
 # CI keeps the Rust build outside the fresh clone, so a run reuses the last one's work.
 ifdef CI
@@ -25,6 +25,12 @@ bench:
 bench-repositories:
 	hack/local-env.sh up >/dev/null
 	cargo bench --locked --bench sweep_repositories
+
+# Converge BENCH_OBJECTS (default 10000) databases against the in-process AWS model (RDS
+# and KMS throttled as AWS is), the controller in the benchmark's process.
+bench-scale:
+	hack/local-env.sh up >/dev/null
+	cargo bench --locked --bench scale_databases
 
 down:
 	hack/local-env.sh down

@@ -14,10 +14,7 @@ use std::{
 use backup_warden::api::{BackedUpDatabase, ConditionType};
 use backup_warden_testing::{self as testing, condition};
 use futures::{StreamExt, stream};
-use kube::{
-    Api,
-    api::{ListParams, PostParams},
-};
+use kube::{Api, api::ListParams};
 use serde_json::json;
 
 const SOURCE: &str = "us-east-1";
@@ -53,21 +50,13 @@ async fn main() {
         })
         .await;
     let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);
-    stream::iter(ids.iter())
-        .for_each_concurrent(16, |id| {
-            let dbs = dbs.clone();
-            let role = testing::role_arn(&account);
-            async move {
-                let object: BackedUpDatabase = serde_json::from_value(json!({
-                    "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase",
-                    "metadata": {"name": id},
-                    "spec": {"instance": {"identifier": id, "region": SOURCE, "roleArn": role}},
-                }))
-                .expect("object");
-                dbs.create(&PostParams::default(), &object).await.expect("create");
-            }
-        })
-        .await;
+    let role = testing::role_arn(&account);
+    testing::create_databases(
+        &dbs,
+        &ids,
+        |id| json!({"instance": {"identifier": id, "region": SOURCE, "roleArn": role}}),
+    )
+    .await;
     eprintln!(
         "setup: {n} instances and resources in {:.1}s",
         setup.elapsed().as_secs_f64()

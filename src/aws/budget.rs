@@ -69,6 +69,22 @@ impl Budget {
         }
     }
 
+    /// Takes one request if the bucket holds it now (never running into debt): how AWS
+    /// itself answers, refusing with a throttling error when it does not.
+    pub fn try_take(&self) -> bool {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, at, share) = *state;
+        let (per_second, burst) = (
+            self.rate.per_second * share,
+            (f64::from(self.rate.burst) * share).max(1.0),
+        );
+        let tokens = (tokens + now.saturating_duration_since(at).as_secs_f64() * per_second).min(burst);
+        let taken = tokens >= 1.0;
+        *state = (if taken { tokens - 1.0 } else { tokens }, now.max(at), share);
+        taken
+    }
+
     /// Waits until one request may be sent.
     pub async fn take(&self) {
         let wait = self.reserve();

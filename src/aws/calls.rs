@@ -57,6 +57,13 @@ impl ApiCalls {
         }
     }
 
+    /// One call made without the SDK (an in-process model of a service), counted as the
+    /// interceptor counts the SDK's.
+    pub fn count(&self, service: &str, operation: &str, error: bool) {
+        self.record(service, operation, false);
+        self.finished(service, operation, error);
+    }
+
     fn record(&self, service: &str, operation: &str, error: bool) {
         if let Ok(mut counts) = self.counts.lock() {
             let count = counts

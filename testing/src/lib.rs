@@ -30,6 +30,7 @@ use kube::{
 };
 
 pub mod github_fake;
+pub mod model;
 pub mod private_env;
 pub mod proxy;
 pub mod slack_fake;
@@ -314,6 +315,33 @@ impl TestEnv {
         std::sync::Arc::new(ctx.with_key_cleanup(cleanup))
     }
 
+    /// A controller context whose RDS and KMS are the in-process `model` (benchmarks at
+    /// scale), counting into `calls`.
+    pub async fn model_context(
+        &self,
+        model: std::sync::Arc<model::AwsModel>,
+        calls: std::sync::Arc<backup_warden::aws::ApiCalls>,
+        policy: backup_warden::policy::database::Policy,
+        timing: backup_warden::controller::Timing,
+    ) -> std::sync::Arc<backup_warden::controller::Context> {
+        let metrics = std::sync::Arc::new(backup_warden::report::metrics::Metrics::new().expect("metrics"));
+        calls.attach_metric(metrics.external_calls.clone());
+        let mut ctx = backup_warden::controller::Context::new(
+            self.client().await,
+            model.clone(),
+            model,
+            calls,
+            policy,
+            timing,
+            backup_warden::controller::context::Reporters {
+                metrics,
+                notifier: std::sync::Arc::new(backup_warden::report::slack::NoopNotifier),
+            },
+        );
+        ctx.tenancy = open_tenancy();
+        std::sync::Arc::new(ctx)
+    }
+
     async fn context_parts(
         &self,
         rds: std::sync::Arc<dyn backup_warden::aws::rds::Rds>,
@@ -579,6 +607,27 @@ pub async fn create_instance(rds: &aws_sdk_rds::Client, identifier: &str, retent
         .send()
         .await
         .unwrap_or_else(|e| panic!("create instance {identifier}: {e}"));
+}
+
+/// Creates a BackedUpDatabase named after each id, 16 at a time, with `spec(id)` as spec.
+pub async fn create_databases(
+    api: &Api<backup_warden::api::BackedUpDatabase>,
+    ids: &[String],
+    spec: impl Fn(&str) -> serde_json::Value,
+) {
+    use futures::StreamExt;
+    futures::stream::iter(ids.iter().map(|id| (id, spec(id))))
+        .for_each_concurrent(16, |(id, spec)| async move {
+            let object: backup_warden::api::BackedUpDatabase = serde_json::from_value(serde_json::json!({
+                "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase",
+                "metadata": {"name": id}, "spec": spec,
+            }))
+            .expect("object");
+            api.create(&kube::api::PostParams::default(), &object)
+                .await
+                .expect("create BackedUpDatabase");
+        })
+        .await;
 }
 
 /// The peak resident set size of a process, in KiB (`VmHWM`), for benchmarks.

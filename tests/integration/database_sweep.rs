@@ -10,10 +10,7 @@ use backup_warden::{
 };
 use backup_warden_testing::{self as testing, RunningController, condition};
 use futures::{StreamExt, stream};
-use kube::{
-    Api,
-    api::{ListParams, PostParams},
-};
+use kube::{Api, api::ListParams};
 use serde_json::json;
 
 const SOURCE: &str = "eu-central-1";
@@ -73,22 +70,12 @@ async fn one_sweep_reads_each_inventory_once_per_page() {
     }
 
     let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);
-    stream::iter(ids.iter())
-        .for_each_concurrent(16, |id| {
-            let dbs = dbs.clone();
-            let role = testing::role_arn(&account);
-            async move {
-                let object: BackedUpDatabase = serde_json::from_value(json!({
-                    "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase",
-                    "metadata": {"name": id},
-                    "spec": {"mode": "Audit", "instance": {"identifier": id, "region": SOURCE, "roleArn": role},
-                             "replication": {"destinationRegion": DESTINATION}},
-                }))
-                .expect("object");
-                dbs.create(&PostParams::default(), &object).await.expect("create");
-            }
-        })
-        .await;
+    let role = testing::role_arn(&account);
+    testing::create_databases(&dbs, &ids, |id| {
+        json!({"mode": "Audit", "instance": {"identifier": id, "region": SOURCE, "roleArn": role},
+               "replication": {"destinationRegion": DESTINATION}})
+    })
+    .await;
 
     // A resync long enough that the sweep below is the only one.
     let timing = Timing {

@@ -7,6 +7,7 @@
 mod support;
 
 mod api_server;
+mod aws_model;
 mod check_command;
 mod crds;
 mod database_controller;

@@ -1,0 +1,204 @@
+//! Benchmark (not a test): N BackedUpDatabases (default 10,000) converge against the
+//! in-process model of RDS and KMS (`backup_warden_testing::model`, throttled as AWS is per
+//! account and region), with the controller running in this process against the local API
+//! server. Reports the time to converge at the default RDS budget, AWS calls by operation
+//! (converging, and in one quiet sweep), status writes in that sweep (the API server's own
+//! request counter), the detection latency of a retention lowered by hand, and the memory
+//! the controller added to the process (peak RSS after setup, less RSS at setup).
+//!
+//!     make bench-scale                     # BENCH_OBJECTS=2000 make bench-scale
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use backup_warden::{
+    api::{BackedUpDatabase, ConditionType},
+    aws::{ApiCalls, Scope, budget::Rate},
+    controller::Timing,
+    policy::database::Policy,
+};
+use backup_warden_testing::{self as testing, RunningController, condition, model::AwsModel};
+use kube::{Api, api::ListParams};
+use serde_json::json;
+
+const REGION: &str = "us-east-1";
+
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The API server's count of status PATCHes of BackedUpDatabases so far.
+async fn status_writes(client: &kube::Client) -> f64 {
+    let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
+    let text = client.request_text(request).await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| l.contains("resource=\"backedupdatabases\"") && l.contains("subresource=\"status\""))
+        .filter(|l| l.contains("verb=\"PATCH\"") || l.contains("verb=\"APPLY\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn calls_by_operation(calls: &ApiCalls) -> BTreeMap<String, (u64, u64)> {
+    calls
+        .snapshot()
+        .into_iter()
+        .map(|((service, op), c)| (format!("{service}.{op}"), (c.calls, c.errors)))
+        .collect()
+}
+
+fn print_calls(title: &str, now: &BTreeMap<String, (u64, u64)>, before: &BTreeMap<String, (u64, u64)>) {
+    println!("{title}:");
+    let mut total = 0;
+    for (op, (calls, errors)) in now {
+        let (c0, e0) = before.get(op).copied().unwrap_or_default();
+        if calls - c0 > 0 || errors - e0 > 0 {
+            println!(
+                "  {op:<55} {:>7}  throttled or failed {}",
+                calls - c0,
+                errors - e0
+            );
+            total += calls - c0;
+        }
+    }
+    println!("  {:<55} {total:>7}", "total");
+}
+
+async fn ready(dbs: &Api<BackedUpDatabase>) -> usize {
+    let mut count = 0;
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = dbs.list(&params).await.expect("list");
+        count += page
+            .items
+            .iter()
+            .filter(|db| condition(db, ConditionType::Ready).is_some_and(|c| c.0 == "True"))
+            .count();
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return count,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("BENCH_OBJECTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let env = testing::env();
+    let client = env.client().await;
+    testing::install_crds(&client).await;
+    let namespace = testing::namespace(&client, "scale").await;
+    let account = testing::unique_account();
+    let scope = Scope::new(Some(&testing::role_arn(&account)), REGION);
+    let calls = Arc::new(ApiCalls::default());
+    let model = AwsModel::new(calls.clone(), Rate::default(), Duration::from_secs(60));
+
+    let setup = Instant::now();
+    let ids: Vec<String> = (0..n).map(|i| format!("db-{i:06}")).collect();
+    for id in &ids {
+        model.add_instance(&scope, id, 1);
+    }
+    let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);
+    let role = testing::role_arn(&account);
+    testing::create_databases(
+        &dbs,
+        &ids,
+        |id| json!({"instance": {"identifier": id, "region": REGION, "roleArn": role}}),
+    )
+    .await;
+    eprintln!(
+        "setup: {n} instances and objects in {:.1}s",
+        setup.elapsed().as_secs_f64()
+    );
+
+    // The controller's memory is what the process gains from here.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let base_kib = rss_kib("VmRSS:");
+    let resync = Duration::from_secs(
+        std::env::var("BENCH_RESYNC_SECONDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300),
+    );
+    let timing = Timing {
+        resync,
+        ..Timing::default()
+    };
+    let ctx = env
+        .model_context(model.clone(), calls.clone(), Policy::default(), timing)
+        .await;
+    let started = Instant::now();
+    let _controller = RunningController::start(ctx, &namespace);
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let done = ready(&dbs).await;
+        eprintln!("{:>6.0}s: {done} of {n} Ready", started.elapsed().as_secs_f64());
+        if done == n {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(4 * 3600),
+            "not converged in 4 hours"
+        );
+    }
+    let converged = started.elapsed();
+    let converging = calls_by_operation(&calls);
+
+    // One quiet sweep: every object looked at once more, nothing to change.
+    let writes_before = status_writes(&client).await;
+    tokio::time::sleep(resync + Duration::from_secs(30)).await;
+    let quiet = calls_by_operation(&calls);
+    let writes = status_writes(&client).await - writes_before;
+
+    // A retention lowered by hand: how long until the controller has it raised again.
+    let victim = &ids[n / 2];
+    model.change_instance(&scope, victim, |i| i.retention_days = 1);
+    let changed = Instant::now();
+    let detected = loop {
+        if model_retention(&model, &scope, victim) >= 7 {
+            break changed.elapsed();
+        }
+        assert!(
+            changed.elapsed() < 3 * resync,
+            "the lowered retention was not found"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let peak_kib = rss_kib("VmHWM:");
+
+    println!("## converge {n} BackedUpDatabases against the in-process AWS model");
+    println!(
+        "resync {resync:?}, settle 30s, RDS budget 12/s burst 300 (the defaults); KMS CreateKey and CreateAlias 5/s"
+    );
+    println!("wall time to converge: {:.1}s", converged.as_secs_f64());
+    print_calls("AWS calls while converging", &converging, &BTreeMap::new());
+    print_calls("AWS calls in one quiet sweep", &quiet, &converging);
+    println!("status writes in that quiet sweep: {writes}");
+    println!(
+        "retention lowered by hand, raised again after: {:.1}s",
+        detected.as_secs_f64()
+    );
+    let added = peak_kib.saturating_sub(base_kib);
+    println!(
+        "controller memory: peak RSS {:.1} MiB over {:.1} MiB at setup: {:.1} MiB added, {:.1} KiB per object",
+        peak_kib as f64 / 1024.0,
+        base_kib as f64 / 1024.0,
+        added as f64 / 1024.0,
+        added as f64 / n as f64
+    );
+}
+
+fn model_retention(model: &AwsModel, scope: &Scope, id: &str) -> i32 {
+    let mut retention = 0;
+    model.change_instance(scope, id, |i| retention = i.retention_days);
+    retention
+}

@@ -1,0 +1,464 @@
+//! An in-process model of RDS and KMS behind backup-warden's adapter traits, for
+//! benchmarks at a scale the emulator cannot serve (it saturates a core at a few thousand
+//! instances). It keeps what the traits return, answers listings by pages of 100 (one
+//! request each, as the SDK's paginators make them), counts every request into the same
+//! `ApiCalls` the SDK interceptor fills, and throttles each (account, region) as AWS does:
+//! RDS with one token bucket (12 requests/s, burst 300 by default), KMS's CreateKey and
+//! CreateAlias at their quota of 5 requests/s each, its other calls and the tagging API at
+//! 50/s, answering `ThrottlingException` when a bucket is empty.
+//!
+//! Behaviour modelled after the emulator's extension (tests/emulator/README.md): a
+//! retention change applies at once; a started replication is `pending` for
+//! `replication_delay`, then `replicating`; a stopped one is `retained`; every instance with
+//! backups on has one automated snapshot per retained day.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use backup_warden::{
+    aws::{
+        ApiCalls, AwsError, AwsErrorKind, Scope,
+        budget::{Budget, Rate},
+        kms::{AliasOutcome, Kms, ReplicaKeyRequest},
+        rds::{PAGE_SIZE, Rds},
+    },
+    policy::{
+        database::{InstanceChange, InstanceFacts, KeyFacts, ReplicaFacts},
+        keys::{TaggedKey, key_id_of, ownership_tags},
+    },
+};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+const ACCOUNT: &str = "123456789012";
+
+#[derive(Default)]
+struct Region {
+    instances: BTreeMap<String, InstanceFacts>,
+    /// Automated backups held in this region (replicas of other regions' instances).
+    replicas: Vec<(ReplicaFacts, Instant)>,
+    keys: BTreeMap<String, (KeyFacts, BTreeMap<String, String>)>,
+    aliases: BTreeMap<String, String>,
+}
+
+type Bucket = Arc<Budget>;
+
+pub struct AwsModel {
+    regions: Mutex<HashMap<(String, String), Region>>,
+    /// Per (quota, account, region).
+    throttles: Mutex<HashMap<(&'static str, String, String), Bucket>>,
+    rate: Rate,
+    calls: Arc<ApiCalls>,
+    replication_delay: Duration,
+    next_id: Mutex<u64>,
+}
+
+fn account(scope: &Scope) -> String {
+    scope
+        .role_arn
+        .as_deref()
+        .and_then(|arn| arn.split(':').nth(4))
+        .unwrap_or(ACCOUNT)
+        .to_string()
+}
+
+fn key(scope: &Scope) -> (String, String) {
+    (account(scope), scope.region.clone())
+}
+
+fn pages(items: usize) -> usize {
+    items.div_ceil(PAGE_SIZE as usize).max(1)
+}
+
+impl AwsModel {
+    pub fn new(calls: Arc<ApiCalls>, rate: Rate, replication_delay: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            regions: Mutex::new(HashMap::new()),
+            throttles: Mutex::new(HashMap::new()),
+            rate,
+            calls,
+            replication_delay,
+            next_id: Mutex::new(0),
+        })
+    }
+
+    fn id(&self) -> u64 {
+        let mut next = self.next_id.lock().expect("lock");
+        *next += 1;
+        *next
+    }
+
+    /// One request of `operation`: counted, and refused as AWS does when the (account,
+    /// region)'s bucket is empty, after the SDK's standard retries (three attempts, backing
+    /// off one then two seconds), each attempt counted.
+    async fn request(&self, scope: &Scope, service: &str, operation: &str) -> Result<(), AwsError> {
+        let (class, rate) = match (service, operation) {
+            ("RDS", _) => ("RDS", self.rate),
+            (_, "CreateKey") => (
+                "CreateKey",
+                Rate {
+                    per_second: 5.0,
+                    burst: 5,
+                },
+            ),
+            (_, "CreateAlias") => (
+                "CreateAlias",
+                Rate {
+                    per_second: 5.0,
+                    burst: 5,
+                },
+            ),
+            _ => (
+                "other",
+                Rate {
+                    per_second: 50.0,
+                    burst: 50,
+                },
+            ),
+        };
+        let (account, region) = key(scope);
+        let bucket = self
+            .throttles
+            .lock()
+            .expect("lock")
+            .entry((class, account, region))
+            .or_insert_with(|| Arc::new(Budget::new(rate)))
+            .clone();
+        for attempt in 0..3 {
+            let taken = bucket.try_take();
+            self.calls.count(service, operation, !taken);
+            if taken {
+                return Ok(());
+            }
+            if attempt < 2 {
+                tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+            }
+        }
+        Err(AwsError {
+            operation: leak(operation),
+            kind: AwsErrorKind::Transient,
+            code: "ThrottlingException".into(),
+            message: "Rate exceeded".into(),
+        })
+    }
+
+    /// `pages` requests of a listing.
+    async fn listing(
+        &self,
+        scope: &Scope,
+        service: &str,
+        operation: &str,
+        items: usize,
+    ) -> Result<(), AwsError> {
+        for _ in 0..pages(items) {
+            self.request(scope, service, operation).await?;
+        }
+        Ok(())
+    }
+
+    fn with<T>(&self, scope: &Scope, f: impl FnOnce(&mut Region) -> T) -> T {
+        f(self.regions.lock().expect("lock").entry(key(scope)).or_default())
+    }
+
+    /// Adds an instance with `retention_days` of automated backups.
+    pub fn add_instance(&self, scope: &Scope, identifier: &str, retention_days: i32) {
+        let facts = InstanceFacts {
+            identifier: identifier.to_string(),
+            arn: format!("arn:aws:rds:{}:{}:db:{identifier}", scope.region, account(scope)),
+            resource_id: Some(format!("db-{:026X}", self.id())),
+            region: scope.region.clone(),
+            status: "available".into(),
+            engine: "postgres".into(),
+            retention_days,
+            latest_restorable_time: (retention_days > 0).then(Timestamp::now),
+            ..Default::default()
+        };
+        self.with(scope, |r| r.instances.insert(identifier.to_string(), facts));
+    }
+
+    /// Changes an instance as a person would (no request counted).
+    pub fn change_instance(&self, scope: &Scope, identifier: &str, change: impl FnOnce(&mut InstanceFacts)) {
+        self.with(scope, |r| r.instances.get_mut(identifier).map(change));
+    }
+
+    fn replica_now(&self, replica: &ReplicaFacts, started: Instant) -> ReplicaFacts {
+        let mut replica = replica.clone();
+        if replica.status == "pending" && started.elapsed() >= self.replication_delay {
+            replica.status = "replicating".into();
+            replica.latest_time = Some(Timestamp::now());
+        }
+        replica
+    }
+
+    fn snapshot_count(&self, scope: &Scope) -> usize {
+        self.with(scope, |r| {
+            r.instances
+                .values()
+                .map(|i| usize::try_from(i.retention_days).unwrap_or(0))
+                .sum()
+        })
+    }
+}
+
+/// Operation names are static in `AwsError`; the model's are few and fixed.
+fn leak(operation: &str) -> &'static str {
+    match operation {
+        "DescribeDBInstances" => "DescribeDBInstances",
+        "DescribeDBInstanceAutomatedBackups" => "DescribeDBInstanceAutomatedBackups",
+        "DescribeDBSnapshots" => "DescribeDBSnapshots",
+        "DescribeSourceRegions" => "DescribeSourceRegions",
+        "ModifyDBInstance" => "ModifyDBInstance",
+        "StartDBInstanceAutomatedBackupsReplication" => "StartDBInstanceAutomatedBackupsReplication",
+        "StopDBInstanceAutomatedBackupsReplication" => "StopDBInstanceAutomatedBackupsReplication",
+        "DescribeKey" => "DescribeKey",
+        "ListAliases" => "ListAliases",
+        "GetResources" => "GetResources",
+        "CreateKey" => "CreateKey",
+        "CreateAlias" => "CreateAlias",
+        "ScheduleKeyDeletion" => "ScheduleKeyDeletion",
+        _ => "CancelKeyDeletion",
+    }
+}
+
+#[async_trait]
+impl Rds for AwsModel {
+    async fn instances(&self, scope: &Scope) -> Result<Vec<InstanceFacts>, AwsError> {
+        let all: Vec<InstanceFacts> = self.with(scope, |r| r.instances.values().cloned().collect());
+        self.listing(scope, "RDS", "DescribeDBInstances", all.len())
+            .await?;
+        Ok(all)
+    }
+
+    async fn instance(&self, scope: &Scope, identifier: &str) -> Result<Option<InstanceFacts>, AwsError> {
+        self.request(scope, "RDS", "DescribeDBInstances").await?;
+        Ok(self.with(scope, |r| r.instances.get(identifier).cloned()))
+    }
+
+    async fn automated_backups(&self, scope: &Scope) -> Result<Vec<ReplicaFacts>, AwsError> {
+        let all: Vec<(ReplicaFacts, Instant)> = self.with(scope, |r| r.replicas.clone());
+        self.listing(scope, "RDS", "DescribeDBInstanceAutomatedBackups", all.len())
+            .await?;
+        Ok(all.iter().map(|(r, at)| self.replica_now(r, *at)).collect())
+    }
+
+    async fn automated_backups_of(
+        &self,
+        scope: &Scope,
+        source_arn: &str,
+    ) -> Result<Vec<ReplicaFacts>, AwsError> {
+        self.request(scope, "RDS", "DescribeDBInstanceAutomatedBackups")
+            .await?;
+        let mine: Vec<(ReplicaFacts, Instant)> = self.with(scope, |r| {
+            r.replicas
+                .iter()
+                .filter(|(b, _)| b.source_arn == source_arn)
+                .cloned()
+                .collect()
+        });
+        Ok(mine.iter().map(|(r, at)| self.replica_now(r, *at)).collect())
+    }
+
+    async fn newest_automated_snapshots(
+        &self,
+        scope: &Scope,
+    ) -> Result<HashMap<String, Timestamp>, AwsError> {
+        self.listing(scope, "RDS", "DescribeDBSnapshots", self.snapshot_count(scope))
+            .await?;
+        let today = Timestamp::now() - SignedDuration::from_hours(2);
+        Ok(self.with(scope, |r| {
+            r.instances
+                .values()
+                .filter(|i| i.retention_days > 0)
+                .map(|i| (i.identifier.clone(), today))
+                .collect()
+        }))
+    }
+
+    async fn newest_automated_snapshot(
+        &self,
+        scope: &Scope,
+        identifier: &str,
+    ) -> Result<Option<Timestamp>, AwsError> {
+        self.request(scope, "RDS", "DescribeDBSnapshots").await?;
+        let today = Timestamp::now() - SignedDuration::from_hours(2);
+        Ok(self.with(scope, |r| {
+            r.instances
+                .get(identifier)
+                .filter(|i| i.retention_days > 0)
+                .map(|_| today)
+        }))
+    }
+
+    async fn replication_source_regions(&self, scope: &Scope) -> Result<Vec<String>, AwsError> {
+        self.request(scope, "RDS", "DescribeSourceRegions").await?;
+        Ok([
+            "us-east-1",
+            "us-east-2",
+            "us-west-1",
+            "us-west-2",
+            "eu-west-1",
+            "eu-central-1",
+        ]
+        .into_iter()
+        .filter(|r| *r != scope.region)
+        .map(str::to_string)
+        .collect())
+    }
+
+    async fn modify_instance(
+        &self,
+        scope: &Scope,
+        identifier: &str,
+        change: &InstanceChange,
+    ) -> Result<InstanceFacts, AwsError> {
+        self.request(scope, "RDS", "ModifyDBInstance").await?;
+        self.with(scope, |r| {
+            let instance = r.instances.get_mut(identifier).ok_or_else(|| AwsError {
+                operation: "ModifyDBInstance",
+                kind: AwsErrorKind::NotFound,
+                code: "DBInstanceNotFound".into(),
+                message: format!("DBInstance {identifier} not found."),
+            })?;
+            if let Some(days) = change.backup_retention_days {
+                instance.retention_days = days;
+                instance.latest_restorable_time.get_or_insert_with(Timestamp::now);
+            }
+            Ok(instance.clone())
+        })
+    }
+
+    async fn start_replication(
+        &self,
+        destination: &Scope,
+        source_arn: &str,
+        kms_key_arn: &str,
+        retention_days: i32,
+    ) -> Result<ReplicaFacts, AwsError> {
+        self.request(destination, "RDS", "StartDBInstanceAutomatedBackupsReplication")
+            .await?;
+        let replica = ReplicaFacts {
+            arn: format!(
+                "arn:aws:rds:{}:{}:auto-backup:ab-{:026x}",
+                destination.region,
+                account(destination),
+                self.id()
+            ),
+            source_arn: source_arn.to_string(),
+            dbi_resource_id: None,
+            status: "pending".into(),
+            retention_days: Some(retention_days),
+            kms_key_arn: Some(kms_key_arn.to_string()),
+            latest_time: None,
+        };
+        self.with(destination, |r| {
+            if r.replicas
+                .iter()
+                .any(|(b, _)| b.source_arn == source_arn && b.status != "retained")
+            {
+                return Err(AwsError {
+                    operation: "StartDBInstanceAutomatedBackupsReplication",
+                    kind: AwsErrorKind::Refused,
+                    code: "DBInstanceAutomatedBackupAlreadyExistsFault".into(),
+                    message: "the instance already replicates here".into(),
+                });
+            }
+            r.replicas.push((replica.clone(), Instant::now()));
+            Ok(replica)
+        })
+    }
+
+    async fn stop_replication(&self, destination: &Scope, source_arn: &str) -> Result<(), AwsError> {
+        self.request(destination, "RDS", "StopDBInstanceAutomatedBackupsReplication")
+            .await?;
+        self.with(destination, |r| {
+            for (b, _) in r.replicas.iter_mut().filter(|(b, _)| b.source_arn == source_arn) {
+                b.status = "retained".into();
+            }
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Kms for AwsModel {
+    async fn describe_key(&self, scope: &Scope, key: &str) -> Result<Option<KeyFacts>, AwsError> {
+        self.request(scope, "KMS", "DescribeKey").await?;
+        Ok(self.with(scope, |r| r.keys.get(key_id_of(key)).map(|(k, _)| k.clone())))
+    }
+
+    async fn aliases(&self, scope: &Scope) -> Result<HashMap<String, String>, AwsError> {
+        let all: HashMap<String, String> = self.with(scope, |r| r.aliases.clone().into_iter().collect());
+        self.listing(scope, "KMS", "ListAliases", all.len()).await?;
+        Ok(all)
+    }
+
+    async fn tagged_keys(&self, scope: &Scope, tags: &[(&str, &str)]) -> Result<Vec<TaggedKey>, AwsError> {
+        let found: Vec<TaggedKey> = self.with(scope, |r| {
+            r.keys
+                .values()
+                .filter(|(_, t)| tags.iter().all(|(k, v)| t.get(*k).is_some_and(|x| x == v)))
+                .map(|(k, t)| TaggedKey {
+                    arn: k.arn.clone(),
+                    tags: t.clone(),
+                })
+                .collect()
+        });
+        self.listing(scope, "Resource Groups Tagging API", "GetResources", found.len())
+            .await?;
+        Ok(found)
+    }
+
+    async fn create_key(&self, scope: &Scope, request: &ReplicaKeyRequest) -> Result<KeyFacts, AwsError> {
+        self.request(scope, "KMS", "CreateKey").await?;
+        let id = format!("{:08x}-0000-4000-8000-{:012x}", self.id(), self.id());
+        let facts = KeyFacts {
+            arn: format!("arn:aws:kms:{}:{}:key/{id}", scope.region, account(scope)),
+            key_id: id.clone(),
+            state: "Enabled".into(),
+            key_spec: "SYMMETRIC_DEFAULT".into(),
+            key_usage: "ENCRYPT_DECRYPT".into(),
+            key_manager: "CUSTOMER".into(),
+            created: Some(Timestamp::now()),
+        };
+        let tags = ownership_tags(&request.source_arn)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        self.with(scope, |r| r.keys.insert(id, (facts.clone(), tags)));
+        Ok(facts)
+    }
+
+    async fn create_alias(&self, scope: &Scope, alias: &str, key_id: &str) -> Result<AliasOutcome, AwsError> {
+        self.request(scope, "KMS", "CreateAlias").await?;
+        Ok(self.with(scope, |r| {
+            if r.aliases.contains_key(alias) {
+                return AliasOutcome::Exists;
+            }
+            r.aliases.insert(alias.to_string(), key_id_of(key_id).to_string());
+            AliasOutcome::Created
+        }))
+    }
+
+    async fn schedule_deletion(&self, scope: &Scope, key: &str) -> Result<(), AwsError> {
+        self.request(scope, "KMS", "ScheduleKeyDeletion").await?;
+        self.with(scope, |r| {
+            if let Some((k, _)) = r.keys.get_mut(key_id_of(key)) {
+                k.state = "PendingDeletion".into();
+            }
+        });
+        Ok(())
+    }
+
+    async fn cancel_deletion(&self, scope: &Scope, key: &str) -> Result<(), AwsError> {
+        self.request(scope, "KMS", "CancelKeyDeletion").await?;
+        self.with(scope, |r| {
+            if let Some((k, _)) = r.keys.get_mut(key_id_of(key)) {
+                k.state = "Enabled".into();
+            }
+        });
+        Ok(())
+    }
+}
