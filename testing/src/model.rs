@@ -40,6 +40,8 @@ struct Region {
     instances: BTreeMap<String, InstanceFacts>,
     /// Automated backups held in this region (replicas of other regions' instances).
     replicas: Vec<(ReplicaFacts, Instant)>,
+    /// The newest automated snapshot of each instance with backups on.
+    snapshots: HashMap<String, Timestamp>,
     keys: BTreeMap<String, (KeyFacts, BTreeMap<String, String>)>,
     aliases: BTreeMap<String, String>,
 }
@@ -176,7 +178,14 @@ impl AwsModel {
             latest_restorable_time: (retention_days > 0).then(Timestamp::now),
             ..Default::default()
         };
-        self.with(scope, |r| r.instances.insert(identifier.to_string(), facts));
+        // Today's snapshot, taken a little while ago (a fixed time, as AWS reports it).
+        let snapshot = Timestamp::now() - SignedDuration::from_hours(2);
+        self.with(scope, |r| {
+            if retention_days > 0 {
+                r.snapshots.insert(identifier.to_string(), snapshot);
+            }
+            r.instances.insert(identifier.to_string(), facts)
+        });
     }
 
     /// Changes an instance as a person would (no request counted).
@@ -267,14 +276,7 @@ impl Rds for AwsModel {
     ) -> Result<HashMap<String, Timestamp>, AwsError> {
         self.listing(scope, "RDS", "DescribeDBSnapshots", self.snapshot_count(scope))
             .await?;
-        let today = Timestamp::now() - SignedDuration::from_hours(2);
-        Ok(self.with(scope, |r| {
-            r.instances
-                .values()
-                .filter(|i| i.retention_days > 0)
-                .map(|i| (i.identifier.clone(), today))
-                .collect()
-        }))
+        Ok(self.with(scope, |r| r.snapshots.clone()))
     }
 
     async fn newest_automated_snapshot(
@@ -283,13 +285,7 @@ impl Rds for AwsModel {
         identifier: &str,
     ) -> Result<Option<Timestamp>, AwsError> {
         self.request(scope, "RDS", "DescribeDBSnapshots").await?;
-        let today = Timestamp::now() - SignedDuration::from_hours(2);
-        Ok(self.with(scope, |r| {
-            r.instances
-                .get(identifier)
-                .filter(|i| i.retention_days > 0)
-                .map(|_| today)
-        }))
+        Ok(self.with(scope, |r| r.snapshots.get(identifier).copied()))
     }
 
     async fn replication_source_regions(&self, scope: &Scope) -> Result<Vec<String>, AwsError> {
@@ -326,7 +322,12 @@ impl Rds for AwsModel {
                 instance.retention_days = days;
                 instance.latest_restorable_time.get_or_insert_with(Timestamp::now);
             }
-            Ok(instance.clone())
+            let instance = instance.clone();
+            // Backups turned on take a snapshot at once.
+            r.snapshots
+                .entry(identifier.to_string())
+                .or_insert_with(Timestamp::now);
+            Ok(instance)
         })
     }
 
