@@ -194,8 +194,8 @@ async fn a_sweep_of_250_repositories_makes_3_graphql_requests_and_the_next_reads
         "no writes when nothing changed"
     );
 
-    // A commit lands on the default branch of some: those are read through REST again
-    // (conditionally: what did not change answers 304, free of the rate limit).
+    // A commit lands on the default branch of some: those are read through REST again,
+    // conditionally (their workflows did not change: 304, free of the rate limit).
     for name in &names[DUE..DUE + MOVED] {
         github.put_file(name, "main", "README.md", "moved on\n");
     }
@@ -214,6 +214,11 @@ async fn a_sweep_of_250_repositories_makes_3_graphql_requests_and_the_next_reads
     assert!(
         workflow_gets.iter().all(|r| r.if_none_match),
         "REST reads are conditional"
+    );
+    assert_eq!(
+        not_modified,
+        workflow_gets.len(),
+        "unchanged workflows answer 304"
     );
 }
 

@@ -221,6 +221,8 @@ pub(super) struct Workflow {
     pub created_at: String,
     pub updated_at: String,
     pub runs_started: u64,
+    /// The git blob of the file as last registered: `updated_at` moves when it changes.
+    pub blob: String,
 }
 
 #[derive(Debug, Clone)]
@@ -401,14 +403,14 @@ impl Repo {
     /// and state for as long as the fake lives.
     fn sync_workflows(&mut self, ids: &mut Ids) {
         let Some(head) = self.default_head() else { return };
-        let paths: Vec<String> = head
+        let files: Vec<(String, String)> = head
             .tree
-            .keys()
-            .filter(|p| is_workflow_path(p))
-            .cloned()
+            .iter()
+            .filter(|(p, _)| is_workflow_path(p))
+            .map(|(p, content)| (p.clone(), super::sha1::git_blob(content)))
             .collect();
         let now = now_rfc3339();
-        for path in paths {
+        for (path, blob) in files {
             let workflow = self.workflows.entry(path.clone()).or_insert_with(|| Workflow {
                 id: ids.next(),
                 path: path.clone(),
@@ -416,8 +418,13 @@ impl Repo {
                 created_at: now.clone(),
                 updated_at: now.clone(),
                 runs_started: 0,
+                blob: String::new(),
             });
-            workflow.updated_at.clone_from(&now);
+            // A push that leaves the file as it was leaves the workflow as it was.
+            if workflow.blob != blob {
+                workflow.updated_at.clone_from(&now);
+                workflow.blob = blob;
+            }
         }
     }
 
