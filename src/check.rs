@@ -383,6 +383,7 @@ pub async fn aws(endpoint_url: Option<String>, timeouts: crate::timeouts::Timeou
                 concurrency: 8,
                 timeouts,
                 rds_rate: Default::default(),
+                kms_write_rate: crate::aws::budget::Rate::KMS_WRITES,
             },
             Arc::new(ApiCalls::default()),
         )

@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// RDS requests per AWS account and region that may go at once before that rate applies.
     #[arg(long, env = "BACKUP_WARDEN_RDS_BURST", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
     pub rds_burst: u32,
+    /// KMS key writes per second per AWS account and region, for each of CreateKey,
+    /// CreateAlias, ScheduleKeyDeletion and CancelKeyDeletion: KMS's own quota for them.
+    #[arg(long, env = "BACKUP_WARDEN_KMS_WRITES_PER_SECOND", default_value_t = 5.0, value_parser = positive_rate)]
+    pub kms_writes_per_second: f64,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "BACKUP_WARDEN_NAMESPACE")]
     pub namespace: Option<String>,

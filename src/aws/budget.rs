@@ -15,6 +15,15 @@ pub struct Rate {
     pub burst: u32,
 }
 
+impl Rate {
+    /// KMS's quota for each of CreateKey, CreateAlias, ScheduleKeyDeletion and
+    /// CancelKeyDeletion in an account and region.
+    pub const KMS_WRITES: Self = Self {
+        per_second: 5.0,
+        burst: 5,
+    };
+}
+
 impl Default for Rate {
     /// RDS's own default for the Describe calls of one account and region.
     fn default() -> Self {

@@ -175,6 +175,7 @@ impl Kms for SdkKms {
     async fn create_key(&self, scope: &Scope, request: &ReplicaKeyRequest) -> Result<KeyFacts, AwsError> {
         let c = self.clients.for_scope(scope).await;
         let _permit = c.limit.acquire().await;
+        self.clients.kms_write(scope, "CreateKey").await;
         let tags = ownership_tags(&request.source_arn)
             .into_iter()
             .filter_map(|(k, v)| Tag::builder().tag_key(k).tag_value(v).build().ok())
@@ -204,6 +205,7 @@ impl Kms for SdkKms {
     async fn create_alias(&self, scope: &Scope, alias: &str, key_id: &str) -> Result<AliasOutcome, AwsError> {
         let c = self.clients.for_scope(scope).await;
         let _permit = c.limit.acquire().await;
+        self.clients.kms_write(scope, "CreateAlias").await;
         match c
             .kms
             .create_alias()
@@ -226,6 +228,7 @@ impl Kms for SdkKms {
     async fn schedule_deletion(&self, scope: &Scope, key: &str) -> Result<(), AwsError> {
         let c = self.clients.for_scope(scope).await;
         let _permit = c.limit.acquire().await;
+        self.clients.kms_write(scope, "ScheduleKeyDeletion").await;
         c.kms
             .schedule_key_deletion()
             .key_id(key)
@@ -239,6 +242,7 @@ impl Kms for SdkKms {
     async fn cancel_deletion(&self, scope: &Scope, key: &str) -> Result<(), AwsError> {
         let c = self.clients.for_scope(scope).await;
         let _permit = c.limit.acquire().await;
+        self.clients.kms_write(scope, "CancelKeyDeletion").await;
         c.kms
             .cancel_key_deletion()
             .key_id(key)

@@ -42,6 +42,9 @@ impl Scope {
     }
 }
 
+/// What a budget is for, and its account and region.
+type Budgeted = (&'static str, String, String);
+
 /// Settings of the AWS side, from the command line.
 #[derive(Clone, Debug)]
 pub struct AwsSettings {
@@ -52,6 +55,9 @@ pub struct AwsSettings {
     pub timeouts: crate::timeouts::Timeouts,
     /// RDS requests per account and region, shared by every RDS call made there.
     pub rds_rate: budget::Rate,
+    /// KMS key writes (CreateKey, CreateAlias, ScheduleKeyDeletion, CancelKeyDeletion) per
+    /// account and region, each operation its own budget, as KMS's quotas are.
+    pub kms_write_rate: budget::Rate,
 }
 
 /// A client set for one scope, and the permits that bound its calls in flight.
@@ -74,8 +80,9 @@ pub struct AwsClients {
     settings: AwsSettings,
     calls: Arc<ApiCalls>,
     cache: Mutex<HashMap<Scope, Clients>>,
-    /// One per account and region, whichever roles reach it.
-    rds_budgets: Mutex<HashMap<(String, String), Arc<budget::Budget>>>,
+    /// One per (what, account, region), whichever roles reach it: "RDS" for every RDS
+    /// call, a KMS operation's name for its own.
+    rds_budgets: Mutex<HashMap<Budgeted, Arc<budget::Budget>>>,
     /// This replica's share of every budget (its shards' share; 1 unsharded).
     rds_share: std::sync::Mutex<f64>,
 }
@@ -119,12 +126,36 @@ impl AwsClients {
         &self.calls
     }
 
-    /// Every RDS budget, now and later, draws `share` of its rate (the replica's shards).
-    pub async fn set_rds_share(&self, share: f64) {
+    /// Every budget (RDS, KMS writes), now and later, draws `share` of its rate (the
+    /// replica's shards).
+    pub async fn set_share(&self, share: f64) {
         *self.rds_share.lock().unwrap_or_else(|p| p.into_inner()) = share;
         for budget in self.rds_budgets.lock().await.values() {
             budget.set_share(share);
         }
+    }
+
+    /// The budget of `what` in the scope's account and region.
+    async fn budget(&self, what: &'static str, rate: budget::Rate, scope: &Scope) -> Arc<budget::Budget> {
+        let (account, region) = scope.account_region();
+        self.rds_budgets
+            .lock()
+            .await
+            .entry((what, account, region))
+            .or_insert_with(|| {
+                let budget = budget::Budget::new(rate);
+                budget.set_share(*self.rds_share.lock().unwrap_or_else(|p| p.into_inner()));
+                Arc::new(budget)
+            })
+            .clone()
+    }
+
+    /// Waits for a KMS key write (`operation`) in the scope's account and region.
+    pub async fn kms_write(&self, scope: &Scope, operation: &'static str) {
+        self.budget(operation, self.settings.kms_write_rate, scope)
+            .await
+            .take()
+            .await;
     }
 
     pub async fn for_scope(&self, scope: &Scope) -> Clients {
@@ -169,17 +200,7 @@ impl AwsClients {
                     .build(),
             ),
             limit: Arc::new(Semaphore::new(self.settings.concurrency.max(1))),
-            rds_budget: self
-                .rds_budgets
-                .lock()
-                .await
-                .entry(scope.account_region())
-                .or_insert_with(|| {
-                    let budget = budget::Budget::new(self.settings.rds_rate);
-                    budget.set_share(*self.rds_share.lock().unwrap_or_else(|p| p.into_inner()));
-                    Arc::new(budget)
-                })
-                .clone(),
+            rds_budget: self.budget("RDS", self.settings.rds_rate, scope).await,
         };
         cache.insert(scope.clone(), clients.clone());
         clients
@@ -375,6 +396,7 @@ mod tests {
             concurrency: 1,
             timeouts: crate::timeouts::Timeouts::default(),
             rds_rate: budget::Rate::default(),
+            kms_write_rate: budget::Rate::KMS_WRITES,
         };
         let base = aws_config::defaults(BehaviorVersion::latest())
             .no_credentials()

@@ -229,12 +229,16 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             per_second: args.rds_requests_per_second,
             burst: args.rds_burst,
         },
+        kms_write_rate: crate::aws::budget::Rate {
+            per_second: args.kms_writes_per_second,
+            burst: args.kms_writes_per_second.ceil().max(1.0) as u32,
+        },
     };
     let aws = Arc::new(AwsClients::from_env(settings, calls.clone()).await);
     let aws_share = aws.clone();
     shards::on_share(&shards, move |share| {
         let aws = aws_share.clone();
-        async move { aws.set_rds_share(share).await }
+        async move { aws.set_share(share).await }
     });
     let aws_for_repositories = aws.clone();
     let policy = Policy {

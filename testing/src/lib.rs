@@ -237,17 +237,23 @@ impl TestEnv {
         endpoint: &str,
         timeouts: backup_warden::timeouts::Timeouts,
     ) -> std::sync::Arc<backup_warden::aws::AwsClients> {
-        self.aws_clients_with(endpoint, timeouts, Default::default())
-            .await
+        self.aws_clients_with(
+            endpoint,
+            timeouts,
+            Default::default(),
+            backup_warden::aws::budget::Rate::KMS_WRITES,
+        )
+        .await
     }
 
-    /// AWS clients for the emulator whose RDS requests draw from budgets of `rds_rate`.
+    /// AWS clients for the emulator whose RDS requests, and each KMS key write, draw from
+    /// budgets of `rate`.
     pub async fn aws_clients_limited(
         &self,
-        rds_rate: backup_warden::aws::budget::Rate,
+        rate: backup_warden::aws::budget::Rate,
     ) -> std::sync::Arc<backup_warden::aws::AwsClients> {
         let timeouts = backup_warden::timeouts::Timeouts::default();
-        self.aws_clients_with(&self.aws_endpoint, timeouts, rds_rate)
+        self.aws_clients_with(&self.aws_endpoint, timeouts, rate, rate)
             .await
     }
 
@@ -256,6 +262,7 @@ impl TestEnv {
         endpoint: &str,
         timeouts: backup_warden::timeouts::Timeouts,
         rds_rate: backup_warden::aws::budget::Rate,
+        kms_write_rate: backup_warden::aws::budget::Rate,
     ) -> std::sync::Arc<backup_warden::aws::AwsClients> {
         let calls = std::sync::Arc::new(backup_warden::aws::ApiCalls::default());
         let settings = backup_warden::aws::AwsSettings {
@@ -263,6 +270,7 @@ impl TestEnv {
             concurrency: 8,
             timeouts,
             rds_rate,
+            kms_write_rate,
         };
         let config = self
             .aws_config("us-east-1")

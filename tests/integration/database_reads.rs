@@ -250,3 +250,37 @@ async fn every_rds_request_waits_for_the_account_regions_budget() {
     assert!(took >= Duration::from_millis(590), "8 requests in {took:?}");
     assert_eq!(rds.clients.calls().calls("DescribeDBInstances"), 8);
 }
+
+#[tokio::test]
+async fn kms_key_writes_wait_for_their_own_budget() {
+    let env = testing::env();
+    let account = testing::unique_account();
+    let rate = Rate {
+        per_second: 4.0,
+        burst: 1,
+    };
+    let clients = env.aws_clients_limited(rate).await;
+    let kms = backup_warden::aws::kms::SdkKms {
+        clients: clients.clone(),
+    };
+    let scope = Scope::new(Some(&testing::role_arn(&account)), DESTINATION);
+    // One key at once, then one every quarter of a second: three keys (each a CreateKey and
+    // a CreateAlias, separate budgets) take at least half a second.
+    let started = Instant::now();
+    for i in 0..3 {
+        let request = backup_warden::aws::kms::ReplicaKeyRequest {
+            alias: format!("alias/budget-{i}"),
+            account_id: account.clone(),
+            partition: "aws".into(),
+            source_arn: format!("arn:aws:rds:{REGION}:{account}:db:budget-{i}"),
+        };
+        use backup_warden::aws::kms::Kms;
+        let key = kms.create_key(&scope, &request).await.expect("create key");
+        kms.create_alias(&scope, &request.alias, &key.key_id)
+            .await
+            .expect("create alias");
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(490), "3 keys in {took:?}");
+    assert_eq!(clients.calls().calls("CreateKey"), 3);
+}
