@@ -77,6 +77,7 @@ where
         Some(namespace) => Api::namespaced(client, namespace),
         None => Api::all(client),
     };
+    let owned = shards.clone();
     shards::watch_owned(api, watcher::Config::default(), shards.clone())
         .default_backoff()
         .modify(slim)
@@ -87,13 +88,18 @@ where
             }
             // A (re)list is complete: the objects of shards handed over are gone from the store.
             Ok(watcher::Event::InitDone) => {
-                metrics.retain_objects(kind, |namespace, name| shards.owns(namespace, name))
+                metrics.retain_objects(kind, |namespace, name| owned.owns(namespace, name))
             }
             _ => {}
         })
         .applied_objects()
+        // A shard gained (its objects listed again) is a reason to look at every object of
+        // it, whatever its generation: the epoch of the owned shards is part of the key.
         .predicate_filter(
-            |object: &Decoded<K>| requests::generation_or_request(object.meta()),
+            move |object: &Decoded<K>| {
+                requests::generation_or_request(object.meta())
+                    .map(|key| key ^ shards.epoch().wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            },
             Default::default(),
         )
 }

@@ -40,6 +40,8 @@ pub struct Ownership {
     count: u32,
     state: Mutex<State>,
     changes: watch::Sender<BTreeSet<u32>>,
+    /// How many times the owned shards changed.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Ownership {
@@ -56,6 +58,7 @@ impl Ownership {
             count: count.max(1),
             state: Mutex::new(State::default()),
             changes: watch::channel(BTreeSet::new()).0,
+            epoch: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -77,12 +80,21 @@ impl Ownership {
     }
 
     pub(crate) fn set(&self, owned: BTreeSet<u32>) {
-        self.lock().owned = owned.clone();
-        self.changes.send_if_modified(|current| {
-            let changed = *current != owned;
-            *current = owned;
-            changed
-        });
+        let mut state = self.lock();
+        if state.owned == owned {
+            return;
+        }
+        state.owned = owned.clone();
+        // Before the watch restarts, so that every object it lists again counts as new.
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        drop(state);
+        self.changes.send_replace(owned);
+    }
+
+    /// How many times the owned shards changed: objects listed again after a change are
+    /// looked at whatever their generation.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether no reconcile of `shard` is running.
@@ -199,4 +211,59 @@ where
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(shard_of("team-a", "orders", 8), shard_of("team-a", "orders", 8));
+        let used: BTreeSet<u32> = (0..200)
+            .map(|i| shard_of("team-a", &format!("db-{i}"), 8))
+            .collect();
+        assert_eq!(used.len(), 8, "{used:?}");
+        assert_eq!(shard_of("team-a", "orders", 1), 0);
+    }
+
+    #[test]
+    fn a_change_of_the_owned_shards_moves_the_epoch_and_only_a_change() {
+        let owned = Ownership::new(4);
+        let start = owned.epoch();
+        owned.set(BTreeSet::from([1, 2]));
+        owned.set(BTreeSet::from([1, 2]));
+        assert_eq!(owned.epoch(), start + 1);
+        owned.set(BTreeSet::from([1]));
+        assert_eq!(owned.epoch(), start + 2);
+        assert!(
+            owned.owns(
+                "team-a",
+                &(0..)
+                    .map(|i| format!("db-{i}"))
+                    .find(|n| shard_of("team-a", n, 4) == 1)
+                    .expect("name")
+            )
+        );
+    }
+
+    #[test]
+    fn a_shard_is_idle_once_its_reconciles_left_it() {
+        let owned = Ownership::all();
+        let db: crate::api::BackedUpDatabase = serde_json::from_value(serde_json::json!({
+            "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase",
+            "metadata": {"name": "orders", "namespace": "team-a"},
+            "spec": {"instance": {"identifier": "orders", "region": "us-east-1"}},
+        }))
+        .expect("object");
+        let entered = owned.enter(&db).expect("owned");
+        assert!(!owned.idle(0));
+        drop(entered);
+        assert!(owned.idle(0));
+        owned.set(BTreeSet::new());
+        assert!(
+            owned.enter(&db).is_none(),
+            "a shard no longer owned is not entered"
+        );
+    }
 }
