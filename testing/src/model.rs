@@ -193,6 +193,16 @@ impl AwsModel {
         self.with(scope, |r| r.instances.get_mut(identifier).map(change));
     }
 
+    /// An instance as a read finds it: with backups on, restorable to a few minutes ago
+    /// (AWS moves LatestRestorableTime every few minutes).
+    fn instance_now(instance: &InstanceFacts) -> InstanceFacts {
+        let mut instance = instance.clone();
+        if instance.retention_days > 0 {
+            instance.latest_restorable_time = Some(Timestamp::now() - SignedDuration::from_mins(3));
+        }
+        instance
+    }
+
     fn replica_now(&self, replica: &ReplicaFacts, started: Instant) -> ReplicaFacts {
         let mut replica = replica.clone();
         if replica.status == "pending" && started.elapsed() >= self.replication_delay {
@@ -235,7 +245,8 @@ fn leak(operation: &str) -> &'static str {
 #[async_trait]
 impl Rds for AwsModel {
     async fn instances(&self, scope: &Scope) -> Result<Vec<InstanceFacts>, AwsError> {
-        let all: Vec<InstanceFacts> = self.with(scope, |r| r.instances.values().cloned().collect());
+        let all: Vec<InstanceFacts> =
+            self.with(scope, |r| r.instances.values().map(Self::instance_now).collect());
         self.listing(scope, "RDS", "DescribeDBInstances", all.len())
             .await?;
         Ok(all)
@@ -243,7 +254,7 @@ impl Rds for AwsModel {
 
     async fn instance(&self, scope: &Scope, identifier: &str) -> Result<Option<InstanceFacts>, AwsError> {
         self.request(scope, "RDS", "DescribeDBInstances").await?;
-        Ok(self.with(scope, |r| r.instances.get(identifier).cloned()))
+        Ok(self.with(scope, |r| r.instances.get(identifier).map(Self::instance_now)))
     }
 
     async fn automated_backups(&self, scope: &Scope) -> Result<Vec<ReplicaFacts>, AwsError> {
@@ -322,7 +333,7 @@ impl Rds for AwsModel {
                 instance.retention_days = days;
                 instance.latest_restorable_time.get_or_insert_with(Timestamp::now);
             }
-            let instance = instance.clone();
+            let instance = Self::instance_now(instance);
             // Backups turned on take a snapshot at once.
             r.snapshots
                 .entry(identifier.to_string())
