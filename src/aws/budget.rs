@@ -62,36 +62,40 @@ impl Budget {
     }
 
     fn reserve_at(&self, now: Instant) -> Duration {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, at, share) = *state;
-        let (per_second, burst) = (
-            self.rate.per_second * share,
-            (f64::from(self.rate.burst) * share).max(1.0),
-        );
-        let refilled = now.saturating_duration_since(at).as_secs_f64() * per_second;
-        let tokens = (tokens + refilled).min(burst) - 1.0;
-        *state = (tokens, now.max(at), share);
-        if tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-tokens / per_second)
-        }
+        self.draw(now, |available, per_second| {
+            let left = available - 1.0;
+            let wait = if left >= 0.0 {
+                Duration::ZERO
+            } else {
+                Duration::from_secs_f64(-left / per_second)
+            };
+            (left, wait)
+        })
     }
 
     /// Takes one request if the bucket holds it now (never running into debt): how AWS
     /// itself answers, refusing with a throttling error when it does not.
     pub fn try_take(&self) -> bool {
-        let now = Instant::now();
+        self.draw(Instant::now(), |available, _| {
+            if available >= 1.0 {
+                (available - 1.0, true)
+            } else {
+                (available, false)
+            }
+        })
+    }
+
+    /// Refills the bucket up to `now` at this replica's share of the rate, then lets `take`
+    /// say, from the tokens available and the rate per second, what is left and the answer.
+    fn draw<T>(&self, now: Instant, take: impl FnOnce(f64, f64) -> (f64, T)) -> T {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (tokens, at, share) = *state;
-        let (per_second, burst) = (
-            self.rate.per_second * share,
-            (f64::from(self.rate.burst) * share).max(1.0),
-        );
-        let tokens = (tokens + now.saturating_duration_since(at).as_secs_f64() * per_second).min(burst);
-        let taken = tokens >= 1.0;
-        *state = (if taken { tokens - 1.0 } else { tokens }, now.max(at), share);
-        taken
+        let per_second = self.rate.per_second * share;
+        let burst = (f64::from(self.rate.burst) * share).max(1.0);
+        let refilled = now.saturating_duration_since(at).as_secs_f64() * per_second;
+        let (left, answer) = take((tokens + refilled).min(burst), per_second);
+        *state = (left, now.max(at), share);
+        answer
     }
 
     /// Waits until one request may be sent.

@@ -85,6 +85,27 @@ fn objects_held(addr: SocketAddr, namespace: &str) -> Option<u64> {
     })
 }
 
+/// Waits (30 s at most) until the objects each replica holds satisfy `done`.
+async fn held_until(
+    replicas: &[(String, SocketAddr, Child)],
+    namespace: &str,
+    what: &str,
+    done: impl Fn(&[Option<u64>]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts: Vec<Option<u64>> = replicas
+            .iter()
+            .map(|(_, addr, _)| objects_held(*addr, namespace))
+            .collect();
+        if done(&counts) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn database(dbs: &Api<BackedUpDatabase>, name: &str, account: &str) {
     let object: BackedUpDatabase = serde_json::from_value(json!({
         "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase", "metadata": {"name": name},
@@ -155,19 +176,11 @@ async fn replicas_split_the_shards_and_take_over_a_lost_one() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     all_looked_at(&dbs, OBJECTS, Duration::from_secs(60)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let counts: Vec<Option<u64>> = replicas
-            .iter()
-            .map(|(_, addr, _)| objects_held(*addr, &namespace))
-            .collect();
-        let total: u64 = counts.iter().flatten().sum();
-        if total == OBJECTS as u64 && counts.iter().all(|c| c.is_some_and(|c| c > 0)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "objects held per replica: {counts:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    held_until(&replicas, &namespace, "objects held per replica", |counts| {
+        counts.iter().flatten().sum::<u64>() == OBJECTS as u64
+            && counts.iter().all(|c| c.is_some_and(|c| c > 0))
+    })
+    .await;
 
     // One replica dies without a word: its shard is taken within the lease duration (15 s)
     // and a renewal round or two.
@@ -205,21 +218,13 @@ async fn replicas_split_the_shards_and_take_over_a_lost_one() {
         condition(db, ConditionType::Ready).is_some()
     })
     .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let counts: Vec<Option<u64>> = replicas
-            .iter()
-            .map(|(_, addr, _)| objects_held(*addr, &namespace))
-            .collect();
-        if counts.iter().flatten().sum::<u64>() == OBJECTS as u64 + 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "objects held after the takeover: {counts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    held_until(
+        &replicas,
+        &namespace,
+        "objects held after the takeover",
+        |counts| counts.iter().flatten().sum::<u64>() == OBJECTS as u64 + 1,
+    )
+    .await;
     for (_, _, child) in &mut replicas {
         let _ = child.kill();
         let _ = child.wait();
