@@ -455,6 +455,11 @@ where
             return object.clone();
         }
         if tokio::time::Instant::now() > deadline {
+            // Managed fields would bury the status (CI shows a part of the output only).
+            let last = last.map(|mut object| {
+                object.meta_mut().managed_fields = None;
+                object
+            });
             panic!("{name}: condition not met within {timeout:?}; last state: {last:#?}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -345,12 +345,17 @@ async fn a_panic_is_contained_to_its_object_and_reported_on_it() {
 }
 
 /// A context whose AWS calls go to `endpoint` and give up after a second.
-async fn context_at(endpoint: &str) -> std::sync::Arc<backup_warden::controller::Context> {
+/// A context whose AWS endpoint is `endpoint`, with short timeouts: one attempt may take 1 s,
+/// the whole operation (the SDK's retries and their backoff included) `operation`.
+async fn context_at(
+    endpoint: &str,
+    operation: Duration,
+) -> std::sync::Arc<backup_warden::controller::Context> {
     let env = testing::env();
     let timeouts = backup_warden::timeouts::Timeouts {
         connect: Duration::from_secs(1),
         attempt: Duration::from_secs(1),
-        operation: Duration::from_secs(2),
+        operation,
     };
     let aws = env.aws_clients_at(endpoint, timeouts).await;
     let rds = std::sync::Arc::new(backup_warden::aws::rds::SdkRds { clients: aws.clone() });
@@ -378,7 +383,8 @@ async fn a_frozen_endpoint_turns_checks_unknown_never_a_stale_true() {
 
     let target = env.aws_endpoint.trim_start_matches("http://");
     let proxy = testing::proxy::FreezableProxy::start(target).await;
-    let _controller = testing::RunningController::start(context_at(&proxy.url).await, &namespace);
+    let _controller =
+        testing::RunningController::start(context_at(&proxy.url, Duration::from_secs(2)).await, &namespace);
     let ready =
         |db: &BackedUpDatabase| testing::condition(db, ConditionType::Ready).is_some_and(|c| c.0 == "True");
     testing::wait_for(&dbs, "db", Duration::from_secs(60), ready).await;
@@ -433,7 +439,10 @@ async fn a_region_without_an_endpoint_stalls_the_object_saying_so() {
     .expect("object");
     dbs.create(&PostParams::default(), &object).await.expect("create");
     // As AWS's endpoint for a region that does not exist, this name never resolves.
-    let context = context_at("http://rds.zz-nowhere-9.invalid").await;
+    // The SDK retries a failed lookup twice with up to 3 s of backoff: the operation's
+    // timeout leaves room for them, or the lookup's error is lost to a timeout (as in
+    // production, where an operation has 60 s).
+    let context = context_at("http://rds.zz-nowhere-9.invalid", Duration::from_secs(10)).await;
     let _controller = testing::RunningController::start(context, &namespace);
     let stalled = testing::wait_for(&dbs, "db", Duration::from_secs(30), |db| {
         testing::condition(db, ConditionType::Stalled).is_some_and(|c| c.0 == "True")
