@@ -1,5 +1,5 @@
 # backup-warden: `make demo` shows it, `make test` proves it. See README.md.
-.PHONY: demo test chaos bench bench-repositories bench-scale down crds build clean
+.PHONY: demo test chaos bench bench-repositories bench-scale bench-scale-repositories down crds build clean
 
 # CI keeps the Rust build outside the fresh clone, so a run reuses the last one's work.
 ifdef CI
@@ -31,6 +31,11 @@ bench-repositories:
 bench-scale:
 	hack/local-env.sh up >/dev/null
 	cargo bench --locked --bench scale_databases
+
+# BENCH_OBJECTS (default 50000) repositories against the GitHub fake and the S3 model.
+bench-scale-repositories:
+	hack/local-env.sh up >/dev/null
+	cargo bench --locked --bench scale_repositories
 
 down:
 	hack/local-env.sh down

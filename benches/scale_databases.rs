@@ -6,6 +6,11 @@
 //! request counter), the detection latency of a retention lowered by hand, and the memory
 //! the controller added to the process (peak RSS after setup, less RSS at setup).
 //!
+//! With `BENCH_HEAP_PROFILE=1` it also profiles the heap (DHAT) from setup on and reports the
+//! bytes by holder (object store, inventories, metrics, ...) at the heap's peak and at the
+//! end; the profiler slows the run and adds its own tables to RSS, so RSS is read from a run
+//! without it.
+//!
 //!     make bench-scale                     # BENCH_OBJECTS=2000 make bench-scale
 use std::{
     collections::BTreeMap,
@@ -20,79 +25,26 @@ use backup_warden::{
     policy::database::Policy,
 };
 use backup_warden_testing::{self as testing, RunningController, condition, model::AwsModel};
-use kube::{Api, api::ListParams};
+use kube::Api;
 use serde_json::json;
 
+#[path = "support/heap_by_holder.rs"]
+mod heap_by_holder;
+#[path = "support/measure.rs"]
+mod measure;
+
+use measure::{calls_by_operation, count_ready, env_number, print_calls, rss_kib, status_writes};
+
+// Passes every allocation to the system allocator; records them only while a profiler runs.
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 const REGION: &str = "us-east-1";
-
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
-/// The API server's count of status PATCHes of BackedUpDatabases so far.
-async fn status_writes(client: &kube::Client) -> f64 {
-    let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
-    let text = client.request_text(request).await.unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter(|l| l.contains("resource=\"backedupdatabases\"") && l.contains("subresource=\"status\""))
-        .filter(|l| l.contains("verb=\"PATCH\"") || l.contains("verb=\"APPLY\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn calls_by_operation(calls: &ApiCalls) -> BTreeMap<String, (u64, u64)> {
-    calls
-        .snapshot()
-        .into_iter()
-        .map(|((service, op), c)| (format!("{service}.{op}"), (c.calls, c.errors)))
-        .collect()
-}
-
-fn print_calls(title: &str, now: &BTreeMap<String, (u64, u64)>, before: &BTreeMap<String, (u64, u64)>) {
-    println!("{title}:");
-    let mut total = 0;
-    for (op, (calls, errors)) in now {
-        let (c0, e0) = before.get(op).copied().unwrap_or_default();
-        if calls - c0 > 0 || errors - e0 > 0 {
-            println!(
-                "  {op:<55} {:>7}  throttled or failed {}",
-                calls - c0,
-                errors - e0
-            );
-            total += calls - c0;
-        }
-    }
-    println!("  {:<55} {total:>7}", "total");
-}
-
-async fn ready(dbs: &Api<BackedUpDatabase>) -> usize {
-    let mut count = 0;
-    let mut params = ListParams::default().limit(500);
-    loop {
-        let page = dbs.list(&params).await.expect("list");
-        count += page
-            .items
-            .iter()
-            .filter(|db| condition(db, ConditionType::Ready).is_some_and(|c| c.0 == "True"))
-            .count();
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => return count,
-        }
-    }
-}
+const HEAP_PROFILE: &str = "target/scale-heap.json";
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("BENCH_OBJECTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let n: usize = env_number("BENCH_OBJECTS", 10_000);
     let env = testing::env();
     let client = env.client().await;
     testing::install_crds(&client).await;
@@ -123,12 +75,9 @@ async fn main() {
     // The controller's memory is what the process gains from here.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let base_kib = rss_kib("VmRSS:");
-    let resync = Duration::from_secs(
-        std::env::var("BENCH_RESYNC_SECONDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(300),
-    );
+    let profiler = measure::heap_profiler(HEAP_PROFILE);
+    let profiling = profiler.is_some();
+    let resync = Duration::from_secs(env_number("BENCH_RESYNC_SECONDS", 300));
     let timing = Timing {
         resync,
         ..Timing::default()
@@ -140,7 +89,10 @@ async fn main() {
     let _controller = RunningController::start(ctx, &namespace);
     loop {
         tokio::time::sleep(Duration::from_secs(10)).await;
-        let done = ready(&dbs).await;
+        let done = count_ready(&dbs, |db| {
+            condition(db, ConditionType::Ready).is_some_and(|c| c.0 == "True")
+        })
+        .await;
         eprintln!("{:>6.0}s: {done} of {n} Ready", started.elapsed().as_secs_f64());
         if done == n {
             break;
@@ -154,10 +106,10 @@ async fn main() {
     let converging = calls_by_operation(&calls);
 
     // One quiet sweep: every object looked at once more, nothing to change.
-    let writes_before = status_writes(&client).await;
+    let writes_before = status_writes(&client, "backedupdatabases").await;
     tokio::time::sleep(resync + Duration::from_secs(30)).await;
     let quiet = calls_by_operation(&calls);
-    let writes = status_writes(&client).await - writes_before;
+    let writes = status_writes(&client, "backedupdatabases").await - writes_before;
 
     // A retention lowered by hand: how long until the controller has it raised again.
     let victim = &ids[n / 2];
@@ -174,6 +126,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let peak_kib = rss_kib("VmHWM:");
+    drop(profiler);
 
     println!("## converge {n} BackedUpDatabases against the in-process AWS model");
     println!(
@@ -195,6 +148,10 @@ async fn main() {
         added as f64 / 1024.0,
         added as f64 / n as f64
     );
+    if profiling {
+        println!("(RSS includes the heap profiler's own tables in this run)");
+        heap_by_holder::print(&heap_by_holder::read(HEAP_PROFILE), n);
+    }
 }
 
 fn model_retention(model: &AwsModel, scope: &Scope, id: &str) -> i32 {

@@ -6,7 +6,6 @@
 //!
 //!     make bench-repositories      # BENCH_OBJECTS=500 make bench-repositories
 use std::{
-    collections::BTreeMap,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -26,38 +25,10 @@ use serde_json::json;
 
 const PATH: &str = ".github/workflows/backup-daily.yml";
 
-/// Requests grouped by what they are for.
-fn by_kind(github: &GitHubFake) -> BTreeMap<String, (usize, usize)> {
-    let mut kinds: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for r in github.requests() {
-        let kind = if r.path == "/graphql" {
-            "POST /graphql (100 repositories each)".to_string()
-        } else if r.path.ends_with("/runs") {
-            format!("{} workflow runs", r.method)
-        } else if r.path.contains("/actions/workflows/") {
-            format!("{} workflow", r.method)
-        } else if r.path.contains("/pulls") {
-            format!("{} pull requests", r.method)
-        } else {
-            format!("{} other", r.method)
-        };
-        let entry = kinds.entry(kind).or_default();
-        entry.0 += 1;
-        if r.status == 304 {
-            entry.1 += 1;
-        }
-    }
-    kinds
-}
+#[path = "support/measure.rs"]
+mod measure;
 
-fn print_kinds(title: &str, kinds: &BTreeMap<String, (usize, usize)>) {
-    println!("{title}:");
-    let total: usize = kinds.values().map(|(n, _)| n).sum();
-    for (kind, (n, not_modified)) in kinds {
-        println!("  {kind:<40} {n:>6}   of which 304: {not_modified}");
-    }
-    println!("  {:<40} {total:>6}", "total");
-}
+use measure::{github_requests, print_github_requests};
 
 #[tokio::main]
 async fn main() {
@@ -191,7 +162,7 @@ async fn main() {
         );
     }
     let first_sweep = started.elapsed();
-    let first = by_kind(&github);
+    let first = github_requests(&github);
 
     // The second sweep: every repository is read again by GraphQL one resync after its
     // first look; REST follows only where something says it may have changed.
@@ -204,7 +175,7 @@ async fn main() {
         );
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let second = by_kind(&github);
+    let second = github_requests(&github);
     let rss = testing::peak_rss_kib(pid);
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -222,6 +193,6 @@ async fn main() {
         rss as f64 / 1024.0,
         rss as f64 / n as f64
     );
-    print_kinds("GitHub requests, first sweep", &first);
-    print_kinds("GitHub requests, second sweep (nothing changed)", &second);
+    print_github_requests("GitHub requests, first sweep", &first);
+    print_github_requests("GitHub requests, second sweep (nothing changed)", &second);
 }

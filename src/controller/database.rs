@@ -18,6 +18,7 @@ use super::{
 use crate::{
     api::{
         BackedUpDatabase, BackedUpDatabaseStatus, ConditionType, Mode, Reason,
+        conditions::whole_seconds,
         database::{ObservedInstance, ObservedReplica},
     },
     aws::{AwsError, AwsErrorKind, Scope, kms::ReplicaKeyRequest},
@@ -289,10 +290,11 @@ fn build_status(
         retention_days: Some(i.retention_days),
         pending_retention_days: i.pending_retention_days,
         // Not the latest restorable time: it moves every few minutes, and status is written
-        // only when something changed (its age is a metric).
+        // only when something changed (its age is a metric). Whole seconds, as stored: AWS
+        // answers milliseconds, which would make every read differ from the status.
         latest_snapshot_time: obs
             .newest_snapshot
-            .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+            .map(|t| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(whole_seconds(t))),
     });
     status.replica = obs.replica.as_ref().map(|r| ObservedReplica {
         arn: Some(r.arn.clone()).filter(|a| !a.is_empty()),

@@ -564,6 +564,7 @@ async fn write_status<K: Kind>(
     if object.status().is_some() && old == status {
         return Ok(());
     }
+    shared.metrics.status_writes.with_label_values(&[K::KIND]).inc();
     patch_status(shared.client, object, status)
         .await
         .map_err(Error::Status)

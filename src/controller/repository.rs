@@ -21,6 +21,7 @@ use super::{
 use crate::{
     api::{
         BackedUpRepository, BackedUpRepositoryStatus, ConditionType, Mode, Reason,
+        conditions::whole_seconds,
         repository::{ObservedBackup, ObservedRun, ObservedWorkflow},
     },
     aws::{Scope, inventory::BucketInventory},
@@ -296,12 +297,12 @@ fn build_status(
         last_run: obs.last_run.as_ref().map(|run| ObservedRun {
             url: Some(run.url.clone()),
             conclusion: Some(run.conclusion.clone()),
-            started_at: Some(Time(run.started_at)),
+            started_at: Some(Time(whole_seconds(run.started_at))),
         }),
     });
     status.latest_backup = obs.newest_backup.as_ref().map(|b| ObservedBackup {
         key: Some(b.key.clone()),
-        last_modified: Some(Time(b.last_modified)),
+        last_modified: Some(Time(whole_seconds(b.last_modified))),
     });
     status
 }

@@ -24,6 +24,8 @@ pub struct Metrics {
     ready: IntGaugeVec,
     backup_age: GaugeVec,
     pub reconciles: IntCounterVec,
+    /// Status PATCHes sent: a quiet sweep sends none.
+    pub status_writes: IntCounterVec,
     pub reconcile_errors: IntCounterVec,
     pub reconcile_duration: HistogramVec,
     pub external_calls: IntCounterVec,
@@ -113,6 +115,11 @@ impl Metrics {
                 )?,
             )?,
             reconciles: counters("backup_warden_reconciles_total", "Reconciles run.", &["kind"])?,
+            status_writes: counters(
+                "backup_warden_status_writes_total",
+                "Status writes sent to the API server (only when the status changed).",
+                &["kind"],
+            )?,
             reconcile_errors: counters(
                 "backup_warden_reconcile_errors_total",
                 "Reconciles that failed, by error category.",

@@ -521,6 +521,27 @@ pub async fn repository_context(
         backup_warden::controller::Decoded<backup_warden::api::BackedUpRepository>,
     >,
 ) {
+    let s3 = std::sync::Arc::new(backup_warden::aws::s3::SdkS3 {
+        clients: env().aws_clients().await,
+    });
+    repository_context_on(github_base_url, token, s3, policy, timing, reporters).await
+}
+
+/// The repository controller's context against a GitHub fake and `s3` (the emulator's, or
+/// the in-process model's).
+pub async fn repository_context_on(
+    github_base_url: &str,
+    token: &str,
+    s3: std::sync::Arc<dyn backup_warden::aws::s3::S3>,
+    policy: backup_warden::policy::repository::RepositoryPolicy,
+    timing: backup_warden::controller::Timing,
+    reporters: Option<backup_warden::controller::context::Reporters>,
+) -> (
+    std::sync::Arc<backup_warden::controller::repository::RepoContext>,
+    kube::runtime::reflector::store::Writer<
+        backup_warden::controller::Decoded<backup_warden::api::BackedUpRepository>,
+    >,
+) {
     use std::sync::Arc;
     let env = env();
     let settings = backup_warden::github::client::GitHubSettings {
@@ -533,15 +554,12 @@ pub async fn repository_context(
     };
     let github: Arc<dyn backup_warden::github::GitHub> =
         Arc::new(backup_warden::github::GitHubClient::new(&settings).expect("github client"));
-    let aws = env.aws_clients().await;
     let client = env.client().await;
     let (store, writer) = backup_warden::controller::repository::store();
     let ctx = backup_warden::controller::repository::RepoContext {
         repos: backup_warden::github::inventory::RepoInventory::new(github.clone()),
         github,
-        buckets: backup_warden::aws::inventory::BucketInventory::new(Arc::new(
-            backup_warden::aws::s3::SdkS3 { clients: aws },
-        )),
+        buckets: backup_warden::aws::inventory::BucketInventory::new(s3),
         policy,
         timing,
         recorder: kube::runtime::events::Recorder::new(client.clone(), "backup-warden".into()),
@@ -783,13 +801,15 @@ pub fn output_of(child: std::process::Child) -> String {
 pub async fn assert_quiet_sweeps_write_nothing<K>(
     api: &kube::Api<K>,
     name: &str,
-    reconciles: impl Fn() -> u64,
+    metrics: &backup_warden::report::metrics::Metrics,
+    kind: &str,
 ) where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    let reconciles = || metrics.reconciles.with_label_values(&[kind]).get();
+    let writes = || metrics.status_writes.with_label_values(&[kind]).get();
     let after = |n: u64| {
         let seen = reconciles();
-        let reconciles = &reconciles;
         async move {
             while reconciles() < seen + n {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -798,11 +818,18 @@ pub async fn assert_quiet_sweeps_write_nothing<K>(
     };
     after(1).await;
     let before = api.get(name).await.expect("get");
+    let writes_before = writes();
     after(3).await;
     let now = api.get(name).await.expect("get");
     assert_eq!(
         now.meta().resource_version,
         before.meta().resource_version,
         "a quiet sweep rewrote {name}: {now:?}"
+    );
+    // A PATCH that changes nothing leaves the resource version: count what was sent.
+    assert_eq!(
+        writes(),
+        writes_before,
+        "a quiet sweep sent status writes for {name}"
     );
 }

@@ -1,4 +1,4 @@
-//! An in-process model of RDS and KMS behind backup-warden's adapter traits, for
+//! An in-process model of RDS, KMS and S3 behind backup-warden's adapter traits, for
 //! benchmarks at a scale the emulator cannot serve (it saturates a core at a few thousand
 //! instances). It keeps what the traits return, answers listings by pages of 100 (one
 //! request each, as the SDK's paginators make them), counts every request into the same
@@ -11,6 +11,11 @@
 //! retention change applies at once; a started replication is `pending` for
 //! `replication_delay`, then `replicating`; a stopped one is `retained`; every instance with
 //! backups on has one automated snapshot per retained day.
+//!
+//! S3 keeps, per bucket, its objects' keys and times and its lifecycle rules. ListObjectsV2
+//! answers 1,000 keys a page; S3 is not throttled here (its quota, 5,500 reads per second
+//! per prefix, is far above what the controller asks); PutBucketLifecycleConfiguration
+//! refuses more than 1,000 rules, as S3 does.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -25,10 +30,12 @@ use backup_warden::{
         budget::{Budget, Rate},
         kms::{AliasOutcome, Kms, ReplicaKeyRequest},
         rds::{PAGE_SIZE, Rds},
+        s3::S3,
     },
     policy::{
         database::{InstanceChange, InstanceFacts, KeyFacts, ReplicaFacts},
         keys::{TaggedKey, key_id_of, ownership_tags},
+        repository::{BackupObject, LifecycleRuleFacts},
     },
 };
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -48,8 +55,17 @@ struct Region {
 
 type Bucket = Arc<Budget>;
 
+/// An S3 bucket: its objects (key and when written) and its lifecycle rules.
+#[derive(Default)]
+struct S3Bucket {
+    objects: BTreeMap<String, Timestamp>,
+    rules: Vec<LifecycleRuleFacts>,
+}
+
 pub struct AwsModel {
     regions: Mutex<HashMap<(String, String), Region>>,
+    /// S3 bucket names are global.
+    buckets: Mutex<HashMap<String, S3Bucket>>,
     /// Per (quota, account, region).
     throttles: Mutex<HashMap<(&'static str, String, String), Bucket>>,
     rate: Rate,
@@ -79,6 +95,7 @@ impl AwsModel {
     pub fn new(calls: Arc<ApiCalls>, rate: Rate, replication_delay: Duration) -> Arc<Self> {
         Arc::new(Self {
             regions: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
             throttles: Mutex::new(HashMap::new()),
             rate,
             calls,
@@ -188,6 +205,31 @@ impl AwsModel {
         });
     }
 
+    /// Creates a bucket with `rules` as its lifecycle configuration.
+    pub fn add_bucket(&self, bucket: &str, rules: Vec<LifecycleRuleFacts>) {
+        let mut buckets = self.buckets.lock().expect("lock");
+        buckets.insert(
+            bucket.to_string(),
+            S3Bucket {
+                rules,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Writes an object, as a backup job would (no request counted).
+    pub fn put_object(&self, bucket: &str, key: &str, written: Timestamp) {
+        let mut buckets = self.buckets.lock().expect("lock");
+        let bucket = buckets.get_mut(bucket).expect("the bucket exists");
+        bucket.objects.insert(key.to_string(), written);
+    }
+
+    /// The bucket's lifecycle rules as they are now.
+    pub fn lifecycle_rules(&self, bucket: &str) -> Vec<LifecycleRuleFacts> {
+        let buckets = self.buckets.lock().expect("lock");
+        buckets.get(bucket).map(|b| b.rules.clone()).unwrap_or_default()
+    }
+
     /// Changes an instance as a person would (no request counted).
     pub fn change_instance(&self, scope: &Scope, identifier: &str, change: impl FnOnce(&mut InstanceFacts)) {
         self.with(scope, |r| r.instances.get_mut(identifier).map(change));
@@ -238,6 +280,9 @@ fn leak(operation: &str) -> &'static str {
         "CreateKey" => "CreateKey",
         "CreateAlias" => "CreateAlias",
         "ScheduleKeyDeletion" => "ScheduleKeyDeletion",
+        "ListObjectsV2" => "ListObjectsV2",
+        "GetBucketLifecycleConfiguration" => "GetBucketLifecycleConfiguration",
+        "PutBucketLifecycleConfiguration" => "PutBucketLifecycleConfiguration",
         _ => "CancelKeyDeletion",
     }
 }
@@ -471,6 +516,97 @@ impl Kms for AwsModel {
                 k.state = "Enabled".into();
             }
         });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl S3 for AwsModel {
+    async fn newest_object(
+        &self,
+        _scope: &Scope,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Option<BackupObject>, AwsError> {
+        let found = {
+            let buckets = self.buckets.lock().expect("lock");
+            buckets.get(bucket).map(|b| {
+                let under: Vec<(&String, &Timestamp)> = b
+                    .objects
+                    .range(prefix.to_string()..)
+                    .take_while(|(key, _)| key.starts_with(prefix))
+                    .collect();
+                let newest = under
+                    .iter()
+                    .max_by_key(|(_, written)| **written)
+                    .map(|(key, written)| BackupObject {
+                        key: (*key).clone(),
+                        last_modified: **written,
+                    });
+                (under.len().div_ceil(1000).max(1), newest)
+            })
+        };
+        let Some((pages, newest)) = found else {
+            // NoSuchBucket: one request, answered.
+            self.calls.count("S3", "ListObjectsV2", true);
+            return Ok(None);
+        };
+        for _ in 0..pages {
+            self.calls.count("S3", "ListObjectsV2", false);
+        }
+        Ok(newest)
+    }
+
+    async fn lifecycle(
+        &self,
+        _scope: &Scope,
+        bucket: &str,
+    ) -> Result<Option<Vec<LifecycleRuleFacts>>, AwsError> {
+        self.calls.count("S3", "GetBucketLifecycleConfiguration", false);
+        Ok(self
+            .buckets
+            .lock()
+            .expect("lock")
+            .get(bucket)
+            .map(|b| b.rules.clone()))
+    }
+
+    async fn add_expiration_rule(
+        &self,
+        _scope: &Scope,
+        bucket: &str,
+        id: &str,
+        prefix: &str,
+        days: i32,
+    ) -> Result<(), AwsError> {
+        // As SdkS3: the whole configuration read, then written back with the rule.
+        self.calls.count("S3", "GetBucketLifecycleConfiguration", false);
+        self.calls.count("S3", "PutBucketLifecycleConfiguration", false);
+        let refused = |code: &str, message: String| AwsError {
+            operation: "PutBucketLifecycleConfiguration",
+            kind: AwsErrorKind::Refused,
+            code: code.into(),
+            message,
+        };
+        let mut buckets = self.buckets.lock().expect("lock");
+        let Some(b) = buckets.get_mut(bucket) else {
+            return Err(refused("NoSuchBucket", format!("bucket {bucket} does not exist")));
+        };
+        let mut rules: Vec<LifecycleRuleFacts> = b.rules.iter().filter(|r| r.id != id).cloned().collect();
+        rules.push(LifecycleRuleFacts {
+            id: id.to_string(),
+            enabled: true,
+            prefix: prefix.to_string(),
+            narrowed: false,
+            expiration_days: Some(days),
+        });
+        if rules.len() > 1000 {
+            return Err(refused(
+                "InvalidRequest",
+                "Configuration exceeds the maximum number of rules (1000)".into(),
+            ));
+        }
+        b.rules = rules;
         Ok(())
     }
 }

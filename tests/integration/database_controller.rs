@@ -553,14 +553,7 @@ async fn a_quiet_sweep_writes_no_status() {
     w.apply("quiet", "quiet-db", json!({})).await;
     let c = controller(&w, Policy::default()).await;
     wait_for(&w.dbs, "quiet", CONVERGE, is("True", ConditionType::Ready)).await;
-    testing::assert_quiet_sweeps_write_nothing(&w.dbs, "quiet", || {
-        c.ctx
-            .metrics
-            .reconciles
-            .with_label_values(&["BackedUpDatabase"])
-            .get()
-    })
-    .await;
+    testing::assert_quiet_sweeps_write_nothing(&w.dbs, "quiet", &c.ctx.metrics, "BackedUpDatabase").await;
 }
 
 /// A read that finds an instance changed wakes the object of that instance at once, rather

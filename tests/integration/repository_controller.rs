@@ -512,12 +512,5 @@ async fn a_quiet_sweep_writes_no_status() {
         &Timestamp::now().to_string(),
     );
     wait_for(&w.repos, "quiet", CONVERGE, is("True", ConditionType::Ready)).await;
-    testing::assert_quiet_sweeps_write_nothing(&w.repos, "quiet", || {
-        c.ctx
-            .metrics
-            .reconciles
-            .with_label_values(&["BackedUpRepository"])
-            .get()
-    })
-    .await;
+    testing::assert_quiet_sweeps_write_nothing(&w.repos, "quiet", &c.ctx.metrics, "BackedUpRepository").await;
 }

@@ -1,0 +1,177 @@
+//! Benchmark (not a test): N BackedUpRepositories (default 50,000) over compliant
+//! repositories, the GitHub fake and the in-process S3 model (`backup_warden_testing::model`;
+//! the emulator's S3 lists a prefix by scanning the whole bucket, too slow at this size),
+//! with the controller running in this process against the local API server. Reports the
+//! time until all are Ready, GitHub requests by kind and S3 calls in the first sweep and in
+//! a quiet one, status writes in the quiet sweep, and the memory the controller added
+//! (peak RSS after setup, less RSS at setup). `BENCH_HEAP_PROFILE=1` adds the heap by
+//! holder, as in `scale_databases`.
+//!
+//!     make bench-scale-repositories        # BENCH_OBJECTS=5000 make bench-scale-repositories
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use backup_warden::{
+    api::{BackedUpRepository, BackedUpRepositorySpec, ConditionType},
+    aws::{ApiCalls, budget::Rate},
+    controller::Timing,
+    policy::repository::{LifecycleRuleFacts, RepositoryPolicy},
+    workflow,
+};
+use backup_warden_testing::{
+    self as testing, RunningRepoController, github_fake::GitHubFake, model::AwsModel, repo_condition,
+};
+use futures::{StreamExt, stream};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::{Api, api::PostParams};
+use serde_json::json;
+
+#[path = "support/heap_by_holder.rs"]
+mod heap_by_holder;
+#[path = "support/measure.rs"]
+mod measure;
+
+use measure::{
+    calls_by_operation, count_ready, env_number, github_requests, print_calls, print_github_requests,
+    rss_kib, status_writes,
+};
+
+// Passes every allocation to the system allocator; records them only while a profiler runs.
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+const PATH: &str = ".github/workflows/backup-daily.yml";
+const BUCKET: &str = "company-repository-backups";
+const HEAP_PROFILE: &str = "target/scale-repositories-heap.json";
+
+#[tokio::main]
+async fn main() {
+    let n: usize = env_number("BENCH_OBJECTS", 50_000);
+    let resync = Duration::from_secs(env_number("BENCH_RESYNC_SECONDS", 300));
+    let env = testing::env();
+    let client = env.client().await;
+    testing::install_crds(&client).await;
+    let namespace = testing::namespace(&client, "scale-repos").await;
+    let calls = Arc::new(ApiCalls::default());
+    let model = AwsModel::new(calls.clone(), Rate::default(), Duration::from_secs(60));
+    // As the company's bucket has: one rule keeping every backup 90 days.
+    model.add_bucket(
+        BUCKET,
+        vec![LifecycleRuleFacts {
+            id: "keep-90-days".into(),
+            enabled: true,
+            prefix: String::new(),
+            narrowed: false,
+            expiration_days: Some(90),
+        }],
+    );
+    let github = GitHubFake::start().await;
+    let repos: Api<BackedUpRepository> = Api::namespaced(client.clone(), &namespace);
+
+    let setup = Instant::now();
+    let ran = Timestamp::now() - SignedDuration::from_hours(1);
+    for i in 0..n {
+        let name = format!("narrative-io/service-{i:06}");
+        let spec: BackedUpRepositorySpec =
+            serde_json::from_value(json!({"repository": name, "storage": {"bucket": BUCKET}})).expect("spec");
+        github.add_repo(&name, "main");
+        github.put_file(&name, "main", PATH, &workflow::render(&spec));
+        github.add_run(&name, PATH, Some("success"), &ran.to_string());
+        model.put_object(BUCKET, &format!("{name}/backup.tar.gz"), ran);
+    }
+    stream::iter(0..n)
+        .for_each_concurrent(32, |i| {
+            let repos = repos.clone();
+            async move {
+                let object: BackedUpRepository = serde_json::from_value(json!({
+                    "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpRepository",
+                    "metadata": {"name": format!("service-{i:06}")},
+                    "spec": {"repository": format!("narrative-io/service-{i:06}"), "storage": {"bucket": BUCKET}},
+                }))
+                .expect("object");
+                repos
+                    .create(&PostParams::default(), &object)
+                    .await
+                    .expect("create");
+            }
+        })
+        .await;
+    eprintln!("setup: {n} repositories in {:.1}s", setup.elapsed().as_secs_f64());
+
+    // The controller's memory is what the process gains from here.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let base_kib = rss_kib("VmRSS:");
+    let profiler = measure::heap_profiler(HEAP_PROFILE);
+    let profiling = profiler.is_some();
+    github.reset_requests();
+    let timing = Timing {
+        resync,
+        ..Timing::default()
+    };
+    let (ctx, writer) = testing::repository_context_on(
+        &github.base_url(),
+        github.token(),
+        model.clone(),
+        RepositoryPolicy::default(),
+        timing,
+        None,
+    )
+    .await;
+    let started = Instant::now();
+    let _controller = RunningRepoController::start(ctx, writer, &namespace);
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let done = count_ready(&repos, |r| {
+            repo_condition(r, ConditionType::Ready).is_some_and(|c| c.0 == "True")
+        })
+        .await;
+        eprintln!("{:>6.0}s: {done} of {n} Ready", started.elapsed().as_secs_f64());
+        if done == n {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2 * 3600),
+            "not Ready in 2 hours"
+        );
+    }
+    let first_sweep = started.elapsed();
+    let first_github = github_requests(&github);
+    let first_aws = calls_by_operation(&calls);
+
+    // One quiet sweep: every object looked at once more, nothing changed.
+    github.reset_requests();
+    let writes_before = status_writes(&client, "backeduprepositories").await;
+    tokio::time::sleep(resync + Duration::from_secs(30)).await;
+    let quiet_github = github_requests(&github);
+    let quiet_aws = calls_by_operation(&calls);
+    let writes = status_writes(&client, "backeduprepositories").await - writes_before;
+    let peak_kib = rss_kib("VmHWM:");
+    drop(profiler);
+
+    println!("## {n} BackedUpRepositories: GitHub fake and the in-process S3 model");
+    println!("resync {resync:?}");
+    println!(
+        "wall time until all Ready (the first sweep): {:.1}s",
+        first_sweep.as_secs_f64()
+    );
+    print_github_requests("GitHub requests, first sweep", &first_github);
+    print_calls("S3 calls, first sweep", &first_aws, &BTreeMap::new());
+    print_github_requests("GitHub requests, one quiet sweep", &quiet_github);
+    print_calls("S3 calls, one quiet sweep", &quiet_aws, &first_aws);
+    println!("status writes in that quiet sweep: {writes}");
+    let added = peak_kib.saturating_sub(base_kib);
+    println!(
+        "controller memory: peak RSS {:.1} MiB over {:.1} MiB at setup: {:.1} MiB added, {:.1} KiB per object",
+        peak_kib as f64 / 1024.0,
+        base_kib as f64 / 1024.0,
+        added as f64 / 1024.0,
+        added as f64 / n as f64
+    );
+    if profiling {
+        println!("(RSS includes the heap profiler's own tables in this run)");
+        heap_by_holder::print(&heap_by_holder::read(HEAP_PROFILE), n);
+    }
+}

@@ -1,0 +1,128 @@
+//! What the in-process scale benchmarks read: this process's memory, the API server's
+//! count of status writes, and AWS calls by operation.
+// Each benchmark includes this module and uses a part of it.
+#![allow(dead_code)]
+use std::collections::BTreeMap;
+
+use backup_warden::aws::ApiCalls;
+use backup_warden_testing::github_fake::GitHubFake;
+use kube::{Api, api::ListParams};
+
+/// A number from the environment, or `default`.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// How many objects `ready` says are Ready, listed by pages of 500.
+pub async fn count_ready<K>(api: &Api<K>, ready: impl Fn(&K) -> bool) -> usize
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut count = 0;
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await.expect("list");
+        count += page.items.iter().filter(|o| ready(o)).count();
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return count,
+        }
+    }
+}
+
+/// GitHub requests by what they are for: (requests, of which 304).
+pub fn github_requests(github: &GitHubFake) -> BTreeMap<String, (usize, usize)> {
+    let mut kinds: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for r in github.requests() {
+        let kind = if r.path == "/graphql" {
+            "POST /graphql (100 repositories each)".to_string()
+        } else if r.path.ends_with("/runs") {
+            format!("{} workflow runs", r.method)
+        } else if r.path.contains("/actions/workflows/") {
+            format!("{} workflow", r.method)
+        } else if r.path.contains("/pulls") {
+            format!("{} pull requests", r.method)
+        } else {
+            format!("{} other", r.method)
+        };
+        let entry = kinds.entry(kind).or_default();
+        entry.0 += 1;
+        if r.status == 304 {
+            entry.1 += 1;
+        }
+    }
+    kinds
+}
+
+pub fn print_github_requests(title: &str, kinds: &BTreeMap<String, (usize, usize)>) {
+    println!("{title}:");
+    let total: usize = kinds.values().map(|(n, _)| n).sum();
+    for (kind, (n, not_modified)) in kinds {
+        println!("  {kind:<40} {n:>7}   of which 304: {not_modified}");
+    }
+    println!("  {:<40} {total:>7}", "total");
+}
+
+/// A field of /proc/self/status in KiB (`VmRSS:` now, `VmHWM:` the peak).
+pub fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The API server's count of status PATCHes of `resource` (plural) so far.
+pub async fn status_writes(client: &kube::Client, resource: &str) -> f64 {
+    let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
+    let text = client.request_text(request).await.unwrap_or_default();
+    let resource = format!("resource=\"{resource}\"");
+    text.lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| l.contains(&resource) && l.contains("subresource=\"status\""))
+        .filter(|l| l.contains("verb=\"PATCH\"") || l.contains("verb=\"APPLY\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub fn calls_by_operation(calls: &ApiCalls) -> BTreeMap<String, (u64, u64)> {
+    calls
+        .snapshot()
+        .into_iter()
+        .map(|((service, op), c)| (format!("{service}.{op}"), (c.calls, c.errors)))
+        .collect()
+}
+
+/// The calls made between `before` and `now`, by operation.
+pub fn print_calls(title: &str, now: &BTreeMap<String, (u64, u64)>, before: &BTreeMap<String, (u64, u64)>) {
+    println!("{title}:");
+    let mut total = 0;
+    for (op, (calls, errors)) in now {
+        let (c0, e0) = before.get(op).copied().unwrap_or_default();
+        if calls - c0 > 0 || errors - e0 > 0 {
+            println!(
+                "  {op:<55} {:>7}  throttled or failed {}",
+                calls - c0,
+                errors - e0
+            );
+            total += calls - c0;
+        }
+    }
+    println!("  {:<55} {total:>7}", "total");
+}
+
+/// The heap profiler, when `BENCH_HEAP_PROFILE=1`: started now, it records allocations
+/// until dropped, then writes `path`.
+pub fn heap_profiler(path: &str) -> Option<dhat::Profiler> {
+    std::env::var("BENCH_HEAP_PROFILE")
+        .is_ok_and(|v| v == "1")
+        .then(|| {
+            dhat::Profiler::builder()
+                .file_name(path)
+                .trim_backtraces(Some(60))
+                .build()
+        })
+}
