@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use kube::runtime::events::Recorder;
+use crate::report::recorder::Recorder;
 
 use super::key_cleanup::{KeyCleanup, KeyCleanupSettings};
 use crate::{

@@ -14,10 +14,12 @@ use kube::{
     api::{Patch, PatchParams},
     runtime::{
         controller::Action,
-        events::{Event, EventType, Recorder},
+        events::{Event, EventType},
         reflector::Store,
     },
 };
+
+use crate::report::recorder::Recorder;
 
 use super::{
     admission::{self, Claimant, Claims},

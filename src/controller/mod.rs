@@ -334,7 +334,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
                 client.clone(),
                 (
                     metrics.clone(),
-                    kube::runtime::events::Recorder::new(client.clone(), "backup-warden".into()),
+                    crate::report::recorder::Recorder::new(client.clone(), "backup-warden".into()),
                 ),
                 kube::runtime::reflector::store().0,
                 Tenancy::single_team().into(),
@@ -552,7 +552,7 @@ fn repository_context(
             audit_only: args.audit_only,
         },
         timing,
-        recorder: kube::runtime::events::Recorder::new(client, "backup-warden".into()),
+        recorder: crate::report::recorder::Recorder::new(client, "backup-warden".into()),
         backoff: context::Backoff::new(timing),
         store,
         metrics: reporters.metrics,

@@ -11,10 +11,12 @@ use kube::{
     runtime::{
         Controller,
         controller::{self, Action},
-        events::{Event, Recorder},
+        events::Event,
         reflector::{Store, store::Writer},
     },
 };
+
+use crate::report::recorder::Recorder;
 
 use super::{
     Decoded,

@@ -6,10 +6,7 @@ use std::{sync::Arc, time::Duration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, ResourceExt,
-    runtime::{
-        events::Recorder,
-        reflector::{self, Store},
-    },
+    runtime::reflector::{self, Store},
 };
 
 use super::{
@@ -18,6 +15,7 @@ use super::{
     context::{Backoff, Timing},
     pipeline::{self, Kind, Shared},
 };
+use crate::report::recorder::Recorder;
 use crate::{
     api::{
         BackedUpRepository, BackedUpRepositoryStatus, ConditionType, Mode, Reason,

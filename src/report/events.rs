@@ -2,15 +2,16 @@
 //! taken or failed. Never one per reconcile.
 
 use k8s_openapi::{api::core::v1::ObjectReference, apimachinery::pkg::apis::meta::v1::Condition};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
+
+use super::recorder::Recorder;
 
 use crate::api::{ConditionType, Reason, conditions::find_condition};
 
 /// What one reconcile saw change: checks that went into drift (`old` → `found`, what the
 /// reconcile found before acting) and checks whose drift is gone (`old` or `found` → `now`,
-/// after acting). Each event's action is its check: kube's recorder folds events of one
-/// object with the same type, reason and action, so a shared action would show three
-/// drifting checks as one event.
+/// after acting). Each event's action is its check, so that three drifting checks read as
+/// three events in `kubectl describe`, not as one reason with three notes.
 pub struct Transitions {
     pub drifted: Vec<Event>,
     pub resolved: Vec<Event>,

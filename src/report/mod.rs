@@ -4,5 +4,6 @@
 pub mod events;
 pub mod metrics;
 pub mod notify;
+pub mod recorder;
 pub mod slack;
 pub mod status;

@@ -562,7 +562,7 @@ pub async fn repository_context_on(
         buckets: backup_warden::aws::inventory::BucketInventory::new(s3),
         policy,
         timing,
-        recorder: kube::runtime::events::Recorder::new(client.clone(), "backup-warden".into()),
+        recorder: backup_warden::report::recorder::Recorder::new(client.clone(), "backup-warden".into()),
         backoff: backup_warden::controller::context::Backoff::new(timing),
         store,
         client,

@@ -315,7 +315,10 @@ async fn a_panic_is_contained_to_its_object_and_reported_on_it() {
         kind: "BackedUpDatabase",
         client: client.clone(),
         metrics: metrics.clone(),
-        recorder: kube::runtime::events::Recorder::new(client.clone(), "backup-warden-tests".into()),
+        recorder: backup_warden::report::recorder::Recorder::new(
+            client.clone(),
+            "backup-warden-tests".into(),
+        ),
         sweep: std::sync::Arc::new(Sweep::new("BackedUpDatabase", metrics.clone())),
         store: kube::runtime::reflector::store().0,
         claims: Default::default(),
