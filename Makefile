@@ -1,5 +1,5 @@
 # backup-warden: `make demo` shows it, `make test` proves it. See README.md.
-.PHONY: demo test chaos bench bench-repositories bench-scale bench-scale-repositories down crds build clean
+.PHONY: demo test chaos bench bench-repositories bench-scale bench-scale-repositories bench-scale-sharded down crds build clean
 
 # CI keeps the Rust build outside the fresh clone, so a run reuses the last one's work.
 ifdef CI
@@ -36,6 +36,12 @@ bench-scale:
 bench-scale-repositories:
 	hack/local-env.sh up >/dev/null
 	cargo bench --locked --bench scale_repositories
+
+# BENCH_OBJECTS (default 100000) databases over BENCH_REPLICAS (default 4) sharded controller
+# processes, each with its own AWS model; then one replica is killed and its shards taken over.
+bench-scale-sharded:
+	hack/local-env.sh up >/dev/null
+	cargo bench --locked --bench scale_sharded
 
 down:
 	hack/local-env.sh down

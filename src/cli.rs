@@ -201,6 +201,14 @@ pub struct GitHubArgs {
         default_value_t = 400
     )]
     pub writes_per_hour: usize,
+    /// REST reads per minute (all replicas together); GitHub's secondary limit is 900
+    /// points per minute, a read costing one.
+    #[arg(
+        long = "github-reads-per-minute",
+        env = "BACKUP_WARDEN_GITHUB_READS_PER_MINUTE",
+        default_value_t = 600
+    )]
+    pub reads_per_minute: usize,
 }
 
 #[derive(Args, Debug)]
@@ -289,6 +297,7 @@ async fn run_check(args: CheckArgs) -> ExitCode {
                 concurrency: g.concurrency,
                 writes_per_minute: g.writes_per_minute,
                 writes_per_hour: g.writes_per_hour,
+                reads_per_minute: g.reads_per_minute,
                 timeouts: args.timeouts.timeouts(),
             }),
             Err(e) => return fail(&e),

@@ -16,7 +16,10 @@ const HOLDERS: &[(&str, &[&str])] = &[
         "GitHub fake (the bench's, not the controller's)",
         &["backup_warden_testing::github_fake"],
     ),
-    ("Events recorder (kube's cache)", &["kube_runtime::events"]),
+    (
+        "Events recorder",
+        &["report::recorder", "report::events", "kube_runtime::events"],
+    ),
     (
         "metrics (prometheus registry)",
         &["prometheus::", "report::metrics"],

@@ -31,6 +31,8 @@ pub struct GitHubSettings {
     /// Content-creating requests per minute and per hour.
     pub writes_per_minute: usize,
     pub writes_per_hour: usize,
+    /// REST reads per minute.
+    pub reads_per_minute: usize,
     pub timeouts: crate::timeouts::Timeouts,
 }
 
@@ -60,7 +62,10 @@ pub struct GitHubClient {
     /// The same credentials at the GraphQL root (`graphql_base`) when it is not the REST root.
     graphql: Option<Octocrab>,
     limit: Semaphore,
+    /// Content-creating requests, to GitHub's secondary limits for them.
     pacer: Pacer,
+    /// REST reads, to the secondary limit of points per minute.
+    reads: Pacer,
     etags: Mutex<HashMap<String, (String, Cached)>>,
     rate: Mutex<RateState>,
     repo_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -156,6 +161,7 @@ impl GitHubClient {
             graphql,
             limit: Semaphore::new(settings.concurrency.max(1)),
             pacer: Pacer::new(settings.writes_per_minute, settings.writes_per_hour),
+            reads: Pacer::per_minute(settings.reads_per_minute),
             etags: Mutex::new(HashMap::new()),
             rate: Mutex::new(RateState::default()),
             repo_locks: Mutex::new(HashMap::new()),
@@ -168,6 +174,7 @@ impl GitHubClient {
     /// Paces writes to `share` of GitHub's limits (the replica's shards).
     pub fn set_share(&self, share: f64) {
         self.pacer.set_share(share);
+        self.reads.set_share(share);
     }
 
     pub fn with_metrics(mut self, metrics: Arc<crate::report::metrics::Metrics>) -> Self {
@@ -211,6 +218,9 @@ impl GitHubClient {
                 message: "rate limited; waiting for the limit to reset".into(),
                 retry_after: Some(wait),
             });
+        }
+        if method == http::Method::GET {
+            self.reads.acquire().await;
         }
         let _permit = self.limit.acquire().await;
         let transient = |message: String| error(operation, GitHubErrorKind::Transient, 0, message);

@@ -4,10 +4,16 @@
 //! tells (the workflow's registration and state, its newest run) is read again only when
 //! the sweep or the clock says it may have changed: the default branch moved, the newest
 //! run is a day old (the next daily one is due), or a day has passed.
+//!
+//! Sweeps are paced to GitHub's GraphQL budget: at 50,000 repositories a sweep is 500
+//! queries, and one every 5 minutes would be 6,000 points an hour against a limit of 5,000.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -18,6 +24,22 @@ use crate::policy::repository::{RepoFacts, RunFacts, WorkflowFacts};
 
 /// The backup workflow runs daily: a newer run than one this old may be there.
 const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// GitHub's primary GraphQL limit for a user token or an app installation: 5,000 points an
+/// hour ("Rate limits for the GraphQL API"); a sweep query of 100 repositories costs 1.
+const GRAPHQL_POINTS_PER_HOUR: f64 = 5_000.0;
+
+/// The part of that budget sweeps may spend: the rest is for the token's other users.
+const SWEEP_PART: f64 = 0.5;
+
+/// The shortest time between sweeps of `repositories` that keeps them within their part of
+/// the hourly GraphQL budget; `share` is this replica's part of the shards (1 unsharded),
+/// as replicas share one installation's budget.
+pub fn sweep_interval(repositories: usize, share: f64) -> Duration {
+    let queries = repositories.div_ceil(super::BATCH_SIZE) as f64;
+    let points_per_hour = GRAPHQL_POINTS_PER_HOUR * SWEEP_PART * share.clamp(f64::MIN_POSITIVE, 1.0);
+    Duration::from_secs_f64(queries * 3600.0 / points_per_hour)
+}
 
 /// What REST says of a repository's backup workflow.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,6 +79,10 @@ pub struct RepoInventory {
     actions: Mutex<HashMap<String, ActionsRead>>,
     /// One sweep at a time; the others wait and then find fresh facts.
     sweep: tokio::sync::Mutex<()>,
+    /// How many repositories the last sweep was asked to look at, for its pacing.
+    swept: AtomicUsize,
+    /// This replica's part of the shards (1 unsharded).
+    share: Mutex<f64>,
 }
 
 impl RepoInventory {
@@ -66,7 +92,21 @@ impl RepoInventory {
             facts: Mutex::new(HashMap::new()),
             actions: Mutex::new(HashMap::new()),
             sweep: tokio::sync::Mutex::new(()),
+            swept: AtomicUsize::new(0),
+            share: Mutex::new(1.0),
         }
+    }
+
+    /// Paces sweeps to `share` of the GraphQL budget (the replica's part of the shards).
+    pub fn set_share(&self, share: f64) {
+        *self.share.lock().unwrap_or_else(|p| p.into_inner()) = share;
+    }
+
+    /// How old facts may get before a sweep reads them again: the resync interval, or longer
+    /// when sweeps that often would spend more than their part of the GraphQL budget.
+    pub fn sweep_age(&self, resync: Duration) -> Duration {
+        let share = *self.share.lock().unwrap_or_else(|p| p.into_inner());
+        resync.max(sweep_interval(self.swept.load(Ordering::Relaxed), share))
     }
 
     fn fresh(&self, repo: &str, max_age: Duration) -> Option<Option<RepoFacts>> {
@@ -79,16 +119,19 @@ impl RepoInventory {
 
     /// The facts of `repo`. When they are older than `max_age`, reads them again, together
     /// with every repository in `all` (repository, workflow path) whose facts are older than
-    /// `sweep_age` (the resync interval): a fresher look at one repository after a change
-    /// does not re-read the others.
+    /// the sweep age (the resync interval, or longer as `sweep_age` paces it): a fresher look
+    /// at one repository after a change does not re-read the others.
     pub async fn get(
         &self,
         repo: &str,
         path: &str,
         max_age: Duration,
-        sweep_age: Duration,
+        resync: Duration,
         all: impl FnOnce() -> Vec<(String, String)>,
     ) -> Result<Option<RepoFacts>, GitHubError> {
+        let sweep_age = self.sweep_age(resync);
+        // A quiet look waits for the paced sweep; a fresher one (a change settling) does not.
+        let max_age = if max_age >= resync { sweep_age } else { max_age };
         if let Some(facts) = self.fresh(repo, max_age) {
             return Ok(facts);
         }
@@ -96,7 +139,9 @@ impl RepoInventory {
         if let Some(facts) = self.fresh(repo, max_age) {
             return Ok(facts);
         }
-        let mut stale: Vec<(String, String)> = all()
+        let all = all();
+        self.swept.store(all.len(), Ordering::Relaxed);
+        let mut stale: Vec<(String, String)> = all
             .into_iter()
             .filter(|(r, _)| {
                 let age = if r == repo {
@@ -167,6 +212,17 @@ mod tests {
     use super::*;
 
     const RESYNC: Duration = Duration::from_secs(300);
+
+    #[test]
+    fn sweeps_stay_within_half_the_graphql_budget() {
+        // 2,000 repositories: 20 queries, every 29 s at most; the resync interval rules.
+        assert_eq!(sweep_interval(2_000, 1.0), Duration::from_secs_f64(28.8));
+        // 50,000: 500 queries, 12 sweeps an hour would be 6,000 points; at most 5 an hour.
+        assert_eq!(sweep_interval(50_000, 1.0), Duration::from_secs(720));
+        // A replica holding a quarter of the shards sweeps a quarter of the repositories
+        // within a quarter of the budget.
+        assert_eq!(sweep_interval(12_500, 0.25), Duration::from_secs(720));
+    }
 
     fn read(head: &str, run_hours_ago: Option<i64>, age: Duration) -> ActionsRead {
         let now = Timestamp::now();

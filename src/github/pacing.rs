@@ -1,5 +1,6 @@
-//! Paces content-creating requests (commits, refs, pull requests) to stay well under
-//! GitHub's secondary limits of 80 per minute and 500 per hour.
+//! Paces requests to stay well under GitHub's secondary limits: content-creating requests
+//! (commits, refs, pull requests) under 80 per minute and 500 per hour, REST reads under
+//! 900 points per minute.
 
 use std::{
     collections::VecDeque,
@@ -25,6 +26,21 @@ impl Pacer {
             per_hour: per_hour.max(1),
             recent: Mutex::new(VecDeque::new()),
             share: std::sync::Mutex::new(1.0),
+        }
+    }
+
+    /// A limit per minute only.
+    pub fn per_minute(per_minute: usize) -> Self {
+        Self::new(per_minute, usize::MAX)
+    }
+
+    /// How long a request is remembered: an hour only when the hour's limit can bind (a
+    /// minute's limit of reads would otherwise keep an hour of instants, 36,000 at 600).
+    fn horizon(&self) -> Duration {
+        if self.per_hour / 60 >= self.per_minute {
+            Duration::from_secs(60)
+        } else {
+            Duration::from_secs(3600)
         }
     }
 
@@ -63,10 +79,8 @@ impl Pacer {
         loop {
             let mut recent = self.recent.lock().await;
             let now = Instant::now();
-            while recent
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(3600))
-            {
+            let horizon = self.horizon();
+            while recent.front().is_some_and(|t| now.duration_since(*t) >= horizon) {
                 recent.pop_front();
             }
             let wait = self.wait_at(&recent, now);
@@ -124,6 +138,19 @@ mod tests {
             Duration::from_secs(30),
             "two writes fill half of four per minute"
         );
+    }
+
+    #[tokio::test]
+    async fn a_minute_limit_remembers_a_minute_and_waits_for_it() {
+        let pacer = Pacer::per_minute(2);
+        assert_eq!(pacer.horizon(), Duration::from_secs(60));
+        assert_eq!(Pacer::new(40, 400).horizon(), Duration::from_secs(3600));
+        pacer.acquire().await;
+        pacer.acquire().await;
+        let start = Instant::now();
+        let third = tokio::time::timeout(Duration::from_millis(200), pacer.acquire()).await;
+        assert!(third.is_err(), "a third read in the minute waits");
+        assert!(start.elapsed() >= Duration::from_millis(200));
     }
 
     #[tokio::test]

@@ -394,6 +394,15 @@ impl GitHubFake {
         });
     }
 
+    /// Sets the hourly budgets: 5,000 REST requests and 5,000 GraphQL points by default, as
+    /// for a user token or an app installation; GitHub Enterprise Server's administrators set
+    /// their own or turn rate limiting off.
+    pub fn set_hourly_limits(&self, core: u64, graphql: u64) {
+        let mut state = self.lock();
+        state.budgets.core.limit = core;
+        state.budgets.graphql.limit = graphql;
+    }
+
     /// The status of injected secondary rate limits: 403 (the default) or 429.
     pub fn secondary_rate_limit_status(&self, status: u16) {
         self.lock().secondary_status = status;

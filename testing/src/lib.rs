@@ -550,6 +550,7 @@ pub async fn repository_context_on(
         concurrency: 8,
         writes_per_minute: 1000,
         writes_per_hour: 10_000,
+        reads_per_minute: 100_000,
         timeouts: backup_warden::timeouts::Timeouts::default(),
     };
     let github: Arc<dyn backup_warden::github::GitHub> =

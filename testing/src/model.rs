@@ -33,7 +33,7 @@ use backup_warden::{
         s3::S3,
     },
     policy::{
-        database::{InstanceChange, InstanceFacts, KeyFacts, ReplicaFacts},
+        database::{InstanceChange, InstanceFacts, KeyFacts, ReplicaFacts, replica_key_alias},
         keys::{TaggedKey, key_id_of, ownership_tags},
         repository::{BackupObject, LifecycleRuleFacts},
     },
@@ -85,6 +85,10 @@ fn account(scope: &Scope) -> String {
 
 fn key(scope: &Scope) -> (String, String) {
     (account(scope), scope.region.clone())
+}
+
+fn instance_arn(scope: &Scope, identifier: &str) -> String {
+    format!("arn:aws:rds:{}:{}:db:{identifier}", scope.region, account(scope))
 }
 
 fn pages(items: usize) -> usize {
@@ -186,7 +190,7 @@ impl AwsModel {
     pub fn add_instance(&self, scope: &Scope, identifier: &str, retention_days: i32) {
         let facts = InstanceFacts {
             identifier: identifier.to_string(),
-            arn: format!("arn:aws:rds:{}:{}:db:{identifier}", scope.region, account(scope)),
+            arn: instance_arn(scope, identifier),
             resource_id: Some(format!("db-{:026X}", self.id())),
             region: scope.region.clone(),
             status: "available".into(),
@@ -203,6 +207,64 @@ impl AwsModel {
             }
             r.instances.insert(identifier.to_string(), facts)
         });
+    }
+
+    /// Adds an instance already backed up as the policy asks, as backup-warden leaves one:
+    /// `retention_days` of automated backups, replicated to `destination` and kept there as
+    /// long, under a key made for it there (tagged as its own and aliased), replicating.
+    pub fn add_backed_up_instance(
+        &self,
+        source: &Scope,
+        destination: &Scope,
+        identifier: &str,
+        retention_days: i32,
+    ) {
+        self.add_instance(source, identifier, retention_days);
+        let source_arn = instance_arn(source, identifier);
+        let (key, tags) = self.new_key(destination, &source_arn);
+        let alias = replica_key_alias(&source.region, identifier);
+        let replica = ReplicaFacts {
+            arn: self.replica_arn(destination),
+            source_arn,
+            dbi_resource_id: None,
+            status: "replicating".into(),
+            retention_days: Some(retention_days),
+            kms_key_arn: Some(key.arn.clone()),
+            latest_time: None,
+        };
+        self.with(destination, |r| {
+            r.aliases.insert(alias, key.key_id.clone());
+            r.keys.insert(key.key_id.clone(), (key, tags));
+            r.replicas.push((replica, Instant::now()));
+        });
+    }
+
+    /// A new key for replicas of `source_arn`, tagged as backup-warden tags its own.
+    fn new_key(&self, scope: &Scope, source_arn: &str) -> (KeyFacts, BTreeMap<String, String>) {
+        let id = format!("{:08x}-0000-4000-8000-{:012x}", self.id(), self.id());
+        let facts = KeyFacts {
+            arn: format!("arn:aws:kms:{}:{}:key/{id}", scope.region, account(scope)),
+            key_id: id,
+            state: "Enabled".into(),
+            key_spec: "SYMMETRIC_DEFAULT".into(),
+            key_usage: "ENCRYPT_DECRYPT".into(),
+            key_manager: "CUSTOMER".into(),
+            created: Some(Timestamp::now()),
+        };
+        let tags = ownership_tags(source_arn)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        (facts, tags)
+    }
+
+    fn replica_arn(&self, destination: &Scope) -> String {
+        format!(
+            "arn:aws:rds:{}:{}:auto-backup:ab-{:026x}",
+            destination.region,
+            account(destination),
+            self.id()
+        )
     }
 
     /// Creates a bucket with `rules` as its lifecycle configuration.
@@ -245,11 +307,15 @@ impl AwsModel {
         instance
     }
 
+    /// A replica as a read finds it: pending until the replication delay has passed, then
+    /// replicating, restorable to a few minutes ago (its time moves as the source's does).
     fn replica_now(&self, replica: &ReplicaFacts, started: Instant) -> ReplicaFacts {
         let mut replica = replica.clone();
         if replica.status == "pending" && started.elapsed() >= self.replication_delay {
             replica.status = "replicating".into();
-            replica.latest_time = Some(Timestamp::now());
+        }
+        if replica.status == "replicating" {
+            replica.latest_time = Some(Timestamp::now() - SignedDuration::from_mins(3));
         }
         replica
     }
@@ -397,12 +463,7 @@ impl Rds for AwsModel {
         self.request(destination, "RDS", "StartDBInstanceAutomatedBackupsReplication")
             .await?;
         let replica = ReplicaFacts {
-            arn: format!(
-                "arn:aws:rds:{}:{}:auto-backup:ab-{:026x}",
-                destination.region,
-                account(destination),
-                self.id()
-            ),
+            arn: self.replica_arn(destination),
             source_arn: source_arn.to_string(),
             dbi_resource_id: None,
             status: "pending".into(),
@@ -470,21 +531,10 @@ impl Kms for AwsModel {
 
     async fn create_key(&self, scope: &Scope, request: &ReplicaKeyRequest) -> Result<KeyFacts, AwsError> {
         self.request(scope, "KMS", "CreateKey").await?;
-        let id = format!("{:08x}-0000-4000-8000-{:012x}", self.id(), self.id());
-        let facts = KeyFacts {
-            arn: format!("arn:aws:kms:{}:{}:key/{id}", scope.region, account(scope)),
-            key_id: id.clone(),
-            state: "Enabled".into(),
-            key_spec: "SYMMETRIC_DEFAULT".into(),
-            key_usage: "ENCRYPT_DECRYPT".into(),
-            key_manager: "CUSTOMER".into(),
-            created: Some(Timestamp::now()),
-        };
-        let tags = ownership_tags(&request.source_arn)
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        self.with(scope, |r| r.keys.insert(id, (facts.clone(), tags)));
+        let (facts, tags) = self.new_key(scope, &request.source_arn);
+        self.with(scope, |r| {
+            r.keys.insert(facts.key_id.clone(), (facts.clone(), tags))
+        });
         Ok(facts)
     }
 

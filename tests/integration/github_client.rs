@@ -17,6 +17,7 @@ fn settings(fake: &GitHubFake, auth: GitHubAuth) -> GitHubSettings {
         concurrency: 4,
         writes_per_minute: 100,
         writes_per_hour: 1000,
+        reads_per_minute: 10_000,
         timeouts: backup_warden::timeouts::Timeouts::default(),
     }
 }
