@@ -51,10 +51,40 @@ enum Cached {
     PullRequest(Option<PullRequestFacts>),
 }
 
+/// When requests may be sent again after a rate limit. GitHub counts REST (`core`) and
+/// GraphQL apart: one spent budget must not stop the other's requests; a secondary limit
+/// stops them all.
 #[derive(Debug, Default)]
 struct RateState {
-    /// Do not send before this (a rate limit said so).
-    blocked_until: Option<SystemTime>,
+    all: Option<SystemTime>,
+    core: Option<SystemTime>,
+    graphql: Option<SystemTime>,
+}
+
+impl RateState {
+    fn resource(&mut self, graphql: bool) -> &mut Option<SystemTime> {
+        if graphql {
+            &mut self.graphql
+        } else {
+            &mut self.core
+        }
+    }
+
+    /// Not before this, for a request to REST or (`graphql`) GraphQL.
+    fn blocked_until(&mut self, graphql: bool) -> Option<SystemTime> {
+        let all = self.all;
+        (*self.resource(graphql)).max(all)
+    }
+
+    /// A primary limit blocks its own budget's requests; a secondary one, all requests.
+    fn block(&mut self, graphql: bool, primary: bool, until: SystemTime) {
+        let slot = if primary {
+            self.resource(graphql)
+        } else {
+            &mut self.all
+        };
+        *slot = Some(until);
+    }
 }
 
 pub struct GitHubClient {
@@ -208,7 +238,13 @@ impl GitHubClient {
         body: Option<&Value>,
         if_none_match: Option<&str>,
     ) -> Result<Reply, GitHubError> {
-        if let Some(until) = self.rate.lock().unwrap_or_else(|p| p.into_inner()).blocked_until
+        let graphql = path == "/graphql";
+        let blocked = self
+            .rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .blocked_until(graphql);
+        if let Some(until) = blocked
             && let Ok(wait) = until.duration_since(SystemTime::now())
         {
             return Err(GitHubError {
@@ -287,8 +323,12 @@ impl GitHubClient {
             let wait = retry_after
                 .or(if exhausted { reset_in } else { None })
                 .unwrap_or(Duration::from_secs(60));
-            self.rate.lock().unwrap_or_else(|p| p.into_inner()).blocked_until =
-                Some(SystemTime::now() + wait);
+            let primary = exhausted && retry_after.is_none();
+            self.rate.lock().unwrap_or_else(|p| p.into_inner()).block(
+                graphql,
+                primary,
+                SystemTime::now() + wait,
+            );
             return Err(GitHubError {
                 operation,
                 kind: GitHubErrorKind::Transient,
@@ -298,9 +338,12 @@ impl GitHubClient {
             });
         }
         if exhausted && let Some(wait) = reset_in {
-            // The budget is spent: send nothing more until it resets.
-            self.rate.lock().unwrap_or_else(|p| p.into_inner()).blocked_until =
-                Some(SystemTime::now() + wait);
+            // The budget is spent: send nothing more from it until it resets.
+            self.rate.lock().unwrap_or_else(|p| p.into_inner()).block(
+                graphql,
+                true,
+                SystemTime::now() + wait,
+            );
         }
         let kind = match status.as_u16() {
             200..=299 | 304 => {

@@ -179,3 +179,29 @@ async fn proposing_twice_opens_one_pull_request() {
     assert_eq!(fake.pull_requests("narrative-io/etl").len(), 1);
     assert_eq!(fake.count("POST", "/repos/narrative-io/etl/pulls"), 1);
 }
+
+/// GitHub counts REST and GraphQL apart: with the REST budget spent, the repository sweep
+/// (GraphQL) still runs, and REST waits for its reset.
+#[tokio::test]
+async fn a_spent_rest_budget_does_not_stop_graphql() {
+    let fake = GitHubFake::start().await;
+    fake.add_repo("narrative-io/api", "main");
+    fake.put_file("narrative-io/api", "main", PATH, "on: push\njobs: {}\n");
+    fake.set_hourly_limits(1, 5_000);
+    let client = token_client(&fake);
+    // The last REST request of the hour passes and says the budget is spent.
+    client
+        .workflow("narrative-io/api", PATH)
+        .await
+        .expect("the last one");
+    let err = client
+        .workflow("narrative-io/api", PATH)
+        .await
+        .expect_err("REST waits for the reset");
+    assert_eq!(err.kind, GitHubErrorKind::Transient, "{err}");
+    let swept = client
+        .repositories(&[("narrative-io/api".to_string(), PATH.to_string())])
+        .await
+        .expect("GraphQL has its own budget");
+    assert!(swept["narrative-io/api"].is_some());
+}
