@@ -33,7 +33,7 @@ mod heap_by_holder;
 #[path = "support/measure.rs"]
 mod measure;
 
-use measure::{calls_by_operation, count_ready, env_number, print_calls, rss_kib, status_writes};
+use measure::{calls_by_operation, env_number, print_calls, rss_kib, status_writes, wait_all_ready};
 
 // Passes every allocation to the system allocator; records them only while a profiler runs.
 #[global_allocator]
@@ -87,22 +87,15 @@ async fn main() {
         .await;
     let started = Instant::now();
     let _controller = RunningController::start(ctx, &namespace);
-    loop {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        let done = count_ready(&dbs, |db| {
-            condition(db, ConditionType::Ready).is_some_and(|c| c.0 == "True")
-        })
-        .await;
-        eprintln!("{:>6.0}s: {done} of {n} Ready", started.elapsed().as_secs_f64());
-        if done == n {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(4 * 3600),
-            "not converged in 4 hours"
-        );
-    }
-    let converged = started.elapsed();
+    let converged = wait_all_ready(
+        &dbs,
+        n,
+        |db| condition(db, ConditionType::Ready).is_some_and(|c| c.0 == "True"),
+        started,
+        Duration::from_secs(10),
+        Duration::from_secs(4 * 3600),
+    )
+    .await;
     let converging = calls_by_operation(&calls);
 
     // One quiet sweep: every object looked at once more, nothing to change.

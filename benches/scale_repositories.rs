@@ -40,8 +40,8 @@ mod heap_by_holder;
 mod measure;
 
 use measure::{
-    calls_by_operation, count_ready, env_number, github_requests, print_calls, print_github_requests,
-    rss_kib, status_writes,
+    calls_by_operation, env_number, github_requests, print_calls, print_github_requests, rss_kib,
+    status_writes, wait_all_ready,
 };
 
 // Passes every allocation to the system allocator; records them only while a profiler runs.
@@ -130,22 +130,15 @@ async fn main() {
     let started = Instant::now();
     let inventory = ctx.clone();
     let _controller = RunningRepoController::start(ctx, writer, &namespace);
-    loop {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        let done = count_ready(&repos, |r| {
-            repo_condition(r, ConditionType::Ready).is_some_and(|c| c.0 == "True")
-        })
-        .await;
-        eprintln!("{:>6.0}s: {done} of {n} Ready", started.elapsed().as_secs_f64());
-        if done == n {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2 * 3600),
-            "not Ready in 2 hours"
-        );
-    }
-    let first_sweep = started.elapsed();
+    let first_sweep = wait_all_ready(
+        &repos,
+        n,
+        |r| repo_condition(r, ConditionType::Ready).is_some_and(|c| c.0 == "True"),
+        started,
+        Duration::from_secs(10),
+        Duration::from_secs(2 * 3600),
+    )
+    .await;
     let first_github = github_requests(&github);
     let first_aws = calls_by_operation(&calls);
 

@@ -38,7 +38,7 @@ use serde_json::json;
 #[path = "support/measure.rs"]
 mod measure;
 
-use measure::{count_ready, env_number, rss_kib};
+use measure::{env_number, rss_kib, wait_all_ready};
 
 const SOURCE: &str = "us-east-1";
 const DESTINATION: &str = "us-west-2";
@@ -278,26 +278,15 @@ async fn coordinate(plan: &Plan) {
         setup.elapsed().as_secs_f64()
     );
     let started = Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_secs(15)).await;
-        let done = count_ready(&dbs, |db| {
-            condition(db, ConditionType::Ready).is_some_and(|c| c.0 == "True")
-        })
-        .await;
-        eprintln!(
-            "{:>6.0}s: {done} of {} Ready",
-            started.elapsed().as_secs_f64(),
-            plan.objects
-        );
-        if done == plan.objects {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3 * 3600),
-            "not Ready in 3 hours"
-        );
-    }
-    let all_ready = started.elapsed();
+    let all_ready = wait_all_ready(
+        &dbs,
+        plan.objects,
+        |db| condition(db, ConditionType::Ready).is_some_and(|c| c.0 == "True"),
+        started,
+        Duration::from_secs(15),
+        Duration::from_secs(3 * 3600),
+    )
+    .await;
     // One quiet resync: every object held is looked at again.
     tokio::time::sleep(plan.resync + Duration::from_secs(30)).await;
     let before = holders(&leases, plan.shards).await;

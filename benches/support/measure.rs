@@ -33,6 +33,33 @@ where
     }
 }
 
+/// Waits until all `n` objects are ready, polling every `every` and reporting progress;
+/// panics after `limit`. Returns how long it took from `started`.
+pub async fn wait_all_ready<K>(
+    api: &Api<K>,
+    n: usize,
+    ready: impl Fn(&K) -> bool,
+    started: std::time::Instant,
+    every: std::time::Duration,
+    limit: std::time::Duration,
+) -> std::time::Duration
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    loop {
+        tokio::time::sleep(every).await;
+        let done = count_ready(api, &ready).await;
+        eprintln!("{:>6.0}s: {done} of {n} Ready", started.elapsed().as_secs_f64());
+        if done == n {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "not Ready within {limit:?}: {done} of {n}"
+        );
+    }
+}
+
 /// GitHub requests by what they are for: (requests, of which 304).
 pub fn github_requests(github: &GitHubFake) -> BTreeMap<String, (usize, usize)> {
     let mut kinds: BTreeMap<String, (usize, usize)> = BTreeMap::new();

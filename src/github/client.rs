@@ -262,7 +262,7 @@ impl GitHubClient {
         let transient = |message: String| error(operation, GitHubErrorKind::Transient, 0, message);
         // GraphQL has its own root (`graphql_base`).
         let crab = match &self.graphql {
-            Some(graphql) if path == "/graphql" => graphql,
+            Some(root) if graphql => root,
             _ => &self.crab,
         };
         let exchange = async {
