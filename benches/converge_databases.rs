@@ -1,12 +1,20 @@
 //! Benchmark (not a test): converge N BackedUpDatabases (default 1,000) from non-compliant
 //! (retention 1, no replication, no key) to Ready, with the release binary running as the
 //! controller against the local API server and the AWS emulator. Reports AWS calls by
-//! operation, wall time and the controller's peak RSS.
+//! operation while converging and in one quiet sweep after (read from the controller's
+//! /metrics), status writes in that sweep, wall time and the controller's peak RSS. The
+//! quiet sweep is the figure to hold against `scale_databases` (the in-process model) at
+//! the same N and resync: the two must agree on calls by operation.
 //!
 //!     make bench            # or: cargo bench --bench converge_databases
 //!     BENCH_OBJECTS=200 make bench
 //!     BENCH_SETTLE=2s make bench   # the settle interval (default 30s, the controller's)
+//!     BENCH_RESYNC_SECONDS=120 make bench   # the resync interval (default 600)
+#[path = "support/measure.rs"]
+mod measure;
+
 use std::{
+    collections::BTreeMap,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -63,13 +71,18 @@ async fn main() {
     );
 
     let settle = std::env::var("BENCH_SETTLE").unwrap_or_else(|_| "30s".into());
+    let resync = Duration::from_secs(measure::env_number("BENCH_RESYNC_SECONDS", 600));
+    let metrics_address = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        free.local_addr().expect("its address")
+    };
     let log_path = std::env::temp_dir().join(format!("{namespace}.log"));
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_backup-warden"))
         .args([
             "run",
             "--listen-address",
-            "127.0.0.1:0",
+            &metrics_address.to_string(),
             "--namespace",
             &namespace,
         ])
@@ -79,7 +92,7 @@ async fn main() {
             "--tenancy-file",
             &testing::open_tenancy_file().display().to_string(),
             "--resync-interval",
-            "10m",
+            &format!("{}s", resync.as_secs()),
             // The default settle interval unless BENCH_SETTLE says otherwise.
             "--settle-interval",
             &settle,
@@ -112,6 +125,13 @@ async fn main() {
         );
     }
     let converged = started.elapsed();
+    let converging = calls_by_operation(metrics_address);
+
+    // One quiet sweep: every object looked at once more, nothing to change.
+    let writes_before = measure::status_writes(&client, "backedupdatabases").await;
+    tokio::time::sleep(resync + Duration::from_secs(30)).await;
+    let quiet = calls_by_operation(metrics_address);
+    let writes = measure::status_writes(&client, "backedupdatabases").await - writes_before;
     let rss = testing::peak_rss_kib(pid);
 
     Command::new("kill")
@@ -132,14 +152,17 @@ async fn main() {
         .unwrap_or_default();
 
     println!("## converge {n} BackedUpDatabases (retention 1, no replication -> Ready)");
-    println!("settle interval {settle}, RDS budget the default (12/s, burst 300)");
+    println!("settle interval {settle}, resync {resync:?}, RDS budget the default (12/s, burst 300)");
     println!("wall time to converge: {:.1}s", converged.as_secs_f64());
     println!(
         "controller peak RSS: {:.1} MiB ({:.1} KiB per object)",
         rss as f64 / 1024.0,
         rss as f64 / n as f64
     );
-    println!("AWS calls by operation:");
+    measure::print_calls("AWS calls while converging", &converging, &BTreeMap::new());
+    measure::print_calls("AWS calls in one quiet sweep", &quiet, &converging);
+    println!("status writes in that quiet sweep: {writes}");
+    println!("AWS calls by operation, all told (the controller's count at exit):");
     let mut total = 0;
     if let Some(map) = calls.as_object() {
         for (op, c) in map {
@@ -149,4 +172,35 @@ async fn main() {
         }
     }
     println!("  {:<55} {total:>6}", "total");
+}
+
+/// The controller's count of AWS calls so far, by operation ("service.operation"): all
+/// calls, and those that failed (throttled ones included), from its /metrics.
+fn calls_by_operation(address: std::net::SocketAddr) -> BTreeMap<String, (u64, u64)> {
+    let (_, text) = testing::http_get(address, "/metrics").expect("the controller's /metrics");
+    let label = |line: &str, name: &str| -> String {
+        let start = format!("{name}=\"");
+        line.split(&start)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut calls = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("backup_warden_external_calls_total{"))
+    {
+        let Some(count) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        let entry: &mut (u64, u64) = calls
+            .entry(format!("{}.{}", label(line, "service"), label(line, "operation")))
+            .or_default();
+        entry.0 += count as u64;
+        if label(line, "outcome") == "error" {
+            entry.1 += count as u64;
+        }
+    }
+    calls
 }

@@ -35,11 +35,13 @@ mod measure;
 
 use measure::{calls_by_operation, env_number, print_calls, rss_kib, status_writes, wait_all_ready};
 
-// Passes every allocation to the system allocator; records them only while a profiler runs.
+// Passes every allocation to the system allocator, counting the bytes in use; records
+// them only while a profiler runs.
 #[global_allocator]
-static ALLOC: dhat::Alloc = dhat::Alloc;
+static ALLOC: measure::CountingAlloc = measure::CountingAlloc;
 
 const REGION: &str = "us-east-1";
+const MIB: f64 = 1024.0 * 1024.0;
 const HEAP_PROFILE: &str = "target/scale-heap.json";
 
 #[tokio::main]
@@ -75,6 +77,8 @@ async fn main() {
     // The controller's memory is what the process gains from here.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let base_kib = rss_kib("VmRSS:");
+    measure::reset_heap_peak();
+    let (base_heap, _) = measure::heap_bytes();
     let profiler = measure::heap_profiler(HEAP_PROFILE);
     let profiling = profiler.is_some();
     let resync = Duration::from_secs(env_number("BENCH_RESYNC_SECONDS", 300));
@@ -119,6 +123,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let peak_kib = rss_kib("VmHWM:");
+    let (_, peak_heap) = measure::heap_bytes();
     drop(profiler);
 
     println!("## converge {n} BackedUpDatabases against the in-process AWS model");
@@ -140,6 +145,12 @@ async fn main() {
         base_kib as f64 / 1024.0,
         added as f64 / 1024.0,
         added as f64 / n as f64
+    );
+    println!(
+        "heap in use (what the allocator was asked for): peak {:.1} MiB over {:.1} MiB at setup, {:.1} KiB per object",
+        peak_heap as f64 / MIB,
+        base_heap as f64 / MIB,
+        peak_heap.saturating_sub(base_heap) as f64 / 1024.0 / n as f64
     );
     if profiling {
         println!("(RSS includes the heap profiler's own tables in this run)");

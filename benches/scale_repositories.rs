@@ -44,12 +44,14 @@ use measure::{
     status_writes, wait_all_ready,
 };
 
-// Passes every allocation to the system allocator; records them only while a profiler runs.
+// Passes every allocation to the system allocator, counting the bytes in use; records
+// them only while a profiler runs.
 #[global_allocator]
-static ALLOC: dhat::Alloc = dhat::Alloc;
+static ALLOC: measure::CountingAlloc = measure::CountingAlloc;
 
 const PATH: &str = ".github/workflows/backup-daily.yml";
 const BUCKET: &str = "company-repository-backups";
+const MIB: f64 = 1024.0 * 1024.0;
 const HEAP_PROFILE: &str = "target/scale-repositories-heap.json";
 
 #[tokio::main]
@@ -111,6 +113,8 @@ async fn main() {
     // The controller's memory is what the process gains from here.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let base_kib = rss_kib("VmRSS:");
+    measure::reset_heap_peak();
+    let (base_heap, _) = measure::heap_bytes();
     let profiler = measure::heap_profiler(HEAP_PROFILE);
     let profiling = profiler.is_some();
     github.reset_requests();
@@ -154,6 +158,7 @@ async fn main() {
     let quiet_aws = calls_by_operation(&calls);
     let writes = status_writes(&client, "backeduprepositories").await - writes_before;
     let peak_kib = rss_kib("VmHWM:");
+    let (_, peak_heap) = measure::heap_bytes();
     drop(profiler);
 
     println!("## {n} BackedUpRepositories: GitHub fake and the in-process S3 model");
@@ -184,6 +189,12 @@ async fn main() {
         base_kib as f64 / 1024.0,
         added as f64 / 1024.0,
         added as f64 / n as f64
+    );
+    println!(
+        "heap in use (what the allocator was asked for): peak {:.1} MiB over {:.1} MiB at setup, {:.1} KiB per object",
+        peak_heap as f64 / MIB,
+        base_heap as f64 / MIB,
+        peak_heap.saturating_sub(base_heap) as f64 / 1024.0 / n as f64
     );
     if profiling {
         println!("(RSS includes the heap profiler's own tables in this run)");

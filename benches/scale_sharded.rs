@@ -26,7 +26,7 @@ use backup_warden::{
         Timing,
         leader::LeaseSettings,
         shard_leases::ShardLeases,
-        shards::{Ownership, shard_of},
+        shards::{self, Ownership, shard_of},
     },
     policy::database::Policy,
 };
@@ -117,8 +117,14 @@ async fn run_replica(plan: &Plan, replica: usize) {
         resync: plan.resync,
         ..Timing::default()
     };
+    let budgets = model.client_budgets().clone();
     let mut ctx = env.model_context(model, calls, Policy::default(), timing).await;
     let owned = Ownership::new(plan.shards);
+    // As the controller does: the replica draws its shards' share of each AWS budget.
+    shards::on_share(&owned, move |share| {
+        budgets.set_share(share);
+        std::future::ready(())
+    });
     Arc::get_mut(&mut ctx).expect("a new context").shards = owned.clone();
     let _leases = ShardLeases::start(
         ctx.client.clone(),

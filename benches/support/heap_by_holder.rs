@@ -48,6 +48,10 @@ const HOLDERS: &[(&str, &[&str])] = &[
         &["hyper::", "hyper_util::", "h2::", "rustls::"],
     ),
     ("tokio runtime", &["tokio::"]),
+    (
+        "the benchmark's own lists and setup (not the controller's)",
+        &["scale_databases::main", "scale_repositories::main", "measure::"],
+    ),
 ];
 
 #[derive(Deserialize)]

@@ -2,7 +2,11 @@
 //! count of status writes, and AWS calls by operation.
 // Each benchmark includes this module and uses a part of it.
 #![allow(dead_code)]
-use std::collections::BTreeMap;
+use std::{
+    alloc::{GlobalAlloc, Layout},
+    collections::BTreeMap,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 
 use backup_warden::aws::ApiCalls;
 use backup_warden_testing::github_fake::GitHubFake;
@@ -152,4 +156,54 @@ pub fn heap_profiler(path: &str) -> Option<dhat::Profiler> {
                 .trim_backtraces(Some(60))
                 .build()
         })
+}
+
+/// The global allocator of the in-process benchmarks: dhat's (which records only while a
+/// profiler runs), counting the bytes in use and their peak, so that a run can tell the
+/// heap the controller holds from the RSS the C allocator keeps for it.
+pub struct CountingAlloc;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(bytes: usize) {
+    let now = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on unchanged.
+        let p = unsafe { dhat::Alloc.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as for alloc.
+        unsafe { dhat::Alloc.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as for alloc.
+        let p = unsafe { dhat::Alloc.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        p
+    }
+}
+
+/// Heap bytes in use now, and the most in use since the last `reset_heap_peak`.
+pub fn heap_bytes() -> (usize, usize) {
+    (LIVE.load(Ordering::Relaxed), PEAK.load(Ordering::Relaxed))
+}
+
+/// Starts a new peak from what is in use now.
+pub fn reset_heap_peak() {
+    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
 }

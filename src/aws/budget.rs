@@ -4,9 +4,12 @@
 //! the bucket empty waits its turn instead of being refused, in the order it came.
 
 use std::{
-    sync::Mutex,
+    collections::HashMap,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+use super::Scope;
 
 /// How fast the bucket refills and how much it holds.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -107,6 +110,66 @@ impl Budget {
     }
 }
 
+/// What a budget is for, and its account and region.
+type Budgeted = (&'static str, String, String);
+
+/// Every budget of the replica, one per (what, account, region) whichever roles reach it:
+/// "RDS" for every RDS call, a KMS write operation's name for its own. It sits with the
+/// callers, not inside one client, so whatever answers the calls (AWS through the SDK, or
+/// the benchmarks' model) is asked at the same rate.
+#[derive(Debug)]
+pub struct Budgets {
+    rds_rate: Rate,
+    kms_write_rate: Rate,
+    budgets: Mutex<HashMap<Budgeted, Arc<Budget>>>,
+    /// This replica's share of every budget (its shards' share; 1 unsharded).
+    share: Mutex<f64>,
+}
+
+impl Budgets {
+    pub fn new(rds_rate: Rate, kms_write_rate: Rate) -> Self {
+        Self {
+            rds_rate,
+            kms_write_rate,
+            budgets: Mutex::new(HashMap::new()),
+            share: Mutex::new(1.0),
+        }
+    }
+
+    /// Every budget, now and later, draws `share` of its rate (the replica's shards).
+    pub fn set_share(&self, share: f64) {
+        *self.share.lock().unwrap_or_else(|p| p.into_inner()) = share;
+        for budget in self.budgets.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            budget.set_share(share);
+        }
+    }
+
+    /// The RDS budget of the scope's account and region.
+    pub fn rds(&self, scope: &Scope) -> Arc<Budget> {
+        self.budget("RDS", self.rds_rate, scope)
+    }
+
+    /// Waits for a KMS key write (`operation`) in the scope's account and region.
+    pub async fn kms_write(&self, scope: &Scope, operation: &'static str) {
+        self.budget(operation, self.kms_write_rate, scope).take().await;
+    }
+
+    fn budget(&self, what: &'static str, rate: Rate, scope: &Scope) -> Arc<Budget> {
+        let (account, region) = scope.account_region();
+        let share = *self.share.lock().unwrap_or_else(|p| p.into_inner());
+        self.budgets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((what, account, region))
+            .or_insert_with(|| {
+                let budget = Budget::new(rate);
+                budget.set_share(share);
+                Arc::new(budget)
+            })
+            .clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +222,26 @@ mod tests {
         assert_eq!(budget.reserve_at(later), Duration::ZERO);
         assert_eq!(budget.reserve_at(later), Duration::ZERO);
         assert!(budget.reserve_at(later) > Duration::ZERO);
+    }
+
+    #[test]
+    fn a_share_set_applies_to_the_budgets_made_before_it_and_after() {
+        let budgets = Budgets::new(
+            Rate {
+                per_second: 10.0,
+                burst: 10,
+            },
+            Rate::KMS_WRITES,
+        );
+        let before = budgets.rds(&Scope::new(None, "eu-west-1"));
+        budgets.set_share(0.5);
+        let after = budgets.rds(&Scope::new(None, "eu-west-2"));
+        let start = Instant::now() + Duration::from_secs(3600);
+        for budget in [&before, &after] {
+            // Half the burst is free, the next request waits a fifth of a second.
+            let waits: Vec<Duration> = (0..6).map(|_| budget.reserve_at(start)).collect();
+            assert_eq!(&waits[..5], &[Duration::ZERO; 5]);
+            assert!((waits[5].as_secs_f64() - 0.2).abs() < 1e-9, "{waits:?}");
+        }
     }
 }

@@ -42,9 +42,6 @@ impl Scope {
     }
 }
 
-/// What a budget is for, and its account and region.
-type Budgeted = (&'static str, String, String);
-
 /// Settings of the AWS side, from the command line.
 #[derive(Clone, Debug)]
 pub struct AwsSettings {
@@ -80,11 +77,8 @@ pub struct AwsClients {
     settings: AwsSettings,
     calls: Arc<ApiCalls>,
     cache: Mutex<HashMap<Scope, Clients>>,
-    /// One per (what, account, region), whichever roles reach it: "RDS" for every RDS
-    /// call, a KMS operation's name for its own.
-    rds_budgets: Mutex<HashMap<Budgeted, Arc<budget::Budget>>>,
-    /// This replica's share of every budget (its shards' share; 1 unsharded).
-    rds_share: std::sync::Mutex<f64>,
+    /// The request budgets every call draws from.
+    budgets: Arc<budget::Budgets>,
 }
 
 impl AwsClients {
@@ -114,11 +108,10 @@ impl AwsClients {
             .build();
         Self {
             base,
+            budgets: Arc::new(budget::Budgets::new(settings.rds_rate, settings.kms_write_rate)),
             settings,
             calls,
             cache: Mutex::new(HashMap::new()),
-            rds_budgets: Mutex::new(HashMap::new()),
-            rds_share: std::sync::Mutex::new(1.0),
         }
     }
 
@@ -126,36 +119,14 @@ impl AwsClients {
         &self.calls
     }
 
-    /// Every budget (RDS, KMS writes), now and later, draws `share` of its rate (the
-    /// replica's shards).
-    pub async fn set_share(&self, share: f64) {
-        *self.rds_share.lock().unwrap_or_else(|p| p.into_inner()) = share;
-        for budget in self.rds_budgets.lock().await.values() {
-            budget.set_share(share);
-        }
-    }
-
-    /// The budget of `what` in the scope's account and region.
-    async fn budget(&self, what: &'static str, rate: budget::Rate, scope: &Scope) -> Arc<budget::Budget> {
-        let (account, region) = scope.account_region();
-        self.rds_budgets
-            .lock()
-            .await
-            .entry((what, account, region))
-            .or_insert_with(|| {
-                let budget = budget::Budget::new(rate);
-                budget.set_share(*self.rds_share.lock().unwrap_or_else(|p| p.into_inner()));
-                Arc::new(budget)
-            })
-            .clone()
+    /// The request budgets (RDS, KMS writes) of every account and region.
+    pub fn budgets(&self) -> &Arc<budget::Budgets> {
+        &self.budgets
     }
 
     /// Waits for a KMS key write (`operation`) in the scope's account and region.
     pub async fn kms_write(&self, scope: &Scope, operation: &'static str) {
-        self.budget(operation, self.settings.kms_write_rate, scope)
-            .await
-            .take()
-            .await;
+        self.budgets.kms_write(scope, operation).await;
     }
 
     pub async fn for_scope(&self, scope: &Scope) -> Clients {
@@ -200,7 +171,7 @@ impl AwsClients {
                     .build(),
             ),
             limit: Arc::new(Semaphore::new(self.settings.concurrency.max(1))),
-            rds_budget: self.budget("RDS", self.settings.rds_rate, scope).await,
+            rds_budget: self.budgets.rds(scope),
         };
         cache.insert(scope.clone(), clients.clone());
         clients

@@ -256,10 +256,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         },
     };
     let aws = Arc::new(AwsClients::from_env(settings, calls.clone()).await);
-    let aws_share = aws.clone();
+    let budgets = aws.budgets().clone();
     shards::on_share(&shards, move |share| {
-        let aws = aws_share.clone();
-        async move { aws.set_share(share).await }
+        budgets.set_share(share);
+        std::future::ready(())
     });
     let aws_for_repositories = aws.clone();
     let policy = Policy {

@@ -3,9 +3,16 @@
 //! instances). It keeps what the traits return, answers listings by pages of 100 (one
 //! request each, as the SDK's paginators make them), counts every request into the same
 //! `ApiCalls` the SDK interceptor fills, and throttles each (account, region) as AWS does:
-//! RDS with one token bucket (12 requests/s, burst 300 by default), KMS's CreateKey and
-//! CreateAlias at their quota of 5 requests/s each, its other calls and the tagging API at
-//! 50/s, answering `ThrottlingException` when a bucket is empty.
+//! RDS with one token bucket (12 requests/s, burst 300 by default), each KMS operation at
+//! its own default quota from the KMS request-quota table (CreateKey, CreateAlias,
+//! CancelKeyDeletion 5/s, ScheduleKeyDeletion 15/s, ListAliases 500/s, DescribeKey
+//! 2,000/s), the tagging API at 50/s (no published figure: a guess on the low side),
+//! answering `ThrottlingException` when a bucket is empty.
+//!
+//! In front of it stand the controller's own budgets (`aws::budget::Budgets`, the defaults
+//! of `--rds-requests-per-second` and `--kms-writes-per-second` unless the benchmark sets
+//! others), drawn where the SDK adapters draw them: per RDS request and page, per KMS key
+//! write. So the requests the model counts are the ones the controller would send to AWS.
 //!
 //! Behaviour modelled after the emulator's extension (tests/emulator/README.md): a
 //! retention change applies at once; a started replication is `pending` for
@@ -27,7 +34,7 @@ use async_trait::async_trait;
 use backup_warden::{
     aws::{
         ApiCalls, AwsError, AwsErrorKind, Scope,
-        budget::{Budget, Rate},
+        budget::{Budget, Budgets, Rate},
         kms::{AliasOutcome, Kms, ReplicaKeyRequest},
         rds::{PAGE_SIZE, Rds},
         s3::S3,
@@ -69,9 +76,41 @@ pub struct AwsModel {
     /// Per (quota, account, region).
     throttles: Mutex<HashMap<(&'static str, String, String), Bucket>>,
     rate: Rate,
+    /// The controller's budgets, drawn before a request reaches the model.
+    client: Arc<Budgets>,
     calls: Arc<ApiCalls>,
     replication_delay: Duration,
     next_id: Mutex<u64>,
+}
+
+/// The throttle class and quota of a request in an account and region.
+fn quota(service: &str, operation: &str, rds: Rate) -> (&'static str, Rate) {
+    let per = |per_second: f64| Rate {
+        per_second,
+        burst: per_second as u32,
+    };
+    match (service, operation) {
+        ("RDS", _) => ("RDS", rds),
+        ("KMS", "CreateKey") => ("CreateKey", per(5.0)),
+        ("KMS", "CreateAlias") => ("CreateAlias", per(5.0)),
+        ("KMS", "CancelKeyDeletion") => ("CancelKeyDeletion", per(5.0)),
+        ("KMS", "ScheduleKeyDeletion") => ("ScheduleKeyDeletion", per(15.0)),
+        ("KMS", "ListAliases") => ("ListAliases", per(500.0)),
+        ("KMS", "DescribeKey") => ("DescribeKey", per(2000.0)),
+        _ => ("other", per(50.0)),
+    }
+}
+
+/// The controller's key-write budget an operation draws from, if it is one.
+fn key_write(operation: &str) -> Option<&'static str> {
+    [
+        "CreateKey",
+        "CreateAlias",
+        "ScheduleKeyDeletion",
+        "CancelKeyDeletion",
+    ]
+    .into_iter()
+    .find(|w| *w == operation)
 }
 
 fn account(scope: &Scope) -> String {
@@ -102,10 +141,16 @@ impl AwsModel {
             buckets: Mutex::new(HashMap::new()),
             throttles: Mutex::new(HashMap::new()),
             rate,
+            client: Arc::new(Budgets::new(Rate::default(), Rate::KMS_WRITES)),
             calls,
             replication_delay,
             next_id: Mutex::new(0),
         })
+    }
+
+    /// The controller's budgets in front of the model (its shards' share is set here).
+    pub fn client_budgets(&self) -> &Arc<Budgets> {
+        &self.client
     }
 
     fn id(&self) -> u64 {
@@ -114,34 +159,17 @@ impl AwsModel {
         *next
     }
 
-    /// One request of `operation`: counted, and refused as AWS does when the (account,
-    /// region)'s bucket is empty, after the SDK's standard retries (three attempts, backing
+    /// One request of `operation`: first drawn from the controller's budget as the SDK
+    /// adapters do, then counted, and refused as AWS does when the (account, region)'s
+    /// bucket is empty, after the SDK's standard retries (three attempts, backing
     /// off one then two seconds), each attempt counted.
     async fn request(&self, scope: &Scope, service: &str, operation: &str) -> Result<(), AwsError> {
-        let (class, rate) = match (service, operation) {
-            ("RDS", _) => ("RDS", self.rate),
-            (_, "CreateKey") => (
-                "CreateKey",
-                Rate {
-                    per_second: 5.0,
-                    burst: 5,
-                },
-            ),
-            (_, "CreateAlias") => (
-                "CreateAlias",
-                Rate {
-                    per_second: 5.0,
-                    burst: 5,
-                },
-            ),
-            _ => (
-                "other",
-                Rate {
-                    per_second: 50.0,
-                    burst: 50,
-                },
-            ),
-        };
+        if service == "RDS" {
+            self.client.rds(scope).take().await;
+        } else if let Some(write) = key_write(operation) {
+            self.client.kms_write(scope, write).await;
+        }
+        let (class, rate) = quota(service, operation, self.rate);
         let (account, region) = key(scope);
         let bucket = self
             .throttles
