@@ -10,6 +10,8 @@
 //! - after one replica is killed, how long until every one of its shards is held by
 //!   another (the leases last 15 s), and the survivors' memory once they took them over.
 //!
+//! With BENCH_REPLICAS=1 it measures one replica holding all N (no takeover).
+//!
 //!     make bench-scale-sharded             # BENCH_OBJECTS=20000 BENCH_REPLICAS=2 make bench-scale-sharded
 use std::{
     collections::BTreeMap,
@@ -307,6 +309,10 @@ async fn coordinate(plan: &Plan) {
         all_ready.as_secs_f64()
     );
     print_replicas("after one quiet resync", &namespace, plan, &replicas, &before);
+    if plan.replicas < 2 {
+        // One replica: its memory per object at N is the figure; there is no one to take over.
+        return;
+    }
 
     // Replica 0 dies: how long until its shards are held by the others.
     let lost = identity(0);

@@ -1,7 +1,8 @@
 //! Publishes Kubernetes Events (events.k8s.io/v1) as kube's `Recorder` does: an event
 //! repeated for one object within 6 minutes is counted as a series on the first one
 //! instead of being created again. What it remembers per event is the hash of what makes
-//! events the same and the first one's name: kube's recorder keeps two copies of the whole
+//! events the same and when the first one was made (its name is the object's and that
+//! time): kube's recorder keeps two copies of the whole
 //! Event per key in a table that never shrinks (22.5 MiB at 2,000 databases converging,
 //! measured by `make bench-scale` with `BENCH_HEAP_PROFILE=1`).
 
@@ -41,15 +42,16 @@ struct Series {
 
 #[derive(Clone, Debug, PartialEq)]
 struct Published {
-    name: String,
+    /// When the first event of the series was made: with the object, its name.
+    first: Timestamp,
     count: i32,
     last: Timestamp,
 }
 
 impl Series {
-    /// What to do with an event of hash `key` at `now`: `Some` the earlier event's name and
-    /// the series' new count, or `None` for a new event.
-    fn repeat(&mut self, key: u64, now: Timestamp) -> Option<(String, i32)> {
+    /// What to do with an event of hash `key` at `now`: `Some` when the earlier event was
+    /// made and the series' new count, or `None` for a new event.
+    fn repeat(&mut self, key: u64, now: Timestamp) -> Option<(Timestamp, i32)> {
         self.forget_old(now);
         let published = self
             .events
@@ -57,14 +59,14 @@ impl Series {
             .filter(|p| p.last + SERIES_WINDOW > now)?;
         published.count += 1;
         published.last = now;
-        Some((published.name.clone(), published.count))
+        Some((published.first, published.count))
     }
 
-    fn created(&mut self, key: u64, name: String, now: Timestamp) {
+    fn created(&mut self, key: u64, now: Timestamp) {
         self.events.insert(
             key,
             Published {
-                name,
+                first: now,
                 count: 1,
                 last: now,
             },
@@ -123,13 +125,17 @@ impl Recorder {
         let events: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
         let key = event_key(ev, regarding);
         let repeat = self.lock().repeat(key, now);
-        if let Some((name, count)) = repeat {
+        if let Some((first, count)) = repeat {
             let patch = serde_json::json!({"series": EventSeries {
                 count,
                 last_observed_time: MicroTime(now),
             }});
             match events
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(
+                    &self.event_name(regarding, first),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await
             {
                 Ok(_) => return Ok(()),
@@ -139,10 +145,18 @@ impl Recorder {
             }
         }
         let event = self.event(ev, regarding, now);
-        let name = event.metadata.name.clone().unwrap_or_default();
         events.create(&PostParams::default(), &event).await?;
-        self.lock().created(key, name, now);
+        self.lock().created(key, now);
         Ok(())
+    }
+
+    /// The name of the event about `regarding` made at `at`.
+    fn event_name(&self, regarding: &ObjectReference, at: Timestamp) -> String {
+        format!(
+            "{}.{:x}",
+            regarding.name.as_deref().unwrap_or(&self.controller),
+            at.as_nanosecond()
+        )
     }
 
     fn event(&self, ev: &Event, regarding: &ObjectReference, now: Timestamp) -> K8sEvent {
@@ -155,11 +169,7 @@ impl Recorder {
             note: ev.note.clone(),
             metadata: ObjectMeta {
                 namespace: regarding.namespace.clone(),
-                name: Some(format!(
-                    "{}.{:x}",
-                    regarding.name.as_deref().unwrap_or(&self.controller),
-                    now.as_nanosecond()
-                )),
+                name: Some(self.event_name(regarding, now)),
                 ..ObjectMeta::default()
             },
             reporting_controller: Some(self.controller.clone()),
@@ -209,10 +219,10 @@ mod tests {
         let mut s = Series::default();
         let key = event_key(&event("retention is 1 day"), &object("a"));
         assert_eq!(s.repeat(key, at(0)), None);
-        s.created(key, "a.1".into(), at(0));
-        assert_eq!(s.repeat(key, at(5)), Some(("a.1".into(), 2)));
+        s.created(key, at(0));
+        assert_eq!(s.repeat(key, at(5)), Some((at(0), 2)));
         // The window runs from the last one seen.
-        assert_eq!(s.repeat(key, at(10)), Some(("a.1".into(), 3)));
+        assert_eq!(s.repeat(key, at(10)), Some((at(0), 3)));
         assert_eq!(s.repeat(key, at(17)), None);
     }
 
@@ -228,10 +238,10 @@ mod tests {
     fn a_burst_is_forgotten_and_its_room_given_back() {
         let mut s = Series::default();
         for i in 0..10_000 {
-            s.created(i, format!("e.{i}"), at(0));
+            s.created(i, at(0));
         }
         let burst = s.events.capacity();
-        s.created(10_001, "late".into(), at(5));
+        s.created(10_001, at(5));
         // Seven minutes on, only the late one is within the window.
         s.forget_old(at(7));
         assert_eq!(s.events.len(), 1);
