@@ -44,8 +44,8 @@ use measure::{
     status_writes, wait_all_ready,
 };
 
-// Passes every allocation to the system allocator, counting the bytes in use; records
-// them only while a profiler runs.
+// The controller's allocator (mimalloc, as in main.rs), counting the bytes in use; dhat's in
+// a heap-profile build.
 #[global_allocator]
 static ALLOC: measure::CountingAlloc = measure::CountingAlloc;
 
@@ -133,6 +133,7 @@ async fn main() {
     .await;
     let started = Instant::now();
     let inventory = ctx.clone();
+    let metrics = ctx.metrics.clone();
     let _controller = RunningRepoController::start(ctx, writer, &namespace);
     let first_sweep = wait_all_ready(
         &repos,
@@ -153,10 +154,12 @@ async fn main() {
     github.reset_requests();
     let aws_before = calls_by_operation(&calls);
     let writes_before = status_writes(&client, "backeduprepositories").await;
+    let own_before = measure::own_status_writes(&metrics, "BackedUpRepository");
     tokio::time::sleep(interval).await;
     let quiet_github = github_requests(&github);
     let quiet_aws = calls_by_operation(&calls);
     let writes = status_writes(&client, "backeduprepositories").await - writes_before;
+    let own_writes = measure::own_status_writes(&metrics, "BackedUpRepository") - own_before;
     let peak_kib = rss_kib("VmHWM:");
     let (_, peak_heap) = measure::heap_bytes();
     drop(profiler);
@@ -181,7 +184,7 @@ async fn main() {
         charged as f64 * 3600.0 / interval.as_secs_f64()
     );
     print_calls("S3 calls, one quiet sweep", &quiet_aws, &aws_before);
-    println!("status writes in that quiet sweep: {writes}");
+    measure::print_status_writes(writes, own_writes);
     let added = peak_kib.saturating_sub(base_kib);
     println!(
         "controller memory: peak RSS {:.1} MiB over {:.1} MiB at setup: {:.1} MiB added, {:.1} KiB per object",

@@ -42,6 +42,10 @@ mod measure;
 
 use measure::{env_number, rss_kib, wait_all_ready};
 
+// The controller's allocator (mimalloc), as in main.rs.
+#[global_allocator]
+static ALLOC: measure::CountingAlloc = measure::CountingAlloc;
+
 const SOURCE: &str = "us-east-1";
 const DESTINATION: &str = "us-west-2";
 

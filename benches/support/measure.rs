@@ -106,7 +106,13 @@ pub fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The API server's count of status PATCHes of `resource` (plural) so far.
+/// The controller's own count of status writes of `kind` so far: unlike the API server's,
+/// not mixed with other clients' (another benchmark running at the same time).
+pub fn own_status_writes(metrics: &backup_warden::report::metrics::Metrics, kind: &str) -> u64 {
+    metrics.status_writes.with_label_values(&[kind]).get()
+}
+
+/// The API server's count of status PATCHes of `resource` (plural) so far, by every client.
 pub async fn status_writes(client: &kube::Client, resource: &str) -> f64 {
     let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
     let text = client.request_text(request).await.unwrap_or_default();
@@ -128,6 +134,14 @@ pub fn calls_by_operation(calls: &ApiCalls) -> BTreeMap<String, (u64, u64)> {
 }
 
 /// The calls made between `before` and `now`, by operation.
+/// Prints the status writes of a window: the API server's (every client's) and the
+/// controller's own count.
+pub fn print_status_writes(api_server: f64, own: u64) {
+    println!(
+        "status writes in that quiet sweep: {own} by the controller's count; {api_server} by the API server's (every client's: run alone for it to agree)"
+    );
+}
+
 pub fn print_calls(title: &str, now: &BTreeMap<String, (u64, u64)>, before: &BTreeMap<String, (u64, u64)>) {
     println!("{title}:");
     let mut total = 0;
@@ -145,23 +159,41 @@ pub fn print_calls(title: &str, now: &BTreeMap<String, (u64, u64)>, before: &BTr
     println!("  {:<55} {total:>7}", "total");
 }
 
-/// The heap profiler, when `BENCH_HEAP_PROFILE=1`: started now, it records allocations
-/// until dropped, then writes `path`.
+/// The heap profiler, when `BENCH_HEAP_PROFILE=1` (at build and run): started now, it
+/// records allocations until dropped, then writes `path`.
 pub fn heap_profiler(path: &str) -> Option<dhat::Profiler> {
-    std::env::var("BENCH_HEAP_PROFILE")
-        .is_ok_and(|v| v == "1")
-        .then(|| {
-            dhat::Profiler::builder()
-                .file_name(path)
-                .trim_backtraces(Some(60))
-                .build()
-        })
+    let asked = std::env::var("BENCH_HEAP_PROFILE").is_ok_and(|v| v == "1");
+    if asked && !HEAP_PROFILE_BUILD {
+        eprintln!("no heap profile: this build is not for one (BENCH_HEAP_PROFILE=1 when building)");
+    }
+    (asked && HEAP_PROFILE_BUILD).then(|| {
+        dhat::Profiler::builder()
+            .file_name(path)
+            .trim_backtraces(Some(60))
+            .build()
+    })
 }
 
-/// The global allocator of the in-process benchmarks: dhat's (which records only while a
-/// profiler runs), counting the bytes in use and their peak, so that a run can tell the
-/// heap the controller holds from the RSS the C allocator keeps for it.
+/// Built for a heap profile (`BENCH_HEAP_PROFILE` set when compiling): dhat's allocator
+/// then stands in for the controller's, as dhat records only what passes through it.
+pub const HEAP_PROFILE_BUILD: bool = option_env!("BENCH_HEAP_PROFILE").is_some();
+
+/// The global allocator of the in-process benchmarks: the controller's own (mimalloc, as
+/// in `main.rs`), or dhat's in a heap-profile build, counting the bytes in use and their
+/// peak, so that a run can tell the heap the controller holds from the RSS the allocator
+/// keeps for it.
 pub struct CountingAlloc;
+
+/// The allocator under the count.
+macro_rules! inner {
+    () => {
+        if HEAP_PROFILE_BUILD {
+            &dhat::Alloc as &dyn GlobalAlloc
+        } else {
+            &mimalloc::MiMalloc as &dyn GlobalAlloc
+        }
+    };
+}
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
@@ -174,7 +206,7 @@ fn grew(bytes: usize) {
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract is passed on unchanged.
-        let p = unsafe { dhat::Alloc.alloc(layout) };
+        let p = unsafe { inner!().alloc(layout) };
         if !p.is_null() {
             grew(layout.size());
         }
@@ -183,13 +215,13 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: as for alloc.
-        unsafe { dhat::Alloc.dealloc(ptr, layout) };
+        unsafe { inner!().dealloc(ptr, layout) };
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as for alloc.
-        let p = unsafe { dhat::Alloc.realloc(ptr, layout, new_size) };
+        let p = unsafe { inner!().realloc(ptr, layout, new_size) };
         if !p.is_null() {
             LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
             grew(new_size);

@@ -9,6 +9,12 @@
   account that are created, managed, and used on your behalf by an AWS service", KeyMetadata
   KeyManager "The manager of the KMS key. KMS keys in your AWS account are either customer
   managed or AWS managed"); moto made them CUSTOMER like any other key.
+- ListAliases pages: "Limit ... must be between 1 and 100, inclusive. If you do not include
+  a value, it defaults to 50"; a response with more to come has `Truncated: true` and a
+  `NextMarker` to pass as `Marker`. moto 5.2.5 returns every alias in one response whatever
+  the Limit. Here aliases are listed in name order and the marker names the last one
+  returned; a Limit outside 1..100 or a marker this emulator did not issue is a
+  ValidationException.
 
 Test-only endpoint: POST /moto-api/backup-warden/kms-key-age makes a key older, as if time
 had passed since CreateKey (see key_age_response), so the tests of a grace period need not
@@ -20,7 +26,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import base64
+
+from moto.kms.exceptions import ValidationException
 from moto.kms.models import KmsBackend, kms_backends
+from moto.kms.responses import KmsResponse
 
 from rds_backup_retention import _request_body
 
@@ -52,6 +62,31 @@ def _aws_managed_default_keys(original: Any) -> Any:
         if key_id is not None:
             self.keys[key_id].key_manager = "AWS"
         return key_id
+
+    patched.__name__ = original.__name__
+    patched.__doc__ = original.__doc__
+    return patched
+
+
+def _paged_aliases(original: Any) -> Any:
+    def patched(self: KmsResponse) -> str:
+        aliases = sorted(json.loads(original(self))["Aliases"], key=lambda a: a["AliasName"])
+        limit = self._get_param("Limit")
+        size = 50 if limit is None else int(limit)
+        if not 1 <= size <= 100:
+            raise ValidationException(f"Limit must be between 1 and 100, inclusive, not {size}")
+        marker = self._get_param("Marker")
+        if marker:
+            try:
+                after = json.loads(base64.urlsafe_b64decode(marker.encode()).decode())["after"]
+            except Exception:
+                raise ValidationException(f"Invalid marker: {marker}")
+            aliases = [a for a in aliases if a["AliasName"] > after]
+        page: dict[str, Any] = {"Aliases": aliases[:size], "Truncated": len(aliases) > size}
+        if page["Truncated"]:
+            last = aliases[size - 1]["AliasName"]
+            page["NextMarker"] = base64.urlsafe_b64encode(json.dumps({"after": last}).encode()).decode()
+        return json.dumps(page)
 
     patched.__name__ = original.__name__
     patched.__doc__ = original.__doc__
@@ -105,4 +140,5 @@ def install() -> None:
         setattr(KmsBackend, name, _accepting_arns(getattr(KmsBackend, name)))
     KmsBackend.create_key = _create_key_with_default_usage(KmsBackend.create_key)  # type: ignore[method-assign]
     KmsBackend._generate_default_keys = _aws_managed_default_keys(KmsBackend._generate_default_keys)  # type: ignore[method-assign]
+    KmsResponse.list_aliases = _paged_aliases(KmsResponse.list_aliases)  # type: ignore[method-assign]
     _installed = True

@@ -923,6 +923,21 @@ def check_kms_keys(endpoint: str, client: Callable[[str, str], Any]) -> None:
     status, _ = post_json(endpoint, KEY_AGE, {}, method="GET")
     check(status == 405, f"GET {KEY_AGE}: 405")
 
+    for i in range(7):
+        kms.create_alias(AliasName=f"alias/paging/{i}", TargetKeyId=other["KeyId"])
+    everything = kms.list_aliases(Limit=100)
+    one_page = [a["AliasName"] for a in everything["Aliases"]]
+    check(not everything["Truncated"] and "NextMarker" not in everything and len(one_page) >= 7,
+          f"ListAliases with Limit 100 answers the region's {len(one_page)} aliases in one page")
+    pages = list(kms.get_paginator("list_aliases").paginate(PaginationConfig={"PageSize": 3}))
+    paged = [a["AliasName"] for page in pages for a in page["Aliases"]]
+    check(paged == sorted(one_page) and len(pages) == -(-len(one_page) // 3)
+          and all(p["Truncated"] for p in pages[:-1]) and not pages[-1]["Truncated"],
+          f"ListAliases pages of 3 list every alias once, in {len(pages)} pages")
+    check(len(kms.list_aliases()["Aliases"]) == min(50, len(one_page)), "ListAliases without Limit: at most 50")
+    expect_error(lambda: kms.list_aliases(Limit=101), "ValidationException", "ListAliases with Limit 101")
+    expect_error(lambda: kms.list_aliases(Marker="not-ours"), "ValidationException", "ListAliases with a foreign marker")
+
     out = kms.schedule_key_deletion(KeyId=ours["Arn"], PendingWindowInDays=30)
     described = kms.describe_key(KeyId=ours["KeyId"])["KeyMetadata"]
     check(described["KeyState"] == "PendingDeletion" and "DeletionDate" in out,
