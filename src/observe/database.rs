@@ -1,7 +1,7 @@
 //! How the database checks' facts are read: from the shared inventories (the controller's
 //! cached ones, or `check`'s fresh ones). I/O only; the policy judges.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::jiff::Timestamp;
 
@@ -102,8 +102,12 @@ pub async fn database(
 }
 
 /// The replication of `source_arn` held in the destination: an active one first, else the newest.
-fn pick_replica(backups: &[ReplicaFacts], source_arn: &str) -> Option<ReplicaFacts> {
-    let mine: Vec<&ReplicaFacts> = backups.iter().filter(|b| b.source_arn == source_arn).collect();
+fn pick_replica(backups: &[Arc<ReplicaFacts>], source_arn: &str) -> Option<ReplicaFacts> {
+    let mine: Vec<&ReplicaFacts> = backups
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|b| b.source_arn == source_arn)
+        .collect();
     mine.iter()
         .find(|b| b.is_active())
         .or_else(|| mine.last())
@@ -112,7 +116,7 @@ fn pick_replica(backups: &[ReplicaFacts], source_arn: &str) -> Option<ReplicaFac
 
 /// The automated backups of other sources encrypted with one of `keys`.
 fn other_key_users<'a>(
-    backups: &[ReplicaFacts],
+    backups: &[Arc<ReplicaFacts>],
     source_arn: &str,
     keys: impl IntoIterator<Item = Option<&'a KeyLookup>>,
 ) -> Vec<ReplicaFacts> {
@@ -131,7 +135,7 @@ fn other_key_users<'a>(
                 .as_deref()
                 .is_some_and(|k| ids.contains(&key_id_of(k)))
         })
-        .cloned()
+        .map(|b| ReplicaFacts::clone(b))
         .collect()
 }
 

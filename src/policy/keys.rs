@@ -4,6 +4,7 @@
 //! Pure: the facts come in, the decisions go out.
 
 use std::{
+    borrow::Borrow,
     collections::{BTreeMap, HashSet},
     time::Duration,
 };
@@ -56,9 +57,11 @@ pub struct KnownKey {
 }
 
 /// Key ids the automated backups in `backups` are encrypted with, and by whose source.
-fn users<'a>(backups: &'a [ReplicaFacts], key_id: &str) -> impl Iterator<Item = &'a str> {
+/// (The inventory shares its entries: `Arc<ReplicaFacts>`; tests pass them plain.)
+fn users<'a, B: Borrow<ReplicaFacts>>(backups: &'a [B], key_id: &str) -> impl Iterator<Item = &'a str> {
     backups
         .iter()
+        .map(Borrow::borrow)
         .filter(move |b| b.kms_key_arn.as_deref().is_some_and(|k| key_id_of(k) == key_id))
         .map(|b| b.source_arn.as_str())
 }
@@ -79,7 +82,7 @@ pub fn adoptable<'a>(
     source_arn: &str,
     candidates: &'a [KnownKey],
     aliased: &HashSet<String>,
-    backups: &[ReplicaFacts],
+    backups: &[impl Borrow<ReplicaFacts>],
 ) -> Option<&'a KeyFacts> {
     candidates
         .iter()
@@ -115,7 +118,7 @@ pub enum Keep {
 pub fn orphan(
     key: &KnownKey,
     aliased: &HashSet<String>,
-    backups: &[ReplicaFacts],
+    backups: &[impl Borrow<ReplicaFacts>],
     now: Timestamp,
     grace: Duration,
 ) -> Result<(), Keep> {

@@ -864,3 +864,27 @@ fn the_check_table_lists_every_check_once_in_declaration_order() {
         );
     }
 }
+
+#[test]
+fn facts_that_differ_only_in_restorable_times_are_the_same() {
+    let moved = |i: &mut InstanceFacts| i.latest_restorable_time = Some(at(1));
+    let mut later = instance();
+    moved(&mut later);
+    assert!(instance().same_but_times(&later));
+    let changes: [fn(&mut InstanceFacts); 4] = [
+        |i| i.retention_days = 1,
+        |i| i.pending_retention_days = Some(1),
+        |i| i.replications.push("arn:replica".into()),
+        |i| i.kms_key_id = None,
+    ];
+    for change in changes {
+        let mut other = later.clone();
+        change(&mut other);
+        assert!(!instance().same_but_times(&other), "{other:?}");
+    }
+    let mut r = replica();
+    r.latest_time = Some(at(1));
+    assert!(replica().same_but_times(&r));
+    r.status = "retained".into();
+    assert!(!replica().same_but_times(&r));
+}

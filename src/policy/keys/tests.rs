@@ -2,6 +2,8 @@
 
 use super::*;
 
+const NO_BACKUPS: &[ReplicaFacts] = &[];
+
 const SOURCE: &str = "arn:aws:rds:us-east-1:123456789012:db:orders-db";
 const OTHER: &str = "arn:aws:rds:us-east-1:123456789012:db:billing-db";
 const NOW: i64 = 1_800_000_000;
@@ -77,13 +79,13 @@ fn the_oldest_fit_key_made_for_the_source_is_adopted() {
     younger.facts.created = Some(at(60));
     let keys = [younger, ours("k-old")];
     assert_eq!(
-        adoptable(SOURCE, &keys, &none(), &[]).map(|k| k.key_id.as_str()),
+        adoptable(SOURCE, &keys, &none(), NO_BACKUPS).map(|k| k.key_id.as_str()),
         Some("k-old")
     );
     // The same answer whatever the order: two racing controllers pick the same key.
     let reversed = [keys[1].clone(), keys[0].clone()];
     assert_eq!(
-        adoptable(SOURCE, &reversed, &none(), &[]).map(|k| k.key_id.as_str()),
+        adoptable(SOURCE, &reversed, &none(), NO_BACKUPS).map(|k| k.key_id.as_str()),
         Some("k-old")
     );
     // A replica of this very source already using it does not prevent adoption.
@@ -113,11 +115,11 @@ fn unfit_keys_are_never_adopted() {
     for (what, change) in cases {
         let mut key = ours("k-1");
         change(&mut key);
-        assert_eq!(adoptable(SOURCE, &[key], &none(), &[]), None, "{what}");
+        assert_eq!(adoptable(SOURCE, &[key], &none(), NO_BACKUPS), None, "{what}");
     }
     let aliased: HashSet<String> = ["k-1".to_string()].into();
     assert_eq!(
-        adoptable(SOURCE, &[ours("k-1")], &aliased, &[]),
+        adoptable(SOURCE, &[ours("k-1")], &aliased, NO_BACKUPS),
         None,
         "aliased elsewhere"
     );
@@ -131,7 +133,7 @@ fn unfit_keys_are_never_adopted() {
 
 #[test]
 fn an_old_unaliased_unused_key_of_ours_is_an_orphan() {
-    assert_eq!(orphan(&ours("k-1"), &none(), &[], at(0), GRACE), Ok(()));
+    assert_eq!(orphan(&ours("k-1"), &none(), NO_BACKUPS, at(0), GRACE), Ok(()));
 }
 
 #[test]
@@ -155,11 +157,11 @@ fn the_cleanup_keeps_every_other_key() {
     for (change, keep) in cases {
         let mut key = ours("k-1");
         change(&mut key);
-        assert_eq!(orphan(&key, &none(), &[], at(0), GRACE), Err(keep));
+        assert_eq!(orphan(&key, &none(), NO_BACKUPS, at(0), GRACE), Err(keep));
     }
     let aliased: HashSet<String> = ["k-1".to_string()].into();
     assert_eq!(
-        orphan(&ours("k-1"), &aliased, &[], at(0), GRACE),
+        orphan(&ours("k-1"), &aliased, NO_BACKUPS, at(0), GRACE),
         Err(Keep::Aliased)
     );
     for status in ["replicating", "pending", "retained", "deleting"] {
@@ -175,5 +177,5 @@ fn the_cleanup_keeps_every_other_key() {
     // Exactly at the grace period it is old enough.
     let mut key = ours("k-1");
     key.facts.created = Some(at(GRACE.as_secs() as i64));
-    assert_eq!(orphan(&key, &none(), &[], at(0), GRACE), Ok(()));
+    assert_eq!(orphan(&key, &none(), NO_BACKUPS, at(0), GRACE), Ok(()));
 }
