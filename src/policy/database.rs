@@ -78,9 +78,27 @@ pub struct InstanceFacts {
 
 impl InstanceFacts {
     /// The same facts but for the latest restorable time, which moves every few minutes.
-    /// (Field by field, without copies: a whole-region read compares every instance. Every
-    /// field is named, so a new one must be added here to compile.)
+    /// (Compared by reference: a whole-region read compares every instance.)
     pub fn same_but_times(&self, other: &Self) -> bool {
+        self.untimed() == other.untimed()
+    }
+
+    /// Every field but the restorable time. Each is named, so that a new field must be
+    /// added here to compile.
+    #[allow(clippy::type_complexity)]
+    fn untimed(
+        &self,
+    ) -> (
+        (&str, &str, &Option<String>, &str, &str, &str, i32),
+        (
+            &Option<i32>,
+            &Option<String>,
+            &Option<String>,
+            &Option<String>,
+            &Option<String>,
+            &[String],
+        ),
+    ) {
         let Self {
             identifier,
             arn,
@@ -97,32 +115,25 @@ impl InstanceFacts {
             kms_key_id,
             replications,
         } = self;
-        (identifier, arn, resource_id, region, status, engine)
-            == (
-                &other.identifier,
-                &other.arn,
-                &other.resource_id,
-                &other.region,
-                &other.status,
-                &other.engine,
-            )
-            && (
-                retention_days,
+        (
+            (
+                identifier,
+                arn,
+                resource_id,
+                region,
+                status,
+                engine,
+                *retention_days,
+            ),
+            (
                 pending_retention_days,
                 cluster_identifier,
                 read_replica_source,
-            ) == (
-                &other.retention_days,
-                &other.pending_retention_days,
-                &other.cluster_identifier,
-                &other.read_replica_source,
-            )
-            && (aws_backup_recovery_point_arn, kms_key_id, replications)
-                == (
-                    &other.aws_backup_recovery_point_arn,
-                    &other.kms_key_id,
-                    &other.replications,
-                )
+                aws_backup_recovery_point_arn,
+                kms_key_id,
+                replications,
+            ),
+        )
     }
 }
 
@@ -143,9 +154,14 @@ pub struct ReplicaFacts {
 }
 
 impl ReplicaFacts {
-    /// The same facts but for the restorable time, which moves every few minutes (field
-    /// by field, as for instances).
+    /// The same facts but for the restorable time, which moves every few minutes.
     pub fn same_but_times(&self, other: &Self) -> bool {
+        self.untimed() == other.untimed()
+    }
+
+    /// Every field but the restorable time, each named as for instances.
+    #[allow(clippy::type_complexity)]
+    fn untimed(&self) -> (&str, &str, &Option<String>, &str, &Option<i32>, &Option<String>) {
         let Self {
             arn,
             source_arn,
@@ -162,13 +178,6 @@ impl ReplicaFacts {
             status,
             retention_days,
             kms_key_arn,
-        ) == (
-            &other.arn,
-            &other.source_arn,
-            &other.dbi_resource_id,
-            &other.status,
-            &other.retention_days,
-            &other.kms_key_arn,
         )
     }
 
