@@ -10,6 +10,7 @@
 //!     BENCH_OBJECTS=200 make bench
 //!     BENCH_SETTLE=2s make bench   # the settle interval (default 30s, the controller's)
 //!     BENCH_RESYNC_SECONDS=120 make bench   # the resync interval (default 600)
+//!     BENCH_BINARY=/path/to/backup-warden make bench   # another build as the controller
 #[path = "support/measure.rs"]
 mod measure;
 
@@ -78,7 +79,9 @@ async fn main() {
     };
     let log_path = std::env::temp_dir().join(format!("{namespace}.log"));
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_backup-warden"))
+    // BENCH_BINARY runs another build of the controller (to compare two).
+    let binary = std::env::var("BENCH_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_backup-warden").into());
+    let mut child = Command::new(binary)
         .args([
             "run",
             "--listen-address",

@@ -35,8 +35,8 @@ mod measure;
 
 use measure::{calls_by_operation, env_number, print_calls, rss_kib, status_writes, wait_all_ready};
 
-// The controller's allocator (mimalloc, as in main.rs), counting the bytes in use; dhat's in
-// a heap-profile build.
+// The system allocator (as the controller's binary), counting the bytes in use; dhat
+// records allocations only while a profiler runs.
 #[global_allocator]
 static ALLOC: measure::CountingAlloc = measure::CountingAlloc;
 

@@ -44,8 +44,8 @@ use measure::{
     status_writes, wait_all_ready,
 };
 
-// The controller's allocator (mimalloc, as in main.rs), counting the bytes in use; dhat's in
-// a heap-profile build.
+// The system allocator (as the controller's binary), counting the bytes in use; dhat
+// records allocations only while a profiler runs.
 #[global_allocator]
 static ALLOC: measure::CountingAlloc = measure::CountingAlloc;
 

@@ -42,7 +42,7 @@ mod measure;
 
 use measure::{env_number, rss_kib, wait_all_ready};
 
-// The controller's allocator (mimalloc), as in main.rs.
+// The system allocator, counting the bytes in use.
 #[global_allocator]
 static ALLOC: measure::CountingAlloc = measure::CountingAlloc;
 

@@ -20,13 +20,14 @@ pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// How many objects `ready` says are Ready, listed by pages of 500.
+/// How many objects `ready` says are Ready, listed by pages of 100 (small pages keep the
+/// benchmark's own share of the process's memory small).
 pub async fn count_ready<K>(api: &Api<K>, ready: impl Fn(&K) -> bool) -> usize
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let mut count = 0;
-    let mut params = ListParams::default().limit(500);
+    let mut params = ListParams::default().limit(100);
     loop {
         let page = api.list(&params).await.expect("list");
         count += page.items.iter().filter(|o| ready(o)).count();
@@ -159,41 +160,24 @@ pub fn print_calls(title: &str, now: &BTreeMap<String, (u64, u64)>, before: &BTr
     println!("  {:<55} {total:>7}", "total");
 }
 
-/// The heap profiler, when `BENCH_HEAP_PROFILE=1` (at build and run): started now, it
-/// records allocations until dropped, then writes `path`.
+/// The heap profiler, when `BENCH_HEAP_PROFILE=1`: started now, it records allocations
+/// until dropped, then writes `path`.
 pub fn heap_profiler(path: &str) -> Option<dhat::Profiler> {
-    let asked = std::env::var("BENCH_HEAP_PROFILE").is_ok_and(|v| v == "1");
-    if asked && !HEAP_PROFILE_BUILD {
-        eprintln!("no heap profile: this build is not for one (BENCH_HEAP_PROFILE=1 when building)");
-    }
-    (asked && HEAP_PROFILE_BUILD).then(|| {
-        dhat::Profiler::builder()
-            .file_name(path)
-            .trim_backtraces(Some(60))
-            .build()
-    })
+    std::env::var("BENCH_HEAP_PROFILE")
+        .is_ok_and(|v| v == "1")
+        .then(|| {
+            dhat::Profiler::builder()
+                .file_name(path)
+                .trim_backtraces(Some(60))
+                .build()
+        })
 }
 
-/// Built for a heap profile (`BENCH_HEAP_PROFILE` set when compiling): dhat's allocator
-/// then stands in for the controller's, as dhat records only what passes through it.
-pub const HEAP_PROFILE_BUILD: bool = option_env!("BENCH_HEAP_PROFILE").is_some();
-
-/// The global allocator of the in-process benchmarks: the controller's own (mimalloc, as
-/// in `main.rs`), or dhat's in a heap-profile build, counting the bytes in use and their
-/// peak, so that a run can tell the heap the controller holds from the RSS the allocator
-/// keeps for it.
+/// The global allocator of the in-process benchmarks: dhat's, which passes every
+/// allocation to the system allocator (glibc's malloc, as the controller's binary uses)
+/// and records them only while a profiler runs; counting the bytes in use and their peak,
+/// so that a run can tell the heap the controller holds from the RSS malloc keeps for it.
 pub struct CountingAlloc;
-
-/// The allocator under the count.
-macro_rules! inner {
-    () => {
-        if HEAP_PROFILE_BUILD {
-            &dhat::Alloc as &dyn GlobalAlloc
-        } else {
-            &mimalloc::MiMalloc as &dyn GlobalAlloc
-        }
-    };
-}
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
@@ -206,7 +190,7 @@ fn grew(bytes: usize) {
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract is passed on unchanged.
-        let p = unsafe { inner!().alloc(layout) };
+        let p = unsafe { dhat::Alloc.alloc(layout) };
         if !p.is_null() {
             grew(layout.size());
         }
@@ -215,13 +199,13 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: as for alloc.
-        unsafe { inner!().dealloc(ptr, layout) };
+        unsafe { dhat::Alloc.dealloc(ptr, layout) };
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as for alloc.
-        let p = unsafe { inner!().realloc(ptr, layout, new_size) };
+        let p = unsafe { dhat::Alloc.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
             grew(new_size);
