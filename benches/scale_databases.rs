@@ -129,6 +129,10 @@ async fn main() {
     let peak_kib = rss_kib("VmHWM:");
     let (_, peak_heap) = measure::heap_bytes();
     drop(profiler);
+    // The model's own heap at the end (it only grows): what forgetting everything frees.
+    let (held, _) = measure::heap_bytes();
+    model.forget_everything();
+    let model_heap = held.saturating_sub(measure::heap_bytes().0);
 
     println!("## converge {n} BackedUpDatabases against the in-process AWS model");
     println!(
@@ -155,6 +159,10 @@ async fn main() {
         peak_heap as f64 / MIB,
         base_heap as f64 / MIB,
         peak_heap.saturating_sub(base_heap) as f64 / 1024.0 / n as f64
+    );
+    println!(
+        "the model's heap at the end (in both figures, not the controller's): {:.1} MiB",
+        model_heap as f64 / MIB
     );
     if profiling {
         println!("(RSS includes the heap profiler's own tables in this run)");

@@ -314,6 +314,13 @@ impl AwsModel {
         bucket.objects.insert(key.to_string(), written);
     }
 
+    /// Drops every instance, replica, key, alias and bucket: a benchmark measures the
+    /// model's own heap by what this frees.
+    pub fn forget_everything(&self) {
+        self.regions.lock().expect("lock").clear();
+        self.buckets.lock().expect("lock").clear();
+    }
+
     /// The bucket's lifecycle rules as they are now.
     pub fn lifecycle_rules(&self, bucket: &str) -> Vec<LifecycleRuleFacts> {
         let buckets = self.buckets.lock().expect("lock");
