@@ -167,7 +167,7 @@ async fn main() {
     );
     measure::print_calls("AWS calls while converging", &converging, &BTreeMap::new());
     measure::print_calls("AWS calls in one quiet sweep", &quiet, &converging);
-    measure::print_status_writes(writes, own_writes);
+    measure::print_status_writes(writes, own_writes, own_before);
     println!("AWS calls by operation, all told (the controller's count at exit):");
     let mut total = 0;
     if let Some(map) = calls.as_object() {

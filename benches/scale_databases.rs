@@ -141,7 +141,7 @@ async fn main() {
     println!("wall time to converge: {:.1}s", converged.as_secs_f64());
     print_calls("AWS calls while converging", &converging, &BTreeMap::new());
     print_calls("AWS calls in one quiet sweep", &quiet, &converging);
-    measure::print_status_writes(writes, own_writes);
+    measure::print_status_writes(writes, own_writes, own_before);
     println!(
         "retention lowered by hand, raised again after: {:.1}s",
         detected.as_secs_f64()

@@ -184,7 +184,7 @@ async fn main() {
         charged as f64 * 3600.0 / interval.as_secs_f64()
     );
     print_calls("S3 calls, one quiet sweep", &quiet_aws, &aws_before);
-    measure::print_status_writes(writes, own_writes);
+    measure::print_status_writes(writes, own_writes, own_before);
     let added = peak_kib.saturating_sub(base_kib);
     println!(
         "controller memory: peak RSS {:.1} MiB over {:.1} MiB at setup: {:.1} MiB added, {:.1} KiB per object",

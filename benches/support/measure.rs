@@ -136,10 +136,11 @@ pub fn calls_by_operation(calls: &ApiCalls) -> BTreeMap<String, (u64, u64)> {
 
 /// The calls made between `before` and `now`, by operation.
 /// Prints the status writes of a window: the API server's (every client's) and the
-/// controller's own count.
-pub fn print_status_writes(api_server: f64, own: u64) {
+/// controller's own count, with its count before the window (while converging: never 0,
+/// so a counter that was not found shows).
+pub fn print_status_writes(api_server: f64, own: u64, own_before: u64) {
     println!(
-        "status writes in that quiet sweep: {own} by the controller's count; {api_server} by the API server's (every client's: run alone for it to agree)"
+        "status writes in that quiet sweep: {own} by the controller's count ({own_before} before it, while converging); {api_server} by the API server's (every client's: run alone for it to agree)"
     );
 }
 
