@@ -9,9 +9,9 @@
 //! 2,000/s), the tagging API at 50/s (no published figure: a guess on the low side),
 //! answering `ThrottlingException` when a bucket is empty.
 //!
-//! In front of it stand the controller's own budgets (`aws::budget::Budgets`, the defaults
-//! of `--rds-requests-per-second` and `--kms-writes-per-second` unless the benchmark sets
-//! others), drawn where the SDK adapters draw them: per RDS request and page, per KMS key
+//! In front of it stand the controller's own budgets (`aws::budget::Budgets` at the
+//! defaults of `--rds-requests-per-second` and `--kms-writes-per-second`; a sharded
+//! benchmark sets each replica's share), drawn where the SDK adapters draw them: per RDS request and page, per KMS key
 //! write. So the requests the model counts are the ones the controller would send to AWS.
 //!
 //! Behaviour modelled after the emulator's extension (tests/emulator/README.md): a
