@@ -71,9 +71,9 @@ impl RateState {
     }
 
     /// Not before this, for a request to REST or (`graphql`) GraphQL.
-    fn blocked_until(&mut self, graphql: bool) -> Option<SystemTime> {
-        let all = self.all;
-        (*self.resource(graphql)).max(all)
+    fn blocked_until(&self, graphql: bool) -> Option<SystemTime> {
+        let own = if graphql { self.graphql } else { self.core };
+        own.max(self.all)
     }
 
     /// A primary limit blocks its own budget's requests; a secondary one, all requests.

@@ -2,9 +2,9 @@
 //! repeated for one object within 6 minutes is counted as a series on the first one
 //! instead of being created again. What it remembers per event is the hash of what makes
 //! events the same and when the first one was made (its name is the object's and that
-//! time): kube's recorder keeps two copies of the whole
-//! Event per key in a table that never shrinks (22.5 MiB at 2,000 databases converging,
-//! measured by `make bench-scale` with `BENCH_HEAP_PROFILE=1`).
+//! time): kube's recorder keeps two copies of the whole Event per key in a table that
+//! never shrinks (22.5 MiB at 2,000 databases converging, measured by `make bench-scale`
+//! with `BENCH_HEAP_PROFILE=1`).
 
 use std::{
     collections::HashMap,
