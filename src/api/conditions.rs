@@ -1,11 +1,11 @@
 //! Status conditions (`metav1.Condition`) for both kinds: the condition types and reasons
 //! as enums, and the one helper that sets a condition with kstatus/Flux semantics.
 
-use k8s_openapi::{
-    apimachinery::pkg::apis::meta::v1::{Condition, Time},
-    jiff::Timestamp,
-};
+use std::{borrow::Cow, collections::HashMap, fmt, sync::LazyLock};
+
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use schemars::{Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
 
 use crate::policy::{database::DatabaseCheck, repository::RepositoryCheck};
 
@@ -221,6 +221,135 @@ impl From<bool> for ConditionStatus {
     }
 }
 
+/// `metav1.Condition`, as the status of both kinds holds it. Its type, status and reason are
+/// [`Word`]s: the object store keeps one status per object, ten conditions each, and these
+/// three would otherwise be thirty small allocations per object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: Word,
+    pub status: Word,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    pub last_transition_time: Time,
+    pub reason: Word,
+    pub message: String,
+}
+
+/// A string that is nearly always one of the words this module declares (a condition type,
+/// a status, a reason): those are kept as the program's own `'static` text, anything else
+/// (written by another client) as its own copy.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Word(Cow<'static, str>);
+
+/// Every word a condition of ours can hold, by its text.
+static WORDS: LazyLock<HashMap<&'static str, &'static str>> = LazyLock::new(|| {
+    let types = [
+        ConditionType::Ready,
+        ConditionType::Reconciling,
+        ConditionType::Stalled,
+    ]
+    .into_iter()
+    .chain(ConditionType::DATABASE_CHECKS)
+    .chain(ConditionType::REPOSITORY_CHECKS)
+    .map(ConditionType::as_str);
+    let statuses = [
+        ConditionStatus::True,
+        ConditionStatus::False,
+        ConditionStatus::Unknown,
+    ]
+    .map(ConditionStatus::as_str);
+    let reasons = Reason::ALL.iter().map(|r| r.as_str());
+    types.chain(statuses).chain(reasons).map(|w| (w, w)).collect()
+});
+
+impl Word {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Word {
+    fn from(text: &str) -> Self {
+        match WORDS.get(text) {
+            Some(known) => Self(Cow::Borrowed(known)),
+            None => Self(Cow::Owned(text.to_owned())),
+        }
+    }
+}
+
+impl From<ConditionType> for Word {
+    fn from(t: ConditionType) -> Self {
+        Self(Cow::Borrowed(t.as_str()))
+    }
+}
+
+impl From<ConditionStatus> for Word {
+    fn from(s: ConditionStatus) -> Self {
+        Self(Cow::Borrowed(s.as_str()))
+    }
+}
+
+impl From<Reason> for Word {
+    fn from(r: Reason) -> Self {
+        Self(Cow::Borrowed(r.as_str()))
+    }
+}
+
+impl std::ops::Deref for Word {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Word {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Word {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl fmt::Display for Word {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Word {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for Word {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Word {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Word;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Word, E> {
+                Ok(Word::from(text))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
 /// Sets one condition in place. Always records `observed_generation`; moves
 /// `lastTransitionTime` only when status, reason or message change, so the time says
 /// when the state last changed, not when it was last looked at. Returns whether
@@ -247,8 +376,8 @@ pub fn set_condition(
                 && existing.reason == reason.as_str()
                 && existing.message == message;
             if !same {
-                existing.status = status.as_str().to_string();
-                existing.reason = reason.as_str().to_string();
+                existing.status = status.into();
+                existing.reason = reason.into();
                 existing.message = message;
                 existing.last_transition_time = Time(now);
             }
@@ -256,9 +385,9 @@ pub fn set_condition(
         }
         None => {
             conditions.push(Condition {
-                type_: type_.as_str().to_string(),
-                status: status.as_str().to_string(),
-                reason: reason.as_str().to_string(),
+                type_: type_.into(),
+                status: status.into(),
+                reason: reason.into(),
                 message,
                 observed_generation,
                 last_transition_time: Time(now),
@@ -282,7 +411,8 @@ pub fn find_condition(conditions: &[Condition], type_: impl Into<ConditionType>)
 /// Schema of `status.conditions`: a list-map keyed by `type`, so server-side apply merges
 /// conditions by type instead of replacing the list.
 pub(crate) fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
-    let item = generator.subschema_for::<Condition>();
+    // The schema is metav1.Condition's own, which this type reads and writes.
+    let item = generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>();
     json_schema!({
         "type": "array",
         "items": item,
@@ -450,5 +580,39 @@ mod tests {
         ] {
             assert!(camel(r.as_str()), "{}", r.as_str());
         }
+    }
+
+    #[test]
+    fn a_condition_reads_and_writes_the_json_of_metav1_condition() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition as Metav1;
+        let json = serde_json::json!({
+            "type": "ReplicaKeyCompliant", "status": "False", "observedGeneration": 4,
+            "lastTransitionTime": "2026-12-01T04:00:00Z", "reason": "SomeoneElsesReason",
+            "message": "the key encrypts another source's backups",
+        });
+        let ours: Condition = serde_json::from_value(json.clone()).expect("ours reads it");
+        let theirs: Metav1 = serde_json::from_value(json.clone()).expect("metav1 reads it");
+        assert_eq!(serde_json::to_value(&ours).unwrap(), json);
+        assert_eq!(serde_json::to_value(&theirs).unwrap(), json);
+    }
+
+    #[test]
+    fn known_words_are_not_copied_and_others_are_kept_as_written() {
+        let read = |text: &str| -> Word { serde_json::from_value(serde_json::json!(text)).unwrap() };
+        for known in [
+            "Ready",
+            "ReplicaKeyCompliant",
+            "WorkflowPresent",
+            "True",
+            "Unknown",
+            "AuditOnly",
+        ] {
+            let word = read(known);
+            assert!(matches!(word.0, Cow::Borrowed(_)), "{known} was copied");
+            assert_eq!(word, known);
+        }
+        let other = read("SomeoneElsesReason");
+        assert!(matches!(other.0, Cow::Owned(_)));
+        assert_eq!(other.as_str(), "SomeoneElsesReason");
     }
 }

@@ -1,12 +1,12 @@
 //! `BackedUpDatabase`: one RDS DB instance whose automated backups must be enabled, kept
 //! long enough, and replicated to another region under a replica-specific KMS key.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{Mode, region_schema};
-use super::conditions::conditions_schema;
+use super::conditions::{Condition, conditions_schema};
 use super::duration::{PositiveDuration, duration_default};
 
 /// The backup policy for one RDS DB instance.

@@ -1,12 +1,12 @@
 //! `BackedUpRepository`: one GitHub repository that must carry the daily backup workflow,
 //! whose runs must succeed and whose backups must land in S3 and be kept long enough.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{Mode, region_schema};
-use super::conditions::conditions_schema;
+use super::conditions::{Condition, conditions_schema};
 use super::duration::{PositiveDuration, duration_default};
 
 /// The backup policy for one GitHub repository.

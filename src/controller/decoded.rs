@@ -5,11 +5,11 @@
 
 use std::{borrow::Cow, sync::Arc};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use serde::{Deserialize, de::DeserializeOwned};
 
-use crate::api::{BackedUpDatabase, BackedUpRepository};
+use crate::api::{BackedUpDatabase, BackedUpRepository, conditions::Condition};
 
 /// An object of kind `K`, or why it could not be read as one.
 #[derive(Clone, Debug)]
@@ -41,7 +41,8 @@ impl<K> Decoded<K> {
 impl<'de, K: DeserializeOwned> Deserialize<'de> for Decoded<K> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let value = serde_json::Value::deserialize(deserializer)?;
+        let mut value = serde_json::Value::deserialize(deserializer)?;
+        slim(&mut value);
         let error = match serde_path_to_error::deserialize::<_, K>(&value) {
             Ok(object) => return Ok(Self::Valid(Arc::new(object))),
             Err(e) => format!("{}: {}", e.path(), e.inner()),
@@ -61,6 +62,20 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Decoded<K> {
             conditions,
             error,
         })))
+    }
+}
+
+/// Drops what the store need not keep of an object before it is decoded: the managed
+/// fields (a few KiB per object once status is written, each entry a tree of its own) and
+/// kubectl's last-applied copy of the whole object. Nothing here reads them, and they
+/// would otherwise be most of the memory held per object.
+fn slim(object: &mut serde_json::Value) {
+    let Some(meta) = object.get_mut("metadata").and_then(|m| m.as_object_mut()) else {
+        return;
+    };
+    meta.remove("managedFields");
+    if let Some(annotations) = meta.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
 
@@ -116,6 +131,40 @@ impl HasConditions for BackedUpRepository {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_store_keeps_no_managed_fields_nor_last_applied_copy_but_every_other_annotation() {
+        let requested = "backupwarden.io/reconcile-requested-at";
+        let object = |spec| {
+            json!({
+                "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase",
+                "metadata": {
+                    "name": "orders", "namespace": "team-a",
+                    "annotations": {
+                        "kubectl.kubernetes.io/last-applied-configuration": "{\"a whole\": \"copy\"}",
+                        requested: "2026-11-30T10:00:00Z",
+                    },
+                    "managedFields": [{"manager": "backup-warden", "operation": "Apply",
+                                       "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}],
+                },
+                "spec": spec,
+            })
+        };
+        let valid = object(json!({"instance": {"identifier": "orders", "region": "us-east-1"}}));
+        let invalid = object(json!({"instance": {"identifier": 7}}));
+        for (json, is_valid) in [(valid, true), (invalid, false)] {
+            let decoded: Decoded<BackedUpDatabase> = serde_json::from_value(json).expect("decoded");
+            assert_eq!(decoded.valid().is_some(), is_valid);
+            let meta = decoded.meta();
+            assert_eq!(meta.managed_fields, None);
+            let annotations = meta.annotations.as_ref().expect("annotations");
+            assert_eq!(
+                annotations.keys().collect::<Vec<_>>(),
+                [requested],
+                "the reconcile request stays"
+            );
+        }
+    }
 
     fn database(freshness: serde_json::Value) -> serde_json::Value {
         json!({

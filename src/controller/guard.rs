@@ -8,7 +8,7 @@
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use futures::FutureExt;
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -28,7 +28,10 @@ use super::{
     sweep::Sweep,
 };
 use crate::{
-    api::{ConditionType, Reason, conditions::find_condition},
+    api::{
+        ConditionType, Reason,
+        conditions::{Condition, find_condition},
+    },
     report::{events, metrics::Metrics, status::apply_stalled},
     tenancy::Tenancy,
 };
@@ -173,9 +176,9 @@ impl<K0: Resource<DynamicType = ()> + Clone + 'static> Guard<K0> {
         if let Err(error) = api.patch_status(&name, &params, &Patch::Merge(&patch)).await {
             tracing::warn!(object = %format!("{namespace}/{name}"), %error, "cannot write the status");
         }
-        let was =
-            find_condition(conditions, ConditionType::Stalled).map(|c| (c.reason.clone(), c.message.clone()));
-        if was != Some((reason.as_str().to_string(), message.clone())) {
+        let was = find_condition(conditions, ConditionType::Stalled)
+            .map(|c| (c.reason.as_str(), c.message.as_str()));
+        if was != Some((reason.as_str(), message.as_str())) {
             let event = Event {
                 type_: EventType::Warning,
                 reason: reason.as_str().into(),

@@ -81,7 +81,6 @@ where
     let store = writer.as_reader();
     shards::watch_owned(api, watcher::Config::default(), shards.clone())
         .default_backoff()
-        .modify(slim)
         .reflect(writer)
         .inspect(move |event| match event {
             Ok(watcher::Event::Delete(gone)) => {
@@ -117,17 +116,6 @@ where
             },
             Default::default(),
         )
-}
-
-/// What the store need not keep of an object: the managed fields (a few KiB per object
-/// once status is written) and kubectl's last-applied copy of the whole object, which
-/// nothing here reads and which would otherwise be most of the memory held per object.
-fn slim<K: Resource>(object: &mut K) {
-    let meta = object.meta_mut();
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
 }
 
 /// Runs a controller's future beside the tracker of its sweeps, which looks every
@@ -658,36 +646,5 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_store_keeps_no_managed_fields_nor_last_applied_copy_but_every_other_annotation() {
-        let mut db: BackedUpDatabase = serde_json::from_value(serde_json::json!({
-            "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase",
-            "metadata": {
-                "name": "orders", "namespace": "team-a",
-                "annotations": {
-                    "kubectl.kubernetes.io/last-applied-configuration": "{\"a whole\": \"copy\"}",
-                    requests::REQUESTED_AT: "2026-11-30T10:00:00Z",
-                },
-                "managedFields": [{"manager": "backup-warden", "operation": "Apply", "fieldsType": "FieldsV1",
-                                   "fieldsV1": {"f:status": {}}}],
-            },
-            "spec": {"instance": {"identifier": "orders", "region": "us-east-1"}},
-        }))
-        .expect("object");
-        slim(&mut db);
-        assert_eq!(db.metadata.managed_fields, None);
-        let annotations = db.metadata.annotations.expect("annotations");
-        assert_eq!(
-            annotations.keys().collect::<Vec<_>>(),
-            [requests::REQUESTED_AT],
-            "the reconcile request stays"
-        );
     }
 }

@@ -5,7 +5,7 @@
 use std::{fmt::Debug, sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use k8s_openapi::{NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
+use k8s_openapi::{NamespaceResourceScope, jiff::Timestamp};
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{
@@ -27,7 +27,7 @@ use super::{
     requests,
 };
 use crate::{
-    api::{ConditionType, Reason},
+    api::{ConditionType, Reason, conditions::Condition},
     external::{Failure, ServiceError},
     policy::{Finding, Plan, Verdict},
     report::{
@@ -71,12 +71,10 @@ pub trait KindStatus: Default + Clone + PartialEq + serde::Serialize + Send + Sy
 macro_rules! kind_status {
     ($status:ty) => {
         impl $crate::controller::pipeline::KindStatus for $status {
-            fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+            fn conditions(&self) -> &[$crate::api::conditions::Condition] {
                 &self.conditions
             }
-            fn conditions_mut(
-                &mut self,
-            ) -> &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+            fn conditions_mut(&mut self) -> &mut Vec<$crate::api::conditions::Condition> {
                 &mut self.conditions
             }
             fn set_observed_generation(&mut self, generation: Option<i64>) {

@@ -1,12 +1,15 @@
 //! Kubernetes Events on transitions: a check going into drift, a drift resolved, an action
 //! taken or failed. Never one per reconcile.
 
-use k8s_openapi::{api::core::v1::ObjectReference, apimachinery::pkg::apis::meta::v1::Condition};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
 
 use super::recorder::Recorder;
 
-use crate::api::{ConditionType, Reason, conditions::find_condition};
+use crate::api::{
+    ConditionType, Reason,
+    conditions::{Condition, find_condition},
+};
 
 /// What one reconcile saw change: checks that went into drift (`old` → `found`, what the
 /// reconcile found before acting) and checks whose drift is gone (`old` or `found` → `now`,
@@ -49,7 +52,7 @@ pub fn transitions(
         {
             events.drifted.push(Event {
                 type_: EventType::Warning,
-                reason: c.reason.clone(),
+                reason: c.reason.to_string(),
                 note: Some(format!("{}: {}", check.as_str(), c.message)),
                 action: check.as_str().into(),
                 secondary: None,

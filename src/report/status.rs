@@ -1,7 +1,9 @@
 //! Builds the status conditions from the findings: one condition per check plus the
 //! kstatus trio (`Ready`, `Reconciling`, `Stalled`). Pure: the caller writes the result.
 
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::conditions::Condition;
 
 use crate::{
     api::{ConditionStatus, ConditionType, Reason, conditions::find_condition, set_condition},
@@ -331,7 +333,7 @@ mod tests {
 
     fn get(conditions: &[Condition], t: impl Into<ConditionType>) -> (String, String, String) {
         let c = find_condition(conditions, t).expect("condition");
-        (c.status.clone(), c.reason.clone(), c.message.clone())
+        (c.status.to_string(), c.reason.to_string(), c.message.clone())
     }
 
     #[test]

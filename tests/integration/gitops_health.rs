@@ -12,12 +12,15 @@ use std::process::Command;
 
 use crate::support::{CONVERGE, is, world};
 use backup_warden::{
-    api::{BackedUpDatabase, BackedUpRepository, ConditionType, DatabaseCheck, Reason, RepositoryCheck},
+    api::{
+        BackedUpDatabase, BackedUpRepository, ConditionType, DatabaseCheck, Reason, RepositoryCheck,
+        conditions::Condition,
+    },
     policy::{Finding, Verdict, database::Policy},
     report::status::{Progress, apply_findings, apply_unobserved, patch_status},
 };
 use backup_warden_testing::{self as testing, RunningController, condition, wait_for};
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api,
     api::{DeleteParams, Patch, PatchParams, PostParams},
