@@ -92,6 +92,14 @@ LABEL org.opencontainers.image.title="backup-warden" \
 
 COPY --from=builder /src/target/release/backup-warden /backup-warden
 
+# glibc's malloc raises its mmap threshold each time a large block is freed (up to 32 MiB),
+# after which the large bodies of list and watch responses come from the heap and leave
+# holes in it that stay resident. A fixed threshold keeps blocks of 128 KiB and more in
+# mmap, given back when freed. Measured by `make bench-scale` (BENCHMARKS.md), which runs
+# with this same line: peak RSS 10% lower at 2,000 databases. No effect on correctness; a
+# binary run outside this image merely keeps glibc's default.
+ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072
+
 # The numeric uid/gid of distroless' "nonroot" user, so that Kubernetes can verify
 # runAsNonRoot without resolving a user name.
 USER 65532:65532

@@ -82,6 +82,8 @@ async fn main() {
     // BENCH_BINARY runs another build of the controller (to compare two).
     let binary = std::env::var("BENCH_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_backup-warden").into());
     let mut child = Command::new(binary)
+        // The image's malloc settings, as in production.
+        .env("GLIBC_TUNABLES", measure::shipped_malloc_tunables())
         .args([
             "run",
             "--listen-address",

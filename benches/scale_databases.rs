@@ -46,6 +46,8 @@ const HEAP_PROFILE: &str = "target/scale-heap.json";
 
 #[tokio::main]
 async fn main() {
+    // With the image's malloc settings, as the controller runs in production.
+    measure::with_shipped_malloc();
     let n: usize = env_number("BENCH_OBJECTS", 10_000);
     let env = testing::env();
     let client = env.client().await;

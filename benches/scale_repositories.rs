@@ -56,6 +56,8 @@ const HEAP_PROFILE: &str = "target/scale-repositories-heap.json";
 
 #[tokio::main]
 async fn main() {
+    // With the image's malloc settings, as the controller runs in production.
+    measure::with_shipped_malloc();
     let n: usize = env_number("BENCH_OBJECTS", 50_000);
     let resync = Duration::from_secs(env_number("BENCH_RESYNC_SECONDS", 300));
     let env = testing::env();

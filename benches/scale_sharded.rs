@@ -85,6 +85,8 @@ fn identity(replica: usize) -> String {
 
 #[tokio::main]
 async fn main() {
+    // With the image's malloc settings, as the controller runs in production.
+    measure::with_shipped_malloc();
     let plan = Plan::from_env();
     match std::env::var("BENCH_REPLICA") {
         Ok(replica) => run_replica(&plan, replica.parse().expect("BENCH_REPLICA")).await,

@@ -114,6 +114,8 @@ async fn main() {
     let resync = 120;
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_backup-warden"))
+        // The image's malloc settings, as in production.
+        .env("GLIBC_TUNABLES", measure::shipped_malloc_tunables())
         .args([
             "run",
             "--listen-address",

@@ -12,6 +12,34 @@ use backup_warden::aws::ApiCalls;
 use backup_warden_testing::github_fake::GitHubFake;
 use kube::{Api, api::ListParams};
 
+/// The malloc settings the image ships (the Dockerfile's `ENV GLIBC_TUNABLES=`), read from
+/// the Dockerfile itself so that a benchmark measures what runs in production.
+pub fn shipped_malloc_tunables() -> String {
+    let dockerfile = concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile");
+    let text = std::fs::read_to_string(dockerfile).expect("the Dockerfile");
+    text.lines()
+        .find_map(|l| l.strip_prefix("ENV GLIBC_TUNABLES="))
+        .expect("the Dockerfile sets GLIBC_TUNABLES")
+        .trim()
+        .to_string()
+}
+
+/// Runs this benchmark again with the image's malloc settings unless it already has them:
+/// glibc reads them only when a process starts.
+pub fn with_shipped_malloc() {
+    use std::os::unix::process::CommandExt;
+    let tunables = shipped_malloc_tunables();
+    if std::env::var("GLIBC_TUNABLES").is_ok_and(|v| v == tunables) {
+        return;
+    }
+    let this = std::env::current_exe().expect("this benchmark");
+    let error = std::process::Command::new(this)
+        .args(std::env::args_os().skip(1))
+        .env("GLIBC_TUNABLES", tunables)
+        .exec();
+    panic!("cannot run the benchmark again with the image's malloc settings: {error}");
+}
+
 /// A number from the environment, or `default`.
 pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -114,16 +142,28 @@ pub fn own_status_writes(metrics: &backup_warden::report::metrics::Metrics, kind
 }
 
 /// The API server's count of status PATCHes of `resource` (plural) so far, by every client.
+/// Its /metrics text is megabytes long: it is read line by line, so that the benchmark's own
+/// reading does not add a buffer of that size to the process it measures.
 pub async fn status_writes(client: &kube::Client, resource: &str) -> f64 {
+    use futures::{AsyncBufReadExt, TryStreamExt};
     let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
-    let text = client.request_text(request).await.unwrap_or_default();
+    let Ok(body) = client.request_stream(request).await else {
+        return 0.0;
+    };
     let resource = format!("resource=\"{resource}\"");
-    text.lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter(|l| l.contains(&resource) && l.contains("subresource=\"status\""))
-        .filter(|l| l.contains("verb=\"PATCH\"") || l.contains("verb=\"APPLY\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    body.lines()
+        .try_fold(0.0, |sum, l| {
+            let counted = l.starts_with("apiserver_request_total{")
+                && l.contains(&resource)
+                && l.contains("subresource=\"status\"")
+                && (l.contains("verb=\"PATCH\"") || l.contains("verb=\"APPLY\""));
+            let n = counted
+                .then(|| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .flatten();
+            std::future::ready(Ok(sum + n.unwrap_or(0.0)))
+        })
+        .await
+        .unwrap_or(0.0)
 }
 
 pub fn calls_by_operation(calls: &ApiCalls) -> BTreeMap<String, (u64, u64)> {
