@@ -3,11 +3,7 @@
 //! between CreateKey and CreateAlias), and which ones the cleanup may schedule for deletion.
 //! Pure: the facts come in, the decisions go out.
 
-use std::{
-    borrow::Borrow,
-    collections::{BTreeMap, HashSet},
-    time::Duration,
-};
+use std::{borrow::Borrow, collections::HashSet, time::Duration};
 
 use k8s_openapi::jiff::Timestamp;
 
@@ -35,7 +31,46 @@ pub fn key_id_of(arn_or_id: &str) -> &str {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TaggedKey {
     pub arn: String,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
+}
+
+/// A resource's tags: a handful, so a list rather than a tree (a `BTreeMap`'s first node
+/// alone is half a KiB, and the cleanup lists every key of a region each sweep).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tags(Vec<(String, String)>);
+
+impl Tags {
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Sets `key` to `value`, replacing the value it had.
+    pub fn insert(&mut self, key: String, value: String) {
+        self.remove(&key);
+        self.0.push((key, value));
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.0.retain(|(k, _)| k != key);
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl FromIterator<(String, String)> for Tags {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        let mut tags = Self::default();
+        for (k, v) in pairs {
+            tags.insert(k, v);
+        }
+        tags
+    }
 }
 
 impl TaggedKey {

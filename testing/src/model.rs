@@ -41,7 +41,7 @@ use backup_warden::{
     },
     policy::{
         database::{InstanceChange, InstanceFacts, KeyFacts, ReplicaFacts, replica_key_alias},
-        keys::{TaggedKey, key_id_of, ownership_tags},
+        keys::{TaggedKey, Tags, key_id_of, ownership_tags},
         repository::{BackupObject, LifecycleRuleFacts},
     },
 };
@@ -56,7 +56,7 @@ struct Region {
     replicas: Vec<(ReplicaFacts, Instant)>,
     /// The newest automated snapshot of each instance with backups on.
     snapshots: HashMap<String, Timestamp>,
-    keys: BTreeMap<String, (KeyFacts, BTreeMap<String, String>)>,
+    keys: BTreeMap<String, (KeyFacts, Tags)>,
     aliases: BTreeMap<String, String>,
 }
 
@@ -268,7 +268,7 @@ impl AwsModel {
     }
 
     /// A new key for replicas of `source_arn`, tagged as backup-warden tags its own.
-    fn new_key(&self, scope: &Scope, source_arn: &str) -> (KeyFacts, BTreeMap<String, String>) {
+    fn new_key(&self, scope: &Scope, source_arn: &str) -> (KeyFacts, Tags) {
         let id = format!("{:08x}-0000-4000-8000-{:012x}", self.id(), self.id());
         let facts = KeyFacts {
             arn: format!("arn:aws:kms:{}:{}:key/{id}", scope.region, account(scope)),
@@ -552,7 +552,7 @@ impl Kms for AwsModel {
         let found: Vec<TaggedKey> = self.with(scope, |r| {
             r.keys
                 .values()
-                .filter(|(_, t)| tags.iter().all(|(k, v)| t.get(*k).is_some_and(|x| x == v)))
+                .filter(|(_, t)| tags.iter().all(|(k, v)| t.get(k).is_some_and(|x| x == v)))
                 .map(|(k, t)| TaggedKey {
                     arn: k.arn.clone(),
                     tags: t.clone(),

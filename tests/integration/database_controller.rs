@@ -64,13 +64,16 @@ async fn enforce_makes_a_noncompliant_database_ready_and_deleting_it_leaves_aws_
     assert_eq!(status.instance.and_then(|i| i.retention_days), Some(7));
 
     // The replica's key is the dedicated one, under the per-database alias.
-    let alias = w
+    let aliases: Vec<_> = w
         .kms_destination
         .list_aliases()
+        .into_paginator()
+        .items()
         .send()
+        .collect::<Result<_, _>>()
         .await
-        .expect("aliases")
-        .aliases()
+        .expect("aliases");
+    let alias = aliases
         .iter()
         .find(|a| a.alias_name() == Some("alias/backup-warden/us-east-1/orders-db"))
         .and_then(|a| a.target_key_id().map(str::to_string))

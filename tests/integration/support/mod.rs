@@ -67,9 +67,18 @@ impl Key {
 impl World {
     /// Every key of the destination region with its state, tags and aliases.
     pub async fn keys(&self) -> Vec<Key> {
+        // Every page of both lists: the emulator pages them as KMS does (50 aliases a page).
         let mut aliases: HashMap<String, Vec<String>> = HashMap::new();
-        let listed = self.kms_destination.list_aliases().send().await.expect("aliases");
-        for alias in listed.aliases() {
+        let listed: Vec<_> = self
+            .kms_destination
+            .list_aliases()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .expect("aliases");
+        for alias in listed {
             if let (Some(name), Some(target)) = (alias.alias_name(), alias.target_key_id()) {
                 aliases
                     .entry(target.to_string())
@@ -77,15 +86,17 @@ impl World {
                     .push(name.to_string());
             }
         }
-        let mut keys = Vec::new();
-        for listed in self
+        let listed: Vec<_> = self
             .kms_destination
             .list_keys()
+            .into_paginator()
+            .items()
             .send()
+            .collect::<Result<_, _>>()
             .await
-            .expect("list keys")
-            .keys()
-        {
+            .expect("list keys");
+        let mut keys = Vec::new();
+        for listed in listed {
             let id = listed.key_id().unwrap_or_default();
             let described = self
                 .kms_destination
