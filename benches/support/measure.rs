@@ -25,17 +25,21 @@ pub fn shipped_malloc_tunables() -> String {
 }
 
 /// Runs this benchmark again with the image's malloc settings unless it already has them:
-/// glibc reads them only when a process starts.
+/// glibc reads them only when a process starts. `BENCH_GLIBC_TUNABLES` runs it with other
+/// settings instead, to compare.
 pub fn with_shipped_malloc() {
     use std::os::unix::process::CommandExt;
-    let tunables = shipped_malloc_tunables();
-    if std::env::var("GLIBC_TUNABLES").is_ok_and(|v| v == tunables) {
+    let tunables = std::env::var("BENCH_GLIBC_TUNABLES").unwrap_or_else(|_| shipped_malloc_tunables());
+    // Once only: glibc may rewrite the variable as it reads it.
+    const AGAIN: &str = "BENCH_MALLOC_SET";
+    if std::env::var_os(AGAIN).is_some() || std::env::var("GLIBC_TUNABLES").is_ok_and(|v| v == tunables) {
         return;
     }
     let this = std::env::current_exe().expect("this benchmark");
     let error = std::process::Command::new(this)
         .args(std::env::args_os().skip(1))
         .env("GLIBC_TUNABLES", tunables)
+        .env(AGAIN, "1")
         .exec();
     panic!("cannot run the benchmark again with the image's malloc settings: {error}");
 }
