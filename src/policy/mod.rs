@@ -1,6 +1,7 @@
 //! Evaluate and plan: pure functions from a spec and what was observed to findings (one
 //! per policy check) and to the actions the mode allows. No I/O lives here.
 
+pub mod coverage;
 pub mod database;
 pub mod keys;
 pub mod repository;
