@@ -18,4 +18,5 @@ pub mod report;
 pub mod telemetry;
 pub mod tenancy;
 pub mod timeouts;
+pub mod word;
 pub mod workflow;

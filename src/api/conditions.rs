@@ -1,11 +1,11 @@
 //! Status conditions (`metav1.Condition`) for both kinds: the condition types and reasons
 //! as enums, and the one helper that sets a condition with kstatus/Flux semantics.
 
-use std::{borrow::Cow, collections::HashMap, fmt, sync::LazyLock};
-
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use schemars::{Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
+
+pub use crate::word::Word;
 
 use crate::policy::{database::DatabaseCheck, repository::RepositoryCheck};
 
@@ -235,119 +235,6 @@ pub struct Condition {
     pub last_transition_time: Time,
     pub reason: Word,
     pub message: String,
-}
-
-/// A string that is nearly always one of the words this module declares (a condition type,
-/// a status, a reason): those are kept as the program's own `'static` text, anything else
-/// (written by another client) as its own copy.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Word(Cow<'static, str>);
-
-/// Every word a condition of ours can hold, by its text.
-static WORDS: LazyLock<HashMap<&'static str, &'static str>> = LazyLock::new(|| {
-    let types = [
-        ConditionType::Ready,
-        ConditionType::Reconciling,
-        ConditionType::Stalled,
-    ]
-    .into_iter()
-    .chain(ConditionType::DATABASE_CHECKS)
-    .chain(ConditionType::REPOSITORY_CHECKS)
-    .map(ConditionType::as_str);
-    let statuses = [
-        ConditionStatus::True,
-        ConditionStatus::False,
-        ConditionStatus::Unknown,
-    ]
-    .map(ConditionStatus::as_str);
-    let reasons = Reason::ALL.iter().map(|r| r.as_str());
-    types.chain(statuses).chain(reasons).map(|w| (w, w)).collect()
-});
-
-impl Word {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Word {
-    fn from(text: &str) -> Self {
-        match WORDS.get(text) {
-            Some(known) => Self(Cow::Borrowed(known)),
-            None => Self(Cow::Owned(text.to_owned())),
-        }
-    }
-}
-
-impl From<ConditionType> for Word {
-    fn from(t: ConditionType) -> Self {
-        Self(Cow::Borrowed(t.as_str()))
-    }
-}
-
-impl From<ConditionStatus> for Word {
-    fn from(s: ConditionStatus) -> Self {
-        Self(Cow::Borrowed(s.as_str()))
-    }
-}
-
-impl From<Reason> for Word {
-    fn from(r: Reason) -> Self {
-        Self(Cow::Borrowed(r.as_str()))
-    }
-}
-
-impl std::ops::Deref for Word {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for Word {
-    fn eq(&self, other: &str) -> bool {
-        *self.0 == *other
-    }
-}
-
-impl PartialEq<&str> for Word {
-    fn eq(&self, other: &&str) -> bool {
-        *self.0 == **other
-    }
-}
-
-impl fmt::Display for Word {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Word {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl Serialize for Word {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Word {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Word;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Word, E> {
-                Ok(Word::from(text))
-            }
-        }
-        deserializer.deserialize_str(Visitor)
-    }
 }
 
 /// Sets one condition in place. Always records `observed_generation`; moves
@@ -594,25 +481,5 @@ mod tests {
         let theirs: Metav1 = serde_json::from_value(json.clone()).expect("metav1 reads it");
         assert_eq!(serde_json::to_value(&ours).unwrap(), json);
         assert_eq!(serde_json::to_value(&theirs).unwrap(), json);
-    }
-
-    #[test]
-    fn known_words_are_not_copied_and_others_are_kept_as_written() {
-        let read = |text: &str| -> Word { serde_json::from_value(serde_json::json!(text)).unwrap() };
-        for known in [
-            "Ready",
-            "ReplicaKeyCompliant",
-            "WorkflowPresent",
-            "True",
-            "Unknown",
-            "AuditOnly",
-        ] {
-            let word = read(known);
-            assert!(matches!(word.0, Cow::Borrowed(_)), "{known} was copied");
-            assert_eq!(word, known);
-        }
-        let other = read("SomeoneElsesReason");
-        assert!(matches!(other.0, Cow::Owned(_)));
-        assert_eq!(other.as_str(), "SomeoneElsesReason");
     }
 }

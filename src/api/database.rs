@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::common::{Mode, region_schema};
 use super::conditions::{Condition, conditions_schema};
 use super::duration::{PositiveDuration, duration_default};
+use crate::word::Word;
 
 /// The backup policy for one RDS DB instance.
 // The printer columns repeat `type_ = ...`, which clippy mistakes for duplicated attributes.
@@ -268,7 +269,7 @@ pub struct ObservedInstance {
     pub arn: Option<String>,
     /// The RDS instance status, such as available or modifying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<Word>,
     /// The backup retention period in effect, in days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<i32>,
@@ -289,10 +290,10 @@ pub struct ObservedReplica {
     pub arn: Option<String>,
     /// The region holding the replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
+    pub region: Option<Word>,
     /// The replication status, such as replicating or retained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<Word>,
     /// Retention of the replicated backups, in days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<i32>,

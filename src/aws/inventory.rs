@@ -564,7 +564,7 @@ impl Inventory {
                     .iter_mut()
                     .filter(|r| r.source_arn == source_arn && r.is_active())
                 {
-                    Arc::make_mut(r).status = "retained".to_string();
+                    Arc::make_mut(r).status = "retained".into();
                 }
             })
             .await;

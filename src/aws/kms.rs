@@ -90,13 +90,10 @@ fn key_facts(m: &KeyMetadata) -> KeyFacts {
     KeyFacts {
         arn: m.arn().unwrap_or_default().to_string(),
         key_id: m.key_id().to_string(),
-        state: m.key_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-        key_spec: m.key_spec().map(|s| s.as_str().to_string()).unwrap_or_default(),
-        key_usage: m.key_usage().map(|s| s.as_str().to_string()).unwrap_or_default(),
-        key_manager: m
-            .key_manager()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
+        state: m.key_state().map(|s| s.as_str().into()).unwrap_or_default(),
+        key_spec: m.key_spec().map(|s| s.as_str().into()).unwrap_or_default(),
+        key_usage: m.key_usage().map(|s| s.as_str().into()).unwrap_or_default(),
+        key_manager: m.key_manager().map(|s| s.as_str().into()).unwrap_or_default(),
         created: m.creation_date().and_then(timestamp),
     }
 }

@@ -71,9 +71,9 @@ fn instance_facts(region: &str, db: &DbInstance) -> InstanceFacts {
         identifier: db.db_instance_identifier().unwrap_or_default().to_string(),
         arn: db.db_instance_arn().unwrap_or_default().to_string(),
         resource_id: db.dbi_resource_id().map(str::to_string),
-        region: region.to_string(),
-        status: db.db_instance_status().unwrap_or_default().to_string(),
-        engine: db.engine().unwrap_or_default().to_string(),
+        region: region.into(),
+        status: db.db_instance_status().unwrap_or_default().into(),
+        engine: db.engine().unwrap_or_default().into(),
         retention_days: db.backup_retention_period().unwrap_or(0),
         pending_retention_days: db
             .pending_modified_values()
@@ -101,7 +101,7 @@ fn replica_facts(b: &DbInstanceAutomatedBackup) -> ReplicaFacts {
             .to_string(),
         source_arn: b.db_instance_arn().unwrap_or_default().to_string(),
         dbi_resource_id: b.dbi_resource_id().map(str::to_string),
-        status: b.status().unwrap_or_default().to_string(),
+        status: b.status().unwrap_or_default().into(),
         retention_days: b.backup_retention_period(),
         kms_key_arn: b.kms_key_id().map(str::to_string),
         latest_time: b

@@ -298,7 +298,7 @@ fn build_status(
     });
     status.replica = obs.replica.as_ref().map(|r| ObservedReplica {
         arn: Some(r.arn.clone()).filter(|a| !a.is_empty()),
-        region: Some(db.spec.replication.destination_region.clone()),
+        region: Some(db.spec.replication.destination_region.as_str().into()),
         status: Some(r.status.clone()),
         retention_days: r.retention_days,
         kms_key_arn: r.kms_key_arn.clone(),

@@ -141,7 +141,7 @@ async fn sweep(ctx: &Context, scope: &Scope) -> Result<(), AwsError> {
             .with_label_values(&[scope.region.as_str()])
             .inc();
         let pending = KeyFacts {
-            state: "PendingDeletion".to_string(),
+            state: "PendingDeletion".into(),
             ..key.facts
         };
         scheduled.push(pending.clone());
@@ -161,7 +161,7 @@ async fn undo_if_adopted(ctx: &Context, scope: &Scope, scheduled: Vec<KeyFacts>)
         ctx.kms.cancel_deletion(scope, &key.arn).await?;
         tracing::warn!(key = %key.arn, "an alias appeared on a key just scheduled for deletion; deletion cancelled");
         let enabled = KeyFacts {
-            state: "Enabled".to_string(),
+            state: "Enabled".into(),
             ..key
         };
         ctx.inventory.record_key_facts(scope, enabled).await;

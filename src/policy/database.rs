@@ -6,7 +6,10 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{Finding, Tense, Verdict, at, days, keys::key_id_of};
-use crate::api::{ConditionType, Mode, Reason, conditions::wire_enum, database::BackedUpDatabaseSpec};
+use crate::{
+    api::{ConditionType, Mode, Reason, conditions::wire_enum, database::BackedUpDatabaseSpec},
+    word::Word,
+};
 
 wire_enum! {
     /// The database checks, in the order status lists them.
@@ -56,10 +59,10 @@ pub struct InstanceFacts {
     pub identifier: String,
     pub arn: String,
     pub resource_id: Option<String>,
-    pub region: String,
+    pub region: Word,
     /// `DBInstanceStatus`, such as available, modifying, backing-up.
-    pub status: String,
-    pub engine: String,
+    pub status: Word,
+    pub engine: Word,
     pub retention_days: i32,
     /// `PendingModifiedValues.BackupRetentionPeriod`: waits for the maintenance window.
     pub pending_retention_days: Option<i32>,
@@ -146,7 +149,7 @@ pub struct ReplicaFacts {
     pub source_arn: String,
     pub dbi_resource_id: Option<String>,
     /// `replicating`, `pending`, `retained`, ...
-    pub status: String,
+    pub status: Word,
     pub retention_days: Option<i32>,
     pub kms_key_arn: Option<String>,
     /// `RestoreWindow.LatestTime`.
@@ -197,12 +200,12 @@ pub struct KeyFacts {
     pub arn: String,
     pub key_id: String,
     /// `KeyState`: Enabled, Disabled, PendingDeletion, ...
-    pub state: String,
+    pub state: Word,
     /// `KeySpec`: SYMMETRIC_DEFAULT for keys RDS can use.
-    pub key_spec: String,
-    pub key_usage: String,
+    pub key_spec: Word,
+    pub key_usage: Word,
     /// `KeyManager`: CUSTOMER, or AWS for the AWS managed keys (`alias/aws/rds`, ...).
-    pub key_manager: String,
+    pub key_manager: Word,
     /// `CreationDate`.
     pub created: Option<Timestamp>,
 }

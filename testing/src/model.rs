@@ -220,7 +220,7 @@ impl AwsModel {
             identifier: identifier.to_string(),
             arn: instance_arn(scope, identifier),
             resource_id: Some(format!("db-{:026X}", self.id())),
-            region: scope.region.clone(),
+            region: scope.region.as_str().into(),
             status: "available".into(),
             engine: "postgres".into(),
             retention_days,

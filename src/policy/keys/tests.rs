@@ -43,7 +43,7 @@ fn backup(source: &str, key_id: &str, status: &str) -> ReplicaFacts {
     ReplicaFacts {
         arn: format!("arn:aws:rds:us-west-2:123456789012:auto-backup:ab-{key_id}"),
         source_arn: source.to_string(),
-        status: status.to_string(),
+        status: status.into(),
         kms_key_arn: Some(arn(key_id)),
         ..Default::default()
     }
@@ -148,7 +148,7 @@ fn the_cleanup_keeps_every_other_key() {
             Keep::NotOurs,
         ),
         (|k| k.facts.key_manager = "AWS".into(), Keep::AwsManaged),
-        (|k| k.facts.key_manager = String::new(), Keep::AwsManaged),
+        (|k| k.facts.key_manager = "".into(), Keep::AwsManaged),
         (|k| k.facts.state = "PendingDeletion".into(), Keep::NotEnabled),
         (|k| k.facts.state = "Disabled".into(), Keep::NotEnabled),
         (|k| k.facts.created = Some(at(3600)), Keep::YoungerThanGrace),
