@@ -64,19 +64,12 @@ async fn enforce_makes_a_noncompliant_database_ready_and_deleting_it_leaves_aws_
     assert_eq!(status.instance.and_then(|i| i.retention_days), Some(7));
 
     // The replica's key is the dedicated one, under the per-database alias.
-    let aliases: Vec<_> = w
-        .kms_destination
-        .list_aliases()
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<_, _>>()
+    let alias = w
+        .aliases()
         .await
-        .expect("aliases");
-    let alias = aliases
-        .iter()
-        .find(|a| a.alias_name() == Some("alias/backup-warden/us-east-1/orders-db"))
-        .and_then(|a| a.target_key_id().map(str::to_string))
+        .into_iter()
+        .find(|(name, _)| name == "alias/backup-warden/us-east-1/orders-db")
+        .map(|(_, target)| target)
         .expect("alias exists");
     assert!(
         replicas[0].1.ends_with(&alias),

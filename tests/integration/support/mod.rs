@@ -65,10 +65,9 @@ impl Key {
 }
 
 impl World {
-    /// Every key of the destination region with its state, tags and aliases.
-    pub async fn keys(&self) -> Vec<Key> {
-        // Every page of both lists: the emulator pages them as KMS does (50 aliases a page).
-        let mut aliases: HashMap<String, Vec<String>> = HashMap::new();
+    /// Every alias of the destination region: (name, target key id). Every page: the
+    /// emulator pages them as KMS does (50 a page).
+    pub async fn aliases(&self) -> Vec<(String, String)> {
         let listed: Vec<_> = self
             .kms_destination
             .list_aliases()
@@ -78,13 +77,17 @@ impl World {
             .collect::<Result<_, _>>()
             .await
             .expect("aliases");
-        for alias in listed {
-            if let (Some(name), Some(target)) = (alias.alias_name(), alias.target_key_id()) {
-                aliases
-                    .entry(target.to_string())
-                    .or_default()
-                    .push(name.to_string());
-            }
+        listed
+            .iter()
+            .filter_map(|a| Some((a.alias_name()?.to_string(), a.target_key_id()?.to_string())))
+            .collect()
+    }
+
+    /// Every key of the destination region with its state, tags and aliases.
+    pub async fn keys(&self) -> Vec<Key> {
+        let mut aliases: HashMap<String, Vec<String>> = HashMap::new();
+        for (name, target) in self.aliases().await {
+            aliases.entry(target).or_default().push(name);
         }
         let listed: Vec<_> = self
             .kms_destination
