@@ -1,7 +1,7 @@
 //! Status conditions (`metav1.Condition`) for both kinds: the condition types and reasons
 //! as enums, and the one helper that sets a condition with kstatus/Flux semantics.
 
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use schemars::{Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
@@ -221,9 +221,10 @@ impl From<bool> for ConditionStatus {
     }
 }
 
-/// `metav1.Condition`, as the status of both kinds holds it. Its type, status and reason are
-/// [`Word`]s: the object store keeps one status per object, ten conditions each, and these
-/// three would otherwise be thirty small allocations per object.
+/// `metav1.Condition`, as the status of both kinds holds it. The object store keeps one
+/// status per object, ten conditions each, so every field is as small as its JSON allows:
+/// type, status and reason are [`Word`]s (no allocation), the time is whole seconds, the
+/// message has no spare capacity. 88 bytes, where k8s-openapi's `Condition` is 128.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
@@ -232,9 +233,40 @@ pub struct Condition {
     pub status: Word,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    pub last_transition_time: Time,
+    pub last_transition_time: TransitionTime,
     pub reason: Word,
-    pub message: String,
+    pub message: Box<str>,
+}
+
+/// `metav1.Time` as conditions carry it: RFC 3339 to the second, kept as seconds since the
+/// epoch (8 bytes, where a `Timestamp` is 16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TransitionTime(i64);
+
+impl TransitionTime {
+    /// `t` without its fraction of a second, as the API server stores it.
+    pub fn at(t: Timestamp) -> Self {
+        Self(t.as_second())
+    }
+
+    pub fn timestamp(self) -> Timestamp {
+        Timestamp::from_second(self.0).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+}
+
+impl Serialize for TransitionTime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.timestamp())
+    }
+}
+
+impl<'de> Deserialize<'de> for TransitionTime {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse::<Timestamp>()
+            .map(Self::at)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Sets one condition in place. Always records `observed_generation`; moves
@@ -254,19 +286,19 @@ pub fn set_condition(
     now: Timestamp,
 ) -> bool {
     let message = message.into();
-    let now = whole_seconds(now);
+    let now = TransitionTime::at(now);
     let type_ = type_.into();
     match conditions.iter_mut().find(|c| c.type_ == type_.as_str()) {
         Some(existing) => {
             existing.observed_generation = observed_generation;
             let same = existing.status == status.as_str()
                 && existing.reason == reason.as_str()
-                && existing.message == message;
+                && *existing.message == *message;
             if !same {
                 existing.status = status.into();
                 existing.reason = reason.into();
-                existing.message = message;
-                existing.last_transition_time = Time(now);
+                existing.message = message.into_boxed_str();
+                existing.last_transition_time = now;
             }
             !same
         }
@@ -275,9 +307,9 @@ pub fn set_condition(
                 type_: type_.into(),
                 status: status.into(),
                 reason: reason.into(),
-                message,
+                message: message.into_boxed_str(),
                 observed_generation,
-                last_transition_time: Time(now),
+                last_transition_time: now,
             });
             true
         }
@@ -336,7 +368,7 @@ mod tests {
             ("Ready", "False", "DriftDetected")
         );
         assert_eq!(c.observed_generation, Some(3));
-        assert_eq!(c.last_transition_time, Time(at(100)));
+        assert_eq!(c.last_transition_time, TransitionTime::at(at(100)));
     }
 
     #[test]
@@ -357,7 +389,7 @@ mod tests {
         let changed = set(&mut conditions, 2, 500);
         assert!(!changed);
         assert_eq!(conditions[0].observed_generation, Some(2));
-        assert_eq!(conditions[0].last_transition_time, Time(at(100)));
+        assert_eq!(conditions[0].last_transition_time, TransitionTime::at(at(100)));
     }
 
     #[test]
@@ -373,7 +405,7 @@ mod tests {
             None,
             precise,
         );
-        assert_eq!(conditions[0].last_transition_time, Time(at(100)));
+        assert_eq!(conditions[0].last_transition_time, TransitionTime::at(at(100)));
     }
 
     #[test]
@@ -404,10 +436,10 @@ mod tests {
                 at(200),
             );
             assert!(changed, "{status:?} {reason:?} {message}");
-            assert_eq!(conditions[0].last_transition_time, Time(at(200)));
+            assert_eq!(conditions[0].last_transition_time, TransitionTime::at(at(200)));
             assert_eq!(conditions[0].status, status.as_str());
             assert_eq!(conditions[0].reason, reason.as_str());
-            assert_eq!(conditions[0].message, message);
+            assert_eq!(&*conditions[0].message, message);
         }
     }
 
@@ -444,7 +476,7 @@ mod tests {
         assert_eq!(conditions.len(), 2);
         let stalled = find_condition(&conditions, ConditionType::Stalled).expect("stalled");
         assert_eq!(stalled.observed_generation, Some(1));
-        assert_eq!(stalled.last_transition_time, Time(at(2)));
+        assert_eq!(stalled.last_transition_time, TransitionTime::at(at(2)));
     }
 
     #[test]
@@ -481,5 +513,19 @@ mod tests {
         let theirs: Metav1 = serde_json::from_value(json.clone()).expect("metav1 reads it");
         assert_eq!(serde_json::to_value(&ours).unwrap(), json);
         assert_eq!(serde_json::to_value(&theirs).unwrap(), json);
+
+        // Another client may write an offset or a fraction: read as the same second, written
+        // back in the API server's own form.
+        for other in ["2026-12-01T05:00:00+01:00", "2026-12-01T04:00:00.75Z"] {
+            let mut written = json.clone();
+            written["lastTransitionTime"] = other.into();
+            let ours: Condition = serde_json::from_value(written).expect("ours reads it");
+            assert_eq!(serde_json::to_value(&ours).unwrap(), json, "{other}");
+        }
+        let mut bad = json.clone();
+        bad["lastTransitionTime"] = "yesterday".into();
+        assert!(serde_json::from_value::<Condition>(bad).is_err());
+        // Ten per stored object: every byte here is ten there.
+        assert_eq!(std::mem::size_of::<Condition>(), 88);
     }
 }

@@ -176,8 +176,8 @@ impl<K0: Resource<DynamicType = ()> + Clone + 'static> Guard<K0> {
         if let Err(error) = api.patch_status(&name, &params, &Patch::Merge(&patch)).await {
             tracing::warn!(object = %format!("{namespace}/{name}"), %error, "cannot write the status");
         }
-        let was = find_condition(conditions, ConditionType::Stalled)
-            .map(|c| (c.reason.as_str(), c.message.as_str()));
+        let was =
+            find_condition(conditions, ConditionType::Stalled).map(|c| (c.reason.as_str(), &*c.message));
         if was != Some((reason.as_str(), message.as_str())) {
             let event = Event {
                 type_: EventType::Warning,

@@ -333,7 +333,7 @@ mod tests {
 
     fn get(conditions: &[Condition], t: impl Into<ConditionType>) -> (String, String, String) {
         let c = find_condition(conditions, t).expect("condition");
-        (c.status.to_string(), c.reason.to_string(), c.message.clone())
+        (c.status.to_string(), c.reason.to_string(), c.message.to_string())
     }
 
     #[test]

@@ -473,7 +473,7 @@ pub fn condition(
 ) -> Option<(String, String, String)> {
     let conditions = &db.status.as_ref()?.conditions;
     backup_warden::api::conditions::find_condition(conditions, type_)
-        .map(|c| (c.status.to_string(), c.reason.to_string(), c.message.clone()))
+        .map(|c| (c.status.to_string(), c.reason.to_string(), c.message.to_string()))
 }
 
 impl TestEnv {
@@ -623,7 +623,7 @@ pub fn repo_condition(
 ) -> Option<(String, String, String)> {
     let conditions = &repo.status.as_ref()?.conditions;
     backup_warden::api::conditions::find_condition(conditions, type_)
-        .map(|c| (c.status.to_string(), c.reason.to_string(), c.message.clone()))
+        .map(|c| (c.status.to_string(), c.reason.to_string(), c.message.to_string()))
 }
 
 /// Creates a small PostgreSQL DB instance in the emulator with the given backup retention.
