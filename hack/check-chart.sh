@@ -249,7 +249,8 @@ kubectl=${BACKUP_WARDEN_KUBECTL:?the local environment did not name kubectl}
 step "backup-warden's CRDs (server-side apply), so that the dry runs can check objects of its kinds"
 "$kubectl" apply --server-side --force-conflicts -f crds/ >/dev/null || fail "could not install crds/"
 "$kubectl" wait --for condition=established --timeout=60s \
-  crd/backedupdatabases.backupwarden.io crd/backeduprepositories.backupwarden.io >/dev/null ||
+  crd/backedupdatabases.backupwarden.io crd/backeduprepositories.backupwarden.io \
+  crd/backupcoverages.backupwarden.io >/dev/null ||
   fail "backup-warden's CRDs did not become established"
 
 # No kube-controller-manager runs here, so nothing empties and finalizes a deleted namespace:
@@ -305,7 +306,8 @@ fi
 sed 's/^/  /' "$work/installed.names" >&2
 [ "$(grep -c . "$work/installed.names")" -eq "$(grep -c '^kind: ' "$work/installed.yaml")" ] ||
   fail "release $installed: the API server does not have every object of its manifest"
-"$kubectl" get crd backedupdatabases.backupwarden.io backeduprepositories.backupwarden.io >/dev/null ||
+"$kubectl" get crd backedupdatabases.backupwarden.io backeduprepositories.backupwarden.io \
+  backupcoverages.backupwarden.io >/dev/null ||
   fail "the CRDs are missing after the install"
 
 # Asks the API server's authorizer (SubjectAccessReview) what a user may do, and compares it
@@ -332,8 +334,8 @@ expect_access() { # user, groups (a JSON list)
 }
 
 step "RBAC: the controller's ServiceAccount may do what the controller does, and nothing more"
-# What src/ calls: watches (list, watch) of both kinds cluster-wide, server-side apply (and
-# merge patch) of their status, Events through kube's Recorder (events.k8s.io: create, patch),
+# What src/ calls: watches (list, watch) of the three kinds cluster-wide, server-side apply
+# (and merge patch) of their status, Events through kube's Recorder (events.k8s.io: create, patch),
 # the leader Lease (create; get, update of backup-warden) in the release namespace.
 expect_access "system:serviceaccount:$installed:$installed" \
   "[\"system:serviceaccounts\",\"system:serviceaccounts:$installed\",\"system:authenticated\"]" <<RULES
@@ -349,6 +351,11 @@ no  update backupwarden.io     backeduprepositories status team-a     repo
 no  create backupwarden.io     backedupdatabases    -      team-a     -
 no  patch  backupwarden.io     backeduprepositories -      team-a     repo
 no  delete backupwarden.io     backedupdatabases    -      team-a     db
+yes list   backupwarden.io     backupcoverages      -      -          -
+yes watch  backupwarden.io     backupcoverages      -      -          -
+yes patch  backupwarden.io     backupcoverages      status -          company
+no  update backupwarden.io     backupcoverages      -      -          company
+no  delete backupwarden.io     backupcoverages      -      -          company
 yes create events.k8s.io       events               -      team-a     -
 yes patch  events.k8s.io       events               -      team-a     db.1
 no  create core                events               -      team-a     -

@@ -181,6 +181,10 @@ wire_enum! {
         CredentialsMissing,
         /// `spec.suspend` is true: nothing is observed or changed (`Reconciling`).
         Suspended,
+        /// A coverage: every resource in scope is declared or exempt.
+        Covered,
+        /// A coverage: some resource in scope has no object and no exemption.
+        Uncovered,
         // Event reasons: transitions and the actions taken.
         /// A check that failed passes again.
         DriftResolved,

@@ -4,6 +4,7 @@
 
 pub mod common;
 pub mod conditions;
+pub mod coverage;
 pub mod database;
 pub mod duration;
 pub mod repository;
@@ -12,6 +13,7 @@ pub mod validation;
 pub use crate::policy::{database::DatabaseCheck, repository::RepositoryCheck};
 pub use common::Mode;
 pub use conditions::{ConditionStatus, ConditionType, Reason, set_condition};
+pub use coverage::{BackupCoverage, BackupCoverageSpec, BackupCoverageStatus};
 pub use database::{BackedUpDatabase, BackedUpDatabaseSpec, BackedUpDatabaseStatus};
 pub use duration::PositiveDuration;
 pub use repository::{BackedUpRepository, BackedUpRepositorySpec, BackedUpRepositoryStatus};
@@ -24,7 +26,11 @@ pub const GROUP: &str = "backupwarden.io";
 
 /// Both CRDs, in the order `crds/` holds them.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![BackedUpDatabase::crd(), BackedUpRepository::crd()]
+    vec![
+        BackedUpDatabase::crd(),
+        BackedUpRepository::crd(),
+        BackupCoverage::crd(),
+    ]
 }
 
 /// Renders CRDs as one YAML stream, the format of `crds/` and of `backup-warden crd`.

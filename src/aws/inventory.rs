@@ -224,7 +224,10 @@ pub struct Inventory {
     /// Where a read that finds instances or their replications changed says so, once per
     /// read: (each instance's region, its identifier), so that the objects concerned are
     /// looked at now rather than at their next resync.
-    changes: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Changed>>>,
+    changes: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Changed>>>,
+    /// The instance tags kept (what coverages select and exempt by); an instance's other
+    /// tags are dropped as it is read, as every instance of a region is held here.
+    tag_keys: Mutex<Arc<Vec<String>>>,
 }
 
 impl Inventory {
@@ -242,15 +245,42 @@ impl Inventory {
             aliases: Cached::new(),
             keys: Cached::new(),
             quota_refusals: Mutex::new(HashMap::new()),
-            changes: Mutex::new(None),
+            changes: Mutex::new(Vec::new()),
+            tag_keys: Mutex::new(Arc::default()),
         }
     }
 
-    /// The instances each read finds changed from the previous read, as (region,
-    /// identifier); the restorable times, which move every few minutes, do not count.
+    /// Keeps these instance tags from now on. Whether any of them was not kept before: the
+    /// instances read earlier lack it, and a caller that needs it reads them again.
+    pub fn keep_tags(&self, keys: impl IntoIterator<Item = String>) -> bool {
+        let mut kept = self.tag_keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<String> = kept.as_ref().clone();
+        let before = all.len();
+        for key in keys {
+            if !all.contains(&key) {
+                all.push(key);
+            }
+        }
+        let added = all.len() > before;
+        if added {
+            *kept = Arc::new(all);
+        }
+        added
+    }
+
+    /// `facts` with only the tags kept.
+    fn trimmed(&self, mut facts: InstanceFacts) -> InstanceFacts {
+        let kept = self.tag_keys.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        facts.tags.retain(|key| kept.iter().any(|k| k == key));
+        facts
+    }
+
+    /// The instances each read finds changed from the previous read (new ones and gone
+    /// ones included), as (region, identifier); the restorable times, which move every few
+    /// minutes, do not count. Each caller gets every batch (the databases, the coverages).
     pub fn changes(&self) -> tokio::sync::mpsc::UnboundedReceiver<Changed> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        *self.changes.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        self.changes.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
         rx
     }
 
@@ -258,9 +288,11 @@ impl Inventory {
         if batch.is_empty() {
             return;
         }
-        if let Some(tx) = self.changes.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            let _ = tx.send(batch);
-        }
+        // A receiver dropped (its controller stopped) is forgotten.
+        self.changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|tx| tx.send(batch.clone()).is_ok());
     }
 
     pub async fn instance(
@@ -269,6 +301,16 @@ impl Inventory {
         identifier: &str,
         max_age: Duration,
     ) -> Result<Option<InstanceFacts>, AwsError> {
+        Ok(self.instances(scope, max_age).await?.get(identifier).cloned())
+    }
+
+    /// Every instance of the scope, read no longer than `max_age` ago (one read serves all
+    /// the objects of the scope, and the coverages scanning it).
+    pub async fn instances(
+        &self,
+        scope: &Scope,
+        max_age: Duration,
+    ) -> Result<Arc<HashMap<String, InstanceFacts>>, AwsError> {
         let note = |old: &Arc<HashMap<String, InstanceFacts>>, new: &Arc<HashMap<String, InstanceFacts>>| {
             let ids: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
             let changed = ids
@@ -281,8 +323,7 @@ impl Inventory {
                 .collect();
             self.changed(changed);
         };
-        let all = self
-            .instances
+        self.instances
             .get_noting(
                 scope,
                 max_age,
@@ -290,13 +331,14 @@ impl Inventory {
                     self.instances_alone.superseded(scope);
                     let list = self.rds.instances(scope).await?;
                     Ok(Arc::new(
-                        list.into_iter().map(|i| (i.identifier.clone(), i)).collect(),
+                        list.into_iter()
+                            .map(|i| (i.identifier.clone(), self.trimmed(i)))
+                            .collect(),
                     ))
                 },
                 note,
             )
-            .await?;
-        Ok(all.get(identifier).cloned())
+            .await
     }
 
     /// The instance, no older than `max_age` (a change settling, or a reconcile asked for):
@@ -324,7 +366,11 @@ impl Inventory {
             Read::Alone => {
                 // Not held across the update: the region's map would be copied for it.
                 drop(whole);
-                let facts = self.rds.instance(scope, identifier).await?;
+                let facts = self
+                    .rds
+                    .instance(scope, identifier)
+                    .await?
+                    .map(|f| self.trimmed(f));
                 self.instances
                     .update(scope, |all| {
                         let all = Arc::make_mut(all);
@@ -507,6 +553,7 @@ impl Inventory {
 
     /// What ModifyDBInstance answered.
     pub async fn record_instance(&self, scope: &Scope, facts: InstanceFacts) {
+        let facts = self.trimmed(facts);
         self.instances
             .update(scope, |all| {
                 Arc::make_mut(all).insert(facts.identifier.clone(), facts);

@@ -90,6 +90,11 @@ fn instance_facts(region: &str, db: &DbInstance) -> InstanceFacts {
             .iter()
             .filter_map(|r| r.db_instance_automated_backups_arn().map(str::to_string))
             .collect(),
+        tags: db
+            .tag_list()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .collect(),
     }
 }
 

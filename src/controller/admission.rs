@@ -31,16 +31,10 @@ pub trait Claimant: kube::Resource<DynamicType = ()> + Clone + Sized {
 impl Claimant for BackedUpDatabase {
     fn claim(&self) -> String {
         let instance = &self.spec.instance;
-        // The account is what makes an instance identifier unique, with the region.
-        let account = instance
-            .role_arn
-            .as_deref()
-            .and_then(|arn| arn.split(':').nth(4))
-            .unwrap_or("self");
-        format!(
-            "{account}/{}/{}",
-            instance.region,
-            instance.identifier.to_ascii_lowercase()
+        database_claim(
+            instance.role_arn.as_deref(),
+            &instance.region,
+            &instance.identifier,
         )
     }
 
@@ -71,6 +65,22 @@ impl Claimant for BackedUpRepository {
     fn claim_text(&self) -> String {
         format!("the repository {}", self.spec.repository)
     }
+}
+
+/// What an object naming this RDS instance claims: `account/region/identifier`, the
+/// identifier in lower case as RDS compares it. The account is what makes an identifier
+/// unique, with the region: the role's account, or `self` for the controller's own.
+pub fn database_claim(role_arn: Option<&str>, region: &str, identifier: &str) -> String {
+    format!(
+        "{}/{region}/{}",
+        account_of(role_arn),
+        identifier.to_ascii_lowercase()
+    )
+}
+
+/// The account of a role ARN (arn:aws:iam::ACCOUNT:role/NAME), or `self` without one.
+pub fn account_of(role_arn: Option<&str>) -> &str {
+    role_arn.and_then(|arn| arn.split(':').nth(4)).unwrap_or("self")
 }
 
 /// Who manages each claim: the oldest object naming it. Rebuilt from the store when an

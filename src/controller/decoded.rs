@@ -110,6 +110,31 @@ impl<K: Resource<DynamicType = ()> + Clone> Resource for Decoded<K> {
     }
 }
 
+/// An object of a (re)list that the store already holds at the same resourceVersion (the
+/// same content, as the version changes with every write) becomes the stored one again.
+/// While a relist is read the store keeps the old objects and the new list beside them,
+/// so without this an API server restart or an expired watch holds every object twice.
+pub(crate) fn share_unchanged<K>(
+    store: &kube::runtime::reflector::Store<Decoded<K>>,
+    event: kube::runtime::watcher::Event<Decoded<K>>,
+) -> kube::runtime::watcher::Event<Decoded<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    use kube::runtime::{reflector::ObjectRef, watcher::Event};
+    let Event::InitApply(listed) = event else {
+        return event;
+    };
+    let stored = store
+        .get(&ObjectRef::from_obj(&listed))
+        .filter(|s| s.meta().resource_version.is_some())
+        .filter(|s| s.meta().resource_version == listed.meta().resource_version);
+    Event::InitApply(match stored {
+        Some(stored) => (*stored).clone(),
+        None => listed,
+    })
+}
+
 /// The conditions an object's status holds, whatever its kind.
 pub trait HasConditions {
     fn conditions(&self) -> &[Condition];
@@ -201,6 +226,43 @@ mod tests {
             "{}",
             bad.error
         );
+    }
+
+    #[test]
+    fn a_relisted_object_at_the_same_version_is_the_stored_one() {
+        use kube::runtime::{reflector, watcher::Event};
+        let at = |version: &str| -> Decoded<BackedUpDatabase> {
+            let mut object = database(json!({}));
+            object["metadata"]["resourceVersion"] = version.into();
+            serde_json::from_value(object).expect("decodes")
+        };
+        let (store, mut writer) = reflector::store::<Decoded<BackedUpDatabase>>();
+        writer.apply_watcher_event(&Event::Apply(at("7")));
+        let stored = store.state()[0].valid().expect("valid").clone();
+
+        let Event::InitApply(same) = share_unchanged(&store, Event::InitApply(at("7"))) else {
+            panic!("still an InitApply")
+        };
+        assert!(
+            Arc::ptr_eq(same.valid().expect("valid"), &stored),
+            "one copy, not two"
+        );
+
+        let Event::InitApply(changed) = share_unchanged(&store, Event::InitApply(at("8"))) else {
+            panic!("still an InitApply")
+        };
+        assert!(!Arc::ptr_eq(changed.valid().expect("valid"), &stored));
+        assert_eq!(changed.meta().resource_version.as_deref(), Some("8"));
+
+        // Other events pass as they are; an object the store does not hold is the listed one.
+        assert!(
+            matches!(share_unchanged(&store, Event::Apply(at("7"))), Event::Apply(o) if !Arc::ptr_eq(o.valid().unwrap(), &stored))
+        );
+        let (empty, _writer) = reflector::store::<Decoded<BackedUpDatabase>>();
+        let Event::InitApply(fresh) = share_unchanged(&empty, Event::InitApply(at("7"))) else {
+            panic!("still an InitApply")
+        };
+        assert!(!Arc::ptr_eq(fresh.valid().expect("valid"), &stored));
     }
 
     #[test]

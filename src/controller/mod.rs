@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod context;
+pub mod coverage;
 pub mod database;
 pub mod decoded;
 pub mod guard;
@@ -67,7 +68,7 @@ where
         + Sync
         + 'static,
 {
-    use futures::StreamExt;
+    use futures::{StreamExt, TryStreamExt};
     use kube::{
         ResourceExt,
         runtime::{WatchStreamExt, watcher},
@@ -79,8 +80,10 @@ where
     };
     let owned = shards.clone();
     let store = writer.as_reader();
+    let stored = store.clone();
     shards::watch_owned(api, watcher::Config::default(), shards.clone())
         .default_backoff()
+        .map_ok(move |event| decoded::share_unchanged(&stored, event))
         .reflect(writer)
         .inspect(move |event| match event {
             Ok(watcher::Event::Delete(gone)) => {
@@ -295,8 +298,16 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         "BackedUpDatabase controller",
         health.clone(),
         shutdown_rx.clone(),
-        database::run(databases, ctx, args.concurrency, stop(&shutdown_rx)),
+        database::run(databases, ctx.clone(), args.concurrency, stop(&shutdown_rx)),
     )];
+    if coverage_installed(&client, args.namespace.as_deref()).await? {
+        controllers.push(supervise(
+            "BackupCoverage controller",
+            health.clone(),
+            shutdown_rx.clone(),
+            coverage::run(ctx, Default::default(), stop(&shutdown_rx)),
+        ));
+    }
     match repository_context(
         &args,
         client.clone(),
@@ -623,6 +634,34 @@ where
     match api.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_not_found() => Err(RunError::CrdMissing { crd }),
+        Err(source) => Err(RunError::CrdCheck { crd, source }),
+    }
+}
+
+/// Whether coverages are reconciled: cluster-scoped, so not by a controller confined to one
+/// namespace, and optional, so a cluster without the CRD runs the other kinds (and says so).
+async fn coverage_installed(client: &Client, namespace: Option<&str>) -> Result<bool, RunError> {
+    use crate::api::BackupCoverage;
+    let crd = BackupCoverage::crd_name().to_string();
+    if namespace.is_some() {
+        tracing::info!(
+            "BackupCoverage objects are not reconciled: --namespace confines this controller to one namespace"
+        );
+        return Ok(false);
+    }
+    match Api::<BackupCoverage>::all(client.clone())
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.is_not_found() => {
+            tracing::warn!(%crd, "BackupCoverage objects are not reconciled: the CRD is not installed (`backup-warden crd | kubectl apply --server-side -f -`, then restart)");
+            Ok(false)
+        }
+        Err(kube::Error::Api(status)) if status.is_forbidden() => {
+            tracing::warn!(%crd, "BackupCoverage objects are not reconciled: this service account may not list them (the chart's ClusterRole grants it)");
+            Ok(false)
+        }
         Err(source) => Err(RunError::CrdCheck { crd, source }),
     }
 }

@@ -77,6 +77,9 @@ pub struct InstanceFacts {
     pub kms_key_id: Option<String>,
     /// ARNs from `DBInstanceAutomatedBackupsReplications`.
     pub replications: Vec<String>,
+    /// The tags a coverage looks at (its selectors' and its exemption tag); the others are
+    /// not kept.
+    pub tags: crate::policy::keys::Tags,
 }
 
 impl InstanceFacts {
@@ -100,6 +103,7 @@ impl InstanceFacts {
             &Option<String>,
             &Option<String>,
             &[String],
+            &crate::policy::keys::Tags,
         ),
     ) {
         let Self {
@@ -117,6 +121,7 @@ impl InstanceFacts {
             aws_backup_recovery_point_arn,
             kms_key_id,
             replications,
+            tags,
         } = self;
         (
             (
@@ -135,6 +140,7 @@ impl InstanceFacts {
                 aws_backup_recovery_point_arn,
                 kms_key_id,
                 replications,
+                tags,
             ),
         )
     }

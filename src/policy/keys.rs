@@ -61,6 +61,15 @@ impl Tags {
     pub fn clear(&mut self) {
         self.0.clear();
     }
+
+    /// Keeps the tags whose key `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|(k, _)| keep(k));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
 }
 
 impl FromIterator<(String, String)> for Tags {

@@ -45,6 +45,9 @@ pub struct Metrics {
     objects_total: IntGaugeVec,
     objects_ready: IntGaugeVec,
     checks_failing: IntGaugeVec,
+    /// Resources each coverage accounts for, by kind and standing (discovered, declared,
+    /// exempt, undeclared): a few series per coverage, whatever the estate's size.
+    coverage_resources: IntGaugeVec,
     /// What each object last reported, so that its series and the counts move on a change
     /// and leave with it.
     objects: Mutex<HashMap<ObjectKey, Reported>>,
@@ -103,6 +106,11 @@ impl Metrics {
                 "backup_warden_checks_failing",
                 "Objects whose check fails, by kind, namespace and check.",
                 &["kind", "namespace", "check"],
+            )?,
+            coverage_resources: gauges(
+                "backup_warden_coverage_resources",
+                "Resources a BackupCoverage accounts for, by kind and standing: discovered (in scope), declared, exempt, undeclared.",
+                &["coverage", "kind", "standing"],
             )?,
             backup_age: add(
                 &registry,
@@ -348,6 +356,29 @@ impl Metrics {
     }
 
     /// A full sweep of `kind` ended at `unix_seconds`.
+    /// What a coverage's last scan counted for one kind.
+    pub fn set_coverage(&self, coverage: &str, kind: &str, tally: &crate::policy::coverage::Tally) {
+        for (standing, n) in [
+            ("discovered", tally.discovered),
+            ("declared", tally.declared),
+            ("exempt", tally.exempt),
+            ("undeclared", tally.undeclared),
+        ] {
+            self.coverage_resources
+                .with_label_values(&[coverage, kind, standing])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// A coverage deleted: its series go with it.
+    pub fn forget_coverage(&self, coverage: &str, kind: &str) {
+        for standing in ["discovered", "declared", "exempt", "undeclared"] {
+            let _ = self
+                .coverage_resources
+                .remove_label_values(&[coverage, kind, standing]);
+        }
+    }
+
     pub fn record_sweep(&self, kind: &str, unix_seconds: f64) {
         self.last_sweep.with_label_values(&[kind]).set(unix_seconds);
         self.sweeps

@@ -54,7 +54,7 @@ fn crds_directory_matches_the_generated_crds() {
 }
 
 #[test]
-fn crd_command_prints_both_crds() {
+fn crd_command_prints_every_crd() {
     let out = Command::new(env!("CARGO_BIN_EXE_backup-warden"))
         .arg("crd")
         .output()
@@ -70,7 +70,8 @@ fn crd_command_prints_both_crds() {
         names,
         [
             "backedupdatabases.backupwarden.io",
-            "backeduprepositories.backupwarden.io"
+            "backeduprepositories.backupwarden.io",
+            "backupcoverages.backupwarden.io"
         ]
     );
 }
@@ -142,7 +143,7 @@ fn every_user_facing_field_is_documented() {
         }
     }
     let mut missing = Vec::new();
-    for plural in ["backedupdatabases", "backeduprepositories"] {
+    for plural in ["backedupdatabases", "backeduprepositories", "backupcoverages"] {
         walk(plural, &crd_schema(plural)["properties"]["spec"], &mut missing);
         walk(plural, &crd_schema(plural)["properties"]["status"], &mut missing);
     }

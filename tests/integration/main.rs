@@ -9,6 +9,7 @@ mod support;
 mod api_server;
 mod aws_model;
 mod check_command;
+mod coverage;
 mod crds;
 mod database_controller;
 mod database_faults;

@@ -288,7 +288,50 @@ fn the_examples_are_valid() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 2);
+    assert_eq!(seen, 3);
+}
+
+#[test]
+fn a_coverage_selector_names_one_thing_and_an_exemption_needs_a_reason() {
+    let coverage = |databases: Value, exemptions: Value| {
+        json!({"apiVersion": "backupwarden.io/v1alpha1", "kind": "BackupCoverage",
+               "metadata": {"name": "company"},
+               "spec": {"namespace": "team", "databases": databases, "exemptions": exemptions}})
+    };
+    let accounts = json!([{"regions": ["us-east-1"]}]);
+    let ok = validator()
+        .validate(&coverage(
+            json!({"accounts": accounts, "include": [{"identifier": "prod-*"}, {"tag": {"key": "env"}}]}),
+            json!({}),
+        ))
+        .expect("valid");
+    assert_eq!(ok["spec"]["mode"], "Report");
+    assert_eq!(ok["spec"]["listLimit"], 50);
+    assert_eq!(ok["spec"]["exemptions"]["tag"], "backupwarden.io/exempt");
+
+    let both = validator().validate(&coverage(
+        json!({"accounts": accounts, "exclude": [{"identifier": "a", "tag": {"key": "env"}}]}),
+        json!({}),
+    ));
+    let errors = format!("{both:?}");
+    assert!(
+        errors.contains("a selector names exactly one of identifier or tag"),
+        "{errors}"
+    );
+
+    let no_reason = validator().validate(&coverage(
+        json!({"accounts": accounts}),
+        json!({"databases": [{"instance": {"identifier": "legacy", "region": "us-east-1"}}]}),
+    ));
+    assert!(format!("{no_reason:?}").contains("reason"), "{no_reason:?}");
+
+    let no_region = validator().validate(&coverage(json!({"accounts": [{"regions": []}]}), json!({})));
+    assert!(no_region.is_err(), "an account scans at least one region");
+    let bad_region = validator().validate(&coverage(
+        json!({"accounts": [{"regions": ["mars-1"]}]}),
+        json!({}),
+    ));
+    assert!(bad_region.is_err(), "a region is a region name");
 }
 
 #[test]

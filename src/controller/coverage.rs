@@ -1,0 +1,628 @@
+//! The `BackupCoverage` reconcile: every RDS instance of the accounts and regions a coverage
+//! names (read through the inventory the databases share, so a region is listed once for
+//! both), against what `BackedUpDatabase` objects anywhere in the cluster declare. The
+//! counts and the undeclared instances go to status, a metric, Events and Slack.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+    runtime::{Controller, controller::Action, events::EventType, watcher},
+};
+
+use super::{
+    Context, Decoded, FIELD_MANAGER,
+    admission::{Claimant, account_of, database_claim},
+};
+use crate::{
+    api::{
+        BackedUpDatabase, ConditionStatus, ConditionType, Reason,
+        conditions::set_condition,
+        coverage::{
+            BackupCoverage, BackupCoverageSpec, BackupCoverageStatus, CoverageCounts, InstanceSelector,
+            UndeclaredResource,
+        },
+    },
+    aws::Scope,
+    policy::coverage::{self, Discovered, Exemptions, Rule, Selector, Tally},
+    report::slack::{CheckLine, Notification, Transition},
+};
+
+/// The kind's name in metrics, Events and Slack.
+pub const KIND: &str = "BackupCoverage";
+
+/// Objects read per page when the declared claims are collected.
+const PAGE: u32 = 500;
+
+/// What a coverage remembers between scans: when each gap was first seen, and which gaps
+/// were announced. Rebuilt from status after a restart.
+#[derive(Default)]
+struct Memory {
+    first_seen: BTreeMap<String, Timestamp>,
+    announced: Option<HashSet<String>>,
+}
+
+struct Coverages {
+    ctx: Arc<Context>,
+    /// Per coverage, by name.
+    memory: Mutex<HashMap<String, Memory>>,
+    store: kube::runtime::reflector::Store<Decoded<BackupCoverage>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Reconciles the coverages `watch` selects (every one, in production).
+pub async fn run(
+    ctx: Arc<Context>,
+    watch: watcher::Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api: Api<Decoded<BackupCoverage>> = Api::all(ctx.client.clone());
+    let controller = Controller::new(api, watch);
+    let coverages = Arc::new(Coverages {
+        ctx,
+        memory: Mutex::new(HashMap::new()),
+        store: controller.store(),
+    });
+    // A read of a region that finds instances come or gone (any object's, or a coverage's)
+    // is a reason to count again now rather than at the next scan.
+    // At most once per settle interval: while objects converge, reads find changes all the
+    // time, and each count lists every BackedUpDatabase.
+    let (changes, settle) = (coverages.ctx.inventory.changes(), coverages.ctx.timing.settle);
+    let wake = futures::stream::unfold((changes, false), move |(mut changes, woke)| async move {
+        if woke {
+            tokio::time::sleep(settle).await;
+        }
+        changes.recv().await?;
+        while changes.try_recv().is_ok() {}
+        Some(((), (changes, true)))
+    });
+    controller
+        .reconcile_all_on(wake)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, coverages)
+        .for_each(|_| std::future::ready(()))
+        .await;
+}
+
+fn error_policy(_: Arc<Decoded<BackupCoverage>>, error: &Error, c: Arc<Coverages>) -> Action {
+    tracing::warn!(%error, "BackupCoverage status could not be written");
+    Action::requeue(c.ctx.timing.backoff_base)
+}
+
+/// Scans once per resync, from reads no older than that: the same reads the objects of a
+/// region share, so a coverage adds no AWS request where objects are declared. A new
+/// instance is reported within one resync, and at once when a read for an object finds it.
+fn period(ctx: &Context) -> Duration {
+    ctx.timing.resync
+}
+
+async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> Result<Action, Error> {
+    let ctx = &c.ctx;
+    forget_deleted(&c);
+    let Some(_in_shard) = ctx.shards.enter(object.as_ref()) else {
+        return Ok(Action::await_change());
+    };
+    let name = object.name_any();
+    let now = Timestamp::now();
+    let generation = object.meta().generation;
+    let (coverage, mut status) = match object.as_ref() {
+        Decoded::Valid(coverage) => (coverage.clone(), coverage.status.clone().unwrap_or_default()),
+        Decoded::Invalid(bad) => {
+            let mut status = BackupCoverageStatus {
+                conditions: bad.conditions.clone(),
+                ..Default::default()
+            };
+            stalled(&mut status, Reason::InvalidSpec, &bad.error, generation, now);
+            write_status(ctx, &name, &status, None).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let before = coverage.status.clone().unwrap_or_default();
+    let spec = &coverage.spec;
+
+    if let Err(why) = allowed(ctx, spec) {
+        stalled(&mut status, Reason::NotAllowed, &why, generation, now);
+        write_status(ctx, &name, &status, Some(&before)).await?;
+        return Ok(Action::requeue(ctx.timing.resync));
+    }
+
+    let scanned = match scan_databases(ctx, spec).await {
+        Ok(found) => found,
+        Err(why) => {
+            // The counts of the last good scan stay; what they are worth is said here.
+            let message = format!("the last scan failed, the counts are from the scan before: {why}");
+            set_condition(
+                &mut status.conditions,
+                ConditionType::Ready,
+                ConditionStatus::Unknown,
+                Reason::ObservationFailed,
+                message,
+                generation,
+                now,
+            );
+            status.observed_generation = generation;
+            write_status(ctx, &name, &status, Some(&before)).await?;
+            return Ok(Action::requeue(ctx.timing.backoff_base.max(period(ctx) / 4)));
+        }
+    };
+    let declared = match declared_databases(ctx).await {
+        Ok(claims) => claims,
+        Err(e) => return Err(e.into()),
+    };
+
+    let tally = {
+        let mut memory = c.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let memory = memory.entry(name.clone()).or_insert_with(|| remembered(&before));
+        coverage::tally(
+            &scanned,
+            &selector(spec),
+            &exemptions(spec),
+            &declared,
+            &mut memory.first_seen,
+            now,
+            usize::try_from(spec.list_limit).unwrap_or(1),
+        )
+    };
+    let open: HashSet<String> = c
+        .memory
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&name)
+        .map(|m| m.first_seen.keys().cloned().collect())
+        .unwrap_or_default();
+
+    status.databases = Some(counts(&tally));
+    status.observed_generation = generation;
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Stalled,
+        ConditionStatus::False,
+        Reason::NotStalled,
+        "",
+        generation,
+        now,
+    );
+    let (ready, reason, message) = if tally.undeclared == 0 {
+        (
+            ConditionStatus::True,
+            Reason::Covered,
+            format!(
+                "every one of {} RDS instances in scope is declared ({}) or exempt ({})",
+                tally.discovered, tally.declared, tally.exempt
+            ),
+        )
+    } else {
+        (
+            ConditionStatus::False,
+            Reason::Uncovered,
+            format!(
+                "{} of {} RDS instances in scope have no BackedUpDatabase and no exemption",
+                tally.undeclared, tally.discovered
+            ),
+        )
+    };
+    let was_ready = crate::api::conditions::find_condition(&before.conditions, ConditionType::Ready)
+        .map(|c| c.reason.to_string());
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Ready,
+        ready,
+        reason,
+        message.clone(),
+        generation,
+        now,
+    );
+    ctx.metrics.set_coverage(&name, "BackedUpDatabase", &tally);
+    announce(&c, &coverage, &name, &tally, &open);
+    if was_ready.as_deref() != Some(reason.as_str()) {
+        let kind = if tally.undeclared == 0 {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        let event = kube::runtime::events::Event {
+            type_: kind,
+            reason: reason.as_str().into(),
+            note: Some(message),
+            action: "Scan".into(),
+            secondary: None,
+        };
+        let reference = coverage.object_ref(&());
+        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            tracing::debug!(%error, coverage = %name, "event not recorded");
+        }
+    }
+    write_status(ctx, &name, &status, Some(&before)).await?;
+    Ok(Action::requeue(period(ctx)))
+}
+
+/// The memory and metric series of coverages no longer in the store.
+fn forget_deleted(c: &Coverages) {
+    let present: HashSet<String> = c.store.state().iter().map(|o| o.name_any()).collect();
+    let mut memory = c.memory.lock().unwrap_or_else(|p| p.into_inner());
+    memory.retain(|name, _| {
+        let keep = present.contains(name);
+        if !keep {
+            c.ctx.metrics.forget_coverage(name, "BackedUpDatabase");
+        }
+        keep
+    });
+}
+
+/// Whether the coverage's namespace may use every account it scans (the tenancy file).
+fn allowed(ctx: &Context, spec: &BackupCoverageSpec) -> Result<(), String> {
+    let Some(databases) = &spec.databases else {
+        return Ok(());
+    };
+    databases
+        .accounts
+        .iter()
+        .try_for_each(|a| ctx.tenancy.check_role(&spec.namespace, a.role_arn.as_deref()))
+}
+
+/// Every instance of the accounts and regions scanned, with the tags the coverage looks at.
+async fn scan_databases(ctx: &Context, spec: &BackupCoverageSpec) -> Result<Vec<Discovered>, String> {
+    let Some(databases) = &spec.databases else {
+        return Ok(Vec::new());
+    };
+    // Instances read before a tag was asked for lack it: read them again, once.
+    let max_age = if ctx.inventory.keep_tags(tag_keys(spec)) {
+        Duration::ZERO
+    } else {
+        period(ctx)
+    };
+    let mut found = Vec::new();
+    for account in &databases.accounts {
+        let role = account.role_arn.as_deref();
+        for region in &account.regions {
+            let scope = Scope::new(role, region);
+            let instances = ctx
+                .inventory
+                .instances(&scope, max_age)
+                .await
+                .map_err(|e| format!("{region} ({}): {e}", account_of(role)))?;
+            found.extend(instances.values().map(|i| {
+                Discovered {
+                    claim: database_claim(role, region, &i.identifier),
+                    name: i.identifier.clone(),
+                    labels: i
+                        .tags
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    excluded_by_default: None,
+                }
+            }));
+        }
+    }
+    Ok(found)
+}
+
+/// The tags a coverage selects or exempts by.
+fn tag_keys(spec: &BackupCoverageSpec) -> Vec<String> {
+    let selectors = spec
+        .databases
+        .iter()
+        .flat_map(|d| d.include.iter().chain(&d.exclude));
+    selectors
+        .filter_map(|s| s.tag.as_ref().map(|t| t.key.clone()))
+        .chain(std::iter::once(spec.exemptions.tag.clone()))
+        .collect()
+}
+
+/// What every `BackedUpDatabase` in the cluster claims, read a page at a time (the
+/// controller's own store may hold only its namespace or its shards).
+async fn declared_databases(ctx: &Context) -> Result<HashSet<String>, kube::Error> {
+    let api: Api<Decoded<BackedUpDatabase>> = Api::all(ctx.client.clone());
+    let mut claims = HashSet::new();
+    let mut params = ListParams::default().limit(PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        claims.extend(page.items.iter().filter_map(|o| o.valid().map(|db| db.claim())));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(claims),
+        }
+    }
+}
+
+fn selector(spec: &BackupCoverageSpec) -> Selector {
+    let rules = |selectors: &[InstanceSelector]| -> Vec<Rule> {
+        selectors
+            .iter()
+            .filter_map(|s| match (&s.identifier, &s.tag) {
+                (Some(pattern), _) => Some(Rule::Name(pattern.clone())),
+                (None, Some(tag)) => Some(Rule::Label {
+                    key: tag.key.clone(),
+                    value: tag.value.clone(),
+                }),
+                (None, None) => None,
+            })
+            .collect()
+    };
+    spec.databases
+        .as_ref()
+        .map(|d| Selector {
+            include: rules(&d.include),
+            exclude: rules(&d.exclude),
+        })
+        .unwrap_or_default()
+}
+
+fn exemptions(spec: &BackupCoverageSpec) -> Exemptions {
+    Exemptions {
+        listed: spec
+            .exemptions
+            .databases
+            .iter()
+            .map(|e| {
+                let i = &e.instance;
+                let claim = database_claim(i.role_arn.as_deref(), &i.region, &i.identifier);
+                (claim, e.reason.clone())
+            })
+            .collect(),
+        label: Some(spec.exemptions.tag.clone()),
+        // A tag carries its reason; an empty one exempts nothing.
+        label_reason: None,
+    }
+}
+
+fn counts(tally: &Tally) -> CoverageCounts {
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    CoverageCounts {
+        discovered: count(tally.discovered),
+        declared: count(tally.declared),
+        exempt: count(tally.exempt),
+        undeclared: count(tally.undeclared),
+        undeclared_resources: tally
+            .gaps
+            .iter()
+            .map(|gap| {
+                // account/region/identifier
+                let mut parts = gap.claim.splitn(3, '/');
+                let account = parts.next().unwrap_or_default().to_string();
+                let region = parts.next().unwrap_or_default().to_string();
+                UndeclaredResource {
+                    name: gap.name.clone(),
+                    account,
+                    region,
+                    first_seen: gap.first_seen.to_string(),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// What status says of the gaps a previous run saw: when each was first seen, and that
+/// all of them were announced. When status lists fewer than it counts, the unlisted ones
+/// are taken as announced too: after a restart a gap is never announced twice, at the
+/// cost of missing one that opened while no replica ran (still counted and alerted on).
+fn remembered(status: &BackupCoverageStatus) -> Memory {
+    let Some(databases) = &status.databases else {
+        // Never scanned: every gap found is new.
+        return Memory {
+            announced: Some(HashSet::new()),
+            ..Memory::default()
+        };
+    };
+    let first_seen: BTreeMap<String, Timestamp> = databases
+        .undeclared_resources
+        .iter()
+        .filter_map(|r| {
+            let claim = format!("{}/{}/{}", r.account, r.region, r.name.to_ascii_lowercase());
+            Some((claim, r.first_seen.parse().ok()?))
+        })
+        .collect();
+    let complete = databases.undeclared_resources.len() >= usize::try_from(databases.undeclared).unwrap_or(0);
+    Memory {
+        announced: complete.then(|| first_seen.keys().cloned().collect()),
+        first_seen,
+    }
+}
+
+/// One Slack message per gap that opened since the last scan and one per gap that closed.
+fn announce(c: &Coverages, coverage: &BackupCoverage, name: &str, tally: &Tally, open: &HashSet<String>) {
+    let mut memory = c.memory.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(memory) = memory.get_mut(name) else {
+        return;
+    };
+    let Some(announced) = memory.announced.as_mut() else {
+        // The first scan after a restart whose status did not list every gap: whatever is
+        // open now counts as announced.
+        memory.announced = Some(open.clone());
+        return;
+    };
+    let names: HashMap<&str, &str> = tally
+        .gaps
+        .iter()
+        .map(|g| (g.claim.as_str(), g.name.as_str()))
+        .collect();
+    let line = |claim: &str, observed: String| {
+        let mut parts = claim.splitn(3, '/');
+        let (account, region) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        let id = names
+            .get(claim)
+            .copied()
+            .unwrap_or_else(|| parts.next().unwrap_or_default());
+        CheckLine {
+            check: format!("RDS instance {id} in {region} (account {account})"),
+            desired: "a BackedUpDatabase or an exemption".into(),
+            observed,
+        }
+    };
+    let notify = |transition, checks| {
+        c.ctx.notifier.notify(Notification {
+            kind: KIND,
+            namespace: coverage.spec.namespace.clone(),
+            name: name.to_string(),
+            transition,
+            checks,
+            link: None,
+        })
+    };
+    let mut opened: Vec<&String> = open.difference(announced).collect();
+    opened.sort();
+    for claim in opened {
+        notify(Transition::Drift, vec![line(claim, "undeclared".into())]);
+    }
+    let mut closed: Vec<&String> = announced.difference(open).collect();
+    closed.sort();
+    for claim in closed {
+        notify(
+            Transition::Resolved,
+            vec![line(claim, "declared, exempt, out of scope or gone".into())],
+        );
+    }
+    *announced = open.clone();
+}
+
+fn stalled(
+    status: &mut BackupCoverageStatus,
+    reason: Reason,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    for (type_, state) in [
+        (ConditionType::Stalled, ConditionStatus::True),
+        (ConditionType::Ready, ConditionStatus::False),
+    ] {
+        set_condition(
+            &mut status.conditions,
+            type_,
+            state,
+            reason,
+            message,
+            generation,
+            now,
+        );
+    }
+    status.observed_generation = generation;
+}
+
+/// Writes status when it differs from what the object holds: a quiet scan writes nothing.
+async fn write_status(
+    ctx: &Context,
+    name: &str,
+    status: &BackupCoverageStatus,
+    before: Option<&BackupCoverageStatus>,
+) -> Result<(), kube::Error> {
+    if before == Some(status) {
+        return Ok(());
+    }
+    let api: Api<BackupCoverage> = Api::all(ctx.client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": BackupCoverage::api_version(&()),
+        "kind": KIND,
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    ctx.metrics.status_writes.with_label_values(&[KIND]).inc();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(listed: &[&str], undeclared: i32) -> BackupCoverageStatus {
+        BackupCoverageStatus {
+            databases: Some(CoverageCounts {
+                discovered: 10,
+                undeclared,
+                undeclared_resources: listed
+                    .iter()
+                    .map(|name| UndeclaredResource {
+                        name: name.to_string(),
+                        account: "self".into(),
+                        region: "us-east-1".into(),
+                        first_seen: "2026-12-01T07:00:00Z".into(),
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_restart_keeps_first_seen_and_announces_no_listed_gap_again() {
+        // Never scanned: every gap is new.
+        let fresh = remembered(&BackupCoverageStatus::default());
+        assert_eq!(fresh.announced, Some(HashSet::new()));
+
+        // Every gap listed: those were announced, a new one will be.
+        let all = remembered(&status(&["Scratch-DB", "new-db"], 2));
+        let claims: HashSet<String> = ["self/us-east-1/scratch-db", "self/us-east-1/new-db"]
+            .map(String::from)
+            .into();
+        assert_eq!(all.announced, Some(claims.clone()));
+        assert_eq!(
+            all.first_seen
+                .get("self/us-east-1/scratch-db")
+                .map(|t| t.to_string()),
+            Some("2026-12-01T07:00:00Z".into())
+        );
+        // The claim is the one a BackedUpDatabase naming it makes.
+        assert_eq!(
+            database_claim(None, "us-east-1", "Scratch-DB"),
+            "self/us-east-1/scratch-db"
+        );
+
+        // More gaps than listed: which were announced is unknown, so none is announced again.
+        let some = remembered(&status(&["scratch-db"], 5));
+        assert_eq!(some.announced, None);
+        assert_eq!(some.first_seen.len(), 1);
+    }
+
+    #[test]
+    fn the_status_list_names_account_and_region() {
+        let tally = Tally {
+            discovered: 3,
+            declared: 1,
+            exempt: 1,
+            undeclared: 1,
+            gaps: vec![coverage::Gap {
+                claim: "210987654321/eu-west-1/reports".into(),
+                name: "Reports".into(),
+                first_seen: "2026-12-01T07:00:00Z".parse().unwrap(),
+            }],
+        };
+        let counts = counts(&tally);
+        assert_eq!(
+            (
+                counts.discovered,
+                counts.declared,
+                counts.exempt,
+                counts.undeclared
+            ),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(
+            counts.undeclared_resources,
+            [UndeclaredResource {
+                name: "Reports".into(),
+                account: "210987654321".into(),
+                region: "eu-west-1".into(),
+                first_seen: "2026-12-01T07:00:00Z".into(),
+            }]
+        );
+    }
+}

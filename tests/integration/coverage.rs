@@ -1,0 +1,218 @@
+//! Coverage: the RDS instances of an account that nobody declared, found, counted, listed,
+//! announced once each and closed, against the emulator.
+
+use std::{sync::Arc, time::Duration};
+
+use aws_sdk_rds::types::Tag;
+use backup_warden::{
+    api::coverage::BackupCoverage,
+    controller::{Context, Timing, coverage},
+    policy::database::Policy,
+    report::slack::{SlackNotifier, SlackSettings},
+};
+use backup_warden_testing::{self as testing, slack_fake::SlackFake, wait_for};
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, PostParams},
+    runtime::watcher,
+};
+use serde_json::json;
+
+use crate::support::{self, SOURCE};
+
+const EXEMPT_REASON: &str = "decommissioned in Q1 (OPS-12)";
+
+/// The coverage controller for the one coverage `name`, as a replica would run it.
+fn start(ctx: Arc<Context>, name: &str) -> tokio::task::JoinHandle<()> {
+    let only = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    tokio::spawn(coverage::run(ctx, only, std::future::pending()))
+}
+
+fn counts(c: &BackupCoverage) -> Option<(i32, i32, i32, i32)> {
+    let d = c.status.as_ref()?.databases.as_ref()?;
+    Some((d.discovered, d.declared, d.exempt, d.undeclared))
+}
+
+fn undeclared(c: &BackupCoverage) -> Vec<String> {
+    c.status
+        .as_ref()
+        .and_then(|s| s.databases.as_ref())
+        .map(|d| d.undeclared_resources.iter().map(|r| r.name.clone()).collect())
+        .unwrap_or_default()
+}
+
+fn ready(c: &BackupCoverage) -> Option<(String, String)> {
+    let conditions = &c.status.as_ref()?.conditions;
+    let ready = conditions.iter().find(|c| c.type_ == "Ready")?;
+    Some((ready.status.to_string(), ready.reason.to_string()))
+}
+
+#[tokio::test]
+async fn undeclared_instances_are_counted_listed_and_announced_once() {
+    let world = support::world("coverage").await;
+    let client = world.env.client().await;
+    // Four instances: one declared, one tagged exempt with its reason, one listed exempt by
+    // the coverage, one nobody looked at.
+    for id in ["orders-db", "legacy-db", "reports-db", "scratch-db"] {
+        let mut create = world
+            .rds_source
+            .create_db_instance()
+            .db_instance_identifier(id)
+            .db_instance_class("db.t3.micro")
+            .engine("postgres")
+            .allocated_storage(20)
+            .master_username("admin")
+            .master_user_password("not-a-secret-1")
+            .backup_retention_period(7);
+        if id == "legacy-db" {
+            create = create.tags(
+                Tag::builder()
+                    .key("backupwarden.io/exempt")
+                    .value(EXEMPT_REASON)
+                    .build(),
+            );
+        }
+        create.send().await.unwrap_or_else(|e| panic!("create {id}: {e}"));
+    }
+    world.apply("orders", "orders-db", json!({"mode": "Audit"})).await;
+
+    let name = format!("cov-{}", world.namespace);
+    let coverages: Api<BackupCoverage> = Api::all(client.clone());
+    let object: BackupCoverage = serde_json::from_value(json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackupCoverage",
+        "metadata": {"name": name},
+        "spec": {
+            "namespace": world.namespace,
+            "databases": {"accounts": [{"roleArn": testing::role_arn(&world.account), "regions": [SOURCE]}]},
+            "exemptions": {"databases": [{
+                "instance": {"identifier": "Reports-DB", "region": SOURCE, "roleArn": testing::role_arn(&world.account)},
+                "reason": "rebuilt nightly from the warehouse",
+            }]},
+        },
+    }))
+    .expect("coverage");
+    coverages
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create coverage");
+
+    let slack = SlackFake::start().await;
+    let timing = Timing {
+        resync: Duration::from_secs(2),
+        ..testing::fast_timing()
+    };
+    let context = || async {
+        let aws = world.env.aws_clients().await;
+        let rds = Arc::new(backup_warden::aws::rds::SdkRds { clients: aws.clone() });
+        let (notifier, _sender) = SlackNotifier::start(slack.url(), SlackSettings::default());
+        world
+            .env
+            .context_with(rds, aws, Policy::default(), timing, Some(notifier))
+            .await
+    };
+    let ctx = context().await;
+    let running = start(ctx.clone(), &name);
+
+    let found = wait_for(&coverages, &name, Duration::from_secs(30), |c| {
+        counts(c) == Some((4, 1, 2, 1))
+    })
+    .await;
+    assert_eq!(undeclared(&found), ["scratch-db"]);
+    assert_eq!(ready(&found), Some(("False".into(), "Uncovered".into())));
+    let listed = &found
+        .status
+        .as_ref()
+        .unwrap()
+        .databases
+        .as_ref()
+        .unwrap()
+        .undeclared_resources[0];
+    assert_eq!(
+        (listed.account.as_str(), listed.region.as_str()),
+        (world.account.as_str(), SOURCE)
+    );
+    assert!(
+        slack.wait_for_messages(1, Duration::from_secs(10)).await,
+        "no message for the gap"
+    );
+    let first = slack.messages()[0].to_string();
+    assert!(first.contains("scratch-db"), "{first}");
+    for other in ["legacy-db", "reports-db", "orders-db"] {
+        assert!(!first.contains(other), "{first}");
+    }
+
+    // The metric says the same.
+    let text = ctx.metrics.render();
+    let series = format!(
+        "backup_warden_coverage_resources{{coverage=\"{name}\",kind=\"BackedUpDatabase\",standing=\"undeclared\"}} 1"
+    );
+    assert!(text.contains(&series), "{series} not in the metrics");
+
+    // A new instance while the controller runs: reported within one resync, announced once.
+    testing::create_instance(&world.rds_source, "new-db", 7).await;
+    let created = std::time::Instant::now();
+    let found = wait_for(&coverages, &name, Duration::from_secs(30), |c| {
+        counts(c) == Some((5, 1, 2, 2))
+    })
+    .await;
+    assert!(
+        created.elapsed() <= timing.resync + Duration::from_secs(2),
+        "found after {:?}",
+        created.elapsed()
+    );
+    // Oldest first.
+    assert_eq!(undeclared(&found), ["scratch-db", "new-db"]);
+    assert!(
+        slack.wait_for_messages(2, Duration::from_secs(10)).await,
+        "no message for the new gap"
+    );
+    tokio::time::sleep(timing.resync * 2).await;
+    let messages = slack.messages();
+    assert_eq!(messages.len(), 2, "one message per gap: {messages:?}");
+    assert!(messages[1].to_string().contains("new-db"));
+
+    // A restart remembers what was announced: nothing new is said.
+    running.abort();
+    let ctx = context().await;
+    let running = start(ctx.clone(), &name);
+    tokio::time::sleep(timing.resync * 2).await;
+    assert_eq!(slack.messages().len(), 2, "a restart announces nothing again");
+
+    // Declaring both closes the gaps: Ready, and one message per closed gap.
+    world
+        .apply("scratch", "scratch-db", json!({"mode": "Audit"}))
+        .await;
+    world.apply("new", "new-db", json!({"mode": "Audit"})).await;
+    let covered = wait_for(&coverages, &name, Duration::from_secs(30), |c| {
+        counts(c) == Some((5, 3, 2, 0))
+    })
+    .await;
+    assert_eq!(ready(&covered), Some(("True".into(), "Covered".into())));
+    assert!(undeclared(&covered).is_empty());
+    assert!(
+        slack.wait_for_messages(4, Duration::from_secs(10)).await,
+        "no message for the closed gaps"
+    );
+    let closed = slack.messages()[2..]
+        .iter()
+        .map(|m| m.to_string())
+        .collect::<Vec<_>>();
+    assert!(closed.iter().any(|m| m.contains("scratch-db")) && closed.iter().any(|m| m.contains("new-db")));
+
+    // A quiet scan writes no status.
+    let writes = || {
+        ctx.metrics
+            .status_writes
+            .with_label_values(&[coverage::KIND])
+            .get()
+    };
+    let before = writes();
+    tokio::time::sleep(timing.resync * 2).await;
+    assert_eq!(writes(), before, "a quiet scan writes nothing");
+
+    running.abort();
+    coverages
+        .delete(&found.name_any(), &DeleteParams::default())
+        .await
+        .expect("delete coverage");
+}
