@@ -13,9 +13,11 @@ use std::{
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod coverage;
+
 use crate::{
     api::{
-        BackedUpDatabase, BackedUpRepository,
+        BackedUpDatabase, BackedUpRepository, BackupCoverage,
         validation::{ManifestValidator, SchemaError},
     },
     aws::{
@@ -55,7 +57,7 @@ pub enum CheckError {
     Invalid(Vec<InvalidManifest>),
     #[error("the manifest validator cannot be built: {0}")]
     Validator(#[from] SchemaError),
-    #[error("no BackedUpDatabase or BackedUpRepository in the given manifests")]
+    #[error("no BackedUpDatabase, BackedUpRepository or BackupCoverage in the given manifests")]
     Empty,
     #[error("{0}")]
     Observe(String),
@@ -82,10 +84,18 @@ impl std::fmt::Display for InvalidManifest {
     }
 }
 
-/// The objects of both kinds in the given files, directories (recursively, *.yaml/*.yml) or `-`,
-/// each validated as the API server would on a create (schema, defaults, CEL rules, metadata)
-/// and read back as the controller would read it from the API server.
-pub fn load(inputs: &[PathBuf]) -> Result<(Vec<BackedUpDatabase>, Vec<BackedUpRepository>), CheckError> {
+/// The objects of backup-warden's kinds in some manifests.
+#[derive(Debug, Default)]
+pub struct Manifests {
+    pub databases: Vec<BackedUpDatabase>,
+    pub repositories: Vec<BackedUpRepository>,
+    pub coverages: Vec<BackupCoverage>,
+}
+
+/// The objects of every kind in the given files, directories (recursively, *.yaml/*.yml) or
+/// `-`, each validated as the API server would on a create (schema, defaults, CEL rules,
+/// metadata) and read back as the controller would read it from the API server.
+pub fn load(inputs: &[PathBuf]) -> Result<Manifests, CheckError> {
     let mut files = Vec::new();
     for input in inputs {
         if input == Path::new("-") {
@@ -95,7 +105,7 @@ pub fn load(inputs: &[PathBuf]) -> Result<(Vec<BackedUpDatabase>, Vec<BackedUpRe
         }
     }
     let validator = ManifestValidator::new()?;
-    let (mut dbs, mut repos, mut invalid) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut found, mut invalid) = (Manifests::default(), Vec::new());
     for file in files {
         let path = file.display().to_string();
         let read_err = |source| CheckError::Read {
@@ -121,8 +131,9 @@ pub fn load(inputs: &[PathBuf]) -> Result<(Vec<BackedUpDatabase>, Vec<BackedUpRe
             }
             let doc = &doc;
             match read(&validator, doc) {
-                Ok(Object::Database(db)) => dbs.push(*db),
-                Ok(Object::Repository(repo)) => repos.push(*repo),
+                Ok(Object::Database(db)) => found.databases.push(*db),
+                Ok(Object::Repository(repo)) => found.repositories.push(*repo),
+                Ok(Object::Coverage(coverage)) => found.coverages.push(*coverage),
                 Err(errors) => invalid.push(InvalidManifest {
                     path: path.clone(),
                     kind: text_at(doc, "/kind").unwrap_or("object").to_string(),
@@ -135,15 +146,16 @@ pub fn load(inputs: &[PathBuf]) -> Result<(Vec<BackedUpDatabase>, Vec<BackedUpRe
     if !invalid.is_empty() {
         return Err(CheckError::Invalid(invalid));
     }
-    if dbs.is_empty() && repos.is_empty() {
+    if found.databases.is_empty() && found.repositories.is_empty() && found.coverages.is_empty() {
         return Err(CheckError::Empty);
     }
-    Ok((dbs, repos))
+    Ok(found)
 }
 
 enum Object {
     Database(Box<BackedUpDatabase>),
     Repository(Box<BackedUpRepository>),
+    Coverage(Box<BackupCoverage>),
 }
 
 fn is_ours(doc: &Value) -> bool {
@@ -166,6 +178,9 @@ fn read(validator: &ManifestValidator, doc: &Value) -> Result<Object, Vec<String
     let undecodable = |e: serde_json::Error| vec![format!("the controller cannot read it: {e}")];
     match text_at(doc, "/kind") {
         Some("BackedUpDatabase") => Ok(Object::Database(
+            serde_json::from_value(stored).map_err(undecodable)?,
+        )),
+        Some("BackupCoverage") => Ok(Object::Coverage(
             serde_json::from_value(stored).map_err(undecodable)?,
         )),
         _ => Ok(Object::Repository(

@@ -30,6 +30,9 @@ pub enum Command {
     /// them once against AWS and GitHub, without a cluster; never writes.
     /// Exits 0 when compliant, 1 on drift, 2 on error or an invalid manifest.
     Check(Box<CheckArgs>),
+    /// What BackupCoverage manifests find in AWS that no BackedUpDatabase manifest declares.
+    #[command(subcommand)]
+    Coverage(CoverageCommand),
     /// Print the version.
     Version,
 }
@@ -219,6 +222,10 @@ pub struct CheckArgs {
     /// table or json.
     #[arg(long, short = 'o', env = "BACKUP_WARDEN_OUTPUT", default_value = "table", value_parser = ["table", "json"])]
     pub output: String,
+    /// Also scan what the BackupCoverage manifests name: each instance no BackedUpDatabase
+    /// manifest declares (and no exemption covers) is a drift row.
+    #[arg(long)]
+    pub coverage: bool,
     /// Send AWS calls to this endpoint instead of AWS (an emulator).
     #[arg(long, env = "BACKUP_WARDEN_AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
@@ -228,6 +235,30 @@ pub struct CheckArgs {
     pub policy_min_backup_retention_days: i32,
     #[command(flatten)]
     pub github: GitHubArgs,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CoverageCommand {
+    /// Print BackedUpDatabase manifests for every instance a BackupCoverage manifest finds
+    /// undeclared by the BackedUpDatabase manifests given with it, ready to commit; without
+    /// a cluster. Exits 0 (nothing printed when nothing is undeclared), 2 on error.
+    Export(Box<ExportArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Manifests: the BackupCoverage and the BackedUpDatabases already declared (files,
+    /// directories of *.yaml, *.yml, recursively, or - for standard input).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// spec.mode of the printed objects; without it, the CRD's default (Enforce).
+    #[arg(long, value_parser = ["Enforce", "Audit"])]
+    pub mode: Option<String>,
+    /// Send AWS calls to this endpoint instead of AWS (an emulator).
+    #[arg(long, env = "BACKUP_WARDEN_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
     #[command(flatten)]
     pub timeouts: TimeoutArgs,
 }
@@ -248,6 +279,7 @@ impl Cli {
             }
             // No log subscriber: standard output is the report.
             Command::Check(args) => run_check(*args).await,
+            Command::Coverage(CoverageCommand::Export(args)) => run_export(*args).await,
             Command::Crd(args) => match print_crds(&args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -269,17 +301,25 @@ impl Cli {
     }
 }
 
+/// An error of `check` or `coverage export`: each line on standard error, exit code 2.
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    for line in e.to_string().lines() {
+        eprintln!("error: {line}");
+    }
+    ExitCode::from(2)
+}
+
 async fn run_check(args: CheckArgs) -> ExitCode {
-    let fail = |e: &dyn std::fmt::Display| {
-        for line in e.to_string().lines() {
-            eprintln!("error: {line}");
-        }
-        ExitCode::from(2)
-    };
-    let (dbs, repos) = match crate::check::load(&args.files) {
+    let manifests = match crate::check::load(&args.files) {
         Ok(objects) => objects,
         Err(e) => return fail(&e),
     };
+    let (dbs, repos) = (&manifests.databases, &manifests.repositories);
+    if dbs.is_empty() && repos.is_empty() && !args.coverage {
+        return fail(
+            &"no BackedUpDatabase or BackedUpRepository in the given manifests (BackupCoverage ones are read with --coverage)",
+        );
+    }
     let github = if repos.is_empty() {
         None
     } else {
@@ -315,10 +355,16 @@ async fn run_check(args: CheckArgs) -> ExitCode {
             audit_only: false,
         },
     };
-    let rows = match crate::check::evaluate_all(&dbs, &repos, &sources).await {
+    let mut rows = match crate::check::evaluate_all(dbs, repos, &sources).await {
         Ok(rows) => rows,
         Err(e) => return fail(&e),
     };
+    if args.coverage {
+        match crate::check::coverage::standings(&manifests, &sources.aws).await {
+            Ok(standings) => rows.extend(crate::check::coverage::rows(&standings)),
+            Err(e) => return fail(&e),
+        }
+    }
     let report = if args.output == "json" {
         match serde_json::to_string_pretty(&rows) {
             Ok(json) => json + "\n",
@@ -334,6 +380,39 @@ async fn run_check(args: CheckArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+async fn run_export(args: ExportArgs) -> ExitCode {
+    let manifests = match crate::check::load(&args.files) {
+        Ok(objects) => objects,
+        Err(e) => return fail(&e),
+    };
+    if manifests.coverages.is_empty() {
+        return fail(&"no BackupCoverage in the given manifests: it says which accounts and regions to scan");
+    }
+    let aws = crate::check::aws(args.aws_endpoint_url.clone(), args.timeouts.timeouts()).await;
+    let standings = match crate::check::coverage::standings(&manifests, &aws).await {
+        Ok(standings) => standings,
+        Err(e) => return fail(&e),
+    };
+    for s in &standings {
+        let t = &s.tally;
+        eprintln!(
+            "BackupCoverage {}: {} in scope, {} declared, {} exempt, {} undeclared",
+            s.coverage.metadata.name.as_deref().unwrap_or_default(),
+            t.discovered,
+            t.declared,
+            t.exempt,
+            t.undeclared
+        );
+    }
+    match crate::check::coverage::export(&standings, args.mode.as_deref()) {
+        Ok(yaml) => match write_stdout(&yaml) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        Err(e) => fail(&e),
     }
 }
 

@@ -13,6 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{ResourceExt, runtime::reflector::Store};
 
 use super::decoded::Decoded;
+pub use crate::policy::coverage::{account_of, database_claim};
 use crate::{
     api::{BackedUpDatabase, BackedUpRepository, Reason},
     tenancy::Tenancy,
@@ -65,22 +66,6 @@ impl Claimant for BackedUpRepository {
     fn claim_text(&self) -> String {
         format!("the repository {}", self.spec.repository)
     }
-}
-
-/// What an object naming this RDS instance claims: `account/region/identifier`, the
-/// identifier in lower case as RDS compares it. The account is what makes an identifier
-/// unique, with the region: the role's account, or `self` for the controller's own.
-pub fn database_claim(role_arn: Option<&str>, region: &str, identifier: &str) -> String {
-    format!(
-        "{}/{region}/{}",
-        account_of(role_arn),
-        identifier.to_ascii_lowercase()
-    )
-}
-
-/// The account of a role ARN (arn:aws:iam::ACCOUNT:role/NAME), or `self` without one.
-pub fn account_of(role_arn: Option<&str>) -> &str {
-    role_arn.and_then(|arn| arn.split(':').nth(4)).unwrap_or("self")
 }
 
 /// Who manages each claim: the oldest object naming it. Rebuilt from the store when an

@@ -17,21 +17,17 @@ use kube::{
     runtime::{Controller, controller::Action, events::EventType, watcher},
 };
 
-use super::{
-    Context, Decoded, FIELD_MANAGER,
-    admission::{Claimant, account_of, database_claim},
-};
+use super::{Context, Decoded, FIELD_MANAGER, admission::Claimant};
 use crate::{
     api::{
         BackedUpDatabase, ConditionStatus, ConditionType, Reason,
         conditions::set_condition,
         coverage::{
-            BackupCoverage, BackupCoverageSpec, BackupCoverageStatus, CoverageCounts, InstanceSelector,
-            UndeclaredResource,
+            BackupCoverage, BackupCoverageSpec, BackupCoverageStatus, CoverageCounts, UndeclaredResource,
         },
     },
-    aws::Scope,
-    policy::coverage::{self, Discovered, Exemptions, Rule, Selector, Tally},
+    observe,
+    policy::coverage::{self, Tally},
     report::slack::{CheckLine, Notification, Transition},
 };
 
@@ -138,7 +134,7 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
         return Ok(Action::requeue(ctx.timing.resync));
     }
 
-    let scanned = match scan_databases(ctx, spec).await {
+    let scanned = match observe::coverage::databases(&ctx.inventory, spec, period(ctx)).await {
         Ok(found) => found,
         Err(why) => {
             // The counts of the last good scan stay; what they are worth is said here.
@@ -167,8 +163,8 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
         let memory = memory.entry(name.clone()).or_insert_with(|| remembered(&before));
         coverage::tally(
             &scanned,
-            &selector(spec),
-            &exemptions(spec),
+            &observe::coverage::selector(spec),
+            &observe::coverage::exemptions(spec),
             &declared,
             &mut memory.first_seen,
             now,
@@ -272,56 +268,6 @@ fn allowed(ctx: &Context, spec: &BackupCoverageSpec) -> Result<(), String> {
         .try_for_each(|a| ctx.tenancy.check_role(&spec.namespace, a.role_arn.as_deref()))
 }
 
-/// Every instance of the accounts and regions scanned, with the tags the coverage looks at.
-async fn scan_databases(ctx: &Context, spec: &BackupCoverageSpec) -> Result<Vec<Discovered>, String> {
-    let Some(databases) = &spec.databases else {
-        return Ok(Vec::new());
-    };
-    // Instances read before a tag was asked for lack it: read them again, once.
-    let max_age = if ctx.inventory.keep_tags(tag_keys(spec)) {
-        Duration::ZERO
-    } else {
-        period(ctx)
-    };
-    let mut found = Vec::new();
-    for account in &databases.accounts {
-        let role = account.role_arn.as_deref();
-        for region in &account.regions {
-            let scope = Scope::new(role, region);
-            let instances = ctx
-                .inventory
-                .instances(&scope, max_age)
-                .await
-                .map_err(|e| format!("{region} ({}): {e}", account_of(role)))?;
-            found.extend(instances.values().map(|i| {
-                Discovered {
-                    claim: database_claim(role, region, &i.identifier),
-                    name: i.identifier.clone(),
-                    labels: i
-                        .tags
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    excluded_by_default: None,
-                }
-            }));
-        }
-    }
-    Ok(found)
-}
-
-/// The tags a coverage selects or exempts by.
-fn tag_keys(spec: &BackupCoverageSpec) -> Vec<String> {
-    let selectors = spec
-        .databases
-        .iter()
-        .flat_map(|d| d.include.iter().chain(&d.exclude));
-    selectors
-        .filter_map(|s| s.tag.as_ref().map(|t| t.key.clone()))
-        .chain(std::iter::once(spec.exemptions.tag.clone()))
-        .collect()
-}
-
 /// What every `BackedUpDatabase` in the cluster claims, read a page at a time (the
 /// controller's own store may hold only its namespace or its shards).
 async fn declared_databases(ctx: &Context) -> Result<HashSet<String>, kube::Error> {
@@ -335,47 +281,6 @@ async fn declared_databases(ctx: &Context) -> Result<HashSet<String>, kube::Erro
             Some(token) => params = params.continue_token(&token),
             None => return Ok(claims),
         }
-    }
-}
-
-fn selector(spec: &BackupCoverageSpec) -> Selector {
-    let rules = |selectors: &[InstanceSelector]| -> Vec<Rule> {
-        selectors
-            .iter()
-            .filter_map(|s| match (&s.identifier, &s.tag) {
-                (Some(pattern), _) => Some(Rule::Name(pattern.clone())),
-                (None, Some(tag)) => Some(Rule::Label {
-                    key: tag.key.clone(),
-                    value: tag.value.clone(),
-                }),
-                (None, None) => None,
-            })
-            .collect()
-    };
-    spec.databases
-        .as_ref()
-        .map(|d| Selector {
-            include: rules(&d.include),
-            exclude: rules(&d.exclude),
-        })
-        .unwrap_or_default()
-}
-
-fn exemptions(spec: &BackupCoverageSpec) -> Exemptions {
-    Exemptions {
-        listed: spec
-            .exemptions
-            .databases
-            .iter()
-            .map(|e| {
-                let i = &e.instance;
-                let claim = database_claim(i.role_arn.as_deref(), &i.region, &i.identifier);
-                (claim, e.reason.clone())
-            })
-            .collect(),
-        label: Some(spec.exemptions.tag.clone()),
-        // A tag carries its reason; an empty one exempts nothing.
-        label_reason: None,
     }
 }
 
@@ -541,6 +446,7 @@ async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::coverage::database_claim;
 
     fn status(listed: &[&str], undeclared: i32) -> BackupCoverageStatus {
         BackupCoverageStatus {

@@ -114,7 +114,7 @@ impl<K: Resource<DynamicType = ()> + Clone> Resource for Decoded<K> {
 /// same content, as the version changes with every write) becomes the stored one again.
 /// While a relist is read the store keeps the old objects and the new list beside them,
 /// so without this an API server restart or an expired watch holds every object twice.
-pub(crate) fn share_unchanged<K>(
+pub fn share_unchanged<K>(
     store: &kube::runtime::reflector::Store<Decoded<K>>,
     event: kube::runtime::watcher::Event<Decoded<K>>,
 ) -> kube::runtime::watcher::Event<Decoded<K>>

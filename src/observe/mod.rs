@@ -1,5 +1,6 @@
 //! Reading what the policy judges, for the controller and for `backup-warden check` alike.
 
+pub mod coverage;
 mod database;
 mod repository;
 

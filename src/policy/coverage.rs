@@ -8,6 +8,22 @@ use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::jiff::Timestamp;
 
+/// What an object naming this RDS instance claims: `account/region/identifier`, the
+/// identifier in lower case as RDS compares it. The account is what makes an identifier
+/// unique, with the region: the role's account, or `self` for the controller's own.
+pub fn database_claim(role_arn: Option<&str>, region: &str, identifier: &str) -> String {
+    format!(
+        "{}/{region}/{}",
+        account_of(role_arn),
+        identifier.to_ascii_lowercase()
+    )
+}
+
+/// The account of a role ARN (arn:aws:iam::ACCOUNT:role/NAME), or `self` without one.
+pub fn account_of(role_arn: Option<&str>) -> &str {
+    role_arn.and_then(|arn| arn.split(':').nth(4)).unwrap_or("self")
+}
+
 /// A resource the policy covers, as a scan found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Discovered {

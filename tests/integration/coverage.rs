@@ -98,7 +98,7 @@ async fn undeclared_instances_are_counted_listed_and_announced_once() {
 
     let slack = SlackFake::start().await;
     let timing = Timing {
-        resync: Duration::from_secs(2),
+        resync: Duration::from_secs(4),
         ..testing::fast_timing()
     };
     let context = || async {
@@ -156,7 +156,7 @@ async fn undeclared_instances_are_counted_listed_and_announced_once() {
     })
     .await;
     assert!(
-        created.elapsed() <= timing.resync + Duration::from_secs(2),
+        created.elapsed() <= timing.resync + Duration::from_secs(3),
         "found after {:?}",
         created.elapsed()
     );
@@ -215,4 +215,131 @@ async fn undeclared_instances_are_counted_listed_and_announced_once() {
         .delete(&found.name_any(), &DeleteParams::default())
         .await
         .expect("delete coverage");
+}
+
+/// `backup-warden <args>` against the emulator, without a cluster.
+fn binary(args: &[&str], files: &[&std::path::Path]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_backup-warden"));
+    command
+        .args(args)
+        .args(["--aws-endpoint-url", &testing::env().aws_endpoint])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("GITHUB_TOKEN");
+    for file in files {
+        command.arg("-f").arg(file);
+    }
+    command.output().expect("run backup-warden")
+}
+
+#[tokio::test]
+async fn exported_manifests_applied_close_every_gap() {
+    let world = support::world("coverage-export").await;
+    let client = world.env.client().await;
+    let role = testing::role_arn(&world.account);
+    for id in ["orders-db", "Billing-DB", "scratch-db"] {
+        testing::create_instance(&world.rds_source, id, 7).await;
+    }
+    world.apply("orders", "orders-db", json!({"mode": "Audit"})).await;
+
+    // What Git holds: the coverage and the one declared database.
+    let name = format!("cov-{}", world.namespace);
+    let coverage = json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackupCoverage",
+        "metadata": {"name": name},
+        "spec": {"namespace": world.namespace,
+                 "databases": {"accounts": [{"roleArn": role, "regions": [SOURCE]}]}},
+    });
+    let declared = json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase",
+        "metadata": {"name": "orders", "namespace": world.namespace},
+        "spec": {"mode": "Audit", "instance": {"identifier": "orders-db", "region": SOURCE, "roleArn": role}},
+    });
+    let dir = std::env::temp_dir().join(testing::unique_name("coverage-export"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).expect("repo dir");
+    std::fs::write(
+        repo.join("coverage.yaml"),
+        serde_json::to_string(&coverage).unwrap(),
+    )
+    .expect("write");
+    std::fs::write(
+        repo.join("orders.yaml"),
+        serde_json::to_string(&declared).unwrap(),
+    )
+    .expect("write");
+
+    // check --coverage: one drift row per undeclared instance, exit 1.
+    let out = binary(&["check", "--coverage"], &[&repo]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let undeclared: Vec<&str> = table.lines().filter(|l| l.contains("Undeclared")).collect();
+    assert_eq!(undeclared.len(), 2, "{table}");
+    // RDS keeps identifiers in lower case, whatever case they were created with.
+    assert!(
+        table.contains("billing-db") && table.contains("scratch-db"),
+        "{table}"
+    );
+
+    // coverage export: the manifests that declare them, in the coverage's namespace.
+    let out = binary(&["coverage", "export", "--mode", "Audit"], &[&repo]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exported = String::from_utf8(out.stdout).expect("utf-8");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&exported).expect("a YAML stream");
+    let mut names: Vec<&str> = docs
+        .iter()
+        .filter_map(|d| d["metadata"]["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["billing-db", "scratch-db"], "{exported}");
+    assert!(
+        docs.iter()
+            .all(|d| d["metadata"]["namespace"] == world.namespace.as_str()
+                && d["spec"]["mode"] == "Audit"
+                && d["spec"]["instance"]["roleArn"] == role.as_str())
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 in scope, 1 declared, 0 exempt, 2 undeclared"));
+
+    // Committed beside the rest, check --coverage is content; applied, the coverage is Ready.
+    std::fs::write(repo.join("exported.yaml"), &exported).expect("write");
+    let out = binary(&["check", "--coverage"], &[&repo]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(!table.contains("Undeclared"), "{table}");
+    assert!(table.contains("Covered"), "{table}");
+    let applied = world
+        .env
+        .kubectl(&["apply", "-f", repo.join("exported.yaml").to_str().unwrap()]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+
+    let coverages: Api<BackupCoverage> = Api::all(client.clone());
+    let object: BackupCoverage = serde_json::from_value(coverage).expect("coverage");
+    coverages
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create coverage");
+    let ctx = world.env.context(Policy::default(), testing::fast_timing()).await;
+    let running = start(ctx, &name);
+    let covered = wait_for(&coverages, &name, Duration::from_secs(30), |c| {
+        counts(c) == Some((3, 3, 0, 0))
+    })
+    .await;
+    assert_eq!(ready(&covered), Some(("True".into(), "Covered".into())));
+
+    running.abort();
+    coverages
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete coverage");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,0 +1,105 @@
+//! What a `BackupCoverage` scans, read through the inventory the databases share (one read
+//! of a region serves its objects and its coverages), and its spec as the pure policy
+//! reads it. For the controller and for `backup-warden check` alike.
+
+use std::time::Duration;
+
+use crate::{
+    api::coverage::{BackupCoverageSpec, InstanceSelector},
+    aws::{Scope, inventory::Inventory},
+    policy::coverage::{Discovered, Exemptions, Rule, Selector, account_of, database_claim},
+};
+
+/// Every instance of the accounts and regions the coverage scans, with the tags it looks
+/// at, read no longer than `max_age` ago. An error names the region and the account.
+pub async fn databases(
+    inventory: &Inventory,
+    spec: &BackupCoverageSpec,
+    max_age: Duration,
+) -> Result<Vec<Discovered>, String> {
+    let Some(databases) = &spec.databases else {
+        return Ok(Vec::new());
+    };
+    // Instances read before a tag was asked for lack it: read them again, once.
+    let max_age = if inventory.keep_tags(tag_keys(spec)) {
+        Duration::ZERO
+    } else {
+        max_age
+    };
+    let mut found = Vec::new();
+    for account in &databases.accounts {
+        let role = account.role_arn.as_deref();
+        for region in &account.regions {
+            let instances = inventory
+                .instances(&Scope::new(role, region), max_age)
+                .await
+                .map_err(|e| format!("{region} ({}): {e}", account_of(role)))?;
+            found.extend(instances.values().map(|i| {
+                Discovered {
+                    claim: database_claim(role, region, &i.identifier),
+                    name: i.identifier.clone(),
+                    labels: i
+                        .tags
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    excluded_by_default: None,
+                }
+            }));
+        }
+    }
+    Ok(found)
+}
+
+/// The tags a coverage selects or exempts by.
+fn tag_keys(spec: &BackupCoverageSpec) -> Vec<String> {
+    let selectors = spec
+        .databases
+        .iter()
+        .flat_map(|d| d.include.iter().chain(&d.exclude));
+    selectors
+        .filter_map(|s| s.tag.as_ref().map(|t| t.key.clone()))
+        .chain(std::iter::once(spec.exemptions.tag.clone()))
+        .collect()
+}
+
+pub fn selector(spec: &BackupCoverageSpec) -> Selector {
+    let rules = |selectors: &[InstanceSelector]| -> Vec<Rule> {
+        selectors
+            .iter()
+            .filter_map(|s| match (&s.identifier, &s.tag) {
+                (Some(pattern), _) => Some(Rule::Name(pattern.clone())),
+                (None, Some(tag)) => Some(Rule::Label {
+                    key: tag.key.clone(),
+                    value: tag.value.clone(),
+                }),
+                (None, None) => None,
+            })
+            .collect()
+    };
+    spec.databases
+        .as_ref()
+        .map(|d| Selector {
+            include: rules(&d.include),
+            exclude: rules(&d.exclude),
+        })
+        .unwrap_or_default()
+}
+
+pub fn exemptions(spec: &BackupCoverageSpec) -> Exemptions {
+    Exemptions {
+        listed: spec
+            .exemptions
+            .databases
+            .iter()
+            .map(|e| {
+                let i = &e.instance;
+                let claim = database_claim(i.role_arn.as_deref(), &i.region, &i.identifier);
+                (claim, e.reason.clone())
+            })
+            .collect(),
+        label: Some(spec.exemptions.tag.clone()),
+        // A tag carries its reason; an empty one exempts nothing.
+        label_reason: None,
+    }
+}
