@@ -407,7 +407,7 @@ async fn run_export(args: ExportArgs) -> ExitCode {
             t.undeclared
         );
     }
-    match crate::check::coverage::export(&standings, args.mode.as_deref()) {
+    match crate::check::coverage::export(&manifests, &standings, args.mode.as_deref()) {
         Ok(yaml) => match write_stdout(&yaml) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),

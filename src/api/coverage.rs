@@ -5,8 +5,10 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::common::Mode;
 use super::conditions::{Condition, conditions_schema};
-use super::database::InstanceRef;
+use super::database::{BackupsSpec, DatabaseFreshness, InstanceRef, ReplicationSpec};
+use super::duration::{PositiveDuration, duration_default};
 
 /// The estate to account for, and how an undeclared resource is handled.
 // The printer columns repeat `type_ = ...`, which clippy mistakes for duplicated attributes.
@@ -43,11 +45,13 @@ use super::database::InstanceRef;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BackupCoverageSpec {
-    /// Report lists what is undeclared; nothing is created.
+    /// Report lists what is undeclared; Adopt also creates a `BackedUpDatabase` for each,
+    /// from `adopt.databaseTemplate`, in `namespace`.
     #[serde(default)]
     pub mode: CoverageMode,
     /// The namespace whose tenancy allowance bounds the AWS roles scanned (the
     /// administrator's tenancy file): a coverage sees no account its namespace could not use.
+    /// Adopted objects are created here.
     #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub namespace: String,
     /// The RDS instances to account for.
@@ -56,6 +60,9 @@ pub struct BackupCoverageSpec {
     /// Resources knowingly not backed up, each with its reason.
     #[serde(default)]
     pub exemptions: Exemptions,
+    /// What Adopt creates, and when it removes what it created.
+    #[serde(default)]
+    pub adopt: AdoptSpec,
     /// How many undeclared resources status lists (oldest first); the counts are always
     /// complete.
     #[serde(default = "default_list_limit")]
@@ -69,6 +76,50 @@ pub enum CoverageMode {
     /// Count and list them (status, metric, alert, Slack); change nothing.
     #[default]
     Report,
+    /// Also create a `BackedUpDatabase` for each, owned by the coverage; never touch one a
+    /// person created.
+    Adopt,
+}
+
+/// The objects Adopt creates.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdoptSpec {
+    /// The spec of every `BackedUpDatabase` created, but its instance.
+    #[serde(default)]
+    pub database_template: DatabaseTemplate,
+    /// How long an adopted object whose instance is gone stays (reporting
+    /// `InstanceNotFound`) before the coverage deletes it. Objects a person created are never
+    /// deleted.
+    #[serde(default = "default_grace_period")]
+    pub grace_period: PositiveDuration,
+}
+
+impl Default for AdoptSpec {
+    fn default() -> Self {
+        Self {
+            database_template: DatabaseTemplate::default(),
+            grace_period: default_grace_period(),
+        }
+    }
+}
+
+/// A `BackedUpDatabase` spec without its instance, which adoption fills in.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseTemplate {
+    /// Enforce fixes drift; Audit only reports it.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Automated backups in the instance's own region.
+    #[serde(default)]
+    pub backups: BackupsSpec,
+    /// Replication of the automated backups to another region.
+    #[serde(default)]
+    pub replication: ReplicationSpec,
+    /// How old backups may get before they count as stale.
+    #[serde(default)]
+    pub freshness: DatabaseFreshness,
 }
 
 /// Accounts and regions to scan, and which of their instances count.
@@ -199,6 +250,9 @@ pub struct CoverageCounts {
     pub exempt: i32,
     /// Of them, those with neither: nobody checks their backups.
     pub undeclared: i32,
+    /// Objects this coverage created (Adopt), counted in `declared`.
+    #[serde(default)]
+    pub adopted: i32,
     /// The undeclared ones, oldest first, at most `spec.listLimit`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undeclared_resources: Vec<UndeclaredResource>,
@@ -216,6 +270,10 @@ pub struct UndeclaredResource {
     pub region: String,
     /// When a scan first found it undeclared (RFC 3339).
     pub first_seen: String,
+}
+
+fn default_grace_period() -> PositiveDuration {
+    duration_default("168h")
 }
 
 fn default_list_limit() -> i32 {

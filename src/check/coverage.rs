@@ -10,9 +10,9 @@ use super::{CheckError, Manifests, Row};
 use crate::{
     api::{BackupCoverage, GROUP},
     aws::{AwsClients, inventory::Inventory, kms::SdkKms, rds::SdkRds},
-    controller::admission::Claimant,
+    controller::{admission::Claimant, adopt::COVERAGE_LABEL},
     observe,
-    policy::coverage::{Gap, Tally, tally},
+    policy::coverage::{Tally, object_name, parts, tally},
 };
 
 /// One coverage's standing against the manifests: its counts and every undeclared instance.
@@ -58,12 +58,6 @@ fn name(coverage: &BackupCoverage) -> String {
     coverage.metadata.name.clone().unwrap_or_default()
 }
 
-/// Account and region of a gap (`account/region/identifier`).
-fn place(gap: &Gap) -> (&str, &str) {
-    let mut parts = gap.claim.splitn(3, '/');
-    (parts.next().unwrap_or_default(), parts.next().unwrap_or_default())
-}
-
 /// One row per undeclared instance, or one saying the coverage is complete.
 pub fn rows(standings: &[Standing<'_>]) -> Vec<Row> {
     let mut rows = Vec::new();
@@ -87,7 +81,7 @@ pub fn rows(standings: &[Standing<'_>]) -> Vec<Row> {
             continue;
         }
         for gap in &t.gaps {
-            let (account, region) = place(gap);
+            let (account, region, _) = parts(&gap.claim);
             rows.push(Row {
                 kind: "BackupCoverage",
                 object: name(s.coverage),
@@ -109,30 +103,31 @@ pub fn rows(standings: &[Standing<'_>]) -> Vec<Row> {
 /// The `BackedUpDatabase` manifests that declare every undeclared instance, in each
 /// coverage's namespace, as one YAML stream. Named after the instance; when two instances
 /// share an identifier (in other regions or accounts), the region and then the account are
-/// added.
-pub fn export(standings: &[Standing<'_>], mode: Option<&str>) -> Result<String, CheckError> {
-    let mut names = HashSet::new();
+/// added, and a name the manifests already use is not taken again.
+pub fn export(
+    manifests: &Manifests,
+    standings: &[Standing<'_>],
+    mode: Option<&str>,
+) -> Result<String, CheckError> {
+    let mut names: HashSet<(String, String)> = manifests
+        .databases
+        .iter()
+        .map(|db| {
+            (
+                db.metadata.namespace.clone().unwrap_or_default(),
+                db.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
     let mut out = String::new();
     for s in standings {
         let namespace = &s.coverage.spec.namespace;
         for gap in &s.tally.gaps {
-            let (account, region) = place(gap);
-            let id = gap.name.to_ascii_lowercase();
-            let name = [
-                id.clone(),
-                format!("{id}-{region}"),
-                format!("{id}-{region}-{account}"),
-            ]
-            .into_iter()
-            .find(|n| names.insert((namespace.clone(), n.clone())))
-            .unwrap_or(id);
-            let role = s.coverage.spec.databases.as_ref().and_then(|d| {
-                d.accounts.iter().find_map(|a| {
-                    a.role_arn
-                        .as_deref()
-                        .filter(|r| crate::policy::coverage::account_of(Some(r)) == account)
-                })
-            });
+            let (account, region, _) = parts(&gap.claim);
+            let taken = |n: &str| names.contains(&(namespace.clone(), n.to_string()));
+            let name = object_name(&gap.claim, taken).unwrap_or_else(|| gap.claim.replace('/', "-"));
+            names.insert((namespace.clone(), name.clone()));
+            let role = observe::coverage::role_for(&s.coverage.spec, account);
             let mut instance = json!({"identifier": gap.name, "region": region});
             if let Some(role) = role {
                 instance["roleArn"] = role.into();
@@ -147,7 +142,7 @@ pub fn export(standings: &[Standing<'_>], mode: Option<&str>) -> Result<String, 
                 "metadata": {
                     "name": name,
                     "namespace": namespace,
-                    "labels": {"backupwarden.io/coverage": name_label(s.coverage)},
+                    "labels": {COVERAGE_LABEL: name_label(s.coverage)},
                 },
                 "spec": spec,
             });

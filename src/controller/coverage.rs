@@ -9,33 +9,31 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
+    api::{Patch, PatchParams},
     runtime::{Controller, controller::Action, events::EventType, watcher},
 };
 
-use super::{Context, Decoded, FIELD_MANAGER, admission::Claimant};
+use super::{Context, Decoded, FIELD_MANAGER, adopt};
 use crate::{
     api::{
-        BackedUpDatabase, ConditionStatus, ConditionType, Reason,
+        ConditionStatus, ConditionType, Reason,
         conditions::set_condition,
         coverage::{
-            BackupCoverage, BackupCoverageSpec, BackupCoverageStatus, CoverageCounts, UndeclaredResource,
+            BackupCoverage, BackupCoverageSpec, BackupCoverageStatus, CoverageCounts, CoverageMode,
+            UndeclaredResource,
         },
     },
     observe,
-    policy::coverage::{self, Tally},
+    policy::coverage::{self, Standing, Tally},
     report::slack::{CheckLine, Notification, Transition},
 };
 
 /// The kind's name in metrics, Events and Slack.
 pub const KIND: &str = "BackupCoverage";
-
-/// Objects read per page when the declared claims are collected.
-const PAGE: u32 = 500;
 
 /// What a coverage remembers between scans: when each gap was first seen, and which gaps
 /// were announced. Rebuilt from status after a restart.
@@ -64,12 +62,27 @@ pub async fn run(
     watch: watcher::Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    use kube::runtime::{WatchStreamExt, predicates, reflector};
     let api: Api<Decoded<BackupCoverage>> = Api::all(ctx.client.clone());
-    let controller = Controller::new(api, watch);
+    let (store, writer) = reflector::store();
+    let metrics = ctx.metrics.clone();
+    // A new spec wakes a coverage, its own status writes do not; a deleted one takes its
+    // series with it (nothing else would remove them, and the alert would go on firing).
+    let specs = watcher::watcher(api, watch)
+        .default_backoff()
+        .reflect(writer)
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(gone) = event {
+                metrics.forget_coverage(&gone.name_any(), "BackedUpDatabase");
+            }
+        })
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let controller = Controller::for_stream(specs, store.clone());
     let coverages = Arc::new(Coverages {
         ctx,
         memory: Mutex::new(HashMap::new()),
-        store: controller.store(),
+        store,
     });
     // A read of a region that finds instances come or gone (any object's, or a coverage's)
     // is a reason to count again now rather than at the next scan.
@@ -97,15 +110,17 @@ fn error_policy(_: Arc<Decoded<BackupCoverage>>, error: &Error, c: Arc<Coverages
     Action::requeue(c.ctx.timing.backoff_base)
 }
 
-/// Scans once per resync, from reads no older than that: the same reads the objects of a
-/// region share, so a coverage adds no AWS request where objects are declared. A new
-/// instance is reported within one resync, and at once when a read for an object finds it.
+/// Scans once per resync. Each scan reads its regions again unless an object read one
+/// within half a resync (then no AWS request is added where objects are declared), so a
+/// new instance is reported within one resync, and at once when a read for an object
+/// finds it.
 fn period(ctx: &Context) -> Duration {
     ctx.timing.resync
 }
 
 async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> Result<Action, Error> {
     let ctx = &c.ctx;
+    let started = std::time::Instant::now();
     forget_deleted(&c);
     let Some(_in_shard) = ctx.shards.enter(object.as_ref()) else {
         return Ok(Action::await_change());
@@ -134,7 +149,13 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
         return Ok(Action::requeue(ctx.timing.resync));
     }
 
-    let scanned = match observe::coverage::databases(&ctx.inventory, spec, period(ctx)).await {
+    // The objects first, AWS last: a list of every object takes a while at scale, and the
+    // counts are then as fresh as the instances' read.
+    let mut declared = adopt::declared(&ctx.client, &coverage).await?;
+    let mut adopted = 0;
+    // Half a period: the read each scan makes (or one an object made since) is never the
+    // one the previous scan used.
+    let scanned = match observe::coverage::databases(&ctx.inventory, spec, period(ctx) / 2).await {
         Ok(found) => found,
         Err(why) => {
             // The counts of the last good scan stay; what they are worth is said here.
@@ -153,19 +174,52 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
             return Ok(Action::requeue(ctx.timing.backoff_base.max(period(ctx) / 4)));
         }
     };
-    let declared = match declared_databases(ctx).await {
-        Ok(claims) => claims,
-        Err(e) => return Err(e.into()),
-    };
+    let (selector, exemptions) = (
+        observe::coverage::selector(spec),
+        observe::coverage::exemptions(spec),
+    );
+    if spec.mode == CoverageMode::Adopt {
+        // Adopted before they are counted: what is adopted now is declared from now on.
+        let undeclared: BTreeMap<String, String> = scanned
+            .iter()
+            .filter(|d| {
+                coverage::standing(d, &selector, &exemptions, &declared.claims) == Standing::Undeclared
+            })
+            .map(|d| (d.claim.clone(), d.name.clone()))
+            .collect();
+        let created = adopt::adopt(&ctx.client, &coverage, &undeclared, &mut declared).await?;
+        declared.claims.extend(undeclared.into_keys());
+        let found: HashSet<String> = scanned.iter().map(|d| d.claim.clone()).collect();
+        let deleted = adopt::remove_gone(&ctx.client, &coverage, &declared, &found, now).await?;
+        for (names, reason, what) in [
+            (&created, "Adopted", "created"),
+            (
+                &deleted,
+                "AdoptedRemoved",
+                "deleted (their instance has been gone for the grace period)",
+            ),
+        ] {
+            if !names.is_empty() {
+                let note = format!(
+                    "{} BackedUpDatabase objects {what} in {}: {}",
+                    names.len(),
+                    spec.namespace,
+                    names.join(", ")
+                );
+                event(ctx, &coverage, EventType::Normal, reason, note).await;
+            }
+        }
+        adopted = (declared.adopted.len() + created.len()).saturating_sub(deleted.len());
+    }
 
     let tally = {
         let mut memory = c.memory.lock().unwrap_or_else(|p| p.into_inner());
         let memory = memory.entry(name.clone()).or_insert_with(|| remembered(&before));
         coverage::tally(
             &scanned,
-            &observe::coverage::selector(spec),
-            &observe::coverage::exemptions(spec),
-            &declared,
+            &selector,
+            &exemptions,
+            &declared.claims,
             &mut memory.first_seen,
             now,
             usize::try_from(spec.list_limit).unwrap_or(1),
@@ -179,7 +233,7 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
         .map(|m| m.first_seen.keys().cloned().collect())
         .unwrap_or_default();
 
-    status.databases = Some(counts(&tally));
+    status.databases = Some(counts(&tally, adopted));
     status.observed_generation = generation;
     set_condition(
         &mut status.conditions,
@@ -228,20 +282,16 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
         } else {
             EventType::Warning
         };
-        let event = kube::runtime::events::Event {
-            type_: kind,
-            reason: reason.as_str().into(),
-            note: Some(message),
-            action: "Scan".into(),
-            secondary: None,
-        };
-        let reference = coverage.object_ref(&());
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-            tracing::debug!(%error, coverage = %name, "event not recorded");
-        }
+        event(ctx, &coverage, kind, reason.as_str(), message).await;
     }
     write_status(ctx, &name, &status, Some(&before)).await?;
-    Ok(Action::requeue(period(ctx)))
+    // One period after this scan's reads, however long the rest took: the next scan then
+    // reads again, and a new instance shows within one period.
+    Ok(Action::requeue(
+        period(ctx)
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100)),
+    ))
 }
 
 /// The memory and metric series of coverages no longer in the store.
@@ -257,6 +307,19 @@ fn forget_deleted(c: &Coverages) {
     });
 }
 
+async fn event(ctx: &Context, coverage: &BackupCoverage, type_: EventType, reason: &str, note: String) {
+    let event = kube::runtime::events::Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Scan".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &coverage.object_ref(&())).await {
+        tracing::debug!(%error, coverage = %coverage.name_any(), "event not recorded");
+    }
+}
+
 /// Whether the coverage's namespace may use every account it scans (the tenancy file).
 fn allowed(ctx: &Context, spec: &BackupCoverageSpec) -> Result<(), String> {
     let Some(databases) = &spec.databases else {
@@ -268,41 +331,23 @@ fn allowed(ctx: &Context, spec: &BackupCoverageSpec) -> Result<(), String> {
         .try_for_each(|a| ctx.tenancy.check_role(&spec.namespace, a.role_arn.as_deref()))
 }
 
-/// What every `BackedUpDatabase` in the cluster claims, read a page at a time (the
-/// controller's own store may hold only its namespace or its shards).
-async fn declared_databases(ctx: &Context) -> Result<HashSet<String>, kube::Error> {
-    let api: Api<Decoded<BackedUpDatabase>> = Api::all(ctx.client.clone());
-    let mut claims = HashSet::new();
-    let mut params = ListParams::default().limit(PAGE);
-    loop {
-        let page = api.list(&params).await?;
-        claims.extend(page.items.iter().filter_map(|o| o.valid().map(|db| db.claim())));
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(claims),
-        }
-    }
-}
-
-fn counts(tally: &Tally) -> CoverageCounts {
+fn counts(tally: &Tally, adopted: usize) -> CoverageCounts {
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     CoverageCounts {
         discovered: count(tally.discovered),
         declared: count(tally.declared),
         exempt: count(tally.exempt),
         undeclared: count(tally.undeclared),
+        adopted: count(adopted),
         undeclared_resources: tally
             .gaps
             .iter()
             .map(|gap| {
-                // account/region/identifier
-                let mut parts = gap.claim.splitn(3, '/');
-                let account = parts.next().unwrap_or_default().to_string();
-                let region = parts.next().unwrap_or_default().to_string();
+                let (account, region, _) = coverage::parts(&gap.claim);
                 UndeclaredResource {
                     name: gap.name.clone(),
-                    account,
-                    region,
+                    account: account.to_string(),
+                    region: region.to_string(),
                     first_seen: gap.first_seen.to_string(),
                 }
             })
@@ -511,7 +556,7 @@ mod tests {
                 first_seen: "2026-12-01T07:00:00Z".parse().unwrap(),
             }],
         };
-        let counts = counts(&tally);
+        let counts = counts(&tally, 0);
         assert_eq!(
             (
                 counts.discovered,

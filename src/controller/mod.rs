@@ -2,6 +2,7 @@
 //! runs the reconcilers and serves the health endpoints until SIGTERM or Ctrl-C.
 
 pub mod admission;
+pub mod adopt;
 pub mod context;
 pub mod coverage;
 pub mod database;

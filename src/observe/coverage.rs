@@ -51,6 +51,14 @@ pub async fn databases(
     Ok(found)
 }
 
+/// The role an account of the coverage is scanned with (`None`: the controller's own).
+pub fn role_for<'a>(spec: &'a BackupCoverageSpec, account: &str) -> Option<&'a str> {
+    let accounts = spec.databases.iter().flat_map(|d| &d.accounts);
+    accounts
+        .filter_map(|a| a.role_arn.as_deref())
+        .find(|role| account_of(Some(role)) == account)
+}
+
 /// The tags a coverage selects or exempts by.
 fn tag_keys(spec: &BackupCoverageSpec) -> Vec<String> {
     let selectors = spec

@@ -24,6 +24,27 @@ pub fn account_of(role_arn: Option<&str>) -> &str {
     role_arn.and_then(|arn| arn.split(':').nth(4)).unwrap_or("self")
 }
 
+/// The account, region and identifier of a database claim.
+pub fn parts(claim: &str) -> (&str, &str, &str) {
+    let mut parts = claim.splitn(3, '/');
+    let mut next = || parts.next().unwrap_or_default();
+    (next(), next(), next())
+}
+
+/// The name of the object that declares the instance of `claim`: its identifier (lower
+/// case, as RDS keeps it), or with its region, then its account added, when `taken` says
+/// the name is used; `None` when all three are.
+pub fn object_name(claim: &str, taken: impl Fn(&str) -> bool) -> Option<String> {
+    let (account, region, identifier) = parts(claim);
+    [
+        identifier.to_string(),
+        format!("{identifier}-{region}"),
+        format!("{identifier}-{region}-{account}"),
+    ]
+    .into_iter()
+    .find(|name| !taken(name))
+}
+
 /// A resource the policy covers, as a scan found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Discovered {

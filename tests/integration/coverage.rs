@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use aws_sdk_rds::types::Tag;
 use backup_warden::{
-    api::coverage::BackupCoverage,
+    api::{ConditionType, coverage::BackupCoverage},
     controller::{Context, Timing, coverage},
     policy::database::Policy,
     report::slack::{SlackNotifier, SlackSettings},
@@ -26,6 +26,29 @@ const EXEMPT_REASON: &str = "decommissioned in Q1 (OPS-12)";
 fn start(ctx: Arc<Context>, name: &str) -> tokio::task::JoinHandle<()> {
     let only = watcher::Config::default().fields(&format!("metadata.name={name}"));
     tokio::spawn(coverage::run(ctx, only, std::future::pending()))
+}
+
+/// A coverage of the world's account in the source region, with `extra` in its spec.
+async fn create_coverage(world: &support::World, extra: serde_json::Value) -> (String, Api<BackupCoverage>) {
+    let name = format!("cov-{}", world.namespace);
+    let coverages: Api<BackupCoverage> = Api::all(world.env.client().await);
+    let mut spec = json!({
+        "namespace": world.namespace,
+        "databases": {"accounts": [{"roleArn": testing::role_arn(&world.account), "regions": [SOURCE]}]},
+    });
+    spec.as_object_mut()
+        .expect("object")
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    let object: BackupCoverage = serde_json::from_value(json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackupCoverage",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .expect("coverage");
+    coverages
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create coverage");
+    (name, coverages)
 }
 
 fn counts(c: &BackupCoverage) -> Option<(i32, i32, i32, i32)> {
@@ -50,7 +73,6 @@ fn ready(c: &BackupCoverage) -> Option<(String, String)> {
 #[tokio::test]
 async fn undeclared_instances_are_counted_listed_and_announced_once() {
     let world = support::world("coverage").await;
-    let client = world.env.client().await;
     // Four instances: one declared, one tagged exempt with its reason, one listed exempt by
     // the coverage, one nobody looked at.
     for id in ["orders-db", "legacy-db", "reports-db", "scratch-db"] {
@@ -76,25 +98,14 @@ async fn undeclared_instances_are_counted_listed_and_announced_once() {
     }
     world.apply("orders", "orders-db", json!({"mode": "Audit"})).await;
 
-    let name = format!("cov-{}", world.namespace);
-    let coverages: Api<BackupCoverage> = Api::all(client.clone());
-    let object: BackupCoverage = serde_json::from_value(json!({
-        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackupCoverage",
-        "metadata": {"name": name},
-        "spec": {
-            "namespace": world.namespace,
-            "databases": {"accounts": [{"roleArn": testing::role_arn(&world.account), "regions": [SOURCE]}]},
-            "exemptions": {"databases": [{
-                "instance": {"identifier": "Reports-DB", "region": SOURCE, "roleArn": testing::role_arn(&world.account)},
-                "reason": "rebuilt nightly from the warehouse",
-            }]},
-        },
-    }))
-    .expect("coverage");
-    coverages
-        .create(&PostParams::default(), &object)
-        .await
-        .expect("create coverage");
+    let (name, coverages) = create_coverage(
+        &world,
+        json!({"exemptions": {"databases": [{
+            "instance": {"identifier": "Reports-DB", "region": SOURCE, "roleArn": testing::role_arn(&world.account)},
+            "reason": "rebuilt nightly from the warehouse",
+        }]}}),
+    )
+    .await;
 
     let slack = SlackFake::start().await;
     let timing = Timing {
@@ -342,4 +353,142 @@ async fn exported_manifests_applied_close_every_gap() {
         .await
         .expect("delete coverage");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The objects a coverage created in `namespace`.
+async fn adopted(dbs: &Api<backup_warden::api::BackedUpDatabase>, coverage: &str) -> Vec<String> {
+    let selector = format!("{}={coverage}", backup_warden::controller::adopt::COVERAGE_LABEL);
+    let list = dbs
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .expect("list");
+    let mut names: Vec<String> = list.items.iter().map(|o| o.name_any()).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn adopt_declares_each_undeclared_instance_once_and_removes_it_after_its_grace() {
+    let world = support::world("coverage-adopt").await;
+    for id in ["orders-db", "scratch-db"] {
+        testing::create_instance(&world.rds_source, id, 7).await;
+    }
+    // A person's object: never modified, never deleted by the coverage.
+    world.apply("orders", "orders-db", json!({"mode": "Audit"})).await;
+    let person = world.dbs.get("orders").await.expect("get");
+
+    let (name, coverages) = create_coverage(&world, json!({"adopt": {"gracePeriod": "3s"}})).await;
+
+    let timing = Timing {
+        resync: Duration::from_secs(2),
+        ..testing::fast_timing()
+    };
+    let ctx = world.env.context(Policy::default(), timing).await;
+    // The databases of the namespace are reconciled as in production.
+    let _databases = testing::RunningController::start(ctx.clone(), &world.namespace);
+    let running = start(ctx.clone(), &name);
+    wait_for(&coverages, &name, Duration::from_secs(30), |c| {
+        counts(c) == Some((2, 1, 0, 1))
+    })
+    .await;
+    assert!(
+        adopted(&world.dbs, &name).await.is_empty(),
+        "Report creates nothing"
+    );
+
+    // Adopt: exactly one object for the undeclared instance, which reaches Ready.
+    let patch = json!({"spec": {"mode": "Adopt"}});
+    coverages
+        .patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("switch to Adopt");
+    let covered = wait_for(&coverages, &name, Duration::from_secs(30), |c| {
+        counts(c) == Some((2, 2, 0, 0))
+    })
+    .await;
+    assert_eq!(ready(&covered), Some(("True".into(), "Covered".into())));
+    assert_eq!(covered.status.unwrap().databases.unwrap().adopted, 1);
+    assert_eq!(adopted(&world.dbs, &name).await, ["scratch-db"]);
+    let scratch = wait_for(
+        &world.dbs,
+        "scratch-db",
+        Duration::from_secs(90),
+        support::is("True", ConditionType::Ready),
+    )
+    .await;
+    assert_eq!(
+        scratch.spec.instance.role_arn.as_deref(),
+        Some(testing::role_arn(&world.account).as_str())
+    );
+    let owner = &scratch.metadata.owner_references.as_ref().expect("owned")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("BackupCoverage", name.as_str())
+    );
+
+    // A restart, then two replicas at once: still one object each, the person's untouched.
+    running.abort();
+    let first = start(ctx.clone(), &name);
+    let second = start(world.env.context(Policy::default(), timing).await, &name);
+    tokio::time::sleep(timing.resync * 3).await;
+    assert_eq!(adopted(&world.dbs, &name).await, ["scratch-db"]);
+    let names: Vec<String> = world
+        .dbs
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let now = world.dbs.get("orders").await.expect("get");
+    assert_eq!(
+        (&now.spec, &now.metadata.labels, &now.metadata.owner_references),
+        (
+            &person.spec,
+            &person.metadata.labels,
+            &person.metadata.owner_references
+        ),
+        "a person's object is not modified"
+    );
+    second.abort();
+
+    // Both instances gone: the adopted object reports InstanceNotFound and goes after the
+    // grace period; the person's object stays.
+    for id in ["orders-db", "scratch-db"] {
+        world
+            .rds_source
+            .delete_db_instance()
+            .db_instance_identifier(id)
+            .skip_final_snapshot(true)
+            .send()
+            .await
+            .expect("delete instance");
+    }
+    let gone = std::time::Instant::now();
+    let deadline = Duration::from_secs(60);
+    while !adopted(&world.dbs, &name).await.is_empty() {
+        assert!(gone.elapsed() < deadline, "the adopted object was not removed");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        gone.elapsed() >= Duration::from_secs(3),
+        "removed before its grace period"
+    );
+    tokio::time::sleep(timing.resync * 2).await;
+    assert!(
+        world.dbs.get_opt("orders").await.expect("get").is_some(),
+        "a person's object is never deleted"
+    );
+
+    first.abort();
+    coverages
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete coverage");
 }

@@ -199,3 +199,19 @@ fn a_label_exempts_only_with_a_reason() {
         "a tag without a reason"
     );
 }
+
+#[test]
+fn an_adopted_object_is_named_after_its_instance_then_its_region_then_its_account() {
+    let claim = "210987654321/eu-west-1/reports";
+    assert_eq!(parts(claim), ("210987654321", "eu-west-1", "reports"));
+    assert_eq!(object_name(claim, |_| false).as_deref(), Some("reports"));
+    assert_eq!(
+        object_name(claim, |n| n == "reports").as_deref(),
+        Some("reports-eu-west-1")
+    );
+    assert_eq!(
+        object_name(claim, |n| n.starts_with("reports") && n.len() < 20).as_deref(),
+        Some("reports-eu-west-1-210987654321")
+    );
+    assert_eq!(object_name(claim, |_| true), None);
+}
