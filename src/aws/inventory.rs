@@ -341,6 +341,22 @@ impl Inventory {
             .await
     }
 
+    /// As `instances`, with how old the read is: a caller that looks again once it is
+    /// `max_age` old reads nothing another caller read since.
+    pub async fn instances_aged(
+        &self,
+        scope: &Scope,
+        max_age: Duration,
+    ) -> Result<(Arc<HashMap<String, InstanceFacts>>, Duration), AwsError> {
+        let all = self.instances(scope, max_age).await?;
+        let age = self
+            .instances
+            .peek_aged(scope)
+            .await
+            .map_or(Duration::ZERO, |(age, _)| age);
+        Ok((all, age))
+    }
+
     /// The instance, no older than `max_age` (a change settling, or a reconcile asked for):
     /// read on its own, unless a quarter as many of the region's instances were read so
     /// within `max_age` as a read of the whole region has pages, and then the whole region is

@@ -36,7 +36,7 @@ pub async fn standings<'a>(
     let mut out = Vec::new();
     for coverage in &manifests.coverages {
         let spec = &coverage.spec;
-        let found = observe::coverage::databases(&inventory, spec, Duration::from_secs(3600))
+        let (found, _) = observe::coverage::databases(&inventory, spec, Duration::from_secs(3600))
             .await
             .map_err(|e| CheckError::Observe(format!("BackupCoverage {}: {e}", name(coverage))))?;
         let mut first_seen = Default::default();

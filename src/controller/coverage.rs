@@ -110,17 +110,15 @@ fn error_policy(_: Arc<Decoded<BackupCoverage>>, error: &Error, c: Arc<Coverages
     Action::requeue(c.ctx.timing.backoff_base)
 }
 
-/// Scans once per resync. Each scan reads its regions again unless an object read one
-/// within half a resync (then no AWS request is added where objects are declared), so a
-/// new instance is reported within one resync, and at once when a read for an object
-/// finds it.
+/// Scans once per resync, from the reads of each region no older than that: the ones the
+/// region's objects made when there are any (a coverage then adds no AWS request), its own
+/// otherwise.
 fn period(ctx: &Context) -> Duration {
     ctx.timing.resync
 }
 
 async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> Result<Action, Error> {
     let ctx = &c.ctx;
-    let started = std::time::Instant::now();
     forget_deleted(&c);
     let Some(_in_shard) = ctx.shards.enter(object.as_ref()) else {
         return Ok(Action::await_change());
@@ -153,9 +151,7 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
     // counts are then as fresh as the instances' read.
     let mut declared = adopt::declared(&ctx.client, &coverage).await?;
     let mut adopted = 0;
-    // Half a period: the read each scan makes (or one an object made since) is never the
-    // one the previous scan used.
-    let scanned = match observe::coverage::databases(&ctx.inventory, spec, period(ctx) / 2).await {
+    let (scanned, oldest) = match observe::coverage::databases(&ctx.inventory, spec, period(ctx)).await {
         Ok(found) => found,
         Err(why) => {
             // The counts of the last good scan stay; what they are worth is said here.
@@ -285,12 +281,11 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
         event(ctx, &coverage, kind, reason.as_str(), message).await;
     }
     write_status(ctx, &name, &status, Some(&before)).await?;
-    // One period after this scan's reads, however long the rest took: the next scan then
-    // reads again, and a new instance shows within one period.
+    // Just after the oldest read used expires: the next scan reads that region again,
+    // unless an object read it since (and a read that finds an instance come or gone wakes
+    // the coverage at once), so a new instance shows within one period.
     Ok(Action::requeue(
-        period(ctx)
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(100)),
+        period(ctx).saturating_sub(oldest) + Duration::from_millis(100),
     ))
 }
 

@@ -11,14 +11,15 @@ use crate::{
 };
 
 /// Every instance of the accounts and regions the coverage scans, with the tags it looks
-/// at, read no longer than `max_age` ago. An error names the region and the account.
+/// at, read no longer than `max_age` ago, and the age of the oldest read used. An error
+/// names the region and the account.
 pub async fn databases(
     inventory: &Inventory,
     spec: &BackupCoverageSpec,
     max_age: Duration,
-) -> Result<Vec<Discovered>, String> {
+) -> Result<(Vec<Discovered>, Duration), String> {
     let Some(databases) = &spec.databases else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Duration::ZERO));
     };
     // Instances read before a tag was asked for lack it: read them again, once.
     let max_age = if inventory.keep_tags(tag_keys(spec)) {
@@ -26,14 +27,15 @@ pub async fn databases(
     } else {
         max_age
     };
-    let mut found = Vec::new();
+    let (mut found, mut oldest) = (Vec::new(), Duration::ZERO);
     for account in &databases.accounts {
         let role = account.role_arn.as_deref();
         for region in &account.regions {
-            let instances = inventory
-                .instances(&Scope::new(role, region), max_age)
+            let (instances, age) = inventory
+                .instances_aged(&Scope::new(role, region), max_age)
                 .await
                 .map_err(|e| format!("{region} ({}): {e}", account_of(role)))?;
+            oldest = oldest.max(age);
             found.extend(instances.values().map(|i| {
                 Discovered {
                     claim: database_claim(role, region, &i.identifier),
@@ -48,7 +50,7 @@ pub async fn databases(
             }));
         }
     }
-    Ok(found)
+    Ok((found, oldest))
 }
 
 /// The role an account of the coverage is scanned with (`None`: the controller's own).
