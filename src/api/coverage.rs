@@ -41,6 +41,18 @@ use super::duration::{PositiveDuration, duration_default};
         json_path = ".status.databases.undeclared",
         description = "RDS instances in scope that no BackedUpDatabase names and no exemption covers"
     ),
+    printcolumn(
+        name = "Repositories",
+        type_ = "integer",
+        json_path = ".status.repositories.discovered",
+        description = "GitHub repositories in scope"
+    ),
+    printcolumn(
+        name = "Undeclared Repos",
+        type_ = "integer",
+        json_path = ".status.repositories.undeclared",
+        description = "GitHub repositories in scope that no BackedUpRepository names and no exemption covers"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -57,6 +69,9 @@ pub struct BackupCoverageSpec {
     /// The RDS instances to account for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub databases: Option<DatabaseCoverage>,
+    /// The GitHub repositories to account for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repositories: Option<RepositoryCoverage>,
     /// Resources knowingly not backed up, each with its reason.
     #[serde(default)]
     pub exemptions: Exemptions,
@@ -139,6 +154,52 @@ pub struct DatabaseCoverage {
     pub exclude: Vec<InstanceSelector>,
 }
 
+/// Organizations to scan, and which of their repositories count.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryCoverage {
+    /// The GitHub organizations whose every repository is discovered.
+    #[schemars(
+        length(min = 1, max = 50),
+        inner(
+            length(min = 1, max = 39),
+            pattern(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$")
+        )
+    )]
+    pub organizations: Vec<String>,
+    /// When not empty, only repositories matching one of these count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub include: Vec<RepositorySelector>,
+    /// Repositories matching one of these do not count, even if included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub exclude: Vec<RepositorySelector>,
+    /// Archived repositories count too; by default they do not (they are read only).
+    #[serde(default)]
+    pub include_archived: bool,
+    /// Forks count too; by default they do not (their source is backed up).
+    #[serde(default)]
+    pub include_forks: bool,
+}
+
+/// A repository by `owner/name` (exact, or a prefix ending in `*`, such as
+/// `narrative-io/infra-*`; case-insensitive) or a topic.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.name) != has(self.topic)")
+    .message("a selector names exactly one of name or topic"))]
+pub struct RepositorySelector {
+    /// `owner/name`, or a prefix of it ending in `*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 141), pattern(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]*\*?$"))]
+    pub name: Option<String>,
+    /// A topic the repository carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 50), pattern(r"^[a-z0-9][a-z0-9-]*$"))]
+    pub topic: Option<String>,
+}
+
 /// One AWS account (the controller's own, or through a role) and the regions to scan in it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -200,6 +261,13 @@ pub struct Exemptions {
     #[serde(default = "default_exempt_tag")]
     #[schemars(length(min = 1, max = 128))]
     pub tag: String,
+    /// Repositories exempt by name, each with its reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub repositories: Vec<RepositoryExemption>,
+    /// A repository carrying this topic is exempt, for this reason (a topic has no value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<TopicExemption>,
 }
 
 impl Default for Exemptions {
@@ -207,8 +275,34 @@ impl Default for Exemptions {
         Self {
             databases: Vec::new(),
             tag: default_exempt_tag(),
+            repositories: Vec::new(),
+            topic: None,
         }
     }
+}
+
+/// One repository and why it is not backed up.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryExemption {
+    /// `owner/name`, as a `BackedUpRepository` names it.
+    #[schemars(length(min = 3, max = 140), pattern(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$"))]
+    pub repository: String,
+    /// Why, for the auditor: a decision and who made it.
+    #[schemars(length(min = 1, max = 1024))]
+    pub reason: String,
+}
+
+/// The topic that exempts a repository, and the reason it stands for.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicExemption {
+    /// The topic, such as `no-backup`.
+    #[schemars(length(min = 1, max = 50), pattern(r"^[a-z0-9][a-z0-9-]*$"))]
+    pub name: String,
+    /// Why a repository carrying it is not backed up.
+    #[schemars(length(min = 1, max = 1024))]
+    pub reason: String,
 }
 
 /// One instance, named as a `BackedUpDatabase` names it, and why it is not backed up.
@@ -234,8 +328,12 @@ pub struct BackupCoverageStatus {
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+    /// RDS instances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub databases: Option<CoverageCounts>,
+    /// GitHub repositories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repositories: Option<CoverageCounts>,
 }
 
 /// The counts of one kind, and the undeclared resources (oldest first, bounded).
@@ -262,11 +360,13 @@ pub struct CoverageCounts {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UndeclaredResource {
-    /// The instance identifier.
+    /// The instance identifier, or the repository's `owner/name`.
     pub name: String,
-    /// The AWS account id, or `self` for the controller's own identity.
+    /// An instance's AWS account id, or `self` for the controller's own identity.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub account: String,
-    /// The instance's region.
+    /// An instance's region.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub region: String,
     /// When a scan first found it undeclared (RFC 3339).
     pub first_seen: String,

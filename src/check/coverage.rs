@@ -42,8 +42,8 @@ pub async fn standings<'a>(
         let mut first_seen = Default::default();
         let tally = tally(
             &found,
-            &observe::coverage::selector(spec),
-            &observe::coverage::exemptions(spec),
+            &observe::coverage::database_selector(spec),
+            &observe::coverage::database_exemptions(spec),
             &declared,
             &mut first_seen,
             now,

@@ -17,16 +17,17 @@ use kube::{
     runtime::{Controller, controller::Action, events::EventType, watcher},
 };
 
-use super::{Context, Decoded, FIELD_MANAGER, adopt};
+use super::{Context, Decoded, FIELD_MANAGER, admission::Claimant, adopt};
 use crate::{
     api::{
-        ConditionStatus, ConditionType, Reason,
+        BackedUpRepository, ConditionStatus, ConditionType, Reason,
         conditions::set_condition,
         coverage::{
             BackupCoverage, BackupCoverageSpec, BackupCoverageStatus, CoverageCounts, CoverageMode,
             UndeclaredResource,
         },
     },
+    github::{GitHub, OrgRepository},
     observe,
     policy::coverage::{self, Standing, Tally},
     report::slack::{CheckLine, Notification, Transition},
@@ -34,6 +35,9 @@ use crate::{
 
 /// The kind's name in metrics, Events and Slack.
 pub const KIND: &str = "BackupCoverage";
+
+/// The kinds a coverage counts, as its metric's `kind` label names them.
+const KINDS: [&str; 2] = ["BackedUpDatabase", "BackedUpRepository"];
 
 /// What a coverage remembers between scans: when each gap was first seen, and which gaps
 /// were announced. Rebuilt from status after a restart.
@@ -45,9 +49,53 @@ struct Memory {
 
 struct Coverages {
     ctx: Arc<Context>,
-    /// Per coverage, by name.
-    memory: Mutex<HashMap<String, Memory>>,
+    /// Per coverage and kind.
+    memory: Mutex<HashMap<(String, &'static str), Memory>>,
     store: kube::runtime::reflector::Store<Decoded<BackupCoverage>>,
+    /// Without GitHub credentials, repositories cannot be scanned.
+    github: Option<Arc<dyn GitHub>>,
+    organizations: Organizations,
+}
+
+/// The organizations' repository lists, each read again once the coverage's period has
+/// passed, and never more often than the discovery's share of GitHub's GraphQL budget
+/// allows (`DISCOVERY_POINTS_PER_HOUR`): at 50,000 repositories, once every half hour.
+#[derive(Default)]
+struct Organizations {
+    listed: tokio::sync::Mutex<HashMap<String, Listing>>,
+}
+
+/// When an organization was listed, and what the listing found.
+type Listing = (std::time::Instant, Arc<Vec<OrgRepository>>);
+
+/// GraphQL points an hour the discovery may spend: a fifth of GitHub's 5,000, beside the
+/// repository sweep's half.
+const DISCOVERY_POINTS_PER_HOUR: u32 = 1_000;
+
+impl Organizations {
+    async fn list(
+        &self,
+        github: &dyn GitHub,
+        org: &str,
+        period: Duration,
+    ) -> Result<Arc<Vec<OrgRepository>>, String> {
+        let mut listed = self.listed.lock().await;
+        if let Some((at, repos)) = listed.get(org) {
+            let pages = u32::try_from(repos.len().div_ceil(crate::github::BATCH_SIZE)).unwrap_or(u32::MAX);
+            let paced = Duration::from_secs(3600) * pages / DISCOVERY_POINTS_PER_HOUR;
+            if at.elapsed() < period.max(paced) {
+                return Ok(repos.clone());
+            }
+        }
+        let repos = github
+            .organization_repositories(org)
+            .await
+            .map_err(|e| format!("GitHub organization {org}: {e}"))?
+            .ok_or_else(|| format!("GitHub organization {org} does not exist or is not visible to backup-warden's credentials"))?;
+        let repos = Arc::new(repos);
+        listed.insert(org.to_string(), (std::time::Instant::now(), repos.clone()));
+        Ok(repos)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +104,11 @@ enum Error {
     Kube(#[from] kube::Error),
 }
 
-/// Reconciles the coverages `watch` selects (every one, in production).
+/// Reconciles the coverages `watch` selects (every one, in production); repositories are
+/// scanned through `github` when there are credentials.
 pub async fn run(
     ctx: Arc<Context>,
+    github: Option<Arc<dyn GitHub>>,
     watch: watcher::Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -73,7 +123,9 @@ pub async fn run(
         .reflect(writer)
         .inspect_ok(move |event| {
             if let watcher::Event::Delete(gone) = event {
-                metrics.forget_coverage(&gone.name_any(), "BackedUpDatabase");
+                for kind in KINDS {
+                    metrics.forget_coverage(&gone.name_any(), kind);
+                }
             }
         })
         .applied_objects()
@@ -83,6 +135,8 @@ pub async fn run(
         ctx,
         memory: Mutex::new(HashMap::new()),
         store,
+        github,
+        organizations: Organizations::default(),
     });
     // A read of a region that finds instances come or gone (any object's, or a coverage's)
     // is a reason to count again now rather than at the next scan.
@@ -150,17 +204,20 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
     // The objects first, AWS last: a list of every object takes a while at scale, and the
     // counts are then as fresh as the instances' read.
     let mut declared = adopt::declared(&ctx.client, &coverage).await?;
-    let mut adopted = 0;
-    let (scanned, oldest) = match observe::coverage::databases(&ctx.inventory, spec, period(ctx)).await {
-        Ok(found) => found,
-        Err(why) => {
+    let declared_repositories = match &spec.repositories {
+        Some(_) => repositories_declared(ctx).await?,
+        None => HashSet::new(),
+    };
+    let scanned = match scan(&c, spec).await {
+        Ok(scanned) => scanned,
+        Err((reason, why)) => {
             // The counts of the last good scan stay; what they are worth is said here.
             let message = format!("the last scan failed, the counts are from the scan before: {why}");
             set_condition(
                 &mut status.conditions,
                 ConditionType::Ready,
                 ConditionStatus::Unknown,
-                Reason::ObservationFailed,
+                reason,
                 message,
                 generation,
                 now,
@@ -170,66 +227,46 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
             return Ok(Action::requeue(ctx.timing.backoff_base.max(period(ctx) / 4)));
         }
     };
-    let (selector, exemptions) = (
-        observe::coverage::selector(spec),
-        observe::coverage::exemptions(spec),
-    );
-    if spec.mode == CoverageMode::Adopt {
-        // Adopted before they are counted: what is adopted now is declared from now on.
-        let undeclared: BTreeMap<String, String> = scanned
-            .iter()
-            .filter(|d| {
-                coverage::standing(d, &selector, &exemptions, &declared.claims) == Standing::Undeclared
-            })
-            .map(|d| (d.claim.clone(), d.name.clone()))
-            .collect();
-        let created = adopt::adopt(&ctx.client, &coverage, &undeclared, &mut declared).await?;
-        declared.claims.extend(undeclared.into_keys());
-        let found: HashSet<String> = scanned.iter().map(|d| d.claim.clone()).collect();
-        let deleted = adopt::remove_gone(&ctx.client, &coverage, &declared, &found, now).await?;
-        for (names, reason, what) in [
-            (&created, "Adopted", "created"),
-            (
-                &deleted,
-                "AdoptedRemoved",
-                "deleted (their instance has been gone for the grace period)",
-            ),
-        ] {
-            if !names.is_empty() {
-                let note = format!(
-                    "{} BackedUpDatabase objects {what} in {}: {}",
-                    names.len(),
-                    spec.namespace,
-                    names.join(", ")
-                );
-                event(ctx, &coverage, EventType::Normal, reason, note).await;
-            }
-        }
-        adopted = (declared.adopted.len() + created.len()).saturating_sub(deleted.len());
-    }
-
-    let tally = {
-        let mut memory = c.memory.lock().unwrap_or_else(|p| p.into_inner());
-        let memory = memory.entry(name.clone()).or_insert_with(|| remembered(&before));
-        coverage::tally(
-            &scanned,
-            &selector,
-            &exemptions,
-            &declared.claims,
-            &mut memory.first_seen,
-            now,
-            usize::try_from(spec.list_limit).unwrap_or(1),
-        )
+    let databases = Counted {
+        kind: "BackedUpDatabase",
+        selector: observe::coverage::database_selector(spec),
+        exemptions: observe::coverage::database_exemptions(spec),
+        scanned: scanned.databases,
     };
-    let open: HashSet<String> = c
-        .memory
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&name)
-        .map(|m| m.first_seen.keys().cloned().collect())
-        .unwrap_or_default();
+    let mut adopted = 0;
+    if spec.mode == CoverageMode::Adopt {
+        adopted = adopt_databases(ctx, &coverage, &databases, &mut declared, now).await?;
+    }
+    let repositories = Counted {
+        kind: "BackedUpRepository",
+        selector: observe::coverage::repository_selector(spec),
+        exemptions: observe::coverage::repository_exemptions(spec),
+        scanned: scanned.repositories,
+    };
 
-    status.databases = Some(counts(&tally, adopted));
+    let limit = usize::try_from(spec.list_limit).unwrap_or(1);
+    let mut undeclared = 0;
+    let mut summary = Vec::new();
+    if spec.databases.is_some() {
+        let tally = count(&c, &coverage, &before, &databases, &declared.claims, now, limit);
+        undeclared += tally.undeclared;
+        summary.push(format!("RDS instances {}", brief(&tally)));
+        status.databases = Some(counts(&tally, adopted, databases.kind));
+    }
+    if spec.repositories.is_some() {
+        let tally = count(
+            &c,
+            &coverage,
+            &before,
+            &repositories,
+            &declared_repositories,
+            now,
+            limit,
+        );
+        undeclared += tally.undeclared;
+        summary.push(format!("repositories {}", brief(&tally)));
+        status.repositories = Some(counts(&tally, 0, repositories.kind));
+    }
     status.observed_generation = generation;
     set_condition(
         &mut status.conditions,
@@ -240,13 +277,13 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
         generation,
         now,
     );
-    let (ready, reason, message) = if tally.undeclared == 0 {
+    let (ready, reason, message) = if undeclared == 0 {
         (
             ConditionStatus::True,
             Reason::Covered,
             format!(
-                "every one of {} RDS instances in scope is declared ({}) or exempt ({})",
-                tally.discovered, tally.declared, tally.exempt
+                "every resource in scope is declared or exempt: {}",
+                summary.join("; ")
             ),
         )
     } else {
@@ -254,8 +291,8 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
             ConditionStatus::False,
             Reason::Uncovered,
             format!(
-                "{} of {} RDS instances in scope have no BackedUpDatabase and no exemption",
-                tally.undeclared, tally.discovered
+                "{undeclared} resources in scope have no object and no exemption: {}",
+                summary.join("; ")
             ),
         )
     };
@@ -270,10 +307,8 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
         generation,
         now,
     );
-    ctx.metrics.set_coverage(&name, "BackedUpDatabase", &tally);
-    announce(&c, &coverage, &name, &tally, &open);
     if was_ready.as_deref() != Some(reason.as_str()) {
-        let kind = if tally.undeclared == 0 {
+        let kind = if undeclared == 0 {
             EventType::Normal
         } else {
             EventType::Warning
@@ -285,18 +320,162 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
     // unless an object read it since (and a read that finds an instance come or gone wakes
     // the coverage at once), so a new instance shows within one period.
     Ok(Action::requeue(
-        period(ctx).saturating_sub(oldest) + Duration::from_millis(100),
+        period(ctx).saturating_sub(scanned.oldest) + Duration::from_millis(100),
     ))
+}
+
+/// One kind's resources as a scan found them, and how the coverage counts them.
+struct Counted {
+    kind: &'static str,
+    selector: coverage::Selector,
+    exemptions: coverage::Exemptions,
+    scanned: Vec<coverage::Discovered>,
+}
+
+/// What one scan found.
+struct Scanned {
+    databases: Vec<coverage::Discovered>,
+    repositories: Vec<coverage::Discovered>,
+    /// The age of the oldest instance read used.
+    oldest: Duration,
+}
+
+/// Reads what the coverage names; on failure, the reason and what failed.
+async fn scan(c: &Coverages, spec: &BackupCoverageSpec) -> Result<Scanned, (Reason, String)> {
+    let ctx = &c.ctx;
+    let (databases, oldest) = observe::coverage::databases(&ctx.inventory, spec, period(ctx))
+        .await
+        .map_err(|why| (Reason::ObservationFailed, why))?;
+    let mut listed = Vec::new();
+    if let Some(repositories) = &spec.repositories {
+        let Some(github) = &c.github else {
+            let why = "backup-warden has no GitHub credentials: repositories are not scanned (docs/installation.md)";
+            return Err((Reason::CredentialsMissing, why.into()));
+        };
+        for org in &repositories.organizations {
+            let repos = c
+                .organizations
+                .list(github.as_ref(), org, period(ctx))
+                .await
+                .map_err(|why| (Reason::ObservationFailed, why))?;
+            listed.extend(repos.iter().cloned());
+        }
+    }
+    Ok(Scanned {
+        databases,
+        repositories: observe::coverage::repositories(spec, &listed),
+        oldest,
+    })
+}
+
+/// Creates the objects of the undeclared instances and removes the adopted ones whose
+/// instance has been gone for the grace period; how many objects the coverage then owns.
+async fn adopt_databases(
+    ctx: &Context,
+    coverage: &BackupCoverage,
+    databases: &Counted,
+    declared: &mut adopt::Declared,
+    now: Timestamp,
+) -> Result<usize, kube::Error> {
+    let spec = &coverage.spec;
+    // Adopted before they are counted: what is adopted now is declared from now on.
+    let undeclared: BTreeMap<String, String> = databases
+        .scanned
+        .iter()
+        .filter(|d| {
+            coverage::standing(d, &databases.selector, &databases.exemptions, &declared.claims)
+                == Standing::Undeclared
+        })
+        .map(|d| (d.claim.clone(), d.name.clone()))
+        .collect();
+    let created = adopt::adopt(&ctx.client, coverage, &undeclared, declared).await?;
+    declared.claims.extend(undeclared.into_keys());
+    let found: HashSet<String> = databases.scanned.iter().map(|d| d.claim.clone()).collect();
+    let deleted = adopt::remove_gone(&ctx.client, coverage, declared, &found, now).await?;
+    for (names, reason, what) in [
+        (&created, "Adopted", "created"),
+        (
+            &deleted,
+            "AdoptedRemoved",
+            "deleted (their instance has been gone for the grace period)",
+        ),
+    ] {
+        if !names.is_empty() {
+            let note = format!(
+                "{} BackedUpDatabase objects {what} in {}: {}",
+                names.len(),
+                spec.namespace,
+                names.join(", ")
+            );
+            event(ctx, coverage, EventType::Normal, reason, note).await;
+        }
+    }
+    Ok((declared.adopted.len() + created.len()).saturating_sub(deleted.len()))
+}
+
+/// Counts one kind, remembers its gaps, sets its metric and announces what opened or closed.
+fn count(
+    c: &Coverages,
+    coverage: &BackupCoverage,
+    before: &BackupCoverageStatus,
+    counted: &Counted,
+    declared: &HashSet<String>,
+    now: Timestamp,
+    limit: usize,
+) -> Tally {
+    let name = coverage.name_any();
+    let (tally, open) = {
+        let mut memory = c.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let memory = memory
+            .entry((name.clone(), counted.kind))
+            .or_insert_with(|| remembered(before, counted.kind));
+        let tally = coverage::tally(
+            &counted.scanned,
+            &counted.selector,
+            &counted.exemptions,
+            declared,
+            &mut memory.first_seen,
+            now,
+            limit,
+        );
+        let open: HashSet<String> = memory.first_seen.keys().cloned().collect();
+        (tally, open)
+    };
+    c.ctx.metrics.set_coverage(&name, counted.kind, &tally);
+    announce(c, coverage, counted.kind, &tally, &open);
+    tally
+}
+
+fn brief(t: &Tally) -> String {
+    format!(
+        "{} in scope: {} declared, {} exempt, {} undeclared",
+        t.discovered, t.declared, t.exempt, t.undeclared
+    )
+}
+
+/// What every `BackedUpRepository` in the cluster claims, read a page at a time.
+async fn repositories_declared(ctx: &Context) -> Result<HashSet<String>, kube::Error> {
+    let api: Api<Decoded<BackedUpRepository>> = Api::all(ctx.client.clone());
+    let mut claims = HashSet::new();
+    let mut params = kube::api::ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await?;
+        claims.extend(page.items.iter().filter_map(|o| o.valid().map(|r| r.claim())));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(claims),
+        }
+    }
 }
 
 /// The memory and metric series of coverages no longer in the store.
 fn forget_deleted(c: &Coverages) {
     let present: HashSet<String> = c.store.state().iter().map(|o| o.name_any()).collect();
     let mut memory = c.memory.lock().unwrap_or_else(|p| p.into_inner());
-    memory.retain(|name, _| {
+    memory.retain(|(name, kind), _| {
         let keep = present.contains(name);
         if !keep {
-            c.ctx.metrics.forget_coverage(name, "BackedUpDatabase");
+            c.ctx.metrics.forget_coverage(name, kind);
         }
         keep
     });
@@ -315,18 +494,20 @@ async fn event(ctx: &Context, coverage: &BackupCoverage, type_: EventType, reaso
     }
 }
 
-/// Whether the coverage's namespace may use every account it scans (the tenancy file).
+/// Whether the coverage's namespace may use every account and organization it scans (the
+/// tenancy file): an organization is scanned whole, so the namespace needs `org/*`.
 fn allowed(ctx: &Context, spec: &BackupCoverageSpec) -> Result<(), String> {
-    let Some(databases) = &spec.databases else {
-        return Ok(());
-    };
-    databases
-        .accounts
-        .iter()
-        .try_for_each(|a| ctx.tenancy.check_role(&spec.namespace, a.role_arn.as_deref()))
+    let accounts = spec.databases.iter().flat_map(|d| &d.accounts);
+    accounts
+        .into_iter()
+        .try_for_each(|a| ctx.tenancy.check_role(&spec.namespace, a.role_arn.as_deref()))?;
+    let organizations = spec.repositories.iter().flat_map(|r| &r.organizations);
+    organizations
+        .into_iter()
+        .try_for_each(|org| ctx.tenancy.check_repository(&spec.namespace, &format!("{org}/*")))
 }
 
-fn counts(tally: &Tally, adopted: usize) -> CoverageCounts {
+fn counts(tally: &Tally, adopted: usize, kind: &str) -> CoverageCounts {
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     CoverageCounts {
         discovered: count(tally.discovered),
@@ -338,7 +519,11 @@ fn counts(tally: &Tally, adopted: usize) -> CoverageCounts {
             .gaps
             .iter()
             .map(|gap| {
-                let (account, region, _) = coverage::parts(&gap.claim);
+                // A repository's claim is its name alone.
+                let (account, region, _) = match kind {
+                    "BackedUpDatabase" => coverage::parts(&gap.claim),
+                    _ => ("", "", ""),
+                };
                 UndeclaredResource {
                     name: gap.name.clone(),
                     account: account.to_string(),
@@ -354,23 +539,31 @@ fn counts(tally: &Tally, adopted: usize) -> CoverageCounts {
 /// all of them were announced. When status lists fewer than it counts, the unlisted ones
 /// are taken as announced too: after a restart a gap is never announced twice, at the
 /// cost of missing one that opened while no replica ran (still counted and alerted on).
-fn remembered(status: &BackupCoverageStatus) -> Memory {
-    let Some(databases) = &status.databases else {
+fn remembered(status: &BackupCoverageStatus, kind: &str) -> Memory {
+    let counts = match kind {
+        "BackedUpDatabase" => &status.databases,
+        _ => &status.repositories,
+    };
+    let Some(counts) = counts else {
         // Never scanned: every gap found is new.
         return Memory {
             announced: Some(HashSet::new()),
             ..Memory::default()
         };
     };
-    let first_seen: BTreeMap<String, Timestamp> = databases
+    let first_seen: BTreeMap<String, Timestamp> = counts
         .undeclared_resources
         .iter()
         .filter_map(|r| {
-            let claim = format!("{}/{}/{}", r.account, r.region, r.name.to_ascii_lowercase());
+            let name = r.name.to_ascii_lowercase();
+            let claim = match kind {
+                "BackedUpDatabase" => format!("{}/{}/{name}", r.account, r.region),
+                _ => name,
+            };
             Some((claim, r.first_seen.parse().ok()?))
         })
         .collect();
-    let complete = databases.undeclared_resources.len() >= usize::try_from(databases.undeclared).unwrap_or(0);
+    let complete = counts.undeclared_resources.len() >= usize::try_from(counts.undeclared).unwrap_or(0);
     Memory {
         announced: complete.then(|| first_seen.keys().cloned().collect()),
         first_seen,
@@ -378,9 +571,16 @@ fn remembered(status: &BackupCoverageStatus) -> Memory {
 }
 
 /// One Slack message per gap that opened since the last scan and one per gap that closed.
-fn announce(c: &Coverages, coverage: &BackupCoverage, name: &str, tally: &Tally, open: &HashSet<String>) {
+fn announce(
+    c: &Coverages,
+    coverage: &BackupCoverage,
+    kind: &'static str,
+    tally: &Tally,
+    open: &HashSet<String>,
+) {
+    let name = coverage.name_any();
     let mut memory = c.memory.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(memory) = memory.get_mut(name) else {
+    let Some(memory) = memory.get_mut(&(name.clone(), kind)) else {
         return;
     };
     let Some(announced) = memory.announced.as_mut() else {
@@ -395,15 +595,16 @@ fn announce(c: &Coverages, coverage: &BackupCoverage, name: &str, tally: &Tally,
         .map(|g| (g.claim.as_str(), g.name.as_str()))
         .collect();
     let line = |claim: &str, observed: String| {
-        let mut parts = claim.splitn(3, '/');
-        let (account, region) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-        let id = names
-            .get(claim)
-            .copied()
-            .unwrap_or_else(|| parts.next().unwrap_or_default());
+        let check = if kind == "BackedUpDatabase" {
+            let (account, region, id) = coverage::parts(claim);
+            let id = names.get(claim).copied().unwrap_or(id);
+            format!("RDS instance {id} in {region} (account {account})")
+        } else {
+            format!("repository {}", names.get(claim).copied().unwrap_or(claim))
+        };
         CheckLine {
-            check: format!("RDS instance {id} in {region} (account {account})"),
-            desired: "a BackedUpDatabase or an exemption".into(),
+            check,
+            desired: format!("a {kind} or an exemption"),
             observed,
         }
     };
@@ -411,7 +612,7 @@ fn announce(c: &Coverages, coverage: &BackupCoverage, name: &str, tally: &Tally,
         c.ctx.notifier.notify(Notification {
             kind: KIND,
             namespace: coverage.spec.namespace.clone(),
-            name: name.to_string(),
+            name: name.clone(),
             transition,
             checks,
             link: None,
@@ -511,11 +712,11 @@ mod tests {
     #[test]
     fn a_restart_keeps_first_seen_and_announces_no_listed_gap_again() {
         // Never scanned: every gap is new.
-        let fresh = remembered(&BackupCoverageStatus::default());
+        let fresh = remembered(&BackupCoverageStatus::default(), "BackedUpDatabase");
         assert_eq!(fresh.announced, Some(HashSet::new()));
 
         // Every gap listed: those were announced, a new one will be.
-        let all = remembered(&status(&["Scratch-DB", "new-db"], 2));
+        let all = remembered(&status(&["Scratch-DB", "new-db"], 2), "BackedUpDatabase");
         let claims: HashSet<String> = ["self/us-east-1/scratch-db", "self/us-east-1/new-db"]
             .map(String::from)
             .into();
@@ -533,7 +734,7 @@ mod tests {
         );
 
         // More gaps than listed: which were announced is unknown, so none is announced again.
-        let some = remembered(&status(&["scratch-db"], 5));
+        let some = remembered(&status(&["scratch-db"], 5), "BackedUpDatabase");
         assert_eq!(some.announced, None);
         assert_eq!(some.first_seen.len(), 1);
     }
@@ -551,7 +752,7 @@ mod tests {
                 first_seen: "2026-12-01T07:00:00Z".parse().unwrap(),
             }],
         };
-        let counts = counts(&tally, 0);
+        let counts = counts(&tally, 0, "BackedUpDatabase");
         assert_eq!(
             (
                 counts.discovered,

@@ -301,14 +301,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         shutdown_rx.clone(),
         database::run(databases, ctx.clone(), args.concurrency, stop(&shutdown_rx)),
     )];
-    if coverage_installed(&client, args.namespace.as_deref()).await? {
-        controllers.push(supervise(
-            "BackupCoverage controller",
-            health.clone(),
-            shutdown_rx.clone(),
-            coverage::run(ctx, Default::default(), stop(&shutdown_rx)),
-        ));
-    }
+    let mut github = None;
     match repository_context(
         &args,
         client.clone(),
@@ -321,6 +314,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         shards.clone(),
     ) {
         Ok((repo_ctx, writer)) => {
+            github = Some(repo_ctx.github.clone());
             let repositories: Api<BackedUpRepository> = match &args.namespace {
                 Some(ns) => Api::namespaced(client.clone(), ns),
                 None => Api::all(client.clone()),
@@ -362,6 +356,14 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
                 report_unconfigured(repositories, guard, why, shards.clone(), stop(&shutdown_rx)),
             ));
         }
+    }
+    if coverage_installed(&client, args.namespace.as_deref()).await? {
+        controllers.push(supervise(
+            "BackupCoverage controller",
+            health.clone(),
+            shutdown_rx.clone(),
+            coverage::run(ctx, github, Default::default(), stop(&shutdown_rx)),
+        ));
     }
     tracing::info!(listen = %args.listen_address, audit_only = args.audit_only, "backup-warden is running");
 

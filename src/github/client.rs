@@ -17,7 +17,7 @@ use octocrab::Octocrab;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use super::{FileChange, GitHub, GitHubAuth, GitHubError, GitHubErrorKind, pacing::Pacer};
+use super::{FileChange, GitHub, GitHubAuth, GitHubError, GitHubErrorKind, OrgRepository, pacing::Pacer};
 use crate::policy::repository::{BRANCH, PullRequestFacts, RepoFacts, RunFacts, WorkflowFacts};
 
 /// Settings of the GitHub side.
@@ -230,6 +230,24 @@ impl GitHubClient {
 
     /// Sends one request. Refuses to send while a rate limit is in force, and turns rate
     /// limits, auth failures and server errors into `GitHubError`s that say what to do.
+    /// A GraphQL query, and the `errors` of its answer (GraphQL answers them with a 200).
+    async fn graphql(
+        &self,
+        operation: &'static str,
+        body: &Value,
+    ) -> Result<(Reply, Vec<Value>), GitHubError> {
+        let reply = self
+            .send(operation, http::Method::POST, "/graphql", Some(body), None)
+            .await?;
+        let errors = reply
+            .body
+            .get("errors")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok((reply, errors))
+    }
+
     async fn send(
         &self,
         operation: &'static str,
@@ -526,6 +544,57 @@ pub fn batch_query(repos: &[(String, String)]) -> String {
     query
 }
 
+/// A GraphQL error of a 200 answer, classified as `send` classifies HTTP statuses.
+fn graphql_error(operation: &'static str, status: StatusCode, e: &Value) -> GitHubError {
+    let kind = match e.get("type").and_then(Value::as_str) {
+        Some("RATE_LIMITED") => GitHubErrorKind::Transient,
+        Some("FORBIDDEN") => GitHubErrorKind::AccessDenied,
+        _ => GitHubErrorKind::Refused,
+    };
+    let message = e
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("GraphQL error");
+    error(operation, kind, status.as_u16(), message)
+}
+
+/// One page of an organization's repositories. The login and the cursor are variables, so
+/// no name needs quoting. Repositories have at most 20 topics, so one page of them is all.
+/// No `rateLimit`: the budget is read from the `x-ratelimit-*` headers of every answer.
+pub const ORGANIZATION_REPOSITORIES_QUERY: &str =
+    "query OrganizationRepositories($login: String!, $after: String) {
+  organization(login: $login) {
+    repositories(first: 100, after: $after) {
+      nodes { nameWithOwner isArchived isFork repositoryTopics(first: 20) { nodes { topic { name } } } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}
+";
+
+/// The operation name of the organization listing in metrics and errors; it is paced and
+/// budgeted as GraphQL all the same (`send` keys those on the path).
+const LIST_ORGANIZATION_REPOSITORIES: &str = "ListOrganizationRepositories";
+
+fn org_repository(node: &Value) -> Option<OrgRepository> {
+    Some(OrgRepository {
+        full_name: node.get("nameWithOwner")?.as_str()?.to_string(),
+        archived: node.get("isArchived").and_then(Value::as_bool).unwrap_or(false),
+        fork: node.get("isFork").and_then(Value::as_bool).unwrap_or(false),
+        topics: node
+            .pointer("/repositoryTopics/nodes")
+            .and_then(Value::as_array)
+            .map(|topics| {
+                topics
+                    .iter()
+                    .filter_map(|t| t.pointer("/topic/name").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
 #[async_trait]
 impl GitHub for GitHubClient {
     async fn repositories(
@@ -535,30 +604,13 @@ impl GitHub for GitHubClient {
         let mut out = HashMap::new();
         for batch in repos.chunks(super::BATCH_SIZE) {
             let body = json!({ "query": batch_query(batch) });
-            let reply = self
-                .send("GraphQL", http::Method::POST, "/graphql", Some(&body), None)
-                .await?;
-            let errors = reply
-                .body
-                .get("errors")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let (reply, errors) = self.graphql("GraphQL", &body).await?;
             // Missing repositories come back as null with a NOT_FOUND error; anything else is a failure.
             if let Some(other) = errors
                 .iter()
                 .find(|e| e.get("type").and_then(Value::as_str) != Some("NOT_FOUND"))
             {
-                let kind = match other.get("type").and_then(Value::as_str) {
-                    Some("RATE_LIMITED") => GitHubErrorKind::Transient,
-                    Some("FORBIDDEN") => GitHubErrorKind::AccessDenied,
-                    _ => GitHubErrorKind::Refused,
-                };
-                let message = other
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("GraphQL error");
-                return Err(error("GraphQL", kind, reply.status.as_u16(), message));
+                return Err(graphql_error("GraphQL", reply.status, other));
             }
             let data = reply.body.get("data").cloned().unwrap_or(Value::Null);
             for (i, (full_name, _)) in batch.iter().enumerate() {
@@ -761,6 +813,65 @@ impl GitHub for GitHubClient {
             current.as_ref().map(|(sha, _)| sha.as_str()),
         )
         .await
+    }
+
+    async fn organization_repositories(&self, org: &str) -> Result<Option<Vec<OrgRepository>>, GitHubError> {
+        let operation = LIST_ORGANIZATION_REPOSITORIES;
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let body = json!({
+                "query": ORGANIZATION_REPOSITORIES_QUERY,
+                "operationName": "OrganizationRepositories",
+                "variables": { "login": org, "after": after },
+            });
+            let (reply, errors) = self.graphql(operation, &body).await?;
+            // An unknown (or invisible) organization is null with a NOT_FOUND error at its path.
+            if errors.iter().any(|e| {
+                e.get("type").and_then(Value::as_str) == Some("NOT_FOUND")
+                    && e.pointer("/path/0").and_then(Value::as_str) == Some("organization")
+            }) {
+                return Ok(None);
+            }
+            if let Some(other) = errors.first() {
+                return Err(graphql_error(operation, reply.status, other));
+            }
+            let Some(connection) = reply
+                .body
+                .pointer("/data/organization")
+                .filter(|o| !o.is_null())
+                .map(|o| o.get("repositories").cloned().unwrap_or(Value::Null))
+            else {
+                return Ok(None);
+            };
+            let nodes = connection
+                .get("nodes")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            out.extend(nodes.iter().filter_map(org_repository));
+            let more = connection
+                .pointer("/pageInfo/hasNextPage")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if !more {
+                return Ok(Some(out));
+            }
+            let next = connection
+                .pointer("/pageInfo/endCursor")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            // A next page without a new cursor would be asked for forever.
+            if next.is_none() || next == after {
+                return Err(error(
+                    operation,
+                    GitHubErrorKind::Refused,
+                    reply.status.as_u16(),
+                    format!("the repositories of {org}: a next page without a new cursor"),
+                ));
+            }
+            after = next;
+        }
     }
 }
 

@@ -31,6 +31,17 @@ pub struct FileChange {
     pub body: String,
 }
 
+/// A repository of an organization, as a coverage scan lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgRepository {
+    /// `owner/name` as GitHub spells it (`nameWithOwner`).
+    pub full_name: String,
+    pub archived: bool,
+    pub fork: bool,
+    /// The repository's topics (lower case, as GitHub keeps them).
+    pub topics: Vec<String>,
+}
+
 #[async_trait]
 pub trait GitHub: Send + Sync {
     /// Default branch, archived flag and the file at `path` of each (repository, path);
@@ -55,6 +66,9 @@ pub trait GitHub: Send + Sync {
         change: &FileChange,
         replacing: Option<&str>,
     ) -> Result<(), GitHubError>;
+    /// Every repository of the organization `org` (GraphQL, 100 a page), or `None` when no
+    /// organization of that login is visible to the credentials.
+    async fn organization_repositories(&self, org: &str) -> Result<Option<Vec<OrgRepository>>, GitHubError>;
 }
 
 /// What went wrong with a GitHub request, in the terms that decide what happens next.

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use crate::{
-    api::coverage::{BackupCoverageSpec, InstanceSelector},
+    api::coverage::{BackupCoverageSpec, InstanceSelector, RepositorySelector},
     aws::{Scope, inventory::Inventory},
+    github::OrgRepository,
     policy::coverage::{Discovered, Exemptions, Rule, Selector, account_of, database_claim},
 };
 
@@ -73,7 +74,7 @@ fn tag_keys(spec: &BackupCoverageSpec) -> Vec<String> {
         .collect()
 }
 
-pub fn selector(spec: &BackupCoverageSpec) -> Selector {
+pub fn database_selector(spec: &BackupCoverageSpec) -> Selector {
     let rules = |selectors: &[InstanceSelector]| -> Vec<Rule> {
         selectors
             .iter()
@@ -96,7 +97,7 @@ pub fn selector(spec: &BackupCoverageSpec) -> Selector {
         .unwrap_or_default()
 }
 
-pub fn exemptions(spec: &BackupCoverageSpec) -> Exemptions {
+pub fn database_exemptions(spec: &BackupCoverageSpec) -> Exemptions {
     Exemptions {
         listed: spec
             .exemptions
@@ -111,5 +112,66 @@ pub fn exemptions(spec: &BackupCoverageSpec) -> Exemptions {
         label: Some(spec.exemptions.tag.clone()),
         // A tag carries its reason; an empty one exempts nothing.
         label_reason: None,
+    }
+}
+
+/// The repositories of the organizations listed, as the policy reads them: claimed as a
+/// `BackedUpRepository` claims them (`owner/name` in lower case), topics as labels, and
+/// archived ones and forks left out unless the coverage asks for them.
+pub fn repositories(spec: &BackupCoverageSpec, listed: &[OrgRepository]) -> Vec<Discovered> {
+    let Some(coverage) = &spec.repositories else {
+        return Vec::new();
+    };
+    listed
+        .iter()
+        .map(|r| Discovered {
+            claim: r.full_name.to_ascii_lowercase(),
+            name: r.full_name.clone(),
+            labels: r.topics.iter().map(|t| (t.clone(), String::new())).collect(),
+            excluded_by_default: if r.archived && !coverage.include_archived {
+                Some("archived")
+            } else if r.fork && !coverage.include_forks {
+                Some("fork")
+            } else {
+                None
+            },
+        })
+        .collect()
+}
+
+pub fn repository_selector(spec: &BackupCoverageSpec) -> Selector {
+    let rules = |selectors: &[RepositorySelector]| -> Vec<Rule> {
+        selectors
+            .iter()
+            .filter_map(|s| match (&s.name, &s.topic) {
+                (Some(pattern), _) => Some(Rule::Name(pattern.clone())),
+                (None, Some(topic)) => Some(Rule::Label {
+                    key: topic.clone(),
+                    value: None,
+                }),
+                (None, None) => None,
+            })
+            .collect()
+    };
+    spec.repositories
+        .as_ref()
+        .map(|r| Selector {
+            include: rules(&r.include),
+            exclude: rules(&r.exclude),
+        })
+        .unwrap_or_default()
+}
+
+pub fn repository_exemptions(spec: &BackupCoverageSpec) -> Exemptions {
+    let e = &spec.exemptions;
+    Exemptions {
+        listed: e
+            .repositories
+            .iter()
+            .map(|r| (r.repository.to_ascii_lowercase(), r.reason.clone()))
+            .collect(),
+        // A topic has no value: the coverage gives the reason for all it exempts.
+        label: e.topic.as_ref().map(|t| t.name.clone()),
+        label_reason: e.topic.as_ref().map(|t| t.reason.clone()),
     }
 }

@@ -183,6 +183,24 @@ impl GitHubFake {
         self.with_repo(full_name, |repo, _| repo.archived = archived);
     }
 
+    /// Marks the repository a fork (`isFork`, REST `fork`); its history stays its own.
+    pub fn set_fork(&self, full_name: &str, fork: bool) {
+        self.with_repo(full_name, |repo, _| repo.fork = fork);
+    }
+
+    /// Replaces the repository's topics, kept as GitHub keeps them: lower case, each once,
+    /// in the order given.
+    pub fn set_topics(&self, full_name: &str, topics: &[&str]) {
+        self.with_repo(full_name, |repo, _| {
+            repo.topics.clear();
+            for topic in topics.iter().map(|t| t.trim().to_ascii_lowercase()) {
+                if !topic.is_empty() && !repo.topics.contains(&topic) {
+                    repo.topics.push(topic);
+                }
+            }
+        });
+    }
+
     /// Commits `content` at `path` directly on `branch` (which must exist).
     pub fn put_file(&self, full_name: &str, branch: &str, path: &str, content: &str) {
         self.with_repo(full_name, |repo, ids| {
@@ -439,8 +457,10 @@ impl GitHubFake {
         state.graphql_batches.clear();
     }
 
-    /// The number of `repository` fields in each GraphQL query that got past authentication
-    /// and rate limiting, in order (including a query refused for asking more than 100).
+    /// The number of repositories each GraphQL query that got past authentication and rate
+    /// limiting asked for, in order (including a query refused for asking more than 100):
+    /// one per `repository` field, and for an organization's `repositories` page its
+    /// `first`, the most it can return (an organization listing records 100 a page).
     pub fn graphql_batches(&self) -> Vec<usize> {
         self.lock().graphql_batches.clone()
     }

@@ -25,7 +25,7 @@ const EXEMPT_REASON: &str = "decommissioned in Q1 (OPS-12)";
 /// The coverage controller for the one coverage `name`, as a replica would run it.
 fn start(ctx: Arc<Context>, name: &str) -> tokio::task::JoinHandle<()> {
     let only = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    tokio::spawn(coverage::run(ctx, only, std::future::pending()))
+    tokio::spawn(coverage::run(ctx, None, only, std::future::pending()))
 }
 
 /// A coverage of the world's account in the source region, with `extra` in its spec.
@@ -487,6 +487,134 @@ async fn adopt_declares_each_undeclared_instance_once_and_removes_it_after_its_g
     );
 
     first.abort();
+    coverages
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete coverage");
+}
+
+#[tokio::test]
+async fn undeclared_repositories_are_found_archived_ones_and_forks_left_out() {
+    use backup_warden::api::BackedUpRepository;
+    use backup_warden_testing::github_fake::GitHubFake;
+
+    let world = support::world("coverage-repos").await;
+    let client = world.env.client().await;
+    let github = GitHubFake::start().await;
+    let org = testing::unique_name("acme");
+    for repo in ["api", "docs", "tools", "old", "copy"] {
+        github.add_repo(&format!("{org}/{repo}"), "main");
+    }
+    github.set_topics(&format!("{org}/docs"), &["no-backup"]);
+    github.set_archived(&format!("{org}/old"), true);
+    github.set_fork(&format!("{org}/copy"), true);
+    // Declared by an object in another namespace than the coverage's: anywhere counts.
+    let repos: Api<BackedUpRepository> = Api::namespaced(client.clone(), &world.namespace);
+    let declare = |repo: String| {
+        let repos = repos.clone();
+        async move {
+            let object: BackedUpRepository = serde_json::from_value(json!({
+                "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpRepository",
+                "metadata": {"name": repo.rsplit('/').next().unwrap()},
+                "spec": {"repository": repo, "storage": {"bucket": "backups"}},
+            }))
+            .expect("object");
+            repos
+                .create(&PostParams::default(), &object)
+                .await
+                .expect("create BackedUpRepository");
+        }
+    };
+    declare(format!("{org}/api")).await;
+
+    let (name, coverages) = create_coverage(
+        &world,
+        json!({
+            "databases": null,
+            "repositories": {"organizations": [org]},
+            "exemptions": {"topic": {"name": "no-backup", "reason": "documentation, rebuilt from the wiki"}},
+        }),
+    )
+    .await;
+    let slack = SlackFake::start().await;
+    let timing = Timing {
+        resync: Duration::from_secs(2),
+        ..testing::fast_timing()
+    };
+    let aws = world.env.aws_clients().await;
+    let rds = Arc::new(backup_warden::aws::rds::SdkRds { clients: aws.clone() });
+    let (notifier, _sender) = SlackNotifier::start(slack.url(), SlackSettings::default());
+    let ctx = world
+        .env
+        .context_with(rds, aws, Policy::default(), timing, Some(notifier))
+        .await;
+    let (repo_ctx, _writer) = testing::repository_context(
+        &github.base_url(),
+        github.token(),
+        backup_warden::policy::repository::RepositoryPolicy::default(),
+        timing,
+        None,
+    )
+    .await;
+    let only = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let running = tokio::spawn(coverage::run(
+        ctx,
+        Some(repo_ctx.github.clone()),
+        only,
+        std::future::pending(),
+    ));
+
+    let repositories = |c: &BackupCoverage| {
+        let r = c.status.as_ref()?.repositories.as_ref()?;
+        Some((r.discovered, r.declared, r.exempt, r.undeclared))
+    };
+    let found = wait_for(&coverages, &name, Duration::from_secs(30), |c| {
+        repositories(c) == Some((3, 1, 1, 1))
+    })
+    .await;
+    let listed = &found
+        .status
+        .as_ref()
+        .unwrap()
+        .repositories
+        .as_ref()
+        .unwrap()
+        .undeclared_resources;
+    assert_eq!(
+        listed.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        [format!("{org}/tools")]
+    );
+    assert_eq!(ready(&found), Some(("False".into(), "Uncovered".into())));
+    assert!(
+        found.status.as_ref().unwrap().databases.is_none(),
+        "no databases asked for"
+    );
+    assert!(
+        slack.wait_for_messages(1, Duration::from_secs(10)).await,
+        "no message for the gap"
+    );
+    assert!(slack.messages()[0].to_string().contains(&format!("{org}/tools")));
+
+    // A new repository: found within a resync; declared ones close the gaps.
+    github.add_repo(&format!("{org}/new-svc"), "main");
+    wait_for(&coverages, &name, Duration::from_secs(10), |c| {
+        repositories(c) == Some((4, 1, 1, 2))
+    })
+    .await;
+    declare(format!("{org}/tools")).await;
+    declare(format!("{org}/new-svc")).await;
+    let covered = wait_for(&coverages, &name, Duration::from_secs(30), |c| {
+        repositories(c) == Some((4, 3, 1, 0))
+    })
+    .await;
+    assert_eq!(ready(&covered), Some(("True".into(), "Covered".into())));
+    assert!(
+        slack.wait_for_messages(4, Duration::from_secs(10)).await,
+        "one message per gap, opened and closed"
+    );
+    assert_eq!(slack.messages().len(), 4, "{:?}", slack.messages());
+
+    running.abort();
     coverages
         .delete(&name, &DeleteParams::default())
         .await

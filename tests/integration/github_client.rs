@@ -205,3 +205,52 @@ async fn a_spent_rest_budget_does_not_stop_graphql() {
         .expect("GraphQL has its own budget");
     assert!(swept["narrative-io/api"].is_some());
 }
+
+/// An organization's repositories, 100 a GraphQL query, by name, with what a coverage scan
+/// reads of each: archived, fork, topics.
+#[tokio::test]
+async fn an_organization_is_listed_a_hundred_repositories_a_query() {
+    let fake = GitHubFake::start().await;
+    for i in 0..250 {
+        fake.add_repo(&format!("narrative-io/service-{i:03}"), "main");
+    }
+    fake.add_repo("someone-else/service-000", "main");
+    fake.set_archived("narrative-io/service-007", true);
+    fake.set_fork("narrative-io/service-150", true);
+    fake.set_topics("narrative-io/service-249", &["Backup", "rds", "backup"]);
+    let client = token_client(&fake);
+    fake.reset_requests();
+
+    let repos = client
+        .organization_repositories("narrative-io")
+        .await
+        .expect("listed")
+        .expect("the organization exists");
+    assert_eq!(repos.len(), 250);
+    let names: Vec<&str> = repos.iter().map(|r| r.full_name.as_str()).collect();
+    let expected: Vec<String> = (0..250).map(|i| format!("narrative-io/service-{i:03}")).collect();
+    assert_eq!(names, expected, "each once, by name, no other owner's");
+    let by_name = |name: &str| {
+        repos
+            .iter()
+            .find(|r| r.full_name == format!("narrative-io/{name}"))
+            .expect("listed")
+    };
+    assert!(by_name("service-007").archived);
+    assert!(!by_name("service-007").fork);
+    assert!(by_name("service-150").fork);
+    assert_eq!(by_name("service-249").topics, ["backup", "rds"]);
+    assert!(by_name("service-000").topics.is_empty());
+    assert_eq!(repos.iter().filter(|r| r.archived || r.fork).count(), 2);
+
+    assert_eq!(fake.count("POST", "/graphql"), 3, "three pages of at most 100");
+    assert_eq!(fake.graphql_batches(), [100, 100, 100]);
+
+    fake.reset_requests();
+    let unknown = client
+        .organization_repositories("no-such-org")
+        .await
+        .expect("an unknown organization is an answer, not an error");
+    assert_eq!(unknown, None);
+    assert_eq!(fake.count("POST", "/graphql"), 1);
+}

@@ -1,11 +1,14 @@
 //! `POST /graphql`: a small reader for the queries a client sends (operations, aliased
 //! fields with arguments, variables, inline fragments, named fragments, `@skip`/`@include`)
 //! and an executor over the model for the part of GitHub's schema the controller reads:
-//! `repository { … defaultBranchRef { target } object(expression:) … }` and `rateLimit`.
+//! `repository { … defaultBranchRef { target } object(expression:) … }`, an organization's
+//! repositories (`organization(login:) { repositories(first:, after:) }`, by name, with
+//! topics) and `rateLimit`.
 //! It is not a general GraphQL server: there is no schema validation beyond unknown fields.
 
 use std::collections::HashMap;
 
+use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::render;
@@ -14,8 +17,16 @@ use super::sha1;
 use super::state::{Commit, Repo, State, epoch_rfc3339};
 
 /// GitHub bounds a query's size by its node count; the fake holds the controller to the
-/// batch size it promises (at most 100 repositories per query).
+/// batch size it promises (at most 100 repositories per query). An organization's
+/// `repositories` page counts as its `first`: the node limit is computed from the query,
+/// before anything is read, so a short last page counts as a full one.
 pub(super) const MAX_REPOSITORIES: usize = 100;
+
+/// The most records one page of any connection returns (`first`/`last`).
+const MAX_PAGE: u64 = 100;
+
+/// Cursors are opaque to clients: base64 of this prefix and the last name returned.
+const CURSOR_PREFIX: &str = "cursor:v2:";
 
 const DOCS: &str = "https://docs.github.com/graphql";
 
@@ -60,7 +71,7 @@ pub(super) fn handle(state: &mut State, body: &[u8]) -> Reply {
         variables.extend(given.clone());
     }
 
-    let repositories = count_repositories(&document, &operation.selections);
+    let repositories = count_repositories(&document, &operation.selections, &variables);
     state.graphql_batches.push(repositories);
     if repositories > MAX_REPOSITORIES {
         return errors(vec![json!({
@@ -97,19 +108,48 @@ fn errors(errors: Vec<Value>) -> Reply {
     Reply::ok(json!({ "errors": errors }))
 }
 
-/// The number of `repository` fields at the top of the operation.
-fn count_repositories(document: &Document, selections: &[Selection]) -> usize {
-    selections
-        .iter()
-        .map(|s| match s {
-            Selection::Field(f) => usize::from(f.name == "repository"),
-            Selection::Inline { selections, .. } => count_repositories(document, selections),
-            Selection::Spread { name, .. } => document
-                .fragments
-                .get(name)
-                .map_or(0, |f| count_repositories(document, &f.selections)),
+/// The repositories the operation asks for: one per `repository` field at its top, and the
+/// `first` of each `repositories` page of an `organization` there (at most 100, beyond
+/// which the executor refuses the page as GitHub does).
+fn count_repositories(
+    document: &Document,
+    selections: &[Selection],
+    variables: &Map<String, Value>,
+) -> usize {
+    fields(document, selections)
+        .into_iter()
+        .map(|f| match f.name.as_str() {
+            "repository" => 1,
+            "organization" => fields(document, &f.selections)
+                .into_iter()
+                .filter(|page| page.name == "repositories")
+                .filter_map(|page| {
+                    let (_, first) = page.arguments.iter().find(|(name, _)| name == "first")?;
+                    first.resolve(variables).as_u64()
+                })
+                .map(|first| first.min(MAX_PAGE) as usize)
+                .sum(),
+            _ => 0,
         })
         .sum()
+}
+
+/// The fields of a selection set through its fragments, whatever their conditions: the
+/// node count is computed from the query as written.
+fn fields<'d>(document: &'d Document, selections: &'d [Selection]) -> Vec<&'d Field> {
+    let mut out = Vec::new();
+    for selection in selections {
+        match selection {
+            Selection::Field(f) => out.push(f),
+            Selection::Inline { selections, .. } => out.extend(fields(document, selections)),
+            Selection::Spread { name, .. } => {
+                if let Some(fragment) = document.fragments.get(name) {
+                    out.extend(fields(document, &fragment.selections));
+                }
+            }
+        }
+    }
+    out
 }
 
 // --- Tokens --------------------------------------------------------------------------
@@ -691,6 +731,24 @@ enum Node<'a> {
     Blob(&'a [u8]),
     Tree(&'a Repo, &'a Commit, String),
     TreeEntry(&'a Repo, &'a Commit, String),
+    /// One page of an organization's repositories, and how many there are in all.
+    Repositories {
+        page: Vec<&'a Repo>,
+        total: usize,
+        has_next: bool,
+        has_previous: bool,
+    },
+    RepositoryEdge(&'a Repo),
+    PageInfo {
+        start: Option<String>,
+        end: Option<String>,
+        has_next: bool,
+        has_previous: bool,
+    },
+    /// The first `n` topics of a repository.
+    Topics(&'a Repo, usize),
+    RepositoryTopic(&'a Repo, &'a str),
+    Topic(&'a str),
 }
 
 impl Node<'_> {
@@ -705,6 +763,12 @@ impl Node<'_> {
             Node::Blob(_) => "Blob",
             Node::Tree(..) => "Tree",
             Node::TreeEntry(..) => "TreeEntry",
+            Node::Repositories { .. } => "RepositoryConnection",
+            Node::RepositoryEdge(_) => "RepositoryEdge",
+            Node::PageInfo { .. } => "PageInfo",
+            Node::Topics(..) => "RepositoryTopicConnection",
+            Node::RepositoryTopic(..) => "RepositoryTopic",
+            Node::Topic(_) => "Topic",
         }
     }
 
@@ -714,7 +778,17 @@ impl Node<'_> {
         condition == type_name
             || match condition {
                 "GitObject" => matches!(self, Node::Commit(..) | Node::Blob(_) | Node::Tree(..)),
-                "Node" => !matches!(self, Node::Query | Node::RateLimit | Node::TreeEntry(..)),
+                "Node" => matches!(
+                    self,
+                    Node::Repository(_)
+                        | Node::Owner(_)
+                        | Node::Ref(..)
+                        | Node::Commit(..)
+                        | Node::Blob(_)
+                        | Node::Tree(..)
+                        | Node::RepositoryTopic(..)
+                        | Node::Topic(_)
+                ),
                 "RepositoryOwner" | "Actor" => matches!(self, Node::Owner(_)),
                 "RepositoryInfo" => matches!(self, Node::Repository(_)),
                 _ => false,
@@ -819,6 +893,92 @@ impl<'a> Executor<'a> {
             .and_then(|v| v.as_str().map(str::to_string))
     }
 
+    /// The page size of a connection: `first`, at most 100, as GitHub requires it. A missing
+    /// or excessive one refuses the whole query (GitHub checks it before executing).
+    fn page_size(&mut self, field: &Field, path: &[Value]) -> Option<usize> {
+        let connection = &field.name;
+        // Checked on the query as written: the path without list indexes, reported once.
+        let path: Vec<Value> = path.iter().filter(|p| p.is_string()).cloned().collect();
+        let refusal = if self.argument(field, "last").is_some() || self.argument(field, "before").is_some() {
+            json!({"message": format!("This fake pages `{connection}` forward only (`first` and `after`)")})
+        } else {
+            match self.argument(field, "first").and_then(|v| v.as_i64()) {
+                Some(first) if (0..=MAX_PAGE as i64).contains(&first) => return Some(first as usize),
+                Some(first) if first < 0 => json!({
+                    "message": format!("`first` on the `{connection}` connection cannot be less than zero."),
+                }),
+                Some(first) => json!({
+                    "type": "EXCESSIVE_PAGINATION",
+                    "message": format!(
+                        "Requesting {first} records on the `{connection}` connection exceeds the `first` limit of {MAX_PAGE} records."
+                    ),
+                }),
+                None => json!({
+                    "type": "MISSING_PAGINATION_BOUNDARIES",
+                    "message": format!(
+                        "You must provide a `first` or `last` value to properly paginate the `{connection}` connection."
+                    ),
+                }),
+            }
+        };
+        let mut refusal = refusal;
+        if let Some(object) = refusal.as_object_mut() {
+            object.insert("path".into(), Value::Array(path));
+            object.insert("locations".into(), field.location());
+        }
+        if !self.invalid.contains(&refusal) {
+            self.invalid.push(refusal);
+        }
+        None
+    }
+
+    /// `Organization.repositories`: the owner's repositories by name, `first` after the
+    /// cursor, optionally only forks or not (`isFork`) and archived or not (`isArchived`).
+    fn repositories(&mut self, owner: &str, field: &Field, path: &[Value]) -> Resolved<'a> {
+        let Some(first) = self.page_size(field, path) else {
+            return Resolved::Null;
+        };
+        let after = match self.string_argument(field, "after") {
+            None => None,
+            Some(given) => match from_cursor(&given) {
+                Some(name) => Some(name),
+                None => {
+                    self.errors.push(json!({
+                        "type": "INVALID_CURSOR_ARGUMENTS",
+                        "path": path,
+                        "locations": field.location(),
+                        "message": format!("`{given}` does not appear to be a valid cursor."),
+                    }));
+                    return Resolved::Null;
+                }
+            },
+        };
+        let is_fork = self.argument(field, "isFork").and_then(|v| v.as_bool());
+        let is_archived = self.argument(field, "isArchived").and_then(|v| v.as_bool());
+        let owner = owner.to_ascii_lowercase();
+        // The map is keyed by lowercase `owner/name`: one owner's repositories come by name.
+        let all: Vec<&'a Repo> = self
+            .state
+            .repos
+            .values()
+            .filter(|r| r.owner.to_ascii_lowercase() == owner)
+            .filter(|r| is_fork.is_none_or(|f| r.fork == f))
+            .filter(|r| is_archived.is_none_or(|a| r.archived == a))
+            .collect();
+        // After the cursor's name, not its position: a repository added or deleted between
+        // pages neither repeats nor skips another.
+        let start = after.map_or(0, |after| {
+            all.partition_point(|r| r.name.to_ascii_lowercase() <= after)
+        });
+        let end = (start + first).min(all.len());
+        Resolved::Object(Node::Repositories {
+            page: all[start..end].to_vec(),
+            total: all.len(),
+            has_next: end < all.len(),
+            has_previous: start > 0,
+        })
+    }
+
     fn field(&mut self, node: &Node<'a>, field: &'a Field, path: &mut Vec<Value>) -> Value {
         if field.name == "__typename" {
             return json!(node.type_name());
@@ -883,6 +1043,34 @@ impl<'a> Executor<'a> {
                         }
                     }
                 }
+                "organization" => {
+                    let Some(login) = self.string_argument(field, "login") else {
+                        self.invalid.push(json!({
+                            "message": "Field 'organization' is missing required arguments: login",
+                            "locations": field.location(),
+                            "extensions": {"code": "missingRequiredArguments", "className": "Field", "name": "organization"},
+                        }));
+                        return Resolved::Null;
+                    };
+                    // The fake's every owner is an organization: one exists while it owns a repository.
+                    let lower = login.to_ascii_lowercase();
+                    match state
+                        .repos
+                        .values()
+                        .find(|r| r.owner.to_ascii_lowercase() == lower)
+                    {
+                        Some(repo) => Resolved::Object(Node::Owner(repo)),
+                        None => {
+                            self.errors.push(json!({
+                                "type": "NOT_FOUND",
+                                "path": path,
+                                "locations": field.location(),
+                                "message": format!("Could not resolve to an Organization with the login of '{login}'."),
+                            }));
+                            Resolved::Null
+                        }
+                    }
+                }
                 "rateLimit" => Resolved::Object(Node::RateLimit),
                 _ => Resolved::Unknown,
             },
@@ -907,8 +1095,13 @@ impl<'a> Executor<'a> {
                 "nameWithOwner" => Resolved::Leaf(json!(repo.full_name())),
                 "owner" => Resolved::Object(Node::Owner(repo)),
                 "isArchived" => Resolved::Leaf(json!(repo.archived)),
+                "isFork" => Resolved::Leaf(json!(repo.fork)),
                 "isPrivate" => Resolved::Leaf(json!(repo.private)),
-                "isDisabled" | "isFork" | "isEmpty" | "isLocked" => Resolved::Leaf(json!(false)),
+                "isDisabled" | "isEmpty" | "isLocked" => Resolved::Leaf(json!(false)),
+                "repositoryTopics" => match self.page_size(field, path) {
+                    Some(first) => Resolved::Object(Node::Topics(repo, first)),
+                    None => Resolved::Null,
+                },
                 "visibility" => Resolved::Leaf(json!(if repo.private { "PRIVATE" } else { "PUBLIC" })),
                 "url" => Resolved::Leaf(json!(repo.html_url())),
                 "createdAt" => Resolved::Leaf(json!(repo.created_at)),
@@ -941,6 +1134,69 @@ impl<'a> Executor<'a> {
                 "login" => json!(repo.owner),
                 "id" => json!(render::node_id("Organization", 1)),
                 "url" => json!(format!("https://github.com/{}", repo.owner)),
+                "repositories" => return self.repositories(&repo.owner, field, path),
+                _ => return Resolved::Unknown,
+            }),
+            Node::Repositories {
+                page,
+                total,
+                has_next,
+                has_previous,
+            } => match field.name.as_str() {
+                "totalCount" => Resolved::Leaf(json!(total)),
+                "nodes" => Resolved::List(page.iter().map(|r| Node::Repository(r)).collect()),
+                "edges" => Resolved::List(page.iter().map(|r| Node::RepositoryEdge(r)).collect()),
+                "pageInfo" => Resolved::Object(Node::PageInfo {
+                    start: page.first().map(|r| cursor(r)),
+                    end: page.last().map(|r| cursor(r)),
+                    has_next: *has_next,
+                    has_previous: *has_previous,
+                }),
+                _ => Resolved::Unknown,
+            },
+            Node::RepositoryEdge(repo) => match field.name.as_str() {
+                "cursor" => Resolved::Leaf(json!(cursor(repo))),
+                "node" => Resolved::Object(Node::Repository(repo)),
+                _ => Resolved::Unknown,
+            },
+            Node::PageInfo {
+                start,
+                end,
+                has_next,
+                has_previous,
+            } => Resolved::Leaf(match field.name.as_str() {
+                "startCursor" => json!(start),
+                "endCursor" => json!(end),
+                "hasNextPage" => json!(has_next),
+                "hasPreviousPage" => json!(has_previous),
+                _ => return Resolved::Unknown,
+            }),
+            Node::Topics(repo, first) => match field.name.as_str() {
+                "totalCount" => Resolved::Leaf(json!(repo.topics.len())),
+                "nodes" => Resolved::List(
+                    repo.topics
+                        .iter()
+                        .take(*first)
+                        .map(|t| Node::RepositoryTopic(repo, t))
+                        .collect(),
+                ),
+                _ => Resolved::Unknown,
+            },
+            Node::RepositoryTopic(repo, topic) => match field.name.as_str() {
+                "id" => Resolved::Leaf(json!(render::node_id(
+                    "RepositoryTopic",
+                    repo.id * 100 + repo.topics.iter().position(|t| t == topic).unwrap_or(0) as u64
+                ))),
+                "url" => Resolved::Leaf(json!(format!("https://github.com/topics/{topic}"))),
+                "topic" => Resolved::Object(Node::Topic(topic)),
+                _ => Resolved::Unknown,
+            },
+            Node::Topic(topic) => Resolved::Leaf(match field.name.as_str() {
+                "name" => json!(topic),
+                "id" => json!(render::node_id(
+                    "Topic",
+                    u64::from_str_radix(&sha1::hex(topic.as_bytes())[..12], 16).unwrap_or_default()
+                )),
                 _ => return Resolved::Unknown,
             }),
             Node::Ref(repo, branch) => match field.name.as_str() {
@@ -1013,6 +1269,19 @@ impl<'a> Executor<'a> {
     }
 }
 
+/// A repository's cursor in its owner's list.
+fn cursor(repo: &Repo) -> String {
+    let key = format!("{CURSOR_PREFIX}{}", repo.name.to_ascii_lowercase());
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+/// The lowercase name a cursor stands after, if it is one of ours.
+fn from_cursor(cursor: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(cursor).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    text.strip_prefix(CURSOR_PREFIX).map(str::to_string)
+}
+
 /// `Repository.object(expression:)`: `rev` (a commit) or `rev:path` (a blob or tree), where
 /// `rev` is `HEAD` (the default branch), a branch or a sha.
 fn object_at<'a>(repo: &'a Repo, expression: &str) -> Resolved<'a> {
@@ -1031,5 +1300,211 @@ fn object_at<'a>(repo: &'a Repo, expression: &str) -> Resolved<'a> {
             None if commit.is_dir(path) => Resolved::Object(Node::Tree(repo, commit, path.to_string())),
             None => Resolved::Null,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: &str = "query Page($login: String!, $first: Int = 100, $after: String) {
+      organization(login: $login) {
+        login
+        repositories(first: $first, after: $after) {
+          totalCount
+          nodes { nameWithOwner isArchived isFork repositoryTopics(first: 20) { totalCount nodes { topic { name } } } }
+          pageInfo { hasNextPage endCursor }
+        }
+      }
+    }";
+
+    fn state_with(owner: &str, names: &[&str]) -> State {
+        let mut state = State::default();
+        for name in names {
+            let id = state.ids.next();
+            let repo = Repo::new(id, owner, name, "main", &mut state.ids);
+            state
+                .repos
+                .insert(format!("{owner}/{name}").to_ascii_lowercase(), repo);
+        }
+        state
+    }
+
+    fn post(state: &mut State, query: &str, variables: Value) -> Value {
+        let body = json!({"query": query, "variables": variables});
+        let reply = handle(state, body.to_string().as_bytes());
+        assert_eq!(reply.status, 200);
+        reply.body.expect("a body")
+    }
+
+    fn names(page: &Value) -> Vec<String> {
+        page["data"]["organization"]["repositories"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| n["nameWithOwner"].as_str().expect("name").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn an_organization_is_listed_by_name_a_page_at_a_time() {
+        // Added out of order, in mixed case: listed by name all the same.
+        let mut state = state_with("acme", &["delta", "Bravo", "alpha", "charlie", "echo"]);
+        state.repos.extend(state_with("other", &["aardvark"]).repos);
+        let mut seen = Vec::new();
+        let mut after = Value::Null;
+        loop {
+            let page = post(
+                &mut state,
+                PAGE,
+                json!({"login": "ACME", "first": 2, "after": after}),
+            );
+            assert!(page.get("errors").is_none(), "{page}");
+            let connection = &page["data"]["organization"]["repositories"];
+            assert_eq!(connection["totalCount"], 5);
+            seen.extend(names(&page));
+            if connection["pageInfo"]["hasNextPage"] == json!(false) {
+                break;
+            }
+            after = connection["pageInfo"]["endCursor"].clone();
+            assert!(
+                !after.as_str().expect("a cursor").contains("charlie"),
+                "opaque: {after}"
+            );
+        }
+        assert_eq!(
+            seen,
+            [
+                "acme/alpha",
+                "acme/Bravo",
+                "acme/charlie",
+                "acme/delta",
+                "acme/echo"
+            ]
+        );
+        assert_eq!(state.graphql_batches, [2, 2, 2], "a page counts as its `first`");
+    }
+
+    #[test]
+    fn a_repository_added_between_pages_neither_repeats_nor_skips_another() {
+        let mut state = state_with("acme", &["a", "c", "e"]);
+        let first = post(&mut state, PAGE, json!({"login": "acme", "first": 2}));
+        let after = first["data"]["organization"]["repositories"]["pageInfo"]["endCursor"].clone();
+        state.repos.extend(state_with("acme", &["b", "d"]).repos);
+        let second = post(
+            &mut state,
+            PAGE,
+            json!({"login": "acme", "first": 2, "after": after}),
+        );
+        assert_eq!(names(&second), ["acme/d", "acme/e"]);
+    }
+
+    #[test]
+    fn archived_forks_and_topics_are_reported() {
+        let mut state = state_with("acme", &["api", "fork"]);
+        state.repos.get_mut("acme/api").expect("api").archived = true;
+        state.repos.get_mut("acme/api").expect("api").topics = vec!["backup".into(), "rds".into()];
+        state.repos.get_mut("acme/fork").expect("fork").fork = true;
+        let page = post(&mut state, PAGE, json!({"login": "acme"}));
+        let nodes = &page["data"]["organization"]["repositories"]["nodes"];
+        assert_eq!(nodes[0]["isArchived"], true);
+        assert_eq!(nodes[0]["isFork"], false);
+        assert_eq!(nodes[0]["repositoryTopics"]["totalCount"], 2);
+        assert_eq!(
+            nodes[0]["repositoryTopics"]["nodes"],
+            json!([{"topic": {"name": "backup"}}, {"topic": {"name": "rds"}}])
+        );
+        assert_eq!(nodes[1]["isArchived"], false);
+        assert_eq!(nodes[1]["isFork"], true);
+        assert_eq!(nodes[1]["repositoryTopics"]["nodes"], json!([]));
+
+        let forks = post(
+            &mut state,
+            r#"{ organization(login: "acme") { repositories(first: 10, isFork: false) { totalCount nodes { name } } } }"#,
+            Value::Null,
+        );
+        assert_eq!(
+            forks["data"]["organization"]["repositories"],
+            json!({"totalCount": 1, "nodes": [{"name": "api"}]})
+        );
+    }
+
+    #[test]
+    fn an_unknown_organization_is_null_with_a_not_found_error() {
+        let mut state = state_with("acme", &["api"]);
+        let page = post(&mut state, PAGE, json!({"login": "nobody"}));
+        assert_eq!(page["data"], json!({"organization": null}));
+        let error = &page["errors"][0];
+        assert_eq!(error["type"], "NOT_FOUND");
+        assert_eq!(error["path"], json!(["organization"]));
+        assert_eq!(
+            error["message"],
+            "Could not resolve to an Organization with the login of 'nobody'."
+        );
+    }
+
+    #[test]
+    fn pages_over_100_or_unbounded_are_refused_as_on_github() {
+        let mut state = state_with("acme", &["api"]);
+        let page = post(&mut state, PAGE, json!({"login": "acme", "first": 101}));
+        assert!(page.get("data").is_none(), "refused as a whole: {page}");
+        assert_eq!(page["errors"][0]["type"], "EXCESSIVE_PAGINATION");
+        assert_eq!(page["errors"][0]["path"], json!(["organization", "repositories"]));
+        assert_eq!(
+            page["errors"][0]["message"],
+            "Requesting 101 records on the `repositories` connection exceeds the `first` limit of 100 records."
+        );
+
+        let unbounded = post(
+            &mut state,
+            r#"{ organization(login: "acme") { repositories { nodes { name } } } }"#,
+            Value::Null,
+        );
+        assert_eq!(unbounded["errors"][0]["type"], "MISSING_PAGINATION_BOUNDARIES");
+
+        let topics = post(
+            &mut state,
+            r#"{ organization(login: "acme") { repositories(first: 1) { nodes { repositoryTopics(first: 500) { totalCount } } } } }"#,
+            Value::Null,
+        );
+        assert_eq!(
+            topics["errors"],
+            json!([{
+                "type": "EXCESSIVE_PAGINATION",
+                "path": ["organization", "repositories", "nodes", "repositoryTopics"],
+                "locations": [{"line": 1, "column": 66}],
+                "message": "Requesting 500 records on the `repositoryTopics` connection exceeds the `first` limit of 100 records.",
+            }])
+        );
+    }
+
+    #[test]
+    fn a_cursor_not_handed_out_is_an_error() {
+        let mut state = state_with("acme", &["api"]);
+        let page = post(
+            &mut state,
+            PAGE,
+            json!({"login": "acme", "after": "bm90IGEgY3Vyc29y"}),
+        );
+        assert_eq!(page["data"]["organization"]["repositories"], Value::Null);
+        assert_eq!(page["errors"][0]["type"], "INVALID_CURSOR_ARGUMENTS");
+    }
+
+    #[test]
+    fn an_organization_page_counts_toward_the_repositories_a_query_may_ask_for() {
+        let mut state = state_with("acme", &["api"]);
+        let mut query = String::from("query {\n");
+        for i in 0..60 {
+            query.push_str(&format!(
+                "  r{i}: repository(owner: \"acme\", name: \"api\") {{ name }}\n"
+            ));
+        }
+        query.push_str("  organization(login: \"acme\") { repositories(first: 50) { totalCount } }\n}\n");
+        let refused = post(&mut state, &query, Value::Null);
+        assert_eq!(
+            refused["errors"][0]["type"], "MAX_NODE_LIMIT_EXCEEDED",
+            "{refused}"
+        );
+        assert_eq!(state.graphql_batches, [110]);
     }
 }

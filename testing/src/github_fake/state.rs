@@ -146,6 +146,9 @@ pub(super) struct Repo {
     pub name: String,
     pub default_branch: String,
     pub archived: bool,
+    pub fork: bool,
+    /// Lower case and without duplicates, as GitHub keeps topics.
+    pub topics: Vec<String>,
     pub private: bool,
     pub created_at: String,
     pub pushed_at: String,
@@ -268,6 +271,8 @@ impl Repo {
             name: name.to_string(),
             default_branch: default_branch.to_string(),
             archived: false,
+            fork: false,
+            topics: Vec::new(),
             private: true,
             created_at: now.clone(),
             pushed_at: now,
