@@ -9,6 +9,7 @@ use super::common::Mode;
 use super::conditions::{Condition, conditions_schema};
 use super::database::{BackupsSpec, DatabaseFreshness, InstanceRef, ReplicationSpec};
 use super::duration::{PositiveDuration, duration_default};
+use super::repository::{RepositoryFreshness, StorageSpec, WorkflowSpec};
 
 /// The estate to account for, and how an undeclared resource is handled.
 // The printer columns repeat `type_ = ...`, which clippy mistakes for duplicated attributes.
@@ -103,6 +104,10 @@ pub struct AdoptSpec {
     /// The spec of every `BackedUpDatabase` created, but its instance.
     #[serde(default)]
     pub database_template: DatabaseTemplate,
+    /// The spec of every `BackedUpRepository` created, but its repository. Without it,
+    /// repositories are reported, not adopted (a repository's backups need a bucket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_template: Option<RepositoryTemplate>,
     /// How long an adopted object whose instance is gone stays (reporting
     /// `InstanceNotFound`) before the coverage deletes it. Objects a person created are never
     /// deleted.
@@ -114,9 +119,27 @@ impl Default for AdoptSpec {
     fn default() -> Self {
         Self {
             database_template: DatabaseTemplate::default(),
+            repository_template: None,
             grace_period: default_grace_period(),
         }
     }
+}
+
+/// A `BackedUpRepository` spec without its repository, which adoption fills in.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryTemplate {
+    /// Enforce fixes drift; Audit only reports it.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The daily workflow and how it is delivered.
+    #[serde(default)]
+    pub workflow: WorkflowSpec,
+    /// Where the backups land (each repository under its own prefix).
+    pub storage: StorageSpec,
+    /// How old the newest backup and run may get.
+    #[serde(default)]
+    pub freshness: RepositoryFreshness,
 }
 
 /// A `BackedUpDatabase` spec without its instance, which adoption fills in.

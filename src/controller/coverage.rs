@@ -17,10 +17,10 @@ use kube::{
     runtime::{Controller, controller::Action, events::EventType, watcher},
 };
 
-use super::{Context, Decoded, FIELD_MANAGER, admission::Claimant, adopt};
+use super::{Context, Decoded, FIELD_MANAGER, adopt};
 use crate::{
     api::{
-        BackedUpRepository, ConditionStatus, ConditionType, Reason,
+        BackedUpDatabase, BackedUpRepository, ConditionStatus, ConditionType, Reason,
         conditions::set_condition,
         coverage::{
             BackupCoverage, BackupCoverageSpec, BackupCoverageStatus, CoverageCounts, CoverageMode,
@@ -203,10 +203,10 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
 
     // The objects first, AWS last: a list of every object takes a while at scale, and the
     // counts are then as fresh as the instances' read.
-    let mut declared = adopt::declared(&ctx.client, &coverage).await?;
-    let declared_repositories = match &spec.repositories {
-        Some(_) => repositories_declared(ctx).await?,
-        None => HashSet::new(),
+    let mut declared = adopt::declared::<BackedUpDatabase>(&ctx.client, &coverage).await?;
+    let mut declared_repositories = match &spec.repositories {
+        Some(_) => adopt::declared::<BackedUpRepository>(&ctx.client, &coverage).await?,
+        None => adopt::Declared::default(),
     };
     let scanned = match scan(&c, spec).await {
         Ok(scanned) => scanned,
@@ -233,16 +233,22 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
         exemptions: observe::coverage::database_exemptions(spec),
         scanned: scanned.databases,
     };
-    let mut adopted = 0;
-    if spec.mode == CoverageMode::Adopt {
-        adopted = adopt_databases(ctx, &coverage, &databases, &mut declared, now).await?;
-    }
     let repositories = Counted {
         kind: "BackedUpRepository",
         selector: observe::coverage::repository_selector(spec),
         exemptions: observe::coverage::repository_exemptions(spec),
         scanned: scanned.repositories,
     };
+    let (mut adopted_databases, mut adopted_repositories) = (0, 0);
+    if spec.mode == CoverageMode::Adopt {
+        adopted_databases =
+            adopt_kind::<BackedUpDatabase>(ctx, &coverage, &databases, &mut declared, now).await?;
+        if spec.repositories.is_some() {
+            let declared = &mut declared_repositories;
+            adopted_repositories =
+                adopt_kind::<BackedUpRepository>(ctx, &coverage, &repositories, declared, now).await?;
+        }
+    }
 
     let limit = usize::try_from(spec.list_limit).unwrap_or(1);
     let mut undeclared = 0;
@@ -251,7 +257,7 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
         let tally = count(&c, &coverage, &before, &databases, &declared.claims, now, limit);
         undeclared += tally.undeclared;
         summary.push(format!("RDS instances {}", brief(&tally)));
-        status.databases = Some(counts(&tally, adopted, databases.kind));
+        status.databases = Some(counts(&tally, adopted_databases, databases.kind));
     }
     if spec.repositories.is_some() {
         let tally = count(
@@ -259,13 +265,13 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
             &coverage,
             &before,
             &repositories,
-            &declared_repositories,
+            &declared_repositories.claims,
             now,
             limit,
         );
         undeclared += tally.undeclared;
         summary.push(format!("repositories {}", brief(&tally)));
-        status.repositories = Some(counts(&tally, 0, repositories.kind));
+        status.repositories = Some(counts(&tally, adopted_repositories, repositories.kind));
     }
     status.observed_generation = generation;
     set_condition(
@@ -368,42 +374,50 @@ async fn scan(c: &Coverages, spec: &BackupCoverageSpec) -> Result<Scanned, (Reas
     })
 }
 
-/// Creates the objects of the undeclared instances and removes the adopted ones whose
-/// instance has been gone for the grace period; how many objects the coverage then owns.
-async fn adopt_databases(
+/// Creates the objects of one kind's undeclared resources and removes the adopted ones
+/// whose resource has been gone for the grace period; how many objects the coverage then
+/// owns of the kind.
+async fn adopt_kind<K: adopt::Adoptable>(
     ctx: &Context,
     coverage: &BackupCoverage,
-    databases: &Counted,
+    counted: &Counted,
     declared: &mut adopt::Declared,
     now: Timestamp,
 ) -> Result<usize, kube::Error> {
     let spec = &coverage.spec;
     // Adopted before they are counted: what is adopted now is declared from now on.
-    let undeclared: BTreeMap<String, String> = databases
+    let undeclared: BTreeMap<String, String> = counted
         .scanned
         .iter()
         .filter(|d| {
-            coverage::standing(d, &databases.selector, &databases.exemptions, &declared.claims)
+            coverage::standing(d, &counted.selector, &counted.exemptions, &declared.claims)
                 == Standing::Undeclared
         })
         .map(|d| (d.claim.clone(), d.name.clone()))
         .collect();
-    let created = adopt::adopt(&ctx.client, coverage, &undeclared, declared).await?;
-    declared.claims.extend(undeclared.into_keys());
-    let found: HashSet<String> = databases.scanned.iter().map(|d| d.claim.clone()).collect();
-    let deleted = adopt::remove_gone(&ctx.client, coverage, declared, &found, now).await?;
+    let created = match adopt::adopt::<K>(&ctx.client, coverage, &undeclared, declared).await? {
+        Some(created) => {
+            declared.claims.extend(undeclared.into_keys());
+            created
+        }
+        // No template for the kind: its gaps stay reported.
+        None => Vec::new(),
+    };
+    let found: HashSet<String> = counted.scanned.iter().map(|d| d.claim.clone()).collect();
+    let deleted = adopt::remove_gone::<K>(&ctx.client, coverage, declared, &found, now).await?;
     for (names, reason, what) in [
         (&created, "Adopted", "created"),
         (
             &deleted,
             "AdoptedRemoved",
-            "deleted (their instance has been gone for the grace period)",
+            "deleted (their resource has been gone for the grace period)",
         ),
     ] {
         if !names.is_empty() {
             let note = format!(
-                "{} BackedUpDatabase objects {what} in {}: {}",
+                "{} {} objects {what} in {}: {}",
                 names.len(),
+                counted.kind,
                 spec.namespace,
                 names.join(", ")
             );
@@ -451,21 +465,6 @@ fn brief(t: &Tally) -> String {
         "{} in scope: {} declared, {} exempt, {} undeclared",
         t.discovered, t.declared, t.exempt, t.undeclared
     )
-}
-
-/// What every `BackedUpRepository` in the cluster claims, read a page at a time.
-async fn repositories_declared(ctx: &Context) -> Result<HashSet<String>, kube::Error> {
-    let api: Api<Decoded<BackedUpRepository>> = Api::all(ctx.client.clone());
-    let mut claims = HashSet::new();
-    let mut params = kube::api::ListParams::default().limit(500);
-    loop {
-        let page = api.list(&params).await?;
-        claims.extend(page.items.iter().filter_map(|o| o.valid().map(|r| r.claim())));
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(claims),
-        }
-    }
 }
 
 /// The memory and metric series of coverages no longer in the store.

@@ -51,6 +51,15 @@ async fn create_coverage(world: &support::World, extra: serde_json::Value) -> (S
     (name, coverages)
 }
 
+/// Merges `patch` into the coverage (a change of mode, say).
+async fn switch(coverages: &Api<BackupCoverage>, name: &str, patch: serde_json::Value) {
+    let params = kube::api::PatchParams::default();
+    coverages
+        .patch(name, &params, &kube::api::Patch::Merge(&patch))
+        .await
+        .expect("patch the coverage");
+}
+
 fn counts(c: &BackupCoverage) -> Option<(i32, i32, i32, i32)> {
     let d = c.status.as_ref()?.databases.as_ref()?;
     Some((d.discovered, d.declared, d.exempt, d.undeclared))
@@ -109,7 +118,7 @@ async fn undeclared_instances_are_counted_listed_and_announced_once() {
 
     let slack = SlackFake::start().await;
     let timing = Timing {
-        resync: Duration::from_secs(4),
+        resync: Duration::from_secs(6),
         ..testing::fast_timing()
     };
     let context = || async {
@@ -167,7 +176,8 @@ async fn undeclared_instances_are_counted_listed_and_announced_once() {
     })
     .await;
     assert!(
-        created.elapsed() <= timing.resync + Duration::from_secs(3),
+        // One resync, and the time a scan takes (listing every object, on a loaded machine).
+        created.elapsed() <= timing.resync + Duration::from_secs(4),
         "found after {:?}",
         created.elapsed()
     );
@@ -398,14 +408,7 @@ async fn adopt_declares_each_undeclared_instance_once_and_removes_it_after_its_g
 
     // Adopt: exactly one object for the undeclared instance, which reaches Ready.
     let patch = json!({"spec": {"mode": "Adopt"}});
-    coverages
-        .patch(
-            &name,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .expect("switch to Adopt");
+    switch(&coverages, &name, patch).await;
     let covered = wait_for(&coverages, &name, Duration::from_secs(30), |c| {
         counts(c) == Some((2, 2, 0, 0))
     })
@@ -601,13 +604,32 @@ async fn undeclared_repositories_are_found_archived_ones_and_forks_left_out() {
         repositories(c) == Some((4, 1, 1, 2))
     })
     .await;
-    declare(format!("{org}/tools")).await;
-    declare(format!("{org}/new-svc")).await;
+
+    // Adopt, with a template: one BackedUpRepository for each, which closes the gaps.
+    let patch = json!({"spec": {"mode": "Adopt", "adopt": {
+        "repositoryTemplate": {"mode": "Audit", "storage": {"bucket": "backups"}},
+    }}});
+    switch(&coverages, &name, patch).await;
     let covered = wait_for(&coverages, &name, Duration::from_secs(30), |c| {
         repositories(c) == Some((4, 3, 1, 0))
     })
     .await;
     assert_eq!(ready(&covered), Some(("True".into(), "Covered".into())));
+    let counts = covered.status.as_ref().unwrap().repositories.as_ref().unwrap();
+    assert_eq!(counts.adopted, 2);
+    let selector = format!("{}={name}", backup_warden::controller::adopt::COVERAGE_LABEL);
+    let listed = repos
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .expect("list");
+    let mut made: Vec<(String, String)> = listed
+        .items
+        .into_iter()
+        .map(|r| (r.name_any(), r.spec.repository))
+        .collect();
+    made.sort();
+    let want = |n: &str| (n.to_string(), format!("{org}/{n}"));
+    assert_eq!(made, [want("new-svc"), want("tools")]);
     assert!(
         slack.wait_for_messages(4, Duration::from_secs(10)).await,
         "one message per gap, opened and closed"
