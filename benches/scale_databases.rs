@@ -19,7 +19,7 @@ use std::{
 };
 
 use backup_warden::{
-    api::{BackedUpDatabase, ConditionType},
+    api::{BackedUpDatabase, BackupCoverage, ConditionType},
     aws::{ApiCalls, Scope, budget::Rate},
     controller::Timing,
     policy::database::Policy,
@@ -93,7 +93,7 @@ async fn main() {
         .await;
     let started = Instant::now();
     let metrics = ctx.metrics.clone();
-    let _controller = RunningController::start(ctx, &namespace);
+    let _controller = RunningController::start(ctx.clone(), &namespace);
     let converged = wait_all_ready(
         &dbs,
         n,
@@ -105,12 +105,44 @@ async fn main() {
     .await;
     let converging = calls_by_operation(&calls);
 
+    // A coverage of the account and region: what scanning everything adds to a quiet sweep.
+    let coverages: Api<BackupCoverage> = Api::all(client.clone());
+    let coverage_name = format!("scale-{namespace}");
+    let coverage: BackupCoverage = serde_json::from_value(json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackupCoverage",
+        "metadata": {"name": coverage_name},
+        "spec": {"namespace": namespace, "databases": {"accounts": [{"roleArn": role, "regions": [REGION]}]}},
+    }))
+    .expect("coverage");
+    coverages
+        .create(&Default::default(), &coverage)
+        .await
+        .expect("create coverage");
+    let only = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={coverage_name}"));
+    let _coverage = tokio::spawn(backup_warden::controller::coverage::run(
+        ctx,
+        None,
+        only,
+        std::future::pending(),
+    ));
+    let covered = testing::wait_for(&coverages, &coverage_name, Duration::from_secs(600), |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.databases.as_ref())
+            .is_some_and(|d| d.declared == n as i32)
+    })
+    .await;
+    let counted = covered.status.and_then(|s| s.databases).unwrap_or_default();
+    let before_coverage = calls_by_operation(&calls);
+    let lists_before = measure::api_lists(&client, "backedupdatabases").await;
+
     // One quiet sweep: in a window of one resync interval every object is looked at once
     // (each resync is one interval after the last), with nothing to change.
     let writes_before = status_writes(&client, "backedupdatabases").await;
     let own_before = measure::own_status_writes(&metrics, "BackedUpDatabase");
     tokio::time::sleep(resync).await;
     let quiet = calls_by_operation(&calls);
+    let lists = measure::api_lists(&client, "backedupdatabases").await - lists_before;
     let writes = status_writes(&client, "backedupdatabases").await - writes_before;
     let own_writes = measure::own_status_writes(&metrics, "BackedUpDatabase") - own_before;
 
@@ -142,7 +174,11 @@ async fn main() {
     );
     println!("wall time to converge: {:.1}s", converged.as_secs_f64());
     print_calls("AWS calls while converging", &converging, &BTreeMap::new());
-    print_calls("AWS calls in one quiet sweep", &quiet, &converging);
+    print_calls("AWS calls in one quiet sweep", &quiet, &before_coverage);
+    println!(
+        "coverage of the account and region: {} discovered, {} declared, {} undeclared; in the quiet sweep it listed the objects in {lists} pages (LIST backedupdatabases, every client)",
+        counted.discovered, counted.declared, counted.undeclared
+    );
     measure::print_status_writes(writes, own_writes, own_before);
     println!(
         "retention lowered by hand, raised again after: {:.1}s",

@@ -146,22 +146,35 @@ pub fn own_status_writes(metrics: &backup_warden::report::metrics::Metrics, kind
 }
 
 /// The API server's count of status PATCHes of `resource` (plural) so far, by every client.
-/// Its /metrics text is megabytes long: it is read line by line, so that the benchmark's own
-/// reading does not add a buffer of that size to the process it measures.
 pub async fn status_writes(client: &kube::Client, resource: &str) -> f64 {
+    api_requests(client, |l| {
+        l.contains(&format!("resource=\"{resource}\""))
+            && l.contains("subresource=\"status\"")
+            && (l.contains("verb=\"PATCH\"") || l.contains("verb=\"APPLY\""))
+    })
+    .await
+}
+
+/// The API server's count of LISTs (pages) of `resource` (plural) so far, by every client.
+pub async fn api_lists(client: &kube::Client, resource: &str) -> f64 {
+    api_requests(client, |l| {
+        l.contains(&format!("resource=\"{resource}\"")) && l.contains("verb=\"LIST\"")
+    })
+    .await
+}
+
+/// The sum of the API server's `apiserver_request_total` series that `counted` picks. Its
+/// /metrics text is megabytes long: it is read line by line, so that the benchmark's own
+/// reading does not add a buffer of that size to the process it measures.
+async fn api_requests(client: &kube::Client, counted: impl Fn(&str) -> bool) -> f64 {
     use futures::{AsyncBufReadExt, TryStreamExt};
     let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
     let Ok(body) = client.request_stream(request).await else {
         return 0.0;
     };
-    let resource = format!("resource=\"{resource}\"");
     body.lines()
         .try_fold(0.0, |sum, l| {
-            let counted = l.starts_with("apiserver_request_total{")
-                && l.contains(&resource)
-                && l.contains("subresource=\"status\"")
-                && (l.contains("verb=\"PATCH\"") || l.contains("verb=\"APPLY\""));
-            let n = counted
+            let n = (l.starts_with("apiserver_request_total{") && counted(&l))
                 .then(|| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .flatten();
             std::future::ready(Ok(sum + n.unwrap_or(0.0)))
