@@ -241,9 +241,10 @@ pub struct CheckArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum CoverageCommand {
-    /// Print BackedUpDatabase manifests for every instance a BackupCoverage manifest finds
-    /// undeclared by the BackedUpDatabase manifests given with it, ready to commit; without
-    /// a cluster. Exits 0 (nothing printed when nothing is undeclared), 2 on error.
+    /// Print BackedUpDatabase and BackedUpRepository manifests for every instance and
+    /// repository a BackupCoverage manifest finds undeclared by the manifests given with it,
+    /// ready to commit; without a cluster. Exits 0 (nothing printed when nothing is
+    /// undeclared), 2 on error.
     Export(Box<ExportArgs>),
 }
 
@@ -259,6 +260,8 @@ pub struct ExportArgs {
     /// Send AWS calls to this endpoint instead of AWS (an emulator).
     #[arg(long, env = "BACKUP_WARDEN_AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub github: GitHubArgs,
     #[command(flatten)]
     pub timeouts: TimeoutArgs,
 }
@@ -301,6 +304,29 @@ impl Cli {
     }
 }
 
+/// The GitHub side of `run`, `check` and `coverage export`, from their flags.
+pub(crate) fn github_settings(
+    g: &GitHubArgs,
+    timeouts: &TimeoutArgs,
+) -> Result<crate::github::client::GitHubSettings, crate::github::auth::AuthError> {
+    let auth = crate::github::GitHubAuth::from_settings(
+        g.token_file.as_deref(),
+        std::env::var("GITHUB_TOKEN").ok(),
+        g.app_id,
+        g.app_installation_id,
+        g.app_private_key_file.as_deref(),
+    )?;
+    Ok(crate::github::client::GitHubSettings {
+        base_url: g.api_url.clone(),
+        auth,
+        concurrency: g.concurrency,
+        writes_per_minute: g.writes_per_minute,
+        writes_per_hour: g.writes_per_hour,
+        reads_per_minute: g.reads_per_minute,
+        timeouts: timeouts.timeouts(),
+    })
+}
+
 /// An error of `check` or `coverage export`: each line on standard error, exit code 2.
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     for line in e.to_string().lines() {
@@ -320,26 +346,13 @@ async fn run_check(args: CheckArgs) -> ExitCode {
             &"no BackedUpDatabase or BackedUpRepository in the given manifests (BackupCoverage ones are read with --coverage)",
         );
     }
-    let github = if repos.is_empty() {
+    let scans_repositories =
+        args.coverage && manifests.coverages.iter().any(|c| c.spec.repositories.is_some());
+    let github = if repos.is_empty() && !scans_repositories {
         None
     } else {
-        let g = &args.github;
-        match crate::github::GitHubAuth::from_settings(
-            g.token_file.as_deref(),
-            std::env::var("GITHUB_TOKEN").ok(),
-            g.app_id,
-            g.app_installation_id,
-            g.app_private_key_file.as_deref(),
-        ) {
-            Ok(auth) => Some(crate::github::client::GitHubSettings {
-                base_url: g.api_url.clone(),
-                auth,
-                concurrency: g.concurrency,
-                writes_per_minute: g.writes_per_minute,
-                writes_per_hour: g.writes_per_hour,
-                reads_per_minute: g.reads_per_minute,
-                timeouts: args.timeouts.timeouts(),
-            }),
+        match github_settings(&args.github, &args.timeouts) {
+            Ok(settings) => Some(settings),
             Err(e) => return fail(&e),
         }
     };
@@ -360,7 +373,7 @@ async fn run_check(args: CheckArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     if args.coverage {
-        match crate::check::coverage::standings(&manifests, &sources.aws).await {
+        match crate::check::coverage::standings(&manifests, &sources.aws, sources.github.as_ref()).await {
             Ok(standings) => rows.extend(crate::check::coverage::rows(&standings)),
             Err(e) => return fail(&e),
         }
@@ -392,20 +405,29 @@ async fn run_export(args: ExportArgs) -> ExitCode {
         return fail(&"no BackupCoverage in the given manifests: it says which accounts and regions to scan");
     }
     let aws = crate::check::aws(args.aws_endpoint_url.clone(), args.timeouts.timeouts()).await;
-    let standings = match crate::check::coverage::standings(&manifests, &aws).await {
+    let github = match manifests.coverages.iter().any(|c| c.spec.repositories.is_some()) {
+        false => None,
+        true => match github_settings(&args.github, &args.timeouts) {
+            Ok(settings) => Some(settings),
+            Err(e) => return fail(&e),
+        },
+    };
+    let standings = match crate::check::coverage::standings(&manifests, &aws, github.as_ref()).await {
         Ok(standings) => standings,
         Err(e) => return fail(&e),
     };
     for s in &standings {
-        let t = &s.tally;
-        eprintln!(
-            "BackupCoverage {}: {} in scope, {} declared, {} exempt, {} undeclared",
-            s.coverage.metadata.name.as_deref().unwrap_or_default(),
-            t.discovered,
-            t.declared,
-            t.exempt,
-            t.undeclared
-        );
+        for (what, tally) in [("RDS instances", &s.databases), ("repositories", &s.repositories)] {
+            let Some(t) = tally else { continue };
+            eprintln!(
+                "BackupCoverage {}: {what} {} in scope, {} declared, {} exempt, {} undeclared",
+                s.coverage.metadata.name.as_deref().unwrap_or_default(),
+                t.discovered,
+                t.declared,
+                t.exempt,
+                t.undeclared
+            );
+        }
     }
     match crate::check::coverage::export(&manifests, &standings, args.mode.as_deref()) {
         Ok(yaml) => match write_stdout(&yaml) {

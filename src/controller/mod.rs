@@ -35,7 +35,7 @@ use crate::{
         ApiCalls, AwsClients, AwsSettings, inventory::BucketInventory, kms::SdkKms, rds::SdkRds, s3::SdkS3,
     },
     cli::RunArgs,
-    github::{GitHub, GitHubAuth, GitHubClient, client::GitHubSettings, inventory::RepoInventory},
+    github::{GitHub, GitHubClient, inventory::RepoInventory},
     policy::{database::Policy, repository::RepositoryPolicy},
     report::{
         metrics::Metrics,
@@ -525,24 +525,7 @@ fn repository_context(
     ),
     String,
 > {
-    let g = &args.github;
-    let auth = GitHubAuth::from_settings(
-        g.token_file.as_deref(),
-        std::env::var("GITHUB_TOKEN").ok(),
-        g.app_id,
-        g.app_installation_id,
-        g.app_private_key_file.as_deref(),
-    )
-    .map_err(|e| e.to_string())?;
-    let settings = GitHubSettings {
-        base_url: g.api_url.clone(),
-        auth,
-        concurrency: g.concurrency,
-        writes_per_minute: g.writes_per_minute,
-        writes_per_hour: g.writes_per_hour,
-        reads_per_minute: g.reads_per_minute,
-        timeouts: args.timeouts.timeouts(),
-    };
+    let settings = crate::cli::github_settings(&args.github, &args.timeouts).map_err(|e| e.to_string())?;
     let client_of_github = Arc::new(
         GitHubClient::new(&settings)
             .map_err(|e| e.to_string())?

@@ -642,3 +642,100 @@ async fn undeclared_repositories_are_found_archived_ones_and_forks_left_out() {
         .await
         .expect("delete coverage");
 }
+
+#[tokio::test]
+async fn repositories_are_checked_and_exported_from_the_manifests_alone() {
+    use backup_warden_testing::github_fake::GitHubFake;
+
+    let github = GitHubFake::start().await;
+    let org = testing::unique_name("gitops");
+    for repo in ["api", "tools", "Web_App.js"] {
+        github.add_repo(&format!("{org}/{repo}"), "main");
+    }
+    let coverage = |template: serde_json::Value| {
+        json!({
+            "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackupCoverage",
+            "metadata": {"name": "company"},
+            "spec": {"namespace": "platform", "repositories": {"organizations": [org]}, "adopt": template},
+        })
+    };
+    let declared = json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpRepository",
+        "metadata": {"name": "api", "namespace": "platform"},
+        "spec": {"repository": format!("{org}/api"), "storage": {"bucket": "backups"}},
+    });
+    let dir = std::env::temp_dir().join(testing::unique_name("coverage-repos-export"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let write = |file: &str, doc: &serde_json::Value| {
+        std::fs::write(dir.join(file), serde_json::to_string(doc).unwrap()).expect("write")
+    };
+    write("api.yaml", &declared);
+    // Asynchronously: the fake answers from this test's own runtime.
+    let run = async |args: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_backup-warden"));
+        command
+            .args(args)
+            .args(["--github-api-url", &github.base_url()])
+            .args(["--aws-endpoint-url", &testing::env().aws_endpoint, "-f"])
+            .arg(&dir)
+            .env("GITHUB_TOKEN", github.token())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1");
+        command.output().await.expect("run backup-warden")
+    };
+
+    // Without a template the gaps are found, but a repository's manifest needs a bucket.
+    write("coverage.yaml", &coverage(json!({})));
+    let out = run(&["check", "--coverage"]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let undeclared: Vec<&str> = table.lines().filter(|l| l.contains("Undeclared")).collect();
+    assert_eq!(undeclared.len(), 2, "{table}");
+    assert!(table.contains(&format!("repository {org}/tools")), "{table}");
+    let out = run(&["coverage", "export"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spec.adopt.repositoryTemplate.storage"));
+
+    // With one: manifests named as Adopt names them, which close the gaps once committed.
+    write(
+        "coverage.yaml",
+        &coverage(json!({"repositoryTemplate": {"storage": {"bucket": "backups"}}})),
+    );
+    let out = run(&["coverage", "export", "--mode", "Audit"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exported = String::from_utf8(out.stdout).expect("utf-8");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&exported).expect("a YAML stream");
+    let mut made: Vec<(&str, &str)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["metadata"]["name"].as_str().unwrap(),
+                d["spec"]["repository"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    made.sort();
+    let (tools, web) = (format!("{org}/tools"), format!("{org}/Web_App.js"));
+    assert_eq!(
+        made,
+        [("tools", tools.as_str()), ("web-app-js", web.as_str())],
+        "{exported}"
+    );
+    assert!(docs.iter().all(|d| d["kind"] == "BackedUpRepository"
+        && d["spec"]["storage"]["bucket"] == "backups"
+        && d["spec"]["mode"] == "Audit"));
+    std::fs::write(dir.join("exported.yaml"), &exported).expect("write");
+    let out = run(&["check", "--coverage"]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !table.contains("Undeclared") && table.contains("Covered"),
+        "{table}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
