@@ -20,10 +20,13 @@ use std::{
 };
 
 use backup_warden::{
-    api::{BackedUpRepository, BackedUpRepositorySpec, ConditionType},
+    api::{BackedUpRepository, BackedUpRepositorySpec, BackupCoverage, ConditionType},
     aws::{ApiCalls, budget::Rate},
     controller::Timing,
-    policy::repository::{LifecycleRuleFacts, RepositoryPolicy},
+    policy::{
+        database::Policy,
+        repository::{LifecycleRuleFacts, RepositoryPolicy},
+    },
     workflow,
 };
 use backup_warden_testing::{
@@ -149,6 +152,43 @@ async fn main() {
     let first_github = github_requests(&github);
     let first_aws = calls_by_operation(&calls);
 
+    // A coverage of the organization: what listing it costs, and what a quiet sweep then holds.
+    github.reset_requests();
+    let coverages: Api<BackupCoverage> = Api::all(client.clone());
+    let coverage_name = format!("scale-{namespace}");
+    let coverage: BackupCoverage = serde_json::from_value(json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackupCoverage",
+        "metadata": {"name": coverage_name},
+        "spec": {"namespace": namespace, "repositories": {"organizations": ["narrative-io"]}},
+    }))
+    .expect("coverage");
+    coverages
+        .create(&PostParams::default(), &coverage)
+        .await
+        .expect("create coverage");
+    let databases = testing::env()
+        .model_context(model.clone(), calls.clone(), Policy::default(), timing)
+        .await;
+    let only = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={coverage_name}"));
+    let github_client = inventory.github.clone();
+    let _coverage = tokio::spawn(backup_warden::controller::coverage::run(
+        databases,
+        Some(github_client),
+        only,
+        std::future::pending(),
+    ));
+    let counted_in = Instant::now();
+    let covered = testing::wait_for(&coverages, &coverage_name, Duration::from_secs(1800), |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.repositories.as_ref())
+            .is_some_and(|r| r.declared == n as i32)
+    })
+    .await;
+    let counted_in = counted_in.elapsed();
+    let listing = github_requests(&github);
+    let counted = covered.status.and_then(|s| s.repositories).unwrap_or_default();
+
     // One quiet sweep: a sweep comes once per sweep interval (the resync interval, or longer
     // when paced to the GraphQL budget), so a window of exactly one interval holds one
     // sweep's requests, with nothing changed.
@@ -176,7 +216,18 @@ async fn main() {
     );
     print_github_requests("GitHub requests, first sweep", &first_github);
     print_calls("S3 calls, first sweep", &first_aws, &BTreeMap::new());
-    print_github_requests("GitHub requests, one quiet sweep", &quiet_github);
+    println!(
+        "coverage of the organization: {} discovered, {} declared, {} undeclared, counted {:.1}s after it was created",
+        counted.discovered,
+        counted.declared,
+        counted.undeclared,
+        counted_in.as_secs_f64()
+    );
+    print_github_requests("GitHub requests, listing the organization once", &listing);
+    print_github_requests(
+        "GitHub requests, one quiet sweep (the coverage's included)",
+        &quiet_github,
+    );
     let charged: usize = quiet_github
         .values()
         .map(|(all, not_modified)| all - not_modified)

@@ -101,7 +101,9 @@ where
 pub fn github_requests(github: &GitHubFake) -> BTreeMap<String, (usize, usize)> {
     let mut kinds: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for r in github.requests() {
-        let kind = if r.path == "/graphql" {
+        let kind = if r.path == "/graphql" && r.operation.as_deref() == Some("OrganizationRepositories") {
+            "POST /graphql organization (100 a page)".to_string()
+        } else if r.path == "/graphql" {
             "POST /graphql (100 repositories each)".to_string()
         } else if r.path.ends_with("/runs") {
             format!("{} workflow runs", r.method)

@@ -68,6 +68,8 @@ pub struct RecordedRequest {
     pub status: u16,
     /// Whether the request carried `If-None-Match`.
     pub if_none_match: bool,
+    /// A GraphQL request's `operationName`, if it named one.
+    pub operation: Option<String>,
 }
 
 /// The fake GitHub. Cloning shares the same server and state; the server stops when the
@@ -650,12 +652,16 @@ fn handle(state: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, bo
         set(HeaderName::from_static(name), value.clone());
     }
 
+    let operation = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|b| b.get("operationName")?.as_str().map(str::to_string));
     state.requests.push(RecordedRequest {
         method: method.as_str().to_string(),
         path: raw_path,
         query: raw_query,
         status,
         if_none_match: if_none_match.is_some(),
+        operation,
     });
 
     let status_code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
