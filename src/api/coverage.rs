@@ -377,6 +377,26 @@ pub struct CoverageCounts {
     /// The undeclared ones, oldest first, at most `spec.listLimit`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undeclared_resources: Vec<UndeclaredResource>,
+    /// The exempt ones with their reasons, at most `spec.listLimit`: knowingly not backed
+    /// up, and shown as such.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exempt_resources: Vec<ExemptResource>,
+}
+
+/// One resource knowingly not backed up.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExemptResource {
+    /// The instance identifier, or the repository's `owner/name`.
+    pub name: String,
+    /// An instance's AWS account id, or `self` for the controller's own identity.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub account: String,
+    /// An instance's region.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub region: String,
+    /// Why: the exemption's reason, or the value of the exemption tag.
+    pub reason: String,
 }
 
 /// One resource nobody declared.

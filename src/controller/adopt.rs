@@ -13,7 +13,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, PostParams, Preconditions},
+    api::{DeleteParams, PostParams, Preconditions},
 };
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -31,9 +31,6 @@ use crate::{
 pub const COVERAGE_LABEL: &str = "backupwarden.io/coverage";
 /// The annotation holding the claim an adopted object was created for.
 pub const ADOPTED_ANNOTATION: &str = "backupwarden.io/adopted";
-
-/// Objects read per page.
-const PAGE: u32 = 500;
 
 /// A kind a coverage adopts for: how its object is made, and how it says its resource is gone.
 pub trait Adoptable:
@@ -154,42 +151,111 @@ pub struct Adopted {
     pub missing_since: Option<Timestamp>,
 }
 
-/// Reads every object of the kind a page at a time (the controller's own store may hold
-/// only a namespace or its shards), keeping only what `coverage` needs of each.
-pub async fn declared<K: Adoptable>(
-    client: &kube::Client,
-    coverage: &BackupCoverage,
-) -> Result<Declared, kube::Error> {
-    let api: Api<Decoded<K>> = Api::all(client.clone());
-    let (namespace, name) = (&coverage.spec.namespace, coverage.name_any());
-    let mut declared = Declared::default();
-    let mut params = ListParams::default().limit(PAGE);
-    loop {
-        let page = api.list(&params).await?;
-        for object in &page.items {
-            let here = object.namespace().as_ref() == Some(namespace);
-            if here {
-                declared.names.insert(object.name_any());
+/// What every object of one kind in the cluster declares, kept current by a watch: a few
+/// strings per object, so that a coverage counts without listing every object each scan
+/// (and sees a new declaration at once).
+#[derive(Default)]
+pub struct Declarations {
+    objects: std::sync::Mutex<std::collections::HashMap<String, Declaration>>,
+    /// Set once the first list is complete: before it, everything would look undeclared.
+    listed: tokio::sync::watch::Sender<bool>,
+}
+
+/// One object, as a coverage needs it.
+#[derive(Clone, Debug)]
+struct Declaration {
+    namespace: String,
+    name: String,
+    uid: Option<String>,
+    /// `None` for an object that cannot be read: it declares nothing.
+    claim: Option<String>,
+    /// The coverage that adopted it and the claim it was adopted for.
+    adopted_by: Option<(String, String)>,
+    /// Since when it reports its resource missing.
+    missing_since: Option<Timestamp>,
+}
+
+impl Declarations {
+    fn record<K: Adoptable>(object: &Decoded<K>) -> Declaration {
+        let meta = object.meta();
+        let valid = object.valid();
+        let adopted_by = meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(COVERAGE_LABEL))
+            .zip(meta.annotations.as_ref().and_then(|a| a.get(ADOPTED_ANNOTATION)))
+            .map(|(coverage, claim)| (coverage.clone(), claim.clone()));
+        let missing_since = valid.and_then(|k| {
+            find_condition(k.conditions(), ConditionType::Ready)
+                .filter(|c| c.reason == K::MISSING.as_str())
+                .map(|c| c.last_transition_time.timestamp())
+        });
+        Declaration {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone(),
+            claim: valid.map(|k| k.claim()),
+            adopted_by,
+            missing_since,
+        }
+    }
+
+    /// Keeps the index current from a watch of every object of `K`, until dropped.
+    pub async fn watch<K: Adoptable + Clone>(self: std::sync::Arc<Self>, client: kube::Client) {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let api: Api<Decoded<K>> = Api::all(client);
+        let key = |o: &Decoded<K>| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+        let mut relist = std::collections::HashMap::new();
+        let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+        while let Some(event) = events.next().await {
+            let lock = || self.objects.lock().unwrap_or_else(|p| p.into_inner());
+            match event {
+                Ok(watcher::Event::Init) => relist.clear(),
+                Ok(watcher::Event::InitApply(o)) => {
+                    relist.insert(key(&o), Self::record(&o));
+                }
+                Ok(watcher::Event::InitDone) => {
+                    *lock() = std::mem::take(&mut relist);
+                    self.listed.send_replace(true);
+                }
+                Ok(watcher::Event::Apply(o)) => {
+                    lock().insert(key(&o), Self::record(&o));
+                }
+                Ok(watcher::Event::Delete(o)) => {
+                    lock().remove(&key(&o));
+                }
+                Err(error) => tracing::debug!(%error, "watch of declarations interrupted; resuming"),
             }
-            let Decoded::Valid(k) = object else { continue };
-            declared.claims.insert(k.claim());
-            let ours = here && k.labels().get(COVERAGE_LABEL) == Some(&name);
-            if let (true, Some(claim)) = (ours, k.annotations().get(ADOPTED_ANNOTATION)) {
-                let missing_since = find_condition(k.conditions(), ConditionType::Ready)
-                    .filter(|c| c.reason == K::MISSING.as_str())
-                    .map(|c| c.last_transition_time.timestamp());
+        }
+    }
+
+    /// What the objects declare, for `coverage`, once the first list is complete.
+    pub async fn declared(&self, coverage: &BackupCoverage) -> Declared {
+        let mut listed = self.listed.subscribe();
+        let _ = listed.wait_for(|done| *done).await;
+        let (namespace, name) = (&coverage.spec.namespace, coverage.name_any());
+        let objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        let mut declared = Declared::default();
+        for d in objects.values() {
+            if d.namespace == *namespace {
+                declared.names.insert(d.name.clone());
+            }
+            declared.claims.extend(d.claim.clone());
+            if let Some((by, claim)) = &d.adopted_by
+                && *by == name
+                && d.namespace == *namespace
+                && d.claim.is_some()
+            {
                 declared.adopted.push(Adopted {
-                    name: k.name_any(),
-                    uid: k.uid(),
+                    name: d.name.clone(),
+                    uid: d.uid.clone(),
                     claim: claim.clone(),
-                    missing_since,
+                    missing_since: d.missing_since,
                 });
             }
         }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(declared),
-        }
+        declared
     }
 }
 

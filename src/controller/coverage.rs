@@ -24,7 +24,7 @@ use crate::{
         conditions::set_condition,
         coverage::{
             BackupCoverage, BackupCoverageSpec, BackupCoverageStatus, CoverageCounts, CoverageMode,
-            UndeclaredResource,
+            ExemptResource, UndeclaredResource,
         },
     },
     github::{GitHub, OrgRepository},
@@ -55,6 +55,9 @@ struct Coverages {
     /// Without GitHub credentials, repositories cannot be scanned.
     github: Option<Arc<dyn GitHub>>,
     organizations: Organizations,
+    /// What the objects of each kind declare, kept current by their watches.
+    databases: Arc<adopt::Declarations>,
+    repositories: Arc<adopt::Declarations>,
 }
 
 /// The organizations' repository lists, each read again once the coverage's period has
@@ -137,7 +140,19 @@ pub async fn run(
         store,
         github,
         organizations: Organizations::default(),
+        databases: Arc::default(),
+        repositories: Arc::default(),
     });
+    let declarations = futures::future::join(
+        coverages
+            .databases
+            .clone()
+            .watch::<BackedUpDatabase>(coverages.ctx.client.clone()),
+        coverages
+            .repositories
+            .clone()
+            .watch::<BackedUpRepository>(coverages.ctx.client.clone()),
+    );
     // A read of a region that finds instances come or gone (any object's, or a coverage's)
     // is a reason to count again now rather than at the next scan.
     // At most once per settle interval: while objects converge, reads find changes all the
@@ -151,12 +166,16 @@ pub async fn run(
         while changes.try_recv().is_ok() {}
         Some(((), (changes, true)))
     });
-    controller
+    let reconciles = controller
         .reconcile_all_on(wake)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, coverages)
-        .for_each(|_| std::future::ready(()))
-        .await;
+        .for_each(|_| std::future::ready(()));
+    // The watches of declarations run as long as the coverages are reconciled.
+    tokio::select! {
+        _ = reconciles => {}
+        _ = declarations => {}
+    }
 }
 
 fn error_policy(_: Arc<Decoded<BackupCoverage>>, error: &Error, c: Arc<Coverages>) -> Action {
@@ -203,9 +222,9 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
 
     // The objects first, AWS last: a list of every object takes a while at scale, and the
     // counts are then as fresh as the instances' read.
-    let mut declared = adopt::declared::<BackedUpDatabase>(&ctx.client, &coverage).await?;
+    let mut declared = c.databases.declared(&coverage).await;
     let mut declared_repositories = match &spec.repositories {
-        Some(_) => adopt::declared::<BackedUpRepository>(&ctx.client, &coverage).await?,
+        Some(_) => c.repositories.declared(&coverage).await,
         None => adopt::Declared::default(),
     };
     let scanned = match scan(&c, spec).await {
@@ -508,6 +527,14 @@ fn allowed(ctx: &Context, spec: &BackupCoverageSpec) -> Result<(), String> {
 
 fn counts(tally: &Tally, adopted: usize, kind: &str) -> CoverageCounts {
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    // An instance's account and region; a repository's claim is its name alone.
+    let place = |claim| match kind {
+        "BackedUpDatabase" => {
+            let (account, region, _) = coverage::parts(claim);
+            (account, region)
+        }
+        _ => ("", ""),
+    };
     CoverageCounts {
         discovered: count(tally.discovered),
         declared: count(tally.declared),
@@ -518,16 +545,25 @@ fn counts(tally: &Tally, adopted: usize, kind: &str) -> CoverageCounts {
             .gaps
             .iter()
             .map(|gap| {
-                // A repository's claim is its name alone.
-                let (account, region, _) = match kind {
-                    "BackedUpDatabase" => coverage::parts(&gap.claim),
-                    _ => ("", "", ""),
-                };
+                let (account, region) = place(&gap.claim);
                 UndeclaredResource {
                     name: gap.name.clone(),
                     account: account.to_string(),
                     region: region.to_string(),
                     first_seen: gap.first_seen.to_string(),
+                }
+            })
+            .collect(),
+        exempt_resources: tally
+            .exempted
+            .iter()
+            .map(|e| {
+                let (account, region) = place(&e.claim);
+                ExemptResource {
+                    name: e.name.clone(),
+                    account: account.to_string(),
+                    region: region.to_string(),
+                    reason: e.reason.clone(),
                 }
             })
             .collect(),
@@ -750,6 +786,11 @@ mod tests {
                 name: "Reports".into(),
                 first_seen: "2026-12-01T07:00:00Z".parse().unwrap(),
             }],
+            exempted: vec![coverage::Exempt {
+                claim: "self/us-east-1/legacy".into(),
+                name: "legacy".into(),
+                reason: "decommissioned (OPS-12)".into(),
+            }],
         };
         let counts = counts(&tally, 0, "BackedUpDatabase");
         assert_eq!(
@@ -770,5 +811,25 @@ mod tests {
                 first_seen: "2026-12-01T07:00:00Z".into(),
             }]
         );
+        assert_eq!(
+            counts.exempt_resources,
+            [ExemptResource {
+                name: "legacy".into(),
+                account: "self".into(),
+                region: "us-east-1".into(),
+                reason: "decommissioned (OPS-12)".into(),
+            }]
+        );
+        // A repository's claim is its name: no account, no region.
+        let repository = Tally {
+            exempted: vec![coverage::Exempt {
+                claim: "acme/docs".into(),
+                name: "acme/docs".into(),
+                reason: "generated".into(),
+            }],
+            ..Tally::default()
+        };
+        let listed = super::counts(&repository, 0, "BackedUpRepository").exempt_resources;
+        assert_eq!((listed[0].account.as_str(), listed[0].region.as_str()), ("", ""));
     }
 }

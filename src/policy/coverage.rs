@@ -153,7 +153,16 @@ pub struct Gap {
     pub first_seen: Timestamp,
 }
 
-/// The counts of one kind, and the undeclared ones (oldest first, at most the limit).
+/// An exempt resource as status lists it, with the reason it is not backed up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exempt {
+    pub claim: String,
+    pub name: String,
+    pub reason: String,
+}
+
+/// The counts of one kind, the undeclared ones (oldest first) and the exempt ones (by
+/// claim), each list at most the limit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
     pub discovered: usize,
@@ -161,6 +170,7 @@ pub struct Tally {
     pub exempt: usize,
     pub undeclared: usize,
     pub gaps: Vec<Gap>,
+    pub exempted: Vec<Exempt>,
 }
 
 /// Counts `resources` and lists the undeclared ones, at most `limit`, oldest first.
@@ -182,7 +192,14 @@ pub fn tally(
         match standing(resource, selector, exemptions, declared) {
             Standing::OutOfScope => continue,
             Standing::Declared => tally.declared += 1,
-            Standing::Exempt(_) => tally.exempt += 1,
+            Standing::Exempt(reason) => {
+                tally.exempt += 1;
+                tally.exempted.push(Exempt {
+                    claim: resource.claim.clone(),
+                    name: resource.name.clone(),
+                    reason,
+                });
+            }
             Standing::Undeclared => {
                 tally.undeclared += 1;
                 let since = first_seen.get(&resource.claim).copied().unwrap_or(now);
@@ -201,6 +218,8 @@ pub fn tally(
         .gaps
         .sort_by(|a, b| (a.first_seen, &a.claim).cmp(&(b.first_seen, &b.claim)));
     tally.gaps.truncate(limit);
+    tally.exempted.sort_by(|a, b| a.claim.cmp(&b.claim));
+    tally.exempted.truncate(limit);
     tally
 }
 

@@ -138,15 +138,29 @@ async fn undeclared_instances_are_counted_listed_and_announced_once() {
     })
     .await;
     assert_eq!(undeclared(&found), ["scratch-db"]);
-    assert_eq!(ready(&found), Some(("False".into(), "Uncovered".into())));
-    let listed = &found
+    // The exempt ones are shown, each with its reason: the tag's value, the listed one's.
+    let databases = found
         .status
         .as_ref()
-        .unwrap()
-        .databases
-        .as_ref()
-        .unwrap()
-        .undeclared_resources[0];
+        .and_then(|s| s.databases.as_ref())
+        .expect("counted");
+    let exempt: Vec<(String, String)> = databases
+        .exempt_resources
+        .iter()
+        .map(|e| (e.name.clone(), e.reason.clone()))
+        .collect();
+    assert_eq!(
+        exempt,
+        [
+            ("legacy-db".to_string(), EXEMPT_REASON.to_string()),
+            (
+                "reports-db".to_string(),
+                "rebuilt nightly from the warehouse".to_string()
+            ),
+        ]
+    );
+    assert_eq!(ready(&found), Some(("False".into(), "Uncovered".into())));
+    let listed = &databases.undeclared_resources[0];
     assert_eq!(
         (listed.account.as_str(), listed.region.as_str()),
         (world.account.as_str(), SOURCE)
