@@ -1,7 +1,9 @@
 //! The `BackupCoverage` reconcile: every RDS instance of the accounts and regions a coverage
 //! names (read through the inventory the databases share, so a region is listed once for
-//! both), against what `BackedUpDatabase` objects anywhere in the cluster declare. The
-//! counts and the undeclared instances go to status, a metric, Events and Slack.
+//! both) and every repository of its GitHub organizations, against what `BackedUpDatabase`
+//! and `BackedUpRepository` objects anywhere in the cluster declare. The counts, the
+//! undeclared and the exempt go to status, a metric, Events and Slack; in Adopt mode the
+//! undeclared get objects of their own (`adopt`).
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
