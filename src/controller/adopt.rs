@@ -230,10 +230,17 @@ impl Declarations {
         }
     }
 
-    /// What the objects declare, for `coverage`, once the first list is complete.
-    pub async fn declared(&self, coverage: &BackupCoverage) -> Declared {
+    /// What the objects declare, for `coverage`, once the first list is complete; `None`
+    /// while it is not, after waiting a minute (everything would look undeclared).
+    pub async fn declared(&self, coverage: &BackupCoverage) -> Option<Declared> {
         let mut listed = self.listed.subscribe();
-        let _ = listed.wait_for(|done| *done).await;
+        let wait = listed.wait_for(|done| *done);
+        if !matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(60), wait).await,
+            Ok(Ok(_))
+        ) {
+            return None;
+        }
         let (namespace, name) = (&coverage.spec.namespace, coverage.name_any());
         let objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
         let mut declared = Declared::default();
@@ -255,7 +262,7 @@ impl Declarations {
                 });
             }
         }
-        declared
+        Some(declared)
     }
 }
 

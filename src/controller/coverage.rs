@@ -224,10 +224,17 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
 
     // The objects first, AWS last: a list of every object takes a while at scale, and the
     // counts are then as fresh as the instances' read.
-    let mut declared = c.databases.declared(&coverage).await;
-    let mut declared_repositories = match &spec.repositories {
+    let declared_repositories = match &spec.repositories {
         Some(_) => c.repositories.declared(&coverage).await,
-        None => adopt::Declared::default(),
+        None => Some(adopt::Declared::default()),
+    };
+    let (Some(mut declared), Some(mut declared_repositories)) =
+        (c.databases.declared(&coverage).await, declared_repositories)
+    else {
+        tracing::warn!(coverage = %name, "the objects declared are not listed yet (their watch fails: RBAC?); counting later");
+        return Ok(Action::requeue(
+            ctx.timing.backoff_base.max(Duration::from_secs(10)),
+        ));
     };
     let scanned = match scan(&c, spec).await {
         Ok(scanned) => scanned,
