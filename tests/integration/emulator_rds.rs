@@ -10,12 +10,16 @@ use backup_warden_testing as testing;
 const SOURCE: &str = "us-east-1";
 const DESTINATION: &str = "us-west-2";
 
+/// This run's own account: an emulator kept running between runs holds every replication
+/// earlier runs left active, and RDS allows 20 per destination and account.
+static ACCOUNT: std::sync::LazyLock<String> = std::sync::LazyLock::new(testing::unique_account);
+
 async fn rds(region: &str) -> aws_sdk_rds::Client {
-    aws_sdk_rds::Client::new(&testing::env().aws_config(region).await)
+    aws_sdk_rds::Client::new(&testing::env().aws_config_in(region, &ACCOUNT).await)
 }
 
 async fn kms(region: &str) -> aws_sdk_kms::Client {
-    aws_sdk_kms::Client::new(&testing::env().aws_config(region).await)
+    aws_sdk_kms::Client::new(&testing::env().aws_config_in(region, &ACCOUNT).await)
 }
 
 /// A fresh source instance with retention 1 and no replication.
@@ -191,7 +195,10 @@ async fn a_disabled_or_missing_key_fails() {
         .expect_err("a disabled key must fail");
     assert_eq!(error_code(&err), "KMSKeyNotAccessibleFault");
 
-    let missing = format!("arn:aws:kms:{DESTINATION}:123456789012:key/00000000-0000-0000-0000-000000000000");
+    let missing = format!(
+        "arn:aws:kms:{DESTINATION}:{}:key/00000000-0000-0000-0000-000000000000",
+        *ACCOUNT
+    );
     let err = start(&source_arn, &missing)
         .await
         .expect_err("a missing key must fail");
