@@ -573,13 +573,16 @@ async fn undeclared_repositories_are_found_archived_ones_and_forks_left_out() {
         None,
     )
     .await;
-    let only = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let running = tokio::spawn(coverage::run(
-        ctx,
-        Some(repo_ctx.github.clone()),
-        only,
-        std::future::pending(),
-    ));
+    let replica = |ctx| {
+        let only = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        tokio::spawn(coverage::run(
+            ctx,
+            Some(repo_ctx.github.clone()),
+            only,
+            std::future::pending(),
+        ))
+    };
+    let running = replica(ctx.clone());
 
     let repositories = |c: &BackupCoverage| {
         let r = c.status.as_ref()?.repositories.as_ref()?;
@@ -650,7 +653,23 @@ async fn undeclared_repositories_are_found_archived_ones_and_forks_left_out() {
     );
     assert_eq!(slack.messages().len(), 4, "{:?}", slack.messages());
 
+    // A restart, then two replicas at once: still one object per repository.
     running.abort();
+    let (first, second) = (replica(ctx.clone()), replica(ctx.clone()));
+    tokio::time::sleep(timing.resync * 3).await;
+    let again = repos
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .expect("list");
+    assert_eq!(
+        again.items.len(),
+        2,
+        "{:?}",
+        again.items.iter().map(|r| r.name_any()).collect::<Vec<_>>()
+    );
+    assert_eq!(slack.messages().len(), 4, "nothing announced again");
+    first.abort();
+    second.abort();
     coverages
         .delete(&name, &DeleteParams::default())
         .await
