@@ -75,24 +75,25 @@ fn tag_keys(spec: &BackupCoverageSpec) -> Vec<String> {
 }
 
 pub fn database_selector(spec: &BackupCoverageSpec) -> Selector {
-    let rules = |selectors: &[InstanceSelector]| -> Vec<Rule> {
-        selectors
-            .iter()
-            .filter_map(|s| match (&s.identifier, &s.tag) {
-                (Some(pattern), _) => Some(Rule::Name(pattern.clone())),
-                (None, Some(tag)) => Some(Rule::Label {
-                    key: tag.key.clone(),
-                    value: tag.value.clone(),
-                }),
-                (None, None) => None,
-            })
-            .collect()
+    let rule = |s: &InstanceSelector| match (&s.identifier, &s.tag) {
+        (Some(pattern), _) => Some(Rule::Name(pattern.clone())),
+        (None, Some(tag)) => Some(Rule::Label {
+            key: tag.key.clone(),
+            value: tag.value.clone(),
+        }),
+        (None, None) => None,
     };
-    spec.databases
-        .as_ref()
-        .map(|d| Selector {
-            include: rules(&d.include),
-            exclude: rules(&d.exclude),
+    let d = spec.databases.as_ref();
+    selector(d.map(|d| (&d.include[..], &d.exclude[..])), rule)
+}
+
+/// The include and exclude rules of a kind's selectors, each read by `rule`.
+fn selector<S>(lists: Option<(&[S], &[S])>, rule: impl Fn(&S) -> Option<Rule>) -> Selector {
+    let rules = |list: &[S]| list.iter().filter_map(&rule).collect();
+    lists
+        .map(|(include, exclude)| Selector {
+            include: rules(include),
+            exclude: rules(exclude),
         })
         .unwrap_or_default()
 }
@@ -140,26 +141,16 @@ pub fn repositories(spec: &BackupCoverageSpec, listed: &[OrgRepository]) -> Vec<
 }
 
 pub fn repository_selector(spec: &BackupCoverageSpec) -> Selector {
-    let rules = |selectors: &[RepositorySelector]| -> Vec<Rule> {
-        selectors
-            .iter()
-            .filter_map(|s| match (&s.name, &s.topic) {
-                (Some(pattern), _) => Some(Rule::Name(pattern.clone())),
-                (None, Some(topic)) => Some(Rule::Label {
-                    key: topic.clone(),
-                    value: None,
-                }),
-                (None, None) => None,
-            })
-            .collect()
+    let rule = |s: &RepositorySelector| match (&s.name, &s.topic) {
+        (Some(pattern), _) => Some(Rule::Name(pattern.clone())),
+        (None, Some(topic)) => Some(Rule::Label {
+            key: topic.clone(),
+            value: None,
+        }),
+        (None, None) => None,
     };
-    spec.repositories
-        .as_ref()
-        .map(|r| Selector {
-            include: rules(&r.include),
-            exclude: rules(&r.exclude),
-        })
-        .unwrap_or_default()
+    let r = spec.repositories.as_ref();
+    selector(r.map(|r| (&r.include[..], &r.exclude[..])), rule)
 }
 
 pub fn repository_exemptions(spec: &BackupCoverageSpec) -> Exemptions {
