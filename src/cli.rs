@@ -77,6 +77,9 @@ pub struct RunArgs {
     /// The company keeps repository backups at least this many days.
     #[arg(long, env = "BACKUP_WARDEN_POLICY_MIN_BACKUP_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(i32).range(1..=36500))]
     pub policy_min_backup_retention_days: i32,
+    /// The company keeps audit trails (CloudTrail logs) at least this many days.
+    #[arg(long, env = "BACKUP_WARDEN_POLICY_MIN_TRAIL_RETENTION_DAYS", default_value_t = 365, value_parser = clap::value_parser!(i32).range(1..=3653))]
+    pub policy_min_trail_retention_days: i32,
     /// A file holding the Slack incoming-webhook URL (a mounted Secret); SLACK_WEBHOOK_URL is
     /// read when absent. Without either, nothing is sent to Slack.
     #[arg(long, env = "BACKUP_WARDEN_SLACK_WEBHOOK_URL_FILE")]
@@ -233,6 +236,8 @@ pub struct CheckArgs {
     pub policy_min_retention_days: i32,
     #[arg(long, env = "BACKUP_WARDEN_POLICY_MIN_BACKUP_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(i32).range(1..=36500))]
     pub policy_min_backup_retention_days: i32,
+    #[arg(long, env = "BACKUP_WARDEN_POLICY_MIN_TRAIL_RETENTION_DAYS", default_value_t = 365, value_parser = clap::value_parser!(i32).range(1..=3653))]
+    pub policy_min_trail_retention_days: i32,
     #[command(flatten)]
     pub github: GitHubArgs,
     #[command(flatten)]
@@ -499,6 +504,7 @@ mod tests {
         );
         assert_eq!(args.policy_min_retention_days, 7);
         assert_eq!(args.policy_min_backup_retention_days, 90);
+        assert_eq!(args.policy_min_trail_retention_days, 365);
         assert!(Cli::try_parse_from(["backup-warden", "run", "--policy-min-retention-days", "0"]).is_err());
         assert!(Cli::try_parse_from(["backup-warden", "run", "--resync-interval", "-5m"]).is_err());
     }

@@ -122,8 +122,7 @@ static WORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
         ConditionType::Stalled,
     ]
     .into_iter()
-    .chain(ConditionType::DATABASE_CHECKS)
-    .chain(ConditionType::REPOSITORY_CHECKS)
+    .chain(ConditionType::all_checks())
     .map(ConditionType::as_str);
     let statuses = [
         ConditionStatus::True,

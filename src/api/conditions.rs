@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::word::Word;
 
-use crate::policy::{database::DatabaseCheck, repository::RepositoryCheck};
+use crate::policy::{database::DatabaseCheck, repository::RepositoryCheck, trail::TrailCheck};
 
 /// Declares a fieldless enum whose variants are their own wire names (CamelCase), with `ALL`
 /// in declaration order, `as_str` and `parse`: one declaration, no hand-kept lists.
@@ -49,6 +49,7 @@ pub enum ConditionType {
     Stalled,
     Database(DatabaseCheck),
     Repository(RepositoryCheck),
+    Trail(TrailCheck),
 }
 
 impl From<DatabaseCheck> for ConditionType {
@@ -60,6 +61,12 @@ impl From<DatabaseCheck> for ConditionType {
 impl From<RepositoryCheck> for ConditionType {
     fn from(check: RepositoryCheck) -> Self {
         Self::Repository(check)
+    }
+}
+
+impl From<TrailCheck> for ConditionType {
+    fn from(check: TrailCheck) -> Self {
+        Self::Trail(check)
     }
 }
 
@@ -84,6 +91,24 @@ impl ConditionType {
         all
     };
 
+    pub const TRAIL_CHECKS: [Self; TrailCheck::ALL.len()] = {
+        let mut all = [Self::Ready; TrailCheck::ALL.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = Self::Trail(TrailCheck::ALL[i]);
+            i += 1;
+        }
+        all
+    };
+
+    /// Every kind's checks.
+    pub fn all_checks() -> impl Iterator<Item = Self> {
+        Self::DATABASE_CHECKS
+            .into_iter()
+            .chain(Self::REPOSITORY_CHECKS)
+            .chain(Self::TRAIL_CHECKS)
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Ready => "Ready",
@@ -91,6 +116,7 @@ impl ConditionType {
             Self::Stalled => "Stalled",
             Self::Database(check) => check.as_str(),
             Self::Repository(check) => check.as_str(),
+            Self::Trail(check) => check.as_str(),
         }
     }
 
@@ -102,7 +128,8 @@ impl ConditionType {
             "Stalled" => Some(Self::Stalled),
             _ => DatabaseCheck::parse(text)
                 .map(Self::Database)
-                .or_else(|| RepositoryCheck::parse(text).map(Self::Repository)),
+                .or_else(|| RepositoryCheck::parse(text).map(Self::Repository))
+                .or_else(|| TrailCheck::parse(text).map(Self::Trail)),
         }
     }
 }
@@ -181,6 +208,12 @@ wire_enum! {
         CredentialsMissing,
         /// `spec.suspend` is true: nothing is observed or changed (`Reconciling`).
         Suspended,
+        /// The referenced CloudTrail trail does not exist in its home region.
+        TrailNotFound,
+        /// Drift backup-warden does not fix: the message says what a person must change.
+        ManualFixRequired,
+        /// CloudTrail reports an error delivering log files (bucket policy, KMS key).
+        DeliveryFailed,
         /// A coverage: every resource in scope is declared or exempt.
         Covered,
         /// A coverage: some resource in scope has no object and no exemption.
@@ -196,6 +229,10 @@ wire_enum! {
         WorkflowCommitted,
         WorkflowEnabled,
         LifecycleRuleAdded,
+        LoggingStarted,
+        TrailUpdated,
+        LifecycleRaised,
+        LogRetentionRaised,
         /// An action was refused or failed; the event's note says why.
         ActionFailed,
     }
@@ -489,10 +526,7 @@ mod tests {
             s.chars().next().is_some_and(|c| c.is_ascii_uppercase())
                 && s.chars().all(|c| c.is_ascii_alphanumeric())
         };
-        for t in ConditionType::DATABASE_CHECKS
-            .iter()
-            .chain(ConditionType::REPOSITORY_CHECKS.iter())
-        {
+        for t in ConditionType::all_checks() {
             assert!(camel(t.as_str()), "{}", t.as_str());
         }
         for r in [

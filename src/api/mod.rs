@@ -1,4 +1,5 @@
-//! The custom resources users write: `BackedUpDatabase` and `BackedUpRepository`
+//! The custom resources users write: `BackedUpDatabase`, `BackedUpRepository`,
+//! `RetainedAuditTrail` and `BackupCoverage`
 //! (group `backupwarden.io`, version `v1alpha1`), their shared field types, and the
 //! status conditions both kinds report.
 
@@ -8,15 +9,17 @@ pub mod coverage;
 pub mod database;
 pub mod duration;
 pub mod repository;
+pub mod trail;
 pub mod validation;
 
-pub use crate::policy::{database::DatabaseCheck, repository::RepositoryCheck};
+pub use crate::policy::{database::DatabaseCheck, repository::RepositoryCheck, trail::TrailCheck};
 pub use common::Mode;
 pub use conditions::{ConditionStatus, ConditionType, Reason, set_condition};
 pub use coverage::{BackupCoverage, BackupCoverageSpec, BackupCoverageStatus};
 pub use database::{BackedUpDatabase, BackedUpDatabaseSpec, BackedUpDatabaseStatus};
 pub use duration::PositiveDuration;
 pub use repository::{BackedUpRepository, BackedUpRepositorySpec, BackedUpRepositoryStatus};
+pub use trail::{RetainedAuditTrail, RetainedAuditTrailSpec, RetainedAuditTrailStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -30,6 +33,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         BackedUpDatabase::crd(),
         BackedUpRepository::crd(),
         BackupCoverage::crd(),
+        RetainedAuditTrail::crd(),
     ]
 }
 

@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod calls;
+pub mod cloudtrail;
 pub mod inventory;
 pub mod kms;
 pub mod rds;
@@ -65,6 +66,9 @@ pub struct Clients {
     /// Resource Groups Tagging API: finds backup-warden's keys by their tags in one call.
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub s3: aws_sdk_s3::Client,
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
+    /// CloudWatch Logs: the audit trail's log group.
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     pub limit: Arc<Semaphore>,
     /// The RDS request budget of the scope's account and region.
     pub rds_budget: Arc<budget::Budget>,
@@ -160,6 +164,16 @@ impl AwsClients {
             ),
             tagging: aws_sdk_resourcegroupstagging::Client::from_conf(
                 aws_sdk_resourcegroupstagging::config::Builder::from(&config)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            cloudtrail: aws_sdk_cloudtrail::Client::from_conf(
+                aws_sdk_cloudtrail::config::Builder::from(&config)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            logs: aws_sdk_cloudwatchlogs::Client::from_conf(
+                aws_sdk_cloudwatchlogs::config::Builder::from(&config)
                     .interceptor(counter.clone())
                     .build(),
             ),
@@ -323,7 +337,8 @@ fn classify(code: &str, answered: bool) -> AwsErrorKind {
         {
             AwsErrorKind::QuotaExceeded
         }
-        c if c.ends_with("NotFound") || c.ends_with("NotFoundFault") || c == "NotFoundException" => {
+        // CloudTrail: TrailNotFoundException; CloudWatch Logs: ResourceNotFoundException.
+        c if c.ends_with("NotFound") || c.ends_with("NotFoundFault") || c.ends_with("NotFoundException") => {
             AwsErrorKind::NotFound
         }
         _ if !answered => AwsErrorKind::Transient,
@@ -345,6 +360,7 @@ mod tests {
         );
         assert_eq!(classify("DBInstanceNotFound", true), AwsErrorKind::NotFound);
         assert_eq!(classify("NotFoundException", true), AwsErrorKind::NotFound);
+        assert_eq!(classify("TrailNotFoundException", true), AwsErrorKind::NotFound);
         assert_eq!(classify("InvalidDBInstanceState", true), AwsErrorKind::Refused);
         assert_eq!(classify("DispatchFailure", false), AwsErrorKind::Transient);
         assert_eq!(classify("ServerError", true), AwsErrorKind::Transient);

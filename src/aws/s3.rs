@@ -75,24 +75,26 @@ pub struct SdkS3 {
     pub clients: std::sync::Arc<AwsClients>,
 }
 
-impl SdkS3 {
-    /// All rules as S3 holds them; an empty list for NoSuchLifecycleConfiguration.
-    async fn rules(&self, c: &super::Clients, bucket: &str) -> Result<Option<Vec<LifecycleRule>>, AwsError> {
-        match c
-            .s3
-            .get_bucket_lifecycle_configuration()
-            .bucket(bucket)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(out.rules().to_vec())),
-            Err(e) => {
-                let err = AwsError::from_sdk("GetBucketLifecycleConfiguration", &e);
-                match err.code.as_str() {
-                    "NoSuchLifecycleConfiguration" => Ok(Some(Vec::new())),
-                    "NoSuchBucket" => Ok(None),
-                    _ => Err(err),
-                }
+/// All rules as S3 holds them; an empty list for NoSuchLifecycleConfiguration, `None`
+/// without the bucket.
+pub(crate) async fn lifecycle_rules(
+    c: &super::Clients,
+    bucket: &str,
+) -> Result<Option<Vec<LifecycleRule>>, AwsError> {
+    match c
+        .s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(Some(out.rules().to_vec())),
+        Err(e) => {
+            let err = AwsError::from_sdk("GetBucketLifecycleConfiguration", &e);
+            match err.code.as_str() {
+                "NoSuchLifecycleConfiguration" => Ok(Some(Vec::new())),
+                "NoSuchBucket" => Ok(None),
+                _ => Err(err),
             }
         }
     }
@@ -150,8 +152,7 @@ impl S3 for SdkS3 {
     ) -> Result<Option<Vec<LifecycleRuleFacts>>, AwsError> {
         let c = self.clients.for_scope(scope).await;
         let _permit = c.limit.acquire().await;
-        Ok(self
-            .rules(&c, bucket)
+        Ok(lifecycle_rules(&c, bucket)
             .await?
             .map(|rules| rules.iter().map(rule_facts).collect()))
     }
@@ -173,8 +174,7 @@ impl S3 for SdkS3 {
             message,
         };
         // Read the whole configuration right before writing it, so that every other rule survives.
-        let mut rules = self
-            .rules(&c, bucket)
+        let mut rules = lifecycle_rules(&c, bucket)
             .await?
             .ok_or_else(|| refused("NoSuchBucket", format!("bucket {bucket} does not exist")))?;
         rules.retain(|r| r.id() != Some(id));

@@ -68,6 +68,32 @@ impl Claimant for BackedUpRepository {
     }
 }
 
+impl Claimant for crate::api::RetainedAuditTrail {
+    fn claim(&self) -> String {
+        let trail = &self.spec.trail;
+        let account = trail
+            .arn_account()
+            .or_else(|| trail.role_arn.as_deref().and_then(|arn| arn.split(':').nth(4)))
+            .unwrap_or_default();
+        format!("trail:{account}:{}:{}", trail.region, trail.trail_name())
+    }
+
+    fn allowed(&self, tenancy: &Tenancy) -> Result<(), String> {
+        tenancy.check_role(
+            &self.namespace().unwrap_or_default(),
+            self.spec.trail.role_arn.as_deref(),
+        )
+    }
+
+    fn claim_text(&self) -> String {
+        format!(
+            "the trail {} in {}",
+            self.spec.trail.trail_name(),
+            self.spec.trail.region
+        )
+    }
+}
+
 /// Who manages each claim: the oldest object naming it. Rebuilt from the store when an
 /// object it does not know (new, or edited) asks, so a quiet sweep costs a lookup.
 #[derive(Default)]

@@ -152,6 +152,12 @@ impl HasConditions for BackedUpRepository {
     }
 }
 
+impl HasConditions for crate::api::RetainedAuditTrail {
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

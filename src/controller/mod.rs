@@ -18,6 +18,7 @@ pub mod requests;
 pub mod shard_leases;
 pub mod shards;
 pub mod sweep;
+pub mod trail;
 
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::{
-    api::{BackedUpDatabase, BackedUpRepository},
+    api::{BackedUpDatabase, BackedUpRepository, RetainedAuditTrail},
     aws::{
         ApiCalls, AwsClients, AwsSettings, inventory::BucketInventory, kms::SdkKms, rds::SdkRds, s3::SdkS3,
     },
@@ -254,6 +255,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         std::future::ready(())
     });
     let aws_for_repositories = aws.clone();
+    let aws_for_trails = aws.clone();
     let policy = Policy {
         min_retention_days: args.policy_min_retention_days,
         audit_only: args.audit_only,
@@ -282,10 +284,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     ctx.tenancy = tenancy.clone();
     ctx.shards = shards.clone();
     let ctx = Arc::new(ctx);
-    let databases: Api<BackedUpDatabase> = match &args.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let databases: Api<BackedUpDatabase> = scoped(&client, args.namespace.as_deref());
     let stop = |rx: &watch::Receiver<bool>| {
         let mut rx = rx.clone();
         async move {
@@ -315,10 +314,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     ) {
         Ok((repo_ctx, writer)) => {
             github = Some(repo_ctx.github.clone());
-            let repositories: Api<BackedUpRepository> = match &args.namespace {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            };
+            let repositories: Api<BackedUpRepository> = scoped(&client, args.namespace.as_deref());
             controllers.push(supervise(
                 "BackedUpRepository controller",
                 health.clone(),
@@ -334,10 +330,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         }
         Err(why) => {
             tracing::warn!(%why, "BackedUpRepository objects are not reconciled");
-            let repositories: Api<BackedUpRepository> = match &args.namespace {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            };
+            let repositories: Api<BackedUpRepository> = scoped(&client, args.namespace.as_deref());
             let guard = guard::Guard::new(
                 "BackedUpRepository",
                 client.clone(),
@@ -356,6 +349,16 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
                 report_unconfigured(repositories, guard, why, shards.clone(), stop(&shutdown_rx)),
             ));
         }
+    }
+    if optional_crd::<RetainedAuditTrail>(&client, args.namespace.as_deref()).await? {
+        let (trail_ctx, writer) = trail_context(&args, &client, &aws_for_trails, &ctx, &metrics);
+        let trails: Api<RetainedAuditTrail> = scoped(&client, args.namespace.as_deref());
+        controllers.push(supervise(
+            "RetainedAuditTrail controller",
+            health.clone(),
+            shutdown_rx.clone(),
+            trail::run(trails, trail_ctx, writer, args.concurrency, stop(&shutdown_rx)),
+        ));
     }
     if coverage_installed(&client, args.namespace.as_deref()).await? {
         controllers.push(supervise(
@@ -573,6 +576,38 @@ fn repository_context(
     Ok((ctx, writer))
 }
 
+/// The audit-trail controller's context: the database context's reporters and tenancy.
+fn trail_context(
+    args: &RunArgs,
+    client: &Client,
+    aws: &Arc<AwsClients>,
+    databases: &Context,
+    metrics: &Arc<Metrics>,
+) -> (
+    Arc<trail::TrailContext>,
+    kube::runtime::reflector::store::Writer<Decoded<RetainedAuditTrail>>,
+) {
+    let (store, writer) = trail::store();
+    let ctx = trail::TrailContext {
+        client: client.clone(),
+        aws: Arc::new(crate::aws::cloudtrail::SdkAuditTrails { clients: aws.clone() }),
+        regions: Default::default(),
+        policy: crate::policy::trail::TrailPolicy {
+            min_retention_days: args.policy_min_trail_retention_days,
+            audit_only: args.audit_only,
+        },
+        timing: databases.timing,
+        recorder: crate::report::recorder::Recorder::new(client.clone(), "backup-warden".into()),
+        backoff: context::Backoff::new(databases.timing),
+        store,
+        metrics: metrics.clone(),
+        notifier: databases.notifier.clone(),
+        tenancy: databases.tenancy.clone(),
+        shards: databases.shards.clone(),
+    };
+    (Arc::new(ctx), writer)
+}
+
 /// Slack when a webhook is configured (its outcomes counted into the metrics), else nothing.
 fn notifier(args: &RunArgs, metrics: &Arc<Metrics>) -> Result<Arc<dyn Notifier>, RunError> {
     let Some(url) = webhook_from(
@@ -613,14 +648,49 @@ where
         + std::fmt::Debug,
 {
     let crd = K::crd_name().to_string();
-    let api = match namespace {
-        Some(ns) => Api::<K>::namespaced(client.clone(), ns),
-        None => Api::<K>::all(client.clone()),
-    };
+    let api = scoped::<K>(client, namespace);
     match api.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_not_found() => Err(RunError::CrdMissing { crd }),
         Err(source) => Err(RunError::CrdCheck { crd, source }),
+    }
+}
+
+/// The objects of a kind the controller watches: one namespace's with `--namespace`, else all.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Whether an optional kind is reconciled: a cluster upgraded without its CRD runs the
+/// other kinds (and says so). With `--namespace`, the list is namespaced.
+async fn optional_crd<K>(client: &Client, namespace: Option<&str>) -> Result<bool, RunError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + CustomResourceExt
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    match check_crd::<K>(client, namespace).await {
+        Ok(()) => Ok(true),
+        Err(RunError::CrdMissing { crd }) => {
+            tracing::warn!(%crd, "{} objects are not reconciled: the CRD is not installed (`backup-warden crd | kubectl apply --server-side -f -`, then restart)", K::kind(&()));
+            Ok(false)
+        }
+        Err(RunError::CrdCheck {
+            crd,
+            source: kube::Error::Api(status),
+        }) if status.is_forbidden() => {
+            tracing::warn!(%crd, "{} objects are not reconciled: this service account may not list them (the chart's RBAC grants it)", K::kind(&()));
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -3,9 +3,11 @@
 pub mod coverage;
 mod database;
 mod repository;
+mod trail;
 
 pub use database::database;
 pub use repository::repository;
+pub use trail::{BucketRegions, trail};
 
 /// The age facts read once per resync may have: none when `fresh` is zero, which a
 /// reconcile someone asked for passes (after a fix by hand, nothing cached may answer).

@@ -5,6 +5,7 @@ pub mod coverage;
 pub mod database;
 pub mod keys;
 pub mod repository;
+pub mod trail;
 
 /// How an action is told: as done (events, status, logs) or as what Enforce will do
 /// (`backup-warden check`, which changes nothing).

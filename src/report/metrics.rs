@@ -16,7 +16,11 @@ use crate::{
 };
 
 /// Where a backup age is measured.
-pub const LOCATIONS: [&str; 3] = ["source", "replica", "s3"];
+pub const LOCATIONS: [&str; 4] = ["source", "replica", "s3", "cloudtrail"];
+
+/// Ages reported whether or not the object is Ready: the audit trail's latest delivery
+/// (few trails, and the alert on late delivery reads it).
+const ALWAYS_REPORTED: [&str; 1] = ["cloudtrail"];
 
 pub struct Metrics {
     registry: Registry,
@@ -117,7 +121,7 @@ impl Metrics {
                 GaugeVec::new(
                     Opts::new(
                         "backup_warden_backup_age_seconds",
-                        "Age of the newest backup, at the source, the replica or in S3, while the object is not Ready.",
+                        "Age of the newest backup, at the source, the replica or in S3, while the object is not Ready; and of an audit trail's latest delivery (cloudtrail), always.",
                     ),
                     &["kind", "namespace", "name", "location"],
                 )?,
@@ -240,14 +244,11 @@ impl Metrics {
         let ready = failing.is_empty();
         let now = Reported {
             ready,
-            ages: if ready {
-                Vec::new()
-            } else {
-                ages.iter()
-                    .filter(|(_, a)| a.is_some())
-                    .map(|(l, _)| *l)
-                    .collect()
-            },
+            ages: ages
+                .iter()
+                .filter(|(l, a)| a.is_some() && (!ready || ALWAYS_REPORTED.contains(l)))
+                .map(|(l, _)| *l)
+                .collect(),
             failing,
         };
         let key = (kind.to_string(), namespace.to_string(), name.to_string());
@@ -261,7 +262,9 @@ impl Metrics {
             self.ready.with_label_values(&[kind, namespace, name]).set(0);
         }
         for (location, age) in ages {
-            if let (Some(age), false) = (age, ready) {
+            if let Some(age) = age
+                && (!ready || ALWAYS_REPORTED.contains(location))
+            {
                 self.backup_age
                     .with_label_values(&[kind, namespace, name, location])
                     .set(age.as_secs_f64());
@@ -344,10 +347,7 @@ impl Metrics {
         if self.objects_total.with_label_values(&at).get() == 0 {
             let _ = self.objects_total.remove_label_values(&at);
             let _ = self.objects_ready.remove_label_values(&at);
-            let checks = ConditionType::DATABASE_CHECKS
-                .iter()
-                .chain(ConditionType::REPOSITORY_CHECKS.iter());
-            for check in checks {
+            for check in ConditionType::all_checks() {
                 let _ = self
                     .checks_failing
                     .remove_label_values(&[kind, namespace, check.as_str()]);

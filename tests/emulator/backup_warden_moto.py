@@ -6,8 +6,11 @@
 Accepts the same arguments as `moto_server` (moto.server.main) and serves every moto
 service (RDS, KMS, S3, STS, ...) on one port, exactly like `moto_server`. The only
 difference is that the patches in this directory are installed first:
-rds_backup_replication.py, rds_backup_retention.py, rds_instances.py, rds_pagination.py and
-kms_key_ids.py.
+rds_backup_replication.py, rds_backup_retention.py, rds_instances.py, rds_pagination.py,
+kms_key_ids.py, and for the audit trail kind cloudtrail_trails.py (GetEventSelectors defaults,
+DescribeTrails trailNameList, GetTrailStatus times), logs_retention.py (PutRetentionPolicy
+values) and s3_buckets.py (GetBucketVersioning root element, GetObjectLockConfiguration
+period).
 
 Readiness: GET http://HOST:PORT/moto-api/backup-warden answers 200 with a small JSON
 document naming the extension once the server accepts requests (a plain moto_server on the
@@ -24,8 +27,8 @@ rds_backup_replication.quota_response and README.md).
 Test-only endpoint: POST http://HOST:PORT/moto-api/backup-warden/kms-key-age makes a KMS key
 older (see kms_key_ids.key_age_response and README.md).
 
-With BACKUP_WARDEN_MOTO_STATE_FILE set, the RDS and KMS state survives a restart: loaded at
-start, written on SIGTERM (see state_file.py).
+With BACKUP_WARDEN_MOTO_STATE_FILE set, the RDS, KMS, CloudTrail, CloudWatch Logs and S3
+state survives a restart: loaded at start, written on SIGTERM (see state_file.py).
 """
 
 from __future__ import annotations
@@ -43,11 +46,14 @@ import moto  # noqa: E402
 import moto.moto_api._internal.urls as moto_api_urls  # noqa: E402
 from moto.server import main as moto_server_main  # noqa: E402
 
+import cloudtrail_trails  # noqa: E402
 import kms_key_ids  # noqa: E402
+import logs_retention  # noqa: E402
 import rds_backup_replication  # noqa: E402
 import rds_backup_retention  # noqa: E402
 import rds_instances  # noqa: E402
 import rds_pagination  # noqa: E402
+import s3_buckets  # noqa: E402
 import state_file  # noqa: E402
 
 HEALTH_PATH = "/moto-api/backup-warden"
@@ -66,6 +72,9 @@ def _health(request: object, full_url: str, headers: object) -> tuple[int, dict[
 
 def install() -> None:
     kms_key_ids.install()
+    cloudtrail_trails.install()
+    logs_retention.install()
+    s3_buckets.install()
     # Order matters: each wraps methods the previous one patched.
     rds_backup_replication.install()
     rds_backup_retention.install()

@@ -9,6 +9,7 @@ AWS SDK for Rust will parse. Exits non-zero on the first failed check.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -33,6 +34,7 @@ OTHER_ACCOUNT = "210987654321"  # reached through STS AssumeRole (moto switches 
 QDST = "ap-southeast-2"  # the quota section's destination Region
 KEY_AGE = "/moto-api/backup-warden/kms-key-age"
 KDST = "ca-central-1"  # the KMS section's Region
+THOME, TOTHER = "eu-west-2", "sa-east-1"  # the audit trail section's home and other Region
 
 
 def free_port() -> int:
@@ -142,6 +144,14 @@ def restart_keeps_state() -> None:
             key = client("kms", DST).create_key(Tags=[{"TagKey": "managed-by", "TagValue": "backup-warden"}])["KeyMetadata"]
             client("kms", DST).create_alias(AliasName="alias/kept", TargetKeyId=key["KeyId"])
             client("rds", DST).start_db_instance_automated_backups_replication(SourceDBInstanceArn=arn, KmsKeyId=key["Arn"])
+            client("s3", THOME).create_bucket(Bucket="bw-kept-trail-logs", CreateBucketConfiguration={"LocationConstraint": THOME})
+            client("s3", THOME).put_bucket_lifecycle_configuration(Bucket="bw-kept-trail-logs", LifecycleConfiguration={
+                "Rules": [{"ID": "kept", "Filter": {"Prefix": "AWSLogs/"}, "Status": "Enabled", "Expiration": {"Days": 400}}]})
+            trail_arn = client("cloudtrail", THOME).create_trail(Name="kept", S3BucketName="bw-kept-trail-logs",
+                                                                 IsMultiRegionTrail=True)["TrailARN"]
+            client("cloudtrail", THOME).start_logging(Name="kept")
+            client("logs", THOME).create_log_group(logGroupName="/aws/cloudtrail/kept")
+            client("logs", THOME).put_retention_policy(logGroupName="/aws/cloudtrail/kept", retentionInDays=400)
         finally:
             emu.stop()
         check(os.path.exists(state), "state file: written on SIGTERM")
@@ -159,6 +169,16 @@ def restart_keeps_state() -> None:
             tagged = client("resourcegroupstaggingapi", DST).get_resources(ResourceTypeFilters=["kms:key"])
             check([r["ResourceARN"] for r in tagged["ResourceTagMappingList"]] == [key["Arn"]],
                   "state file: the key's tags outlive a restart")
+            check([t["TrailARN"] for t in client("cloudtrail", TOTHER).describe_trails(trailNameList=[trail_arn])["trailList"]]
+                  == [trail_arn] and client("cloudtrail", THOME).get_trail_status(Name="kept")["IsLogging"] is True,
+                  "state file: the trail outlives a restart, still logging")
+            check(client("s3", THOME).get_bucket_lifecycle_configuration(Bucket="bw-kept-trail-logs")["Rules"][0]["ID"] == "kept"
+                  and client("s3", SRC).get_bucket_location(Bucket="bw-kept-trail-logs")["LocationConstraint"] == THOME,
+                  "state file: the trail's bucket and its lifecycle outlive a restart")
+            expect_error(lambda: client("s3", SRC).create_bucket(Bucket="bw-kept-trail-logs"), "BucketAlreadyOwnedByYou",
+                         "state file: the bucket name stays taken")
+            check(client("logs", THOME).describe_log_groups(logGroupNamePrefix="/aws/cloudtrail/kept")["logGroups"][0]
+                  .get("retentionInDays") == 400, "state file: the log group and its retention outlive a restart")
         finally:
             emu.stop()
 
@@ -381,6 +401,7 @@ def run(endpoint: str) -> None:
     # Last: it ends with /moto-api/reset.
     check_replication_quota(endpoint, client)
     check_kms_keys(endpoint, client)
+    check_audit_trail(client)
 
 
 def post_json(endpoint: str, path: str, body: Any = None, raw: bytes | None = None, method: str = "POST") -> tuple[int, Any]:
@@ -945,6 +966,137 @@ def check_kms_keys(endpoint: str, client: Callable[[str, str], Any]) -> None:
     kms.cancel_key_deletion(KeyId=ours["Arn"])
     check(kms.describe_key(KeyId=ours["KeyId"])["KeyMetadata"]["KeyState"] == "Disabled",
           "CancelKeyDeletion leaves the key Disabled")
+
+
+def check_audit_trail(client: Callable[[str, str], Any]) -> None:
+    """The calls of the audit trail kind: CloudTrail, CloudWatch Logs and S3."""
+    ct, ct_other, logs = client("cloudtrail", THOME), client("cloudtrail", TOTHER), client("logs", THOME)
+    s3, s3_east = client("s3", THOME), client("s3", SRC)
+    raw_ct, raw_s3 = RawCapture(ct), RawCapture(s3)
+
+    # --- S3: location, lifecycle, versioning, Object Lock ------------------------------------------
+    s3.create_bucket(Bucket="bw-trail-logs", CreateBucketConfiguration={"LocationConstraint": THOME})
+    s3_east.create_bucket(Bucket="bw-trail-east")
+    check(s3.get_bucket_location(Bucket="bw-trail-logs")["LocationConstraint"] == THOME, f"GetBucketLocation: {THOME}")
+    check(s3_east.get_bucket_location(Bucket="bw-trail-east")["LocationConstraint"] is None,
+          "GetBucketLocation of a us-east-1 bucket: no LocationConstraint")
+    expect_error(lambda: s3.get_bucket_lifecycle_configuration(Bucket="bw-trail-logs"), "NoSuchLifecycleConfiguration",
+                 "GetBucketLifecycleConfiguration without rules")
+    rules = [
+        {"ID": "trail-logs", "Filter": {"Prefix": "AWSLogs/"}, "Status": "Enabled", "Expiration": {"Days": 365},
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+         "Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"}, {"Days": 90, "StorageClass": "GLACIER"}]},
+        {"ID": "by-date", "Filter": {"Prefix": "old/"}, "Status": "Enabled",
+         "Expiration": {"Date": datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)}},
+        {"ID": "tagged", "Filter": {"And": {"Prefix": "x/", "Tags": [{"Key": "k", "Value": "v"}, {"Key": "k2", "Value": "v2"}]}},
+         "Status": "Disabled", "Expiration": {"Days": 7}},
+        {"ID": "one-tag", "Filter": {"Tag": {"Key": "k", "Value": "v"}}, "Status": "Enabled", "Expiration": {"Days": 8}},
+    ]
+    s3.put_bucket_lifecycle_configuration(Bucket="bw-trail-logs", LifecycleConfiguration={"Rules": rules})
+    got = s3.get_bucket_lifecycle_configuration(Bucket="bw-trail-logs")["Rules"]
+    check(got == rules, "lifecycle round trip keeps IDs, filters, Expiration Days/Date, Transitions, NoncurrentVersionExpiration")
+    check("<Date>2030-01-01T00:00:00Z</Date>" in raw_s3.body, "lifecycle Expiration.Date is an ISO 8601 timestamp")
+    s3.get_bucket_versioning(Bucket="bw-trail-logs")
+    check(re.search(r"<VersioningConfiguration[^>]*(/>|>\s*</VersioningConfiguration>)", raw_s3.body) is not None
+          and "Status" not in raw_s3.body, "GetBucketVersioning, never set: an empty <VersioningConfiguration>")
+    s3.put_bucket_versioning(Bucket="bw-trail-logs", VersioningConfiguration={"Status": "Enabled"})
+    check(s3.get_bucket_versioning(Bucket="bw-trail-logs").get("Status") == "Enabled"
+          and re.search(r"^<\?xml[^>]*>\s*<VersioningConfiguration[ >]", raw_s3.body) is not None,
+          "GetBucketVersioning: Status Enabled under the <VersioningConfiguration> root (the Rust SDK checks it)")
+    expect_error(lambda: s3.get_object_lock_configuration(Bucket="bw-trail-logs"), "ObjectLockConfigurationNotFoundError",
+                 "GetObjectLockConfiguration without Object Lock")
+    for bucket, retention in (("bw-trail-locked-days", {"Mode": "COMPLIANCE", "Days": 400}),
+                              ("bw-trail-locked-years", {"Mode": "GOVERNANCE", "Years": 2})):
+        s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True, CreateBucketConfiguration={"LocationConstraint": THOME})
+        check(s3.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled", f"{bucket}: Object Lock enables versioning")
+        s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": retention}})
+        lock = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+        check(lock == {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": retention}},
+              f"GetObjectLockConfiguration answers only the period set ({lock})")
+
+    # --- CloudWatch Logs ------------------------------------------------------------------------------
+    logs.create_log_group(logGroupName="/aws/cloudtrail/bw-audit")
+    logs.create_log_group(logGroupName="/other/group")
+    groups = logs.describe_log_groups(logGroupNamePrefix="/aws/cloudtrail/")["logGroups"]
+    check([g["logGroupName"] for g in groups] == ["/aws/cloudtrail/bw-audit"] and "retentionInDays" not in groups[0],
+          "DescribeLogGroups by prefix; no retentionInDays while it never expires")
+    for days in (2, 0, 366, 4000):
+        expect_error(lambda: logs.put_retention_policy(logGroupName="/aws/cloudtrail/bw-audit", retentionInDays=days),
+                     "InvalidParameterException", f"PutRetentionPolicy {days} days (not an allowed value)")
+    expect_error(lambda: logs.put_retention_policy(logGroupName="/aws/cloudtrail/nope", retentionInDays=400),
+                 "ResourceNotFoundException", "PutRetentionPolicy on a missing log group")
+    for days in (365, 400, 3653):
+        logs.put_retention_policy(logGroupName="/aws/cloudtrail/bw-audit", retentionInDays=days)
+        got_days = logs.describe_log_groups(logGroupNamePrefix="/aws/cloudtrail/")["logGroups"][0].get("retentionInDays")
+        check(got_days == days, f"PutRetentionPolicy {days} days, DescribeLogGroups answers {got_days}")
+
+    # --- CloudTrail -------------------------------------------------------------------------------------
+    arn = ct.create_trail(Name="bw-audit", S3BucketName="bw-trail-logs")["TrailARN"]
+    ct.create_trail(Name="bw-other", S3BucketName="bw-trail-logs")
+
+    def described(names: list[str], c: Any = ct, **kw: Any) -> list[str]:
+        return [t["TrailARN"] for t in c.describe_trails(trailNameList=names, **kw)["trailList"]]
+
+    check(described(["bw-audit"]) == [arn] and described([arn]) == [arn],
+          "DescribeTrails trailNameList by name or ARN answers that trail only")
+    check(described(["nope"]) == [], "DescribeTrails of a name that matches no trail: empty trailList")
+    check(len(described([])) == 2, "DescribeTrails without a list: every trail of the Region")
+    selectors = ct.get_event_selectors(TrailName="bw-audit")
+    check(selectors["EventSelectors"] == [{"ReadWriteType": "All", "IncludeManagementEvents": True, "DataResources": [],
+                                           "ExcludeManagementEventSources": []}]
+          and "AdvancedEventSelectors" not in selectors, "GetEventSelectors of a new trail: AWS's default selector")
+    check(ct.get_event_selectors(TrailName=arn)["TrailARN"] == arn, "GetEventSelectors by ARN")
+    status = ct.get_trail_status(Name=arn)
+    check(status["IsLogging"] is False and "LatestDeliveryTime" not in status, "GetTrailStatus before StartLogging")
+    ct.start_logging(Name=arn)
+    status = ct.get_trail_status(Name="bw-audit")
+    delivered = json.loads(raw_ct.body).get("LatestDeliveryTime")
+    check(status["IsLogging"] is True and isinstance(delivered, (int, float)) and abs(delivered - time.time()) < 5
+          and "LatestDeliveryError" not in status,
+          f"GetTrailStatus while logging: LatestDeliveryTime {delivered} is epoch seconds, now")
+
+    check(described([arn], ct_other) == [arn] and described(["bw-audit"], ct_other) == [],
+          f"single-Region trail from {TOTHER}: found by ARN only")
+    check(arn not in described([], ct_other), f"single-Region trail: not a shadow trail in {TOTHER}")
+    updated = ct.update_trail(Name="bw-audit", IsMultiRegionTrail=True, EnableLogFileValidation=True,
+                              IncludeGlobalServiceEvents=True)
+    trail = ct.describe_trails(trailNameList=[arn])["trailList"][0]
+    check(all(t["IsMultiRegionTrail"] and t["LogFileValidationEnabled"] and t["IncludeGlobalServiceEvents"]
+              for t in (updated, trail)), "UpdateTrail applies multi-Region, log file validation, global events")
+    check(arn in described([], ct_other) and arn not in described([], ct_other, includeShadowTrails=False),
+          f"multi-Region trail listed in {TOTHER} unless includeShadowTrails is false")
+    check(ct_other.describe_trails(trailNameList=[arn])["trailList"][0]["HomeRegion"] == THOME,
+          f"the shadow trail in {TOTHER} names its HomeRegion")
+    check(ct_other.get_trail_status(Name=arn)["IsLogging"] is True, "GetTrailStatus of a shadow trail by ARN")
+    expect_error(lambda: ct_other.get_trail_status(Name="bw-audit"), "TrailNotFoundException",
+                 "GetTrailStatus of a shadow trail by bare name")
+
+    advanced = [{"Name": "management", "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]}]
+    ct.put_event_selectors(TrailName="bw-audit", AdvancedEventSelectors=advanced)
+    selectors = ct.get_event_selectors(TrailName="bw-audit")
+    check(selectors.get("AdvancedEventSelectors") == advanced and "EventSelectors" not in selectors,
+          "PutEventSelectors advanced: GetEventSelectors answers them only")
+    ct.put_event_selectors(TrailName="bw-audit", EventSelectors=[{"ReadWriteType": "WriteOnly"}])
+    selectors = ct.get_event_selectors(TrailName="bw-audit")
+    check(selectors.get("EventSelectors") == [{"ReadWriteType": "WriteOnly", "IncludeManagementEvents": True,
+                                              "DataResources": [], "ExcludeManagementEventSources": []}]
+          and "AdvancedEventSelectors" not in selectors, "PutEventSelectors basic replaces the advanced ones")
+    check(ct.describe_trails(trailNameList=["bw-audit"])["trailList"][0]["HasCustomEventSelectors"] is True
+          and ct.describe_trails(trailNameList=["bw-other"])["trailList"][0]["HasCustomEventSelectors"] is False,
+          "HasCustomEventSelectors once selectors were put")
+    expect_error(lambda: ct.put_event_selectors(TrailName="bw-audit", EventSelectors=[{"ReadWriteType": "All"}],
+                                                AdvancedEventSelectors=advanced),
+                 "InvalidParameterCombinationException", "PutEventSelectors with both kinds")
+
+    # LatestDeliveryTime must not depend on the emulator's time zone (moto used time.mktime).
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); import cloudtrail_trails; "
+         "cloudtrail_trails.install(); from moto.cloudtrail.models import TrailStatus; s = TrailStatus(); "
+         "s.start_logging(); print(s.description()['LatestDeliveryTime'] - time.time())", HERE],
+        env={**os.environ, "TZ": "Asia/Tokyo"}, capture_output=True, text=True, timeout=60)
+    check(probe.returncode == 0 and abs(float(probe.stdout)) < 5,
+          f"LatestDeliveryTime is right under TZ=Asia/Tokyo (off by {probe.stdout.strip() or probe.stderr[-200:]} s)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ keys do not. Without the variable nothing changes (moto keeps everything in memo
 
 RDS, KMS, IAM and STS are kept: IAM holds the access keys AssumeRole handed out, which is how
 moto knows a caller's account, so credentials issued before a restart keep working in the
-same account. The Resource Groups Tagging API reads the other backends; nothing else is
+same account. For the audit trail kind, CloudTrail (trails, their logging status and event
+selectors), CloudWatch Logs (log groups and their retention) and S3 (buckets with their
+lifecycle, versioning, Object Lock and objects) are kept too, with S3's map of bucket names to
+accounts. The Resource Groups Tagging API reads the other backends; nothing else is
 needed across a restart. KMS keys hold ``cryptography`` private keys,
 which do not pickle; they are written as PKCS#8 PEM and read back.
 """
@@ -24,14 +27,27 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 import moto.server as moto_server
+from moto.cloudtrail.models import cloudtrail_backends
 from moto.iam.models import iam_backends
 from moto.kms.models import kms_backends
+from moto.logs.models import logs_backends
 from moto.rds.models import rds_backends
+from moto.s3.models import s3_backends
 from moto.sts.models import sts_backends
 
 STATE_FILE_VARIABLE = "BACKUP_WARDEN_MOTO_STATE_FILE"
 
-_BACKENDS = {"rds": rds_backends, "kms": kms_backends, "iam": iam_backends, "sts": sts_backends}
+_BACKENDS = {
+    "rds": rds_backends,
+    "kms": kms_backends,
+    "iam": iam_backends,
+    "sts": sts_backends,
+    "cloudtrail": cloudtrail_backends,
+    "logs": logs_backends,
+    "s3": s3_backends,
+}
+# S3 also finds a bucket's account through this map (bucket names are global).
+_S3_BUCKET_ACCOUNTS = "s3_bucket_accounts"
 
 
 def _load_private_key(pem: bytes) -> Any:
@@ -62,7 +78,9 @@ def save(path: str) -> None:
     that changed size during the walk is retried."""
     for attempt in range(20):
         try:
-            data = pickle.dumps({name: dict(backend) for name, backend in _BACKENDS.items()})
+            state: dict[str, Any] = {name: dict(backend) for name, backend in _BACKENDS.items()}
+            state[_S3_BUCKET_ACCOUNTS] = dict(s3_backends.bucket_accounts)
+            data = pickle.dumps(state)
             break
         except RuntimeError:
             if attempt == 19:
@@ -80,6 +98,8 @@ def load(path: str) -> None:
     for name, backend in _BACKENDS.items():
         backend.clear()
         backend.update(state.get(name, {}))
+    s3_backends.bucket_accounts.clear()
+    s3_backends.bucket_accounts.update(state.get(_S3_BUCKET_ACCOUNTS, {}))
 
 
 def install() -> None:
