@@ -7,6 +7,7 @@
 mod support;
 
 mod api_server;
+mod audit_trail;
 mod aws_model;
 mod check_command;
 mod coverage;
