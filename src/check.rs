@@ -17,7 +17,7 @@ pub mod coverage;
 
 use crate::{
     api::{
-        BackedUpDatabase, BackedUpRepository, BackupCoverage,
+        BackedUpDatabase, BackedUpRepository, BackupCoverage, RetainedAuditTrail,
         validation::{ManifestValidator, SchemaError},
     },
     aws::{
@@ -25,7 +25,7 @@ use crate::{
         rds::SdkRds, s3::SdkS3,
     },
     github::{GitHub, GitHubClient, client::GitHubSettings, inventory::RepoInventory},
-    policy::{Finding, Verdict, database::Policy, repository::RepositoryPolicy},
+    policy::{Finding, Verdict, database::Policy, repository::RepositoryPolicy, trail::TrailPolicy},
 };
 
 /// One row of the report.
@@ -57,7 +57,9 @@ pub enum CheckError {
     Invalid(Vec<InvalidManifest>),
     #[error("the manifest validator cannot be built: {0}")]
     Validator(#[from] SchemaError),
-    #[error("no BackedUpDatabase, BackedUpRepository or BackupCoverage in the given manifests")]
+    #[error(
+        "no BackedUpDatabase, BackedUpRepository, RetainedAuditTrail or BackupCoverage in the given manifests"
+    )]
     Empty,
     #[error("{0}")]
     Observe(String),
@@ -90,6 +92,7 @@ pub struct Manifests {
     pub databases: Vec<BackedUpDatabase>,
     pub repositories: Vec<BackedUpRepository>,
     pub coverages: Vec<BackupCoverage>,
+    pub trails: Vec<RetainedAuditTrail>,
 }
 
 /// The objects of every kind in the given files, directories (recursively, *.yaml/*.yml) or
@@ -134,6 +137,7 @@ pub fn load(inputs: &[PathBuf]) -> Result<Manifests, CheckError> {
                 Ok(Object::Database(db)) => found.databases.push(*db),
                 Ok(Object::Repository(repo)) => found.repositories.push(*repo),
                 Ok(Object::Coverage(coverage)) => found.coverages.push(*coverage),
+                Ok(Object::Trail(trail)) => found.trails.push(*trail),
                 Err(errors) => invalid.push(InvalidManifest {
                     path: path.clone(),
                     kind: text_at(doc, "/kind").unwrap_or("object").to_string(),
@@ -146,7 +150,11 @@ pub fn load(inputs: &[PathBuf]) -> Result<Manifests, CheckError> {
     if !invalid.is_empty() {
         return Err(CheckError::Invalid(invalid));
     }
-    if found.databases.is_empty() && found.repositories.is_empty() && found.coverages.is_empty() {
+    if found.databases.is_empty()
+        && found.repositories.is_empty()
+        && found.coverages.is_empty()
+        && found.trails.is_empty()
+    {
         return Err(CheckError::Empty);
     }
     Ok(found)
@@ -156,6 +164,7 @@ enum Object {
     Database(Box<BackedUpDatabase>),
     Repository(Box<BackedUpRepository>),
     Coverage(Box<BackupCoverage>),
+    Trail(Box<RetainedAuditTrail>),
 }
 
 fn is_ours(doc: &Value) -> bool {
@@ -181,6 +190,9 @@ fn read(validator: &ManifestValidator, doc: &Value) -> Result<Object, Vec<String
             serde_json::from_value(stored).map_err(undecodable)?,
         )),
         Some("BackupCoverage") => Ok(Object::Coverage(
+            serde_json::from_value(stored).map_err(undecodable)?,
+        )),
+        Some("RetainedAuditTrail") => Ok(Object::Trail(
             serde_json::from_value(stored).map_err(undecodable)?,
         )),
         _ => Ok(Object::Repository(
@@ -245,6 +257,7 @@ pub struct Sources {
     pub github: Option<GitHubSettings>,
     pub policy: Policy,
     pub repository_policy: RepositoryPolicy,
+    pub trail_policy: TrailPolicy,
 }
 
 /// Observes and evaluates every object once; rows in input order.
@@ -332,6 +345,42 @@ pub async fn evaluate_all(
                 status: status_of(f),
                 reason: f.reason.as_str().to_string(),
                 desired: crate::policy::repository::desired(f.check, &repo.spec, &sources.repository_policy),
+                observed: f.message.clone(),
+                action: action.collect::<Vec<_>>().join("; "),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Observes and evaluates every audit trail once; rows in input order.
+pub async fn evaluate_trails(
+    trails: &[RetainedAuditTrail],
+    sources: &Sources,
+) -> Result<Vec<Row>, CheckError> {
+    let aws = crate::aws::cloudtrail::SdkAuditTrails {
+        clients: sources.aws.clone(),
+    };
+    let regions = crate::observe::BucketRegions::default();
+    let mut rows = Vec::new();
+    for trail in trails {
+        let obs = crate::observe::trail(&trail.spec, &aws, &regions)
+            .await
+            .map_err(|e| CheckError::Observe(e.to_string()))?;
+        let findings = crate::policy::trail::evaluate(&trail.spec, &obs, &sources.trail_policy);
+        let actions = crate::policy::trail::plan(&trail.spec, &obs, &findings, &sources.trail_policy);
+        for f in &findings {
+            let action = actions
+                .iter()
+                .filter(|a| !f.is_pass() && a.fixes().iter().any(|&c| f.check == c.into()))
+                .map(|a| a.describe(&trail.spec, crate::policy::Tense::Planned));
+            rows.push(Row {
+                kind: "RetainedAuditTrail",
+                object: crate::controller::object_key(trail),
+                check: f.check.as_str().to_string(),
+                status: status_of(f),
+                reason: f.reason.as_str().to_string(),
+                desired: crate::policy::trail::desired(f.check, &trail.spec, &sources.trail_policy),
                 observed: f.message.clone(),
                 action: action.collect::<Vec<_>>().join("; "),
             });

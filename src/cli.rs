@@ -346,9 +346,9 @@ async fn run_check(args: CheckArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let (dbs, repos) = (&manifests.databases, &manifests.repositories);
-    if dbs.is_empty() && repos.is_empty() && !args.coverage {
+    if dbs.is_empty() && repos.is_empty() && manifests.trails.is_empty() && !args.coverage {
         return fail(
-            &"no BackedUpDatabase or BackedUpRepository in the given manifests (BackupCoverage ones are read with --coverage)",
+            &"no BackedUpDatabase, BackedUpRepository or RetainedAuditTrail in the given manifests (BackupCoverage ones are read with --coverage)",
         );
     }
     let scans_repositories =
@@ -372,11 +372,19 @@ async fn run_check(args: CheckArgs) -> ExitCode {
             min_retention_days: args.policy_min_backup_retention_days,
             audit_only: false,
         },
+        trail_policy: crate::policy::trail::TrailPolicy {
+            min_retention_days: args.policy_min_trail_retention_days,
+            audit_only: false,
+        },
     };
     let mut rows = match crate::check::evaluate_all(dbs, repos, &sources).await {
         Ok(rows) => rows,
         Err(e) => return fail(&e),
     };
+    match crate::check::evaluate_trails(&manifests.trails, &sources).await {
+        Ok(trails) => rows.extend(trails),
+        Err(e) => return fail(&e),
+    }
     if args.coverage {
         match crate::check::coverage::standings(&manifests, &sources.aws, sources.github.as_ref()).await {
             Ok(standings) => rows.extend(crate::check::coverage::rows(&standings)),

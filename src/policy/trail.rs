@@ -523,6 +523,15 @@ pub enum TrailAction {
 }
 
 impl TrailAction {
+    /// The checks this action fixes.
+    pub fn fixes(&self) -> &'static [TrailCheck] {
+        match self {
+            Self::StartLogging => &[TrailLogging, LogsDelivered],
+            Self::UpdateTrail => &[TrailLogging, LogFileValidation],
+            Self::RaiseLifecycle { .. } | Self::RaiseLogRetention { .. } => &[LogsRetained],
+        }
+    }
+
     /// What the action does (`Tense::Done`, for events and logs) or will do.
     pub fn describe(&self, spec: &RetainedAuditTrailSpec, tense: Tense) -> String {
         let trail = &spec.trail.name;

@@ -471,3 +471,80 @@ async fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn check_reports_a_row_per_check_with_what_enforce_will_do_and_writes_nothing() {
+    let w = world("rtrail-check").await;
+    let before = w.rules().await;
+    let dir = std::env::temp_dir().join(testing::unique_name("rtrail-check"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("trail.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: backupwarden.io/v1alpha1\nkind: RetainedAuditTrail\n\
+             metadata: {{name: audit, namespace: security}}\n\
+             spec:\n  trail: {{name: {}, region: {REGION}}}\n",
+            w.trail
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_backup-warden"))
+        .arg("check")
+        .args([
+            "--aws-endpoint-url",
+            &testing::env().aws_endpoint,
+            "-o",
+            "json",
+            "-f",
+        ])
+        .arg(&file)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", REGION)
+        .output()
+        .expect("run check");
+    let _ = std::fs::remove_dir_all(dir);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "drift: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let row = |check: &str| {
+        rows.iter()
+            .find(|r| r["check"] == check)
+            .unwrap_or_else(|| panic!("no {check} row in {rows:#?}"))
+    };
+    assert_eq!(rows.len(), TrailCheck::ALL.len());
+    assert!(
+        rows.iter()
+            .all(|r| r["kind"] == "RetainedAuditTrail" && r["object"] == "security/audit")
+    );
+    assert_eq!(row("TrailLogging")["status"], "drift");
+    assert_eq!(
+        row("TrailLogging")["action"],
+        format!(
+            "will start logging on trail {t}; will update trail {t} to every region with log file validation",
+            t = w.trail
+        )
+    );
+    assert_eq!(
+        row("LogsRetained")["action"],
+        format!(
+            "will raise lifecycle rule \"trail-logs\" expiration to 365 days of bucket {}; \
+             will raise the retention of log group {} to 365 days",
+            w.bucket, w.log_group
+        )
+    );
+    assert_eq!(
+        row("LogsRetained")["desired"],
+        "the logs kept at least 365 days in S3 and CloudWatch Logs"
+    );
+    assert_eq!(row("LogsDelivered")["status"], "drift");
+    // Nothing changed.
+    assert_eq!(w.trail_state().await, (false, false, false));
+    assert_eq!(w.rules().await, before);
+    assert_eq!(w.log_retention().await, Some(90));
+}
