@@ -71,7 +71,8 @@ fn crd_command_prints_every_crd() {
         [
             "backedupdatabases.backupwarden.io",
             "backeduprepositories.backupwarden.io",
-            "backupcoverages.backupwarden.io"
+            "backupcoverages.backupwarden.io",
+            "retainedaudittrails.backupwarden.io"
         ]
     );
 }
