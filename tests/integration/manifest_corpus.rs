@@ -54,6 +54,7 @@ fn cases(dir: &Path) -> Vec<Case> {
 async fn api_server(client: &kube::Client, namespace: &str, manifest: &Value) -> Result<Value, String> {
     let plural = match manifest["kind"].as_str() {
         Some("BackedUpDatabase") => "backedupdatabases",
+        Some("RetainedAuditTrail") => "retainedaudittrails",
         _ => "backeduprepositories",
     };
     let mut manifest = manifest.clone();
