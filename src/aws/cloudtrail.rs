@@ -163,16 +163,17 @@ impl AuditTrails for SdkAuditTrails {
             .cloudtrail
             .describe_trails()
             .trail_name_list(name)
-            .include_shadow_trails(false)
+            // An organization trail seen from a member account is listed as a shadow.
+            .include_shadow_trails(true)
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("DescribeTrails", &e))?;
-        let wanted = name.rsplit_once(":trail/").map_or(name, |(_, n)| n);
-        let Some(trail) = described
-            .trail_list()
-            .iter()
-            .find(|t| t.trail_arn() == Some(name) || t.name() == Some(wanted))
-        else {
+        // By ARN, that trail; by name, the one whose home is this region (a multi-region
+        // trail of another region may share the name).
+        let Some(trail) = described.trail_list().iter().find(|t| {
+            t.trail_arn() == Some(name)
+                || (t.name() == Some(name) && t.home_region().is_none_or(|r| r == scope.region))
+        }) else {
             return Ok(None);
         };
         let arn = trail.trail_arn().unwrap_or(name).to_string();

@@ -388,6 +388,10 @@ async fn enforce_makes_a_neglected_trail_ready_within_one_resync() {
     .map(|op| c.calls.calls(op))
     .collect();
     assert_eq!(once, [1, 1, 1, 1]);
+    println!(
+        "AWS calls, converging then two quiet looks: {}",
+        c.calls.to_json()
+    );
 }
 
 #[tokio::test]
