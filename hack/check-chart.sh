@@ -307,7 +307,7 @@ sed 's/^/  /' "$work/installed.names" >&2
 [ "$(grep -c . "$work/installed.names")" -eq "$(grep -c '^kind: ' "$work/installed.yaml")" ] ||
   fail "release $installed: the API server does not have every object of its manifest"
 "$kubectl" get crd backedupdatabases.backupwarden.io backeduprepositories.backupwarden.io \
-  backupcoverages.backupwarden.io >/dev/null ||
+  backupcoverages.backupwarden.io retainedaudittrails.backupwarden.io >/dev/null ||
   fail "the CRDs are missing after the install"
 
 # Asks the API server's authorizer (SubjectAccessReview) what a user may do, and compares it
@@ -334,7 +334,7 @@ expect_access() { # user, groups (a JSON list)
 }
 
 step "RBAC: the controller's ServiceAccount may do what the controller does, and nothing more"
-# What src/ calls: watches (list, watch) of the three kinds cluster-wide, server-side apply
+# What src/ calls: watches (list, watch) of the four kinds cluster-wide, server-side apply
 # (and merge patch) of their status, Events through kube's Recorder (events.k8s.io: create, patch),
 # the leader Lease (create; get, update of backup-warden) in the release namespace.
 expect_access "system:serviceaccount:$installed:$installed" \
@@ -351,6 +351,11 @@ no  update backupwarden.io     backeduprepositories status team-a     repo
 no  create backupwarden.io     backedupdatabases    -      team-a     -
 no  patch  backupwarden.io     backeduprepositories -      team-a     repo
 no  delete backupwarden.io     backedupdatabases    -      team-a     db
+yes list   backupwarden.io     retainedaudittrails  -      -          -
+yes watch  backupwarden.io     retainedaudittrails  -      -          -
+yes patch  backupwarden.io     retainedaudittrails  status team-a     trail
+no  update backupwarden.io     retainedaudittrails  -      team-a     trail
+no  delete backupwarden.io     retainedaudittrails  -      team-a     trail
 yes list   backupwarden.io     backupcoverages      -      -          -
 yes watch  backupwarden.io     backupcoverages      -      -          -
 yes patch  backupwarden.io     backupcoverages      status -          company
@@ -399,6 +404,8 @@ yes get              backupwarden.io backedupdatabases    -      $installed db
 yes list             backupwarden.io backedupdatabases    -      $installed -
 yes watch            backupwarden.io backeduprepositories -      $installed -
 yes get              backupwarden.io backeduprepositories status $installed repo
+yes list             backupwarden.io retainedaudittrails  -      $installed -
+no  create           backupwarden.io retainedaudittrails  -      $installed -
 no  create           backupwarden.io backedupdatabases    -      $installed -
 no  list             backupwarden.io backedupdatabases    -      team-a     -
 RULES
@@ -408,11 +415,13 @@ yes update           backupwarden.io backeduprepositories -      $installed repo
 yes patch            backupwarden.io backedupdatabases    -      $installed db
 yes delete           backupwarden.io backeduprepositories -      $installed repo
 yes deletecollection backupwarden.io backedupdatabases    -      $installed -
+yes create           backupwarden.io retainedaudittrails  -      $installed -
+no  patch            backupwarden.io retainedaudittrails  status $installed trail
 no  patch            backupwarden.io backedupdatabases    status $installed db
 no  update           backupwarden.io backeduprepositories status $installed repo
 no  create           backupwarden.io backedupdatabases    -      team-a     -
 RULES
-[ "$access_wrong" -eq 0 ] || fail "the aggregated ClusterRoles grant other than view and edit of both kinds"
+[ "$access_wrong" -eq 0 ] || fail "the aggregated ClusterRoles grant other than view and edit of the kinds"
 
 step "helm uninstall, and the namespace removed"
 "$helm" uninstall "$installed" --namespace "$installed" >/dev/null || fail "helm uninstall $installed"

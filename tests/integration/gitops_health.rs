@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The Lua of `argocd-cm` in docs/gitops.md: one script, the same under both kinds' keys.
+/// The Lua of `argocd-cm` in docs/gitops.md: one script, the same under every kind's key.
 fn shipped_lua() -> String {
     let docs = std::fs::read_to_string(format!("{ROOT}/docs/gitops.md")).expect("docs/gitops.md");
     let script = |kind: &str| {
@@ -44,7 +44,8 @@ fn shipped_lua() -> String {
     };
     let (db, repo) = (script("BackedUpDatabase"), script("BackedUpRepository"));
     assert!(db.contains("hs.status = \"Healthy\""), "{db}");
-    assert_eq!(db, repo, "one script for both kinds");
+    assert_eq!(db, repo, "one script for every kind");
+    assert_eq!(db, script("RetainedAuditTrail"), "one script for every kind");
     db
 }
 

@@ -154,6 +154,7 @@ async fn the_api_server_and_check_accept_the_good_manifests_and_the_examples() {
     for path in [
         "backedupdatabase-marketplace-db.yaml",
         "backeduprepository-marketplace.yaml",
+        "retainedaudittrail-organization.yaml",
     ] {
         let path = testing::repo_root().join("examples").join(path);
         let manifest = serde_saphyr::from_str(&std::fs::read_to_string(&path).expect("read")).expect("yaml");
