@@ -6,6 +6,7 @@ pub mod auth;
 pub mod client;
 pub mod inventory;
 pub mod pacing;
+pub mod webhook;
 
 use std::{collections::HashMap, time::Duration};
 
