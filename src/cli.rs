@@ -80,6 +80,36 @@ pub struct RunArgs {
     /// The company keeps audit trails (CloudTrail logs) at least this many days.
     #[arg(long, env = "BACKUP_WARDEN_POLICY_MIN_TRAIL_RETENTION_DAYS", default_value_t = 365, value_parser = clap::value_parser!(i32).range(1..=3653))]
     pub policy_min_trail_retention_days: i32,
+    /// The SQS queue EventBridge delivers CloudTrail management events to (see the
+    /// installation guide): the objects a change concerns are reconciled within seconds.
+    #[arg(long, env = "BACKUP_WARDEN_EVENTS_QUEUE_URL")]
+    pub events_queue_url: Option<String>,
+    /// Where change events that cannot be read go (without it they are dropped, counted).
+    #[arg(
+        long,
+        env = "BACKUP_WARDEN_EVENTS_DEAD_LETTER_QUEUE_URL",
+        requires = "events_queue_url"
+    )]
+    pub events_dead_letter_queue_url: Option<String>,
+    /// The queue's region when its URL does not say (an emulator's).
+    #[arg(long, env = "BACKUP_WARDEN_EVENTS_QUEUE_REGION", default_value = "us-east-1")]
+    pub events_queue_region: String,
+    /// Serve GitHub webhooks (POST /github/webhook) on this address; needs
+    /// --github-webhook-secret-file.
+    #[arg(
+        long,
+        env = "BACKUP_WARDEN_GITHUB_WEBHOOK_LISTEN_ADDRESS",
+        requires = "github_webhook_secret_file"
+    )]
+    pub github_webhook_listen_address: Option<SocketAddr>,
+    /// A file holding the webhook's secret (a mounted Secret): deliveries not signed with it
+    /// are refused.
+    #[arg(
+        long,
+        env = "BACKUP_WARDEN_GITHUB_WEBHOOK_SECRET_FILE",
+        requires = "github_webhook_listen_address"
+    )]
+    pub github_webhook_secret_file: Option<PathBuf>,
     /// A file holding the Slack incoming-webhook URL (a mounted Secret); SLACK_WEBHOOK_URL is
     /// read when absent. Without either, nothing is sent to Slack.
     #[arg(long, env = "BACKUP_WARDEN_SLACK_WEBHOOK_URL_FILE")]

@@ -10,6 +10,7 @@ pub mod aws;
 pub mod check;
 pub mod cli;
 pub mod controller;
+pub mod events;
 pub mod external;
 pub mod github;
 pub mod observe;

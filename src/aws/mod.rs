@@ -69,6 +69,8 @@ pub struct Clients {
     pub cloudtrail: aws_sdk_cloudtrail::Client,
     /// CloudWatch Logs: the audit trail's log group.
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// SQS: the queue of change events.
+    pub sqs: aws_sdk_sqs::Client,
     pub limit: Arc<Semaphore>,
     /// The RDS request budget of the scope's account and region.
     pub rds_budget: Arc<budget::Budget>,
@@ -174,6 +176,11 @@ impl AwsClients {
             ),
             logs: aws_sdk_cloudwatchlogs::Client::from_conf(
                 aws_sdk_cloudwatchlogs::config::Builder::from(&config)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(&config)
                     .interceptor(counter.clone())
                     .build(),
             ),

@@ -56,6 +56,8 @@ pub struct Context {
     pub shards: Arc<super::shards::Ownership>,
     /// The cleanup of backup-warden's own orphan replica keys.
     pub key_cleanup: KeyCleanup,
+    /// The objects change events woke.
+    pub wakes: Arc<crate::events::route::Wakes<crate::api::BackedUpDatabase>>,
 }
 
 /// Per-object failure counts behind the retry delays.
@@ -123,6 +125,7 @@ impl Context {
             tenancy: Arc::new(crate::tenancy::Tenancy::single_team()),
             shards: super::shards::Ownership::all(),
             key_cleanup: KeyCleanup::new(KeyCleanupSettings::default()),
+            wakes: Default::default(),
         }
     }
 

@@ -41,6 +41,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (reader, writer) = reflector::store::<Decoded<BackedUpDatabase>>();
+    ctx.wakes.set_store(reader.clone());
     let changes = ctx.inventory.changes();
     let store = reader.clone();
     let wake = futures::stream::unfold(changes, |mut changes| async move {
@@ -65,6 +66,7 @@ pub async fn run(
             .collect();
         futures::stream::iter(concerned)
     });
+    let wake = futures::stream::select(wake, ctx.wakes.stream());
     pipeline::run(api, ctx, (reader, writer), wake, concurrency, shutdown).await;
 }
 

@@ -181,6 +181,8 @@ pub enum RunError {
     ShardsAndLeader,
     #[error("lost the leader lease; exiting so that this replica restarts as a candidate")]
     LeadershipLost,
+    #[error("change events: {0}")]
+    Events(String),
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
@@ -256,6 +258,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     });
     let aws_for_repositories = aws.clone();
     let aws_for_trails = aws.clone();
+    let aws_for_events = aws.clone();
     let policy = Policy {
         min_retention_days: args.policy_min_retention_days,
         audit_only: args.audit_only,
@@ -301,6 +304,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         database::run(databases, ctx.clone(), args.concurrency, stop(&shutdown_rx)),
     )];
     let mut github = None;
+    let mut routes = crate::events::route::Router {
+        databases: Some(ctx.wakes.clone()),
+        ..Default::default()
+    };
     match repository_context(
         &args,
         client.clone(),
@@ -314,6 +321,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     ) {
         Ok((repo_ctx, writer)) => {
             github = Some(repo_ctx.github.clone());
+            routes.repositories = Some(repo_ctx.wakes.clone());
             let repositories: Api<BackedUpRepository> = scoped(&client, args.namespace.as_deref());
             controllers.push(supervise(
                 "BackedUpRepository controller",
@@ -352,6 +360,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     }
     if optional_crd::<RetainedAuditTrail>(&client, args.namespace.as_deref()).await? {
         let (trail_ctx, writer) = trail_context(&args, &client, &aws_for_trails, &ctx, &metrics);
+        routes.trails = Some(trail_ctx.wakes.clone());
         let trails: Api<RetainedAuditTrail> = scoped(&client, args.namespace.as_deref());
         controllers.push(supervise(
             "RetainedAuditTrail controller",
@@ -360,6 +369,16 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             trail::run(trails, trail_ctx, writer, args.concurrency, stop(&shutdown_rx)),
         ));
     }
+    controllers.extend(
+        events(
+            &args,
+            Arc::new(routes),
+            aws_for_events,
+            &metrics,
+            (&health, &shutdown_rx),
+        )
+        .await?,
+    );
     if coverage_installed(&client, args.namespace.as_deref()).await? {
         controllers.push(supervise(
             "BackupCoverage controller",
@@ -563,6 +582,7 @@ fn repository_context(
         notifier: reporters.notifier,
         tenancy,
         shards,
+        wakes: Default::default(),
     };
     let ctx = Arc::new(ctx);
     // Weak: the context holds the shards, whose watch keeps this callback alive.
@@ -574,6 +594,77 @@ fn repository_context(
         std::future::ready(())
     });
     Ok((ctx, writer))
+}
+
+/// The change-event sources configured: the SQS consumer and the GitHub webhook receiver,
+/// each supervised like a controller.
+async fn events(
+    args: &RunArgs,
+    routes: Arc<crate::events::route::Router>,
+    aws: Arc<AwsClients>,
+    metrics: &Arc<Metrics>,
+    (health, shutdown): (&Arc<Health>, &watch::Receiver<bool>),
+) -> Result<Vec<tokio::task::JoinHandle<()>>, RunError> {
+    use crate::events::{receiver, sqs};
+    let stop = || {
+        let mut rx = shutdown.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = Vec::new();
+    if let Some(url) = &args.events_queue_url {
+        let settings = sqs::QueueSettings {
+            url: url.clone(),
+            dead_letter_url: args.events_dead_letter_queue_url.clone(),
+            wait_seconds: 20,
+        };
+        let region = settings.region(&args.events_queue_region);
+        tracing::info!(queue = %url, %region, "reading change events from SQS");
+        tasks.push(supervise(
+            "change events from SQS",
+            health.clone(),
+            shutdown.clone(),
+            sqs::consume(aws, settings, region, routes.clone(), metrics.clone(), stop()),
+        ));
+    }
+    if let (Some(addr), Some(path)) = (
+        args.github_webhook_listen_address,
+        args.github_webhook_secret_file.as_deref(),
+    ) {
+        let secret = std::fs::read_to_string(path).map_err(|e| {
+            RunError::Events(format!("cannot read the webhook secret {}: {e}", path.display()))
+        })?;
+        let secret = secret.trim_end_matches(['\r', '\n']);
+        if secret.is_empty() {
+            return Err(RunError::Events(format!(
+                "the webhook secret file {} is empty",
+                path.display()
+            )));
+        }
+        let max = receiver::MAX_BODY;
+        let state = Arc::new(receiver::Receiver {
+            gate: crate::github::webhook::Gate::new(secret.as_bytes(), max, 100_000),
+            max_body: max,
+            routes,
+            metrics: metrics.clone(),
+        });
+        let (bound, server) = receiver::serve(addr, state, shutdown.clone())
+            .await
+            .map_err(|e| RunError::Events(format!("cannot serve GitHub webhooks on {addr}: {e}")))?;
+        tracing::info!(address = %bound, "serving GitHub webhooks on /github/webhook");
+        tasks.push(supervise(
+            "GitHub webhook receiver",
+            health.clone(),
+            shutdown.clone(),
+            async move {
+                if let Ok(Err(e)) = server.await {
+                    tracing::error!(error = %e, "the GitHub webhook receiver stopped");
+                }
+            },
+        ));
+    }
+    Ok(tasks)
 }
 
 /// The audit-trail controller's context: the database context's reporters and tenancy.
@@ -604,6 +695,7 @@ fn trail_context(
         notifier: databases.notifier.clone(),
         tenancy: databases.tenancy.clone(),
         shards: databases.shards.clone(),
+        wakes: Default::default(),
     };
     (Arc::new(ctx), writer)
 }

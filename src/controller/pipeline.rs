@@ -51,6 +51,8 @@ pub struct Shared<'a> {
     pub timing: Timing,
     /// The shards this replica acts on (all, unsharded).
     pub shards: &'a Arc<super::shards::Ownership>,
+    /// The objects change events woke: read afresh.
+    pub urgent: &'a crate::events::Urgent,
 }
 
 /// The status every kind keeps: conditions, the generation they describe, and what drift
@@ -109,6 +111,7 @@ macro_rules! shared_of {
             tenancy: &$ctx.tenancy,
             timing: $ctx.timing,
             shards: &$ctx.shards,
+            urgent: &$ctx.wakes.urgent,
         }
     };
 }
@@ -303,18 +306,22 @@ pub async fn reconcile<K: Kind>(object: Arc<K>, ctx: Arc<K::Context>) -> Result<
         .start_timer();
     let old = object.status().cloned().unwrap_or_default();
     let request = requests::requested_at(object.meta());
+    let key = super::object_key(object.as_ref());
+    // An event said it changed: read afresh, and time the detection.
+    let urgent = shared.urgent.take(&key);
     if object.suspended() {
         return suspended(object.as_ref(), &shared, &old, request).await;
     }
-    // Asked for (after a fix by hand): nothing cached answers. While a change settles, read
-    // fresher facts; otherwise once per resync.
-    let fresh = if request.is_some() && request.as_deref() != old.last_handled_reconcile_at() {
-        Duration::ZERO
-    } else if is_reconciling(old.conditions()) {
-        shared.timing.settle
-    } else {
-        shared.timing.resync
-    };
+    // Asked for (after a fix by hand, or by an event): nothing cached answers. While a
+    // change settles, read fresher facts; otherwise once per resync.
+    let fresh =
+        if urgent.is_some() || (request.is_some() && request.as_deref() != old.last_handled_reconcile_at()) {
+            Duration::ZERO
+        } else if is_reconciling(old.conditions()) {
+            shared.timing.settle
+        } else {
+            shared.timing.resync
+        };
     let audit = object.audit(&ctx);
 
     let obs = match object.observe(&ctx, fresh).await {
@@ -353,8 +360,15 @@ pub async fn reconcile<K: Kind>(object: Arc<K>, ctx: Arc<K::Context>) -> Result<
     )
     .await?;
     object.after(&ctx).await;
+    if let Some((source, at)) = urgent {
+        let took = Timestamp::now().duration_since(at).as_secs_f64().max(0.0);
+        shared
+            .metrics
+            .event_detection
+            .with_label_values(&[source])
+            .observe(took);
+    }
 
-    let key = super::object_key(object.as_ref());
     match outcome {
         Outcome::Retry(e) => Err(Error::Act(e)),
         Outcome::Refused => Ok(Action::requeue(shared.backoff.delay(&key))),

@@ -53,6 +53,8 @@ pub struct RepoContext {
     pub tenancy: Arc<crate::tenancy::Tenancy>,
     /// The shards this replica acts on (all, unsharded).
     pub shards: Arc<super::shards::Ownership>,
+    /// The objects change events woke.
+    pub wakes: Arc<crate::events::route::Wakes<BackedUpRepository>>,
 }
 
 /// The reflector store the repository controller and its context share.
@@ -72,15 +74,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let reader = ctx.store.clone();
-    pipeline::run(
-        api,
-        ctx,
-        (reader, writer),
-        futures::stream::empty(),
-        concurrency,
-        shutdown,
-    )
-    .await;
+    ctx.wakes.set_store(reader.clone());
+    let wake = ctx.wakes.stream();
+    pipeline::run(api, ctx, (reader, writer), wake, concurrency, shutdown).await;
 }
 
 pipeline::kind_status!(BackedUpRepositoryStatus);

@@ -45,6 +45,8 @@ pub struct TrailContext {
     pub notifier: Arc<dyn crate::report::slack::Notifier>,
     pub tenancy: Arc<crate::tenancy::Tenancy>,
     pub shards: Arc<super::shards::Ownership>,
+    /// The objects change events woke.
+    pub wakes: Arc<crate::events::route::Wakes<RetainedAuditTrail>>,
 }
 
 /// The reflector store the trail controller and its context share.
@@ -64,15 +66,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let reader = ctx.store.clone();
-    pipeline::run(
-        api,
-        ctx,
-        (reader, writer),
-        futures::stream::empty(),
-        concurrency,
-        shutdown,
-    )
-    .await;
+    ctx.wakes.set_store(reader.clone());
+    let wake = ctx.wakes.stream();
+    pipeline::run(api, ctx, (reader, writer), wake, concurrency, shutdown).await;
 }
 
 pipeline::kind_status!(RetainedAuditTrailStatus);

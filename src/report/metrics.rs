@@ -44,6 +44,16 @@ pub struct Metrics {
     /// The same as `last_sweep`, readable without going through the registry.
     sweeps: Mutex<std::collections::BTreeMap<String, f64>>,
     pub orphan_keys_scheduled: IntCounterVec,
+    /// Events (CloudTrail through SQS, GitHub webhooks) by source and outcome: matched
+    /// (woke some object), ignored (concerned none), failed (could not be read), refused
+    /// (a webhook delivery that failed its checks). Received is their sum.
+    pub events: IntCounterVec,
+    /// Webhook deliveries refused, by why.
+    pub webhook_refusals: IntCounterVec,
+    /// From an event's own time to the end of the reconcile it caused.
+    pub event_detection: HistogramVec,
+    /// When the SQS queue was last polled successfully (a poll that found nothing counts).
+    pub event_queue_last_poll: prometheus::Gauge,
     /// Objects, ready objects and failing checks by kind and namespace: bounded by the
     /// namespaces, whatever the number of objects.
     objects_total: IntGaugeVec,
@@ -182,6 +192,34 @@ impl Metrics {
                 "backup_warden_orphan_keys_scheduled_total",
                 "Replica keys backup-warden made, left without alias or use, whose deletion it scheduled (30-day window).",
                 &["region"],
+            )?,
+            events: counters(
+                "backup_warden_events_total",
+                "Change events received, by source (aws, github) and outcome (matched, ignored, failed, refused).",
+                &["source", "outcome"],
+            )?,
+            webhook_refusals: counters(
+                "backup_warden_webhook_refusals_total",
+                "GitHub webhook deliveries refused, by reason (bad_signature, replayed, too_large, malformed, ...).",
+                &["reason"],
+            )?,
+            event_detection: add(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "backup_warden_event_detection_seconds",
+                        "From a change event's own time to the end of the reconcile it caused, by source.",
+                    )
+                    .buckets(vec![0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0]),
+                    &["source"],
+                )?,
+            )?,
+            event_queue_last_poll: add(
+                &registry,
+                prometheus::Gauge::new(
+                    "backup_warden_event_queue_last_poll_timestamp_seconds",
+                    "When the SQS queue of change events was last polled successfully (absent without --events-queue-url).",
+                )?,
             )?,
             objects: Mutex::new(HashMap::new()),
             registry,

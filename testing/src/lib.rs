@@ -580,6 +580,7 @@ pub async fn repository_context_on(
         ),
         tenancy: open_tenancy(),
         shards: backup_warden::controller::shards::Ownership::all(),
+        wakes: Default::default(),
     };
     (Arc::new(ctx), writer)
 }

@@ -201,6 +201,7 @@ impl World {
             notifier: Arc::new(backup_warden::report::slack::NoopNotifier),
             tenancy: testing::open_tenancy(),
             shards: backup_warden::controller::shards::Ownership::all(),
+            wakes: Default::default(),
             client,
         });
         let handle = tokio::spawn(trail::run(
