@@ -216,6 +216,14 @@ impl GitHubFake {
         });
     }
 
+    /// Commits the removal of `path` directly on `branch` (a person deleting the file).
+    pub fn delete_file(&self, full_name: &str, branch: &str, path: &str) {
+        self.with_repo(full_name, |repo, ids| {
+            repo.remove_file(branch, path, ids)
+                .unwrap_or_else(|| panic!("{full_name} has no {path} on {branch}"));
+        });
+    }
+
     /// Creates `branch` at the head of `from`.
     pub fn create_branch(&self, full_name: &str, branch: &str, from: &str) {
         self.with_repo(full_name, |repo, ids| {

@@ -9,6 +9,7 @@ mod support;
 mod api_server;
 mod audit_trail;
 mod aws_model;
+mod change_events;
 mod check_command;
 mod coverage;
 mod crds;

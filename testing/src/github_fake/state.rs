@@ -394,6 +394,17 @@ impl Repo {
         Some(sha)
     }
 
+    /// Commits the removal of `path` on `branch`, as a push deleting the file would.
+    pub fn remove_file(&mut self, branch: &str, path: &str, ids: &mut Ids) -> Option<String> {
+        let parent = self.branch_head(branch)?;
+        let parent_sha = parent.sha.clone();
+        let mut tree = parent.tree.clone();
+        tree.remove(path)?;
+        let sha = self.add_commit(vec![parent_sha], tree, &format!("Delete {path}"), ids);
+        self.move_branch(branch, sha.clone(), ids);
+        Some(sha)
+    }
+
     /// Points `branch` at `sha` (creating it if needed) and registers any new workflow when
     /// it is the default branch.
     pub fn move_branch(&mut self, branch: &str, sha: String, ids: &mut Ids) {
