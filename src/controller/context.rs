@@ -58,6 +58,10 @@ pub struct Context {
     pub key_cleanup: KeyCleanup,
     /// The objects change events woke.
     pub wakes: Arc<crate::events::route::Wakes<crate::api::BackedUpDatabase>>,
+    /// The coverages, once their controller runs: an instance created or deleted makes the
+    /// regions they scan read again.
+    pub coverages:
+        std::sync::OnceLock<kube::runtime::reflector::Store<super::Decoded<crate::api::BackupCoverage>>>,
 }
 
 /// Per-object failure counts behind the retry delays.
@@ -126,6 +130,7 @@ impl Context {
             shards: super::shards::Ownership::all(),
             key_cleanup: KeyCleanup::new(KeyCleanupSettings::default()),
             wakes: Default::default(),
+            coverages: Default::default(),
         }
     }
 

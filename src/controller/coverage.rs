@@ -120,6 +120,7 @@ pub async fn run(
     use kube::runtime::{WatchStreamExt, predicates, reflector};
     let api: Api<Decoded<BackupCoverage>> = Api::all(ctx.client.clone());
     let (store, writer) = reflector::store();
+    let _ = ctx.coverages.set(store.clone());
     let metrics = ctx.metrics.clone();
     // A new spec wakes a coverage, its own status writes do not; a deleted one takes its
     // series with it (nothing else would remove them, and the alert would go on firing).

@@ -306,6 +306,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let mut github = None;
     let mut routes = crate::events::route::Router {
         databases: Some(ctx.wakes.clone()),
+        coverages: Some(ctx.clone()),
         ..Default::default()
     };
     match repository_context(

@@ -79,6 +79,10 @@ pub fn parse(body: &str) -> Result<Parsed, String> {
                     identifier: new.to_ascii_lowercase(),
                 });
             }
+            // One more or one fewer: the coverages of the region count again.
+            if name != "ModifyDBInstance" || param("newDBInstanceIdentifier").is_some() {
+                targets.push(Target::Instances { account, region });
+            }
             targets
         }
         (
@@ -188,13 +192,25 @@ mod tests {
             )),
             [instance("orders-db")]
         );
+        let region = Target::Instances {
+            account: account(),
+            region: "us-east-1".into(),
+        };
         assert_eq!(
             changed(&event(
                 "rds.amazonaws.com",
                 "ModifyDBInstance",
                 json!({"dBInstanceIdentifier": "old", "newDBInstanceIdentifier": "new"})
             )),
-            [instance("old"), instance("new")]
+            [instance("old"), instance("new"), region.clone()]
+        );
+        assert_eq!(
+            changed(&event(
+                "rds.amazonaws.com",
+                "CreateDBInstance",
+                json!({"dBInstanceIdentifier": "new-db", "engine": "postgres"})
+            )),
+            [instance("new-db"), region]
         );
         assert_eq!(
             changed(&event(

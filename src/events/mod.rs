@@ -48,6 +48,9 @@ pub enum Target {
     },
     /// A GitHub repository, as owner/name.
     Repository { name: String },
+    /// The set of a region's instances changed (one created or deleted): what coverages
+    /// count there.
+    Instances { account: Option<String>, region: String },
 }
 
 /// Where an event came from, a label of the metrics.

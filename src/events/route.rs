@@ -178,6 +178,58 @@ pub struct Router {
     pub databases: Option<Arc<Wakes<BackedUpDatabase>>>,
     pub repositories: Option<Arc<Wakes<BackedUpRepository>>>,
     pub trails: Option<Arc<Wakes<RetainedAuditTrail>>>,
+    /// The database context, whose inventory the coverages count from.
+    pub coverages: Option<Arc<crate::controller::Context>>,
+}
+
+/// The (role, region) scans of the coverages that count instances of `account` in `region`.
+pub fn coverage_scans(
+    coverage: &crate::api::BackupCoverage,
+    account: &Option<String>,
+    region: &str,
+) -> Vec<Option<String>> {
+    coverage
+        .spec
+        .databases
+        .iter()
+        .flat_map(|d| &d.accounts)
+        .filter(|a| same_account(a.role_arn.as_deref(), account) && a.regions.iter().any(|r| r == region))
+        .map(|a| a.role_arn.clone())
+        .collect()
+}
+
+/// Reads the regions again where coverages count the instances a creation or deletion
+/// changed: the read's change notice wakes the coverages. How many coverages.
+fn rescan(ctx: &Arc<crate::controller::Context>, targets: &[Target]) -> usize {
+    let Some(store) = ctx.coverages.get() else {
+        return 0;
+    };
+    let mut scans = std::collections::BTreeSet::new();
+    let mut concerned = 0;
+    for coverage in store.state() {
+        let Some(coverage) = coverage.valid() else {
+            continue;
+        };
+        let mut any = false;
+        for target in targets {
+            if let Target::Instances { account, region } = target {
+                for role in coverage_scans(coverage, account, region) {
+                    any = true;
+                    scans.insert(crate::aws::Scope::new(role.as_deref(), region));
+                }
+            }
+        }
+        concerned += usize::from(any);
+    }
+    for scope in scans {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = ctx.inventory.instances(&scope, std::time::Duration::ZERO).await {
+                tracing::warn!(region = %scope.region, error = %e, "cannot read the instances a change event concerns");
+            }
+        });
+    }
+    concerned
 }
 
 impl Router {
@@ -194,6 +246,7 @@ impl Router {
                 .trails
                 .as_ref()
                 .map_or(0, |w| w.route(targets, concerns_trail, source, at))
+            + self.coverages.as_ref().map_or(0, |ctx| rescan(ctx, targets))
     }
 }
 

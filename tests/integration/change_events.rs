@@ -370,13 +370,14 @@ async fn github_changes_are_healed_or_reported_within_seconds_through_the_webhoo
     .await;
 
     let secret: &'static [u8] = b"a webhook secret";
+    let routes = Arc::new(Router {
+        repositories: Some(wakes),
+        ..Default::default()
+    });
     let state = Arc::new(receiver::Receiver {
         gate: Gate::new(secret, receiver::MAX_BODY, 1000),
         max_body: receiver::MAX_BODY,
-        routes: Arc::new(Router {
-            repositories: Some(wakes),
-            ..Default::default()
-        }),
+        routes: routes.clone(),
         metrics: metrics.clone(),
     });
     let (_stop, stopping) = tokio::sync::watch::channel(false);
@@ -420,8 +421,77 @@ async fn github_changes_are_healed_or_reported_within_seconds_through_the_webhoo
             .map(|_| ())
     })
     .await;
+    // 3. The backups' lifecycle rule shortened (an AWS change, through the queue): raised.
+    let sqs = sqs_client().await;
+    let url = queue(&sqs, "events-s3").await;
+    let consumer = tokio::spawn(sqs::consume(
+        env.aws_clients().await,
+        QueueSettings {
+            url: url.clone(),
+            dead_letter_url: None,
+            wait_seconds: 1,
+        },
+        SOURCE.into(),
+        routes,
+        metrics.clone(),
+        std::future::pending(),
+    ));
+    let rule_days = async || {
+        let out = s3
+            .get_bucket_lifecycle_configuration()
+            .bucket(&bucket)
+            .send()
+            .await
+            .ok()?;
+        out.rules()
+            .first()
+            .and_then(|r| r.expiration())
+            .and_then(|e| e.days())
+    };
+    assert_eq!(rule_days().await, Some(90), "the controller's rule");
+    let id = backup_warden::policy::repository::lifecycle_rule_id(&object.spec);
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .lifecycle_configuration(
+            aws_sdk_s3::types::BucketLifecycleConfiguration::builder()
+                .rules(
+                    aws_sdk_s3::types::LifecycleRule::builder()
+                        .id(id)
+                        .status(aws_sdk_s3::types::ExpirationStatus::Enabled)
+                        .filter(
+                            aws_sdk_s3::types::LifecycleRuleFilter::builder()
+                                .prefix(format!("{name}/"))
+                                .build(),
+                        )
+                        .expiration(aws_sdk_s3::types::LifecycleExpiration::builder().days(30).build())
+                        .build()
+                        .expect("rule"),
+                )
+                .build()
+                .expect("configuration"),
+        )
+        .send()
+        .await
+        .expect("shorten the rule");
+    send(
+        &sqs,
+        &url,
+        &cloudtrail_event(
+            "123456789012",
+            SOURCE,
+            "s3.amazonaws.com",
+            "PutBucketLifecycle",
+            json!({"bucketName": bucket, "lifecycle": ""}),
+        ),
+    )
+    .await;
+    let (_, lifecycle) = within("lifecycle rule raised", async || {
+        (rule_days().await == Some(90)).then_some(())
+    })
+    .await;
+    consumer.abort();
     println!(
-        "detected through the webhook: file deleted {restored:?}, run failed {failing:?} (resync {RESYNC:?})"
+        "detected through the webhook: file deleted {restored:?}, run failed {failing:?}; through SQS: lifecycle rule shortened {lifecycle:?} (resync {RESYNC:?})"
     );
 
     // Bad deliveries: refused, counted, and no reconcile follows.
@@ -464,5 +534,80 @@ async fn github_changes_are_healed_or_reported_within_seconds_through_the_webhoo
         (counted("matched"), counted("refused"), counted("failed")),
         (2, 4, 1)
     );
+    assert_eq!(metrics.events.with_label_values(&["aws", "matched"]).get(), 1);
     assert!(github.file(name, "main", PATH).is_some());
+}
+
+#[tokio::test]
+async fn a_created_instance_is_counted_by_the_coverage_within_seconds() {
+    let w = world("events-cov").await;
+    testing::create_instance(&w.rds_source, "known-db", 7).await;
+    let name = format!("cov-{}", w.namespace);
+    let coverages: Api<backup_warden::api::BackupCoverage> = Api::all(w.env.client().await);
+    let object: backup_warden::api::BackupCoverage = serde_json::from_value(json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackupCoverage",
+        "metadata": {"name": name},
+        "spec": {"namespace": w.namespace, "databases": {"accounts": [
+            {"roleArn": testing::role_arn(&w.account), "regions": [SOURCE]}]}},
+    }))
+    .expect("coverage");
+    coverages
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create coverage");
+    let ctx = testing::env().context(Policy::default(), slow_timing()).await;
+    let only = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let running = tokio::spawn(backup_warden::controller::coverage::run(
+        ctx.clone(),
+        None,
+        only,
+        std::future::pending(),
+    ));
+    let undeclared = |c: &backup_warden::api::BackupCoverage| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.databases.as_ref())
+            .map(|d| d.undeclared)
+    };
+    wait_for(&coverages, &name, CONVERGE, |c| undeclared(c) == Some(1)).await;
+
+    let sqs = sqs_client().await;
+    let url = queue(&sqs, "events-cov").await;
+    let consumer = tokio::spawn(sqs::consume(
+        testing::env().aws_clients().await,
+        QueueSettings {
+            url: url.clone(),
+            dead_letter_url: None,
+            wait_seconds: 1,
+        },
+        SOURCE.into(),
+        Arc::new(Router {
+            coverages: Some(ctx.clone()),
+            ..Default::default()
+        }),
+        ctx.metrics.clone(),
+        std::future::pending(),
+    ));
+    testing::create_instance(&w.rds_source, "new-db", 7).await;
+    send(
+        &sqs,
+        &url,
+        &cloudtrail_event(
+            &w.account,
+            SOURCE,
+            "rds.amazonaws.com",
+            "CreateDBInstance",
+            json!({"dBInstanceIdentifier": "new-db", "engine": "postgres"}),
+        ),
+    )
+    .await;
+    let (_, counted) = within("the new instance counted", async || {
+        let c = coverages.get(&name).await.ok()?;
+        (undeclared(&c) == Some(2)).then_some(())
+    })
+    .await;
+    println!("a created instance counted by the coverage {counted:?} after its event (resync {RESYNC:?})");
+    consumer.abort();
+    running.abort();
+    let _ = coverages.delete(&name, &Default::default()).await;
 }
