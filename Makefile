@@ -1,5 +1,5 @@
 # backup-warden: `make demo` shows it, `make test` proves it. See README.md.
-.PHONY: demo test chaos bench bench-repositories bench-scale bench-scale-repositories bench-scale-sharded bench-relist down crds build clean
+.PHONY: demo test chaos bench bench-repositories bench-scale bench-scale-repositories bench-scale-sharded bench-relist bench-events down crds build clean
 
 # CI keeps the Rust build outside the fresh clone, so a run reuses the last one's work.
 ifdef CI
@@ -46,6 +46,12 @@ bench-scale-sharded:
 # The heap a relist of BENCH_OBJECTS (default 10000) stored objects costs, without a cluster.
 bench-relist:
 	cargo bench --locked --bench relist_memory
+
+# Detection latency with change events: BENCH_OBJECTS (default 10000) compliant databases,
+# a 30-minute resync, BENCH_EVENTS (default 200) retentions lowered each with its event.
+bench-events:
+	hack/local-env.sh up >/dev/null
+	cargo bench --locked --bench event_detection
 
 down:
 	hack/local-env.sh down

@@ -208,6 +208,14 @@ for port in 'port: http' 'port: 53' 'port: 443' 'port: 6443'; do
   grep -qE "^ +- $port\$" "$work/netpol" || { cat "$work/netpol" >&2; fail "the NetworkPolicy allows no $port"; }
 done
 grep -qx '          protocol: UDP' "$work/netpol" || fail "the NetworkPolicy allows no DNS over UDP"
+# the GitHub webhook port: only when the receiver is enabled (all-values), from its peers
+! grep -q 'github-webhook' "$work/netpol" || fail "the NetworkPolicy opens the GitHub webhook port although githubWebhook.enabled is false"
+doc NetworkPolicy <"$work/all-values.yaml" | grep -E '^ +- port: github-webhook$' >/dev/null ||
+  fail "the all-values NetworkPolicy does not let the GitHub webhook port in"
+doc Service <"$work/all-values.yaml" | grep -E '^ +- name: github-webhook$' >/dev/null ||
+  fail "the all-values Service has no github-webhook port"
+! doc Service <"$work/default.yaml" | grep -E 'github-webhook' >/dev/null ||
+  fail "the default Service has a github-webhook port although githubWebhook.enabled is false"
 
 step "values the chart refuses"
 refused=0
@@ -238,6 +246,14 @@ refuse "a NetworkPolicy CIDR that is not one" --set networkPolicy.enabled=true \
   --set 'networkPolicy.egress.https.cidrs={api.github.com}'
 refuse "a NetworkPolicy port out of range" --set networkPolicy.enabled=true \
   --set 'networkPolicy.egress.apiServer.ports={0}'
+refuse "a GitHub webhook receiver without its Secret" --set githubWebhook.enabled=true
+refuse "a GitHub webhook receiver on the metrics port" --set githubWebhook.enabled=true \
+  --set githubWebhook.secretName=s --set githubWebhook.port=8080
+refuse "a GitHub webhook receiver on the Service's port" --set githubWebhook.enabled=true \
+  --set githubWebhook.secretName=s --set githubWebhook.port=9090 --set service.port=9090
+refuse "a dead-letter queue without a queue" \
+  --set events.deadLetterQueueUrl=https://sqs.us-east-1.amazonaws.com/123456789012/dlq
+refuse "a queue URL that is not one" --set events.queueUrl=backup-warden-events
 [ "$refused" -eq 0 ] || fail "values.schema.json or the template checks accept invalid values"
 
 step "local environment (kube-apiserver + etcd)"

@@ -176,3 +176,124 @@ async fn run_without_crds_says_how_to_install_them() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn run_reads_the_event_queue_and_serves_signed_webhooks_only() {
+    let env = testing::env();
+    let client = env.client().await;
+    testing::install_crds(&client).await;
+    let namespace = testing::namespace(&client, "run-events").await;
+    let sqs = aws_sdk_sqs::Client::new(&env.aws_config("us-east-1").await);
+    let queue = sqs
+        .create_queue()
+        .queue_name(testing::unique_name("run-events"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("url")
+        .to_string();
+    let dir = std::env::temp_dir().join(testing::unique_name("run-events"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "s3cret\n").expect("secret");
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let hook: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let (hook_text, secret_text) = (hook.to_string(), secret.display().to_string());
+    let mut child = testing::spawn_controller(
+        env!("CARGO_BIN_EXE_backup-warden"),
+        &env.kubeconfig,
+        addr,
+        &namespace,
+        &[
+            "--aws-endpoint-url",
+            &env.aws_endpoint,
+            "--events-queue-url",
+            &queue,
+            "--github-webhook-listen-address",
+            &hook_text,
+            "--github-webhook-secret-file",
+            &secret_text,
+        ],
+    );
+    // The queue is polled: the gauge moves past the start time.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let polled = |scrape: &str| {
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix("backup_warden_event_queue_last_poll_timestamp_seconds "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let first = loop {
+        if let Some(value) = http_get(addr, "/metrics")
+            .and_then(|(_, s)| polled(&s))
+            .filter(|v| *v > 0.0)
+        {
+            break value;
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "run exited: {}",
+            output_of(child)
+        );
+        assert!(Instant::now() < deadline, "the queue gauge was never set");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // An event nobody's object is concerned by: received at once (long polling), counted.
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(
+            serde_json::json!({"detail-type": "AWS API Call via CloudTrail", "detail": {
+                "eventSource": "rds.amazonaws.com", "eventName": "ModifyDBInstance",
+                "awsRegion": "us-east-1", "eventTime": "2026-12-01T10:00:00Z",
+                "requestParameters": {"dBInstanceIdentifier": "nobody-db"}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let scrape = http_get(addr, "/metrics").map(|(_, s)| s).unwrap_or_default();
+        let now = polled(&scrape).unwrap_or_default();
+        if now > first && scrape.contains("backup_warden_events_total{outcome=\"ignored\",source=\"aws\"} 1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the event was not received: {scrape}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The receiver answers on its own port, and only to what is signed with the secret.
+    let post = move |signature: &str| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(hook).expect("connect");
+        let body = "{}";
+        write!(
+            stream,
+            "POST /github/webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: ping\r\nX-GitHub-Delivery: d1\r\n\
+             X-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write");
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response.split_whitespace().nth(1).unwrap_or_default().to_string()
+    };
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").expect("key");
+    mac.update(b"{}");
+    let signed = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let (forged, good) = tokio::task::spawn_blocking(move || (post("sha256=00"), post(&signed)))
+        .await
+        .expect("posts");
+    assert_eq!((forged.as_str(), good.as_str()), ("401", "202"));
+    let _ = std::fs::remove_dir_all(dir);
+    // SIGTERM, as the pod's termination sends it: the event sources stop with the rest.
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+}

@@ -93,6 +93,22 @@ helm.sh/chart: {{ include "backup-warden.chart" . }}
 {{- if and (not .Values.leaderElection.enabled) (le $shards 1) (gt (int .Values.replicaCount) 1) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled or sharding.shards > 1: without either every replica would act on every object in AWS and GitHub" }}
 {{- end }}
+{{- $events := .Values.events | default dict }}
+{{- if and $events.deadLetterQueueUrl (not $events.queueUrl) }}
+{{- fail "events.deadLetterQueueUrl needs events.queueUrl: the dead-letter queue receives the messages of that queue that cannot be read" }}
+{{- end }}
+{{- $webhook := .Values.githubWebhook | default dict }}
+{{- if $webhook.enabled }}
+{{- if not $webhook.secretName }}
+{{- fail "githubWebhook.enabled needs githubWebhook.secretName: a Secret in the release namespace holding the webhook's secret (deliveries not signed with it are refused)" }}
+{{- end }}
+{{- if eq (int $webhook.port) 8080 }}
+{{- fail "githubWebhook.port must not be 8080, the port of /metrics, /healthz and /readyz" }}
+{{- end }}
+{{- if eq (int $webhook.port) (int .Values.service.port) }}
+{{- fail "githubWebhook.port must differ from service.port: the Service serves both" }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* The number of shards (sharding.shards; 1: no sharding). sharding may be missing:
