@@ -82,7 +82,7 @@ async fn main() {
     let started = Instant::now();
     let metrics = ctx.metrics.clone();
     let routes = Router {
-        databases: Some(ctx.wakes.clone()),
+        databases: Some(ctx.clone()),
         ..Default::default()
     };
     let _controller = RunningController::start(ctx.clone(), &namespace);

@@ -89,6 +89,14 @@ impl<K: Eq + Hash + Clone, V: Clone> Cached<K, V> {
         Ok(value)
     }
 
+    /// Drops the entries `drop` names: their next `get` reads, whatever its `max_age`.
+    fn forget(&self, drop: impl Fn(&K) -> bool) {
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|k, _| !drop(k));
+    }
+
     /// Changes a cached value in place (no read); does nothing if it was never read.
     async fn update(&self, key: &K, change: impl FnOnce(&mut V)) {
         let slot = self.slot(key);
@@ -567,6 +575,18 @@ impl Inventory {
             .await
     }
 
+    /// A change event says the key changed (disabled, scheduled for deletion, its policy):
+    /// the next look reads it.
+    pub fn forget_key(&self, scope: &Scope, key: &str) {
+        let id = key_id_of(key);
+        self.keys.forget(|(s, k)| s == scope && k == id);
+    }
+
+    /// A change event says an alias of the region moved or went: the next look lists them.
+    pub fn forget_aliases(&self, scope: &Scope) {
+        self.aliases.forget(|s| s == scope);
+    }
+
     /// What ModifyDBInstance answered.
     pub async fn record_instance(&self, scope: &Scope, facts: InstanceFacts) {
         let facts = self.trimmed(facts);
@@ -686,6 +706,11 @@ impl BucketInventory {
                 self.s3.lifecycle(scope, bucket)
             })
             .await
+    }
+
+    /// A change event says the bucket's lifecycle changed: the next look reads it.
+    pub fn forget_lifecycle(&self, bucket: &str) {
+        self.lifecycle.forget(|(_, b)| b == bucket);
     }
 
     /// The newest backup under the prefix. A quiet sweep (`fresh` is the resync interval)

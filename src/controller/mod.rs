@@ -305,8 +305,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     )];
     let mut github = None;
     let mut routes = crate::events::route::Router {
-        databases: Some(ctx.wakes.clone()),
-        coverages: Some(ctx.clone()),
+        databases: Some(ctx.clone()),
         ..Default::default()
     };
     match repository_context(
@@ -322,7 +321,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     ) {
         Ok((repo_ctx, writer)) => {
             github = Some(repo_ctx.github.clone());
-            routes.repositories = Some(repo_ctx.wakes.clone());
+            routes.repositories = Some(repo_ctx.clone());
             let repositories: Api<BackedUpRepository> = scoped(&client, args.namespace.as_deref());
             controllers.push(supervise(
                 "BackedUpRepository controller",

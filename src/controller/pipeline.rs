@@ -188,6 +188,9 @@ pub trait Kind:
     async fn after(&self, _ctx: &Self::Context) {}
 }
 
+/// How old the facts an event-driven reconcile reads may be: no older than the event.
+const EVENT_FRESH: Duration = Duration::from_millis(1);
+
 /// Why a reconcile failed; `category` is the only error label on metrics and logs.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -312,16 +315,19 @@ pub async fn reconcile<K: Kind>(object: Arc<K>, ctx: Arc<K::Context>) -> Result<
     if object.suspended() {
         return suspended(object.as_ref(), &shared, &old, request).await;
     }
-    // Asked for (after a fix by hand, or by an event): nothing cached answers. While a
-    // change settles, read fresher facts; otherwise once per resync.
-    let fresh =
-        if urgent.is_some() || (request.is_some() && request.as_deref() != old.last_handled_reconcile_at()) {
-            Duration::ZERO
-        } else if is_reconciling(old.conditions()) {
-            shared.timing.settle
-        } else {
-            shared.timing.resync
-        };
+    // Asked for (after a fix by hand): nothing cached answers. Woken by an event: what
+    // moves (an instance, a replication, a repository) is read afresh, and whatever else the
+    // event changed the router dropped from the caches. While a change settles, read
+    // fresher facts; otherwise once per resync.
+    let fresh = if request.is_some() && request.as_deref() != old.last_handled_reconcile_at() {
+        Duration::ZERO
+    } else if urgent.is_some() {
+        EVENT_FRESH
+    } else if is_reconciling(old.conditions()) {
+        shared.timing.settle
+    } else {
+        shared.timing.resync
+    };
     let audit = object.audit(&ctx);
 
     let obs = match object.observe(&ctx, fresh).await {

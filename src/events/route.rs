@@ -22,7 +22,7 @@ use crate::{
 pub struct Wakes<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
     pub urgent: Urgent,
     /// The kind's objects, as its controller's reflector holds them (set when it starts).
-    store: OnceLock<Store<Decoded<K>>>,
+    pub store: OnceLock<Store<Decoded<K>>>,
     tx: mpsc::UnboundedSender<ObjectRef<Decoded<K>>>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<Decoded<K>>>>>,
 }
@@ -172,14 +172,33 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Wakes<K> {
     }
 }
 
-/// Every kind the controller runs.
+/// Every kind the controller runs: the contexts whose cached facts an event makes stale.
 #[derive(Default)]
 pub struct Router {
-    pub databases: Option<Arc<Wakes<BackedUpDatabase>>>,
-    pub repositories: Option<Arc<Wakes<BackedUpRepository>>>,
+    /// The databases, and the inventory the coverages count from.
+    pub databases: Option<Arc<crate::controller::Context>>,
+    pub repositories: Option<Arc<crate::controller::repository::RepoContext>>,
     pub trails: Option<Arc<Wakes<RetainedAuditTrail>>>,
-    /// The database context, whose inventory the coverages count from.
-    pub coverages: Option<Arc<crate::controller::Context>>,
+}
+
+/// Drops the cached facts a key or alias event changed, for the databases it concerns: an
+/// urgent look reads the instance and its replication afresh, and what is cached for a
+/// resync otherwise (keys, aliases) only when an event said it changed.
+fn forget_keys(ctx: &crate::controller::Context, targets: &[Target]) {
+    let Some(store) = ctx.wakes.store.get() else { return };
+    for target in targets.iter().filter(|t| matches!(t, Target::Key { .. } | Target::Alias { .. })) {
+        for db in store.state() {
+            let Some(db) = db.valid().filter(|db| concerns_database(db, target)) else { continue };
+            let scope = crate::aws::Scope::new(
+                db.spec.instance.role_arn.as_deref(),
+                &db.spec.replication.destination_region,
+            );
+            match target {
+                Target::Key { key, .. } => ctx.inventory.forget_key(&scope, key),
+                _ => ctx.inventory.forget_aliases(&scope),
+            }
+        }
+    }
 }
 
 /// The (role, region) scans of the coverages that count instances of `account` in `region`.
@@ -235,18 +254,24 @@ fn rescan(ctx: &Arc<crate::controller::Context>, targets: &[Target]) -> usize {
 impl Router {
     /// Wakes every object the targets concern; how many.
     pub fn route(&self, targets: &[Target], source: &'static str, at: Timestamp) -> usize {
-        self.databases
-            .as_ref()
-            .map_or(0, |w| w.route(targets, concerns_database, source, at))
-            + self
-                .repositories
-                .as_ref()
-                .map_or(0, |w| w.route(targets, concerns_repository, source, at))
+        let databases = self.databases.as_ref().map_or(0, |ctx| {
+            forget_keys(ctx, targets);
+            ctx.wakes.route(targets, concerns_database, source, at) + rescan(ctx, targets)
+        });
+        let repositories = self.repositories.as_ref().map_or(0, |ctx| {
+            for target in targets {
+                if let Target::Bucket { name } = target {
+                    ctx.buckets.forget_lifecycle(name);
+                }
+            }
+            ctx.wakes.route(targets, concerns_repository, source, at)
+        });
+        databases
+            + repositories
             + self
                 .trails
                 .as_ref()
                 .map_or(0, |w| w.route(targets, concerns_trail, source, at))
-            + self.coverages.as_ref().map_or(0, |ctx| rescan(ctx, targets))
     }
 }
 

@@ -114,7 +114,7 @@ async fn aws_changes_are_healed_or_reported_within_seconds_through_the_queue() {
     let sqs = sqs_client().await;
     let (url, dead) = (queue(&sqs, "events").await, queue(&sqs, "events-dead").await);
     let routes = Arc::new(Router {
-        databases: Some(c.ctx.wakes.clone()),
+        databases: Some(c.ctx.clone()),
         ..Default::default()
     });
     let metrics = c.ctx.metrics.clone();
@@ -362,7 +362,7 @@ async fn github_changes_are_healed_or_reported_within_seconds_through_the_webhoo
     )
     .await;
     let metrics = ctx.metrics.clone();
-    let wakes = ctx.wakes.clone();
+    let repo_ctx = ctx.clone();
     let _c = RunningRepoController::start(ctx, writer, &namespace);
     wait_for(&repos, "shop", CONVERGE, |r| {
         testing::repo_condition(r, ConditionType::Ready).is_some_and(|c| c.0 == "True")
@@ -371,7 +371,7 @@ async fn github_changes_are_healed_or_reported_within_seconds_through_the_webhoo
 
     let secret: &'static [u8] = b"a webhook secret";
     let routes = Arc::new(Router {
-        repositories: Some(wakes),
+        repositories: Some(repo_ctx),
         ..Default::default()
     });
     let state = Arc::new(receiver::Receiver {
@@ -582,7 +582,7 @@ async fn a_created_instance_is_counted_by_the_coverage_within_seconds() {
         },
         SOURCE.into(),
         Arc::new(Router {
-            coverages: Some(ctx.clone()),
+            databases: Some(ctx.clone()),
             ..Default::default()
         }),
         ctx.metrics.clone(),
