@@ -62,6 +62,9 @@ pub struct Context {
     /// regions they scan read again.
     pub coverages:
         std::sync::OnceLock<kube::runtime::reflector::Store<super::Decoded<crate::api::BackupCoverage>>>,
+    /// Repositories the webhooks saw created, archived, renamed, moved or deleted, for the
+    /// coverages' organization listings.
+    pub listings: crate::events::Listings,
 }
 
 /// Per-object failure counts behind the retry delays.
@@ -131,6 +134,7 @@ impl Context {
             key_cleanup: KeyCleanup::new(KeyCleanupSettings::default()),
             wakes: Default::default(),
             coverages: Default::default(),
+            listings: Default::default(),
         }
     }
 

@@ -83,8 +83,16 @@ impl Organizations {
         github: &dyn GitHub,
         org: &str,
         period: Duration,
+        changes: &crate::events::Listings,
     ) -> Result<Arc<Vec<OrgRepository>>, String> {
         let mut listed = self.listed.lock().await;
+        // What the webhooks reported since: applied to the listing, not listed again.
+        let reported = changes.take(org);
+        if !reported.is_empty()
+            && let Some((_, repos)) = listed.get_mut(org)
+        {
+            crate::events::apply_listed(Arc::make_mut(repos), reported);
+        }
         if let Some((at, repos)) = listed.get(org) {
             let pages = u32::try_from(repos.len().div_ceil(crate::github::BATCH_SIZE)).unwrap_or(u32::MAX);
             let paced = Duration::from_secs(3600) * pages / DISCOVERY_POINTS_PER_HOUR;
@@ -169,6 +177,8 @@ pub async fn run(
         while changes.try_recv().is_ok() {}
         Some(((), (changes, true)))
     });
+    // A repository a webhook saw come or go: counted now, from the listing changed in place.
+    let wake = futures::stream::select(wake, coverages.ctx.listings.wakes());
     let reconciles = controller
         .reconcile_all_on(wake)
         .graceful_shutdown_on(shutdown)
@@ -390,7 +400,7 @@ async fn scan(c: &Coverages, spec: &BackupCoverageSpec) -> Result<Scanned, (Reas
         for org in &repositories.organizations {
             let repos = c
                 .organizations
-                .list(github.as_ref(), org, period(ctx))
+                .list(github.as_ref(), org, period(ctx), &ctx.listings)
                 .await
                 .map_err(|why| (Reason::ObservationFailed, why))?;
             listed.extend(repos.iter().cloned());

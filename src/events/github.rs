@@ -68,17 +68,52 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, String> {
         },
         "repository" => {
             let name = repository()?;
-            match text(&payload, "/action") {
-                Some("created" | "deleted" | "archived" | "unarchived" | "transferred") => one(name),
+            let listed = |full_name: String, gone: bool| Target::Listed {
+                repository: crate::github::OrgRepository {
+                    full_name,
+                    archived: payload
+                        .pointer("/repository/archived")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                    fork: payload
+                        .pointer("/repository/fork")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                    topics: payload
+                        .pointer("/repository/topics")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_ascii_lowercase)
+                        .collect(),
+                },
+                gone,
+            };
+            let owner = name.split_once('/').map_or("", |(o, _)| o);
+            let short = name.split_once('/').map_or("", |(_, n)| n);
+            // Where it was, for a rename or a transfer.
+            let before = match text(&payload, "/action") {
                 Some("renamed") => {
-                    let mut targets = vec![Target::Repository { name: name.clone() }];
-                    if let (Some(from), Some((owner, _))) = (
-                        text(&payload, "/changes/repository/name/from"),
-                        name.split_once('/'),
-                    ) {
-                        targets.push(Target::Repository {
-                            name: format!("{owner}/{from}"),
-                        });
+                    text(&payload, "/changes/repository/name/from").map(|from| format!("{owner}/{from}"))
+                }
+                Some("transferred") => text(&payload, "/changes/owner/from/organization/login")
+                    .or_else(|| text(&payload, "/changes/owner/from/user/login"))
+                    .map(|from| format!("{from}/{short}")),
+                _ => None,
+            };
+            match text(&payload, "/action") {
+                Some(
+                    action @ ("created" | "deleted" | "archived" | "unarchived" | "transferred" | "renamed"),
+                ) => {
+                    let gone = action == "deleted";
+                    let mut targets = vec![
+                        Target::Repository { name: name.clone() },
+                        listed(name.clone(), gone),
+                    ];
+                    if let Some(before) = before {
+                        targets.push(Target::Repository { name: before.clone() });
+                        targets.push(listed(before, true));
                     }
                     Ok(Parsed::Changed(targets))
                 }
@@ -146,8 +181,28 @@ mod tests {
             Ok(Parsed::Ignored("workflow_run requested".into()))
         );
         assert_eq!(
-            parse("repository", &run("archived")),
-            Ok(Parsed::Changed(repo("acme/shop")))
+            parse("repository", &run("edited")),
+            Ok(Parsed::Ignored("repository edited".into()))
+        );
+        let listed = |name: &str, archived: bool, gone: bool| Target::Listed {
+            repository: crate::github::OrgRepository {
+                full_name: name.into(),
+                archived,
+                fork: false,
+                topics: Vec::new(),
+            },
+            gone,
+        };
+        let archived =
+            json!({"action": "archived", "repository": {"full_name": "acme/shop", "archived": true}});
+        assert_eq!(
+            parse("repository", archived.to_string().as_bytes()),
+            Ok(Parsed::Changed(vec![
+                Target::Repository {
+                    name: "acme/shop".into()
+                },
+                listed("acme/shop", true, false)
+            ]))
         );
         let renamed = json!({"action": "renamed", "repository": {"full_name": "acme/store"},
             "changes": {"repository": {"name": {"from": "shop"}}}});
@@ -157,9 +212,33 @@ mod tests {
                 Target::Repository {
                     name: "acme/store".into()
                 },
+                listed("acme/store", false, false),
                 Target::Repository {
                     name: "acme/shop".into()
                 },
+                listed("acme/shop", false, true),
+            ]))
+        );
+        let moved = json!({"action": "transferred", "repository": {"full_name": "beta/shop", "topics": ["No-Backup"]},
+            "changes": {"owner": {"from": {"organization": {"login": "acme"}}}}});
+        let Ok(Parsed::Changed(targets)) = parse("repository", moved.to_string().as_bytes()) else {
+            panic!("transferred")
+        };
+        assert!(
+            matches!(&targets[3], Target::Listed { repository, gone: true } if repository.full_name == "acme/shop"),
+            "{targets:?}"
+        );
+        assert!(
+            matches!(&targets[1], Target::Listed { repository, gone: false } if repository.topics == ["no-backup"])
+        );
+        let deleted = json!({"action": "deleted", "repository": {"full_name": "acme/shop"}});
+        assert_eq!(
+            parse("repository", deleted.to_string().as_bytes()),
+            Ok(Parsed::Changed(vec![
+                Target::Repository {
+                    name: "acme/shop".into()
+                },
+                listed("acme/shop", false, true)
             ]))
         );
         assert_eq!(parse("ping", b"{}"), Ok(Parsed::Ignored("ping".into())));

@@ -51,6 +51,77 @@ pub enum Target {
     /// The set of a region's instances changed (one created or deleted): what coverages
     /// count there.
     Instances { account: Option<String>, region: String },
+    /// An organization's repository as a webhook describes it now (created, archived,
+    /// renamed or transferred in), or gone from it (deleted, renamed or transferred away):
+    /// what coverages count.
+    Listed {
+        repository: crate::github::OrgRepository,
+        gone: bool,
+    },
+}
+
+/// Repository changes the webhooks reported, for the coverages' organization listings: each
+/// applied to the cached listing at the next scan, so a coverage counts a new repository
+/// without listing the organization again (its GraphQL budget is paced).
+#[derive(Debug)]
+pub struct Listings {
+    pending: Mutex<Vec<(crate::github::OrgRepository, bool)>>,
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+    rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<()>>>,
+}
+
+impl Default for Listings {
+    fn default() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        Self {
+            pending: Mutex::default(),
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl Listings {
+    pub fn push(&self, repository: crate::github::OrgRepository, gone: bool) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((repository, gone));
+        let _ = self.tx.send(());
+    }
+
+    /// The changes of `org` (case-insensitive), oldest first, taken.
+    pub fn take(&self, org: &str) -> Vec<(crate::github::OrgRepository, bool)> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let prefix = format!("{}/", org.to_ascii_lowercase());
+        let (mine, rest) = pending
+            .drain(..)
+            .partition(|(r, _)| r.full_name.to_ascii_lowercase().starts_with(&prefix));
+        *pending = rest;
+        mine
+    }
+
+    /// A signal per change, for the coverage controller (the first caller).
+    pub fn wakes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        futures::stream::unfold(rx, |rx| async move {
+            let mut rx = rx?;
+            rx.recv().await.map(|()| ((), Some(rx)))
+        })
+    }
+}
+
+/// Applies webhook-reported changes to an organization's listing, in order.
+pub fn apply_listed(
+    listing: &mut Vec<crate::github::OrgRepository>,
+    changes: Vec<(crate::github::OrgRepository, bool)>,
+) {
+    for (repository, gone) in changes {
+        listing.retain(|r| !r.full_name.eq_ignore_ascii_case(&repository.full_name));
+        if !gone {
+            listing.push(repository);
+        }
+    }
 }
 
 /// Where an event came from, a label of the metrics.

@@ -185,10 +185,17 @@ pub struct Router {
 /// urgent look reads the instance and its replication afresh, and what is cached for a
 /// resync otherwise (keys, aliases) only when an event said it changed.
 fn forget_keys(ctx: &crate::controller::Context, targets: &[Target]) {
-    let Some(store) = ctx.wakes.store.get() else { return };
-    for target in targets.iter().filter(|t| matches!(t, Target::Key { .. } | Target::Alias { .. })) {
+    let Some(store) = ctx.wakes.store.get() else {
+        return;
+    };
+    for target in targets
+        .iter()
+        .filter(|t| matches!(t, Target::Key { .. } | Target::Alias { .. }))
+    {
         for db in store.state() {
-            let Some(db) = db.valid().filter(|db| concerns_database(db, target)) else { continue };
+            let Some(db) = db.valid().filter(|db| concerns_database(db, target)) else {
+                continue;
+            };
             let scope = crate::aws::Scope::new(
                 db.spec.instance.role_arn.as_deref(),
                 &db.spec.replication.destination_region,
@@ -256,7 +263,16 @@ impl Router {
     pub fn route(&self, targets: &[Target], source: &'static str, at: Timestamp) -> usize {
         let databases = self.databases.as_ref().map_or(0, |ctx| {
             forget_keys(ctx, targets);
-            ctx.wakes.route(targets, concerns_database, source, at) + rescan(ctx, targets)
+            let mut listed = 0;
+            for target in targets {
+                if let Target::Listed { repository, gone } = target
+                    && ctx.coverages.get().is_some()
+                {
+                    ctx.listings.push(repository.clone(), *gone);
+                    listed += 1;
+                }
+            }
+            ctx.wakes.route(targets, concerns_database, source, at) + rescan(ctx, targets) + listed
         });
         let repositories = self.repositories.as_ref().map_or(0, |ctx| {
             for target in targets {

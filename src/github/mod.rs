@@ -33,7 +33,7 @@ pub struct FileChange {
 }
 
 /// A repository of an organization, as a coverage scan lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct OrgRepository {
     /// `owner/name` as GitHub spells it (`nameWithOwner`).
     pub full_name: String,

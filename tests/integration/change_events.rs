@@ -611,3 +611,87 @@ async fn a_created_instance_is_counted_by_the_coverage_within_seconds() {
     running.abort();
     let _ = coverages.delete(&name, &Default::default()).await;
 }
+
+// The deliveries are plain blocking HTTP: the receiver runs on the other worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_repository_is_counted_by_the_coverage_without_listing_the_organization_again() {
+    let w = world("events-org").await;
+    let github = GitHubFake::start().await;
+    let org = testing::unique_name("acme");
+    github.add_repo(&format!("{org}/api"), "main");
+    let name = format!("cov-{}", w.namespace);
+    let coverages: Api<backup_warden::api::BackupCoverage> = Api::all(w.env.client().await);
+    let object: backup_warden::api::BackupCoverage = serde_json::from_value(json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackupCoverage",
+        "metadata": {"name": name},
+        "spec": {"namespace": w.namespace, "repositories": {"organizations": [org]}},
+    }))
+    .expect("coverage");
+    coverages
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create coverage");
+    let ctx = testing::env().context(Policy::default(), slow_timing()).await;
+    let (repo_ctx, _writer) = testing::repository_context(
+        &github.base_url(),
+        github.token(),
+        RepositoryPolicy::default(),
+        slow_timing(),
+        None,
+    )
+    .await;
+    let only = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let running = tokio::spawn(backup_warden::controller::coverage::run(
+        ctx.clone(),
+        Some(repo_ctx.github.clone()),
+        only,
+        std::future::pending(),
+    ));
+    let undeclared = |c: &backup_warden::api::BackupCoverage| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.repositories.as_ref())
+            .map(|r| r.undeclared)
+    };
+    wait_for(&coverages, &name, CONVERGE, |c| undeclared(c) == Some(1)).await;
+    let listings = || {
+        github
+            .requests()
+            .iter()
+            .filter(|r| r.operation.as_deref() == Some("OrganizationRepositories"))
+            .count()
+    };
+    let listed_before = listings();
+    assert!(listed_before > 0, "the organization was listed once");
+
+    let secret: &'static [u8] = b"org secret";
+    let state = Arc::new(receiver::Receiver {
+        gate: Gate::new(secret, receiver::MAX_BODY, 1000),
+        max_body: receiver::MAX_BODY,
+        routes: Arc::new(Router {
+            databases: Some(ctx.clone()),
+            ..Default::default()
+        }),
+        metrics: ctx.metrics.clone(),
+    });
+    let (_stop, stopping) = tokio::sync::watch::channel(false);
+    let (address, _server) = receiver::serve("127.0.0.1:0".parse().expect("addr"), state, stopping)
+        .await
+        .expect("serve");
+    let hook = Hook { address };
+    github.add_repo(&format!("{org}/billing"), "main");
+    let body = json!({"action": "created",
+        "repository": {"full_name": format!("{org}/billing"), "archived": false, "fork": false, "topics": []}})
+    .to_string()
+    .into_bytes();
+    assert_eq!(hook.deliver("repository", "d-created", &body, secret), 202);
+    let (_, counted) = within("the new repository counted", async || {
+        let c = coverages.get(&name).await.ok()?;
+        (undeclared(&c) == Some(2)).then_some(())
+    })
+    .await;
+    assert_eq!(listings(), listed_before, "the organization was listed again");
+    println!("a created repository counted by the coverage {counted:?} after its delivery, with no listing");
+    running.abort();
+    let _ = coverages.delete(&name, &Default::default()).await;
+}
