@@ -27,6 +27,24 @@ pub struct LeaseSettings {
     pub duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
+    /// Where this replica's GitHub webhook receiver is reached (`POD_IP:PORT`), written on
+    /// the leases it holds so that a replica receiving a delivery can pass it on.
+    pub advertise: Option<String>,
+}
+
+/// The annotation of a held Lease with its holder's webhook address.
+pub const WEBHOOK_ADDRESS: &str = "backupwarden.io/webhook-address";
+
+fn advertise(metadata: &mut ObjectMeta, address: Option<&str>) {
+    let annotations = metadata.annotations.get_or_insert_with(Default::default);
+    match address {
+        Some(address) => {
+            annotations.insert(WEBHOOK_ADDRESS.to_string(), address.to_string());
+        }
+        None => {
+            annotations.remove(WEBHOOK_ADDRESS);
+        }
+    }
 }
 
 impl LeaseSettings {
@@ -39,6 +57,7 @@ impl LeaseSettings {
             duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
+            advertise: None,
         }
     }
 }
@@ -63,11 +82,13 @@ pub(crate) async fn try_acquire(api: &Api<Lease>, s: &LeaseSettings) -> Result<A
     let now = Timestamp::now();
     let duration = i32::try_from(s.duration.as_secs()).unwrap_or(15);
     let Some(mut lease) = api.get_opt(&s.name).await? else {
+        let mut metadata = ObjectMeta {
+            name: Some(s.name.clone()),
+            ..Default::default()
+        };
+        advertise(&mut metadata, s.advertise.as_deref());
         let lease = Lease {
-            metadata: ObjectMeta {
-                name: Some(s.name.clone()),
-                ..Default::default()
-            },
+            metadata,
             spec: Some(LeaseSpec {
                 holder_identity: Some(s.identity.clone()),
                 lease_duration_seconds: Some(duration),
@@ -98,6 +119,7 @@ pub(crate) async fn try_acquire(api: &Api<Lease>, s: &LeaseSettings) -> Result<A
     }
     spec.renew_time = Some(MicroTime(now));
     spec.lease_duration_seconds = Some(duration);
+    advertise(&mut lease.metadata, s.advertise.as_deref());
     // The resourceVersion read above makes this a compare-and-swap: a 409 means another
     // candidate wrote first.
     match api.replace(&s.name, &PostParams::default(), &lease).await {

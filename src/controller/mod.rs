@@ -201,6 +201,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
 
     check_crd::<BackedUpDatabase>(&client, args.namespace.as_deref()).await?;
     check_crd::<BackedUpRepository>(&client, args.namespace.as_deref()).await?;
+    // Served before leadership: a standby passes deliveries to the leader.
+    let webhook = webhook_receiver(&args, &client, &metrics, &shutdown_rx).await?;
     // A standby replica is healthy and ready (it serves metrics); only the leader acts.
     health.set_ready(true);
     let leadership = match leader_settings(&args) {
@@ -369,16 +371,27 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             trail::run(trails, trail_ctx, writer, args.concurrency, stop(&shutdown_rx)),
         ));
     }
-    controllers.extend(
-        events(
-            &args,
-            Arc::new(routes),
-            aws_for_events,
-            &metrics,
-            (&health, &shutdown_rx),
-        )
-        .await?,
-    );
+    let routes = Arc::new(routes);
+    controllers.extend(events_queue(
+        &args,
+        routes.clone(),
+        aws_for_events,
+        &metrics,
+        (&health, &shutdown_rx),
+    ));
+    if let Some((receiver, server)) = webhook {
+        let _ = receiver.routes.set(routes);
+        controllers.push(supervise(
+            "GitHub webhook receiver",
+            health.clone(),
+            shutdown_rx.clone(),
+            async move {
+                if let Ok(Err(e)) = server.await {
+                    tracing::error!(error = %e, "the GitHub webhook receiver stopped");
+                }
+            },
+        ));
+    }
     if coverage_installed(&client, args.namespace.as_deref()).await? {
         controllers.push(supervise(
             "BackupCoverage controller",
@@ -500,8 +513,10 @@ fn supervise(
 
 /// The lease settings when leader election is on.
 fn leader_settings(args: &RunArgs) -> Option<leader::LeaseSettings> {
-    args.leader_election
-        .then(|| leader::LeaseSettings::new(&args.lease_namespace, &identity()))
+    args.leader_election.then(|| leader::LeaseSettings {
+        advertise: webhook_advertise(args),
+        ..leader::LeaseSettings::new(&args.lease_namespace, &identity())
+    })
 }
 
 /// The lease settings of the shard leases when there is more than one shard.
@@ -512,10 +527,10 @@ fn shard_settings(args: &RunArgs) -> Result<Option<leader::LeaseSettings>, RunEr
     if args.leader_election {
         return Err(RunError::ShardsAndLeader);
     }
-    Ok(Some(leader::LeaseSettings::new(
-        &args.lease_namespace,
-        &identity(),
-    )))
+    Ok(Some(leader::LeaseSettings {
+        advertise: webhook_advertise(args),
+        ..leader::LeaseSettings::new(&args.lease_namespace, &identity())
+    }))
 }
 
 /// This replica's name in leases: its pod's, or a host/pid identity.
@@ -596,75 +611,99 @@ fn repository_context(
     Ok((ctx, writer))
 }
 
-/// The change-event sources configured: the SQS consumer and the GitHub webhook receiver,
-/// each supervised like a controller.
-async fn events(
+/// The SQS consumer of change events, when a queue is configured: on the acting replica
+/// only (a message is handled once).
+fn events_queue(
     args: &RunArgs,
     routes: Arc<crate::events::route::Router>,
     aws: Arc<AwsClients>,
     metrics: &Arc<Metrics>,
     (health, shutdown): (&Arc<Health>, &watch::Receiver<bool>),
-) -> Result<Vec<tokio::task::JoinHandle<()>>, RunError> {
-    use crate::events::{receiver, sqs};
-    let stop = || {
-        let mut rx = shutdown.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
+) -> Option<tokio::task::JoinHandle<()>> {
+    use crate::events::sqs;
+    let url = args.events_queue_url.as_ref()?;
+    let settings = sqs::QueueSettings {
+        url: url.clone(),
+        dead_letter_url: args.events_dead_letter_queue_url.clone(),
+        wait_seconds: 20,
     };
-    let mut tasks = Vec::new();
-    if let Some(url) = &args.events_queue_url {
-        let settings = sqs::QueueSettings {
-            url: url.clone(),
-            dead_letter_url: args.events_dead_letter_queue_url.clone(),
-            wait_seconds: 20,
-        };
-        let region = settings.region(&args.events_queue_region);
-        tracing::info!(queue = %url, %region, "reading change events from SQS");
-        tasks.push(supervise(
-            "change events from SQS",
-            health.clone(),
-            shutdown.clone(),
-            sqs::consume(aws, settings, region, routes.clone(), metrics.clone(), stop()),
-        ));
-    }
-    if let (Some(addr), Some(path)) = (
+    let region = settings.region(&args.events_queue_region);
+    tracing::info!(queue = %url, %region, "reading change events from SQS");
+    let mut stop = shutdown.clone();
+    Some(supervise(
+        "change events from SQS",
+        health.clone(),
+        shutdown.clone(),
+        sqs::consume(aws, settings, region, routes, metrics.clone(), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }),
+    ))
+}
+
+/// The GitHub webhook receiver, when configured: served on every replica from the start
+/// (a standby passes deliveries to the leader), acting once `routes` is set.
+async fn webhook_receiver(
+    args: &RunArgs,
+    client: &Client,
+    metrics: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<
+    Option<(
+        Arc<crate::events::receiver::Receiver>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
+    RunError,
+> {
+    use crate::events::{peers::Peers, receiver};
+    let (Some(addr), Some(path)) = (
         args.github_webhook_listen_address,
         args.github_webhook_secret_file.as_deref(),
-    ) {
-        let secret = std::fs::read_to_string(path).map_err(|e| {
-            RunError::Events(format!("cannot read the webhook secret {}: {e}", path.display()))
-        })?;
-        let secret = secret.trim_end_matches(['\r', '\n']);
-        if secret.is_empty() {
-            return Err(RunError::Events(format!(
-                "the webhook secret file {} is empty",
-                path.display()
-            )));
-        }
-        let max = receiver::MAX_BODY;
-        let state = Arc::new(receiver::Receiver {
-            gate: crate::github::webhook::Gate::new(secret.as_bytes(), max, 100_000),
-            max_body: max,
-            routes,
-            metrics: metrics.clone(),
-        });
-        let (bound, server) = receiver::serve(addr, state, shutdown.clone())
-            .await
-            .map_err(|e| RunError::Events(format!("cannot serve GitHub webhooks on {addr}: {e}")))?;
-        tracing::info!(address = %bound, "serving GitHub webhooks on /github/webhook");
-        tasks.push(supervise(
-            "GitHub webhook receiver",
-            health.clone(),
-            shutdown.clone(),
-            async move {
-                if let Ok(Err(e)) = server.await {
-                    tracing::error!(error = %e, "the GitHub webhook receiver stopped");
-                }
-            },
-        ));
+    ) else {
+        return Ok(None);
+    };
+    let secret = std::fs::read_to_string(path)
+        .map_err(|e| RunError::Events(format!("cannot read the webhook secret {}: {e}", path.display())))?;
+    let secret = secret.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        return Err(RunError::Events(format!(
+            "the webhook secret file {} is empty",
+            path.display()
+        )));
     }
-    Ok(tasks)
+    // The leases whose holders act: the leader's, or every shard's.
+    let name = leader::LeaseSettings::new(&args.lease_namespace, &identity()).name;
+    let leases: Vec<String> = if args.shards > 1 {
+        (0..args.shards).map(|s| format!("{name}-shard-{s}")).collect()
+    } else if args.leader_election {
+        vec![name]
+    } else {
+        Vec::new()
+    };
+    let peers =
+        (!leases.is_empty()).then(|| Peers::new(client.clone(), &args.lease_namespace, leases, &identity()));
+    let max = receiver::MAX_BODY;
+    let state = Arc::new(receiver::Receiver {
+        gate: crate::github::webhook::Gate::new(secret.as_bytes(), max, 100_000),
+        max_body: max,
+        routes: Default::default(),
+        peers,
+        metrics: metrics.clone(),
+    });
+    let (bound, server) = receiver::serve(addr, state.clone(), shutdown.clone())
+        .await
+        .map_err(|e| RunError::Events(format!("cannot serve GitHub webhooks on {addr}: {e}")))?;
+    tracing::info!(address = %bound, "serving GitHub webhooks on /github/webhook");
+    Ok(Some((state, server)))
+}
+
+/// Where peers reach this replica's webhook receiver: the pod's IP (the downward API's
+/// `status.podIP` as `BACKUP_WARDEN_POD_IP`) and the receiver's port.
+fn webhook_advertise(args: &RunArgs) -> Option<String> {
+    let port = args.github_webhook_listen_address?.port();
+    let ip = std::env::var("BACKUP_WARDEN_POD_IP")
+        .ok()
+        .filter(|ip| !ip.is_empty())?;
+    Some(std::net::SocketAddr::new(ip.parse().ok()?, port).to_string())
 }
 
 /// The audit-trail controller's context: the database context's reporters and tenancy.

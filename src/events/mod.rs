@@ -6,6 +6,7 @@
 
 pub mod cloudtrail;
 pub mod github;
+pub mod peers;
 pub mod receiver;
 pub mod route;
 pub mod sqs;

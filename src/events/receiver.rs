@@ -1,8 +1,12 @@
-//! The GitHub webhook receiver: its own port, `POST /github/webhook`. A delivery is read
-//! only up to a bound, admitted only when signed with the shared secret and not seen
-//! before, and only then parsed; each outcome is counted and answered with its status.
+//! The GitHub webhook receiver: its own port, `POST /github/webhook`, on every replica. A
+//! delivery is read only up to a bound, admitted only when signed with the shared secret
+//! and not seen before, and only then parsed; each outcome is counted and answered with its
+//! status. A standby passes it to the leader; a sharded replica to the others too.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+};
 
 use axum::{
     Router,
@@ -27,8 +31,24 @@ use crate::{
 pub struct Receiver {
     pub gate: Gate,
     pub max_body: usize,
-    pub routes: Arc<Routes>,
+    /// The objects to wake, once this replica acts (a standby has none).
+    pub routes: OnceLock<Arc<Routes>>,
+    /// The other replicas, with leader election or shards.
+    pub peers: Option<super::peers::Peers>,
     pub metrics: Arc<Metrics>,
+}
+
+impl Receiver {
+    /// A receiver that acts at once (no leader election).
+    pub fn acting(gate: Gate, routes: Arc<Routes>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            gate,
+            max_body: MAX_BODY,
+            routes: OnceLock::from(routes),
+            peers: None,
+            metrics,
+        }
+    }
 }
 
 /// GitHub caps payloads at 25 MB; the events read here are far smaller.
@@ -91,10 +111,52 @@ async fn deliver(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
         );
         return refuse(&r, refused.as_str(), status);
     }
+    let forwarded = header(super::peers::FORWARDED).is_some();
+    let passed_on: Vec<(&'static str, axum::http::HeaderValue)> = super::peers::PASSED_ON
+        .iter()
+        .filter_map(|name| headers.get(*name).map(|v| (*name, v.clone())))
+        .collect();
+    let Some(routes) = r.routes.get() else {
+        // A standby: the leader acts.
+        let answers = match (&r.peers, forwarded) {
+            (Some(peers), false) => peers.forward(&passed_on, body).await,
+            _ => Vec::new(),
+        };
+        return match answers.into_iter().find_map(|(to, a)| a.ok().map(|s| (to, s))) {
+            Some((to, status)) => {
+                r.metrics.events.with_label_values(&["github", "forwarded"]).inc();
+                (
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                    format!("passed to the leader at {to}\n"),
+                )
+            }
+            None => {
+                r.metrics.events.with_label_values(&["github", "failed"]).inc();
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "standby, and no leader to pass it to\n".to_string(),
+                )
+            }
+        };
+    };
+    // Sharded: the other replicas act on their shards' objects.
+    if let (Some(peers), false) = (&r.peers, forwarded) {
+        let (r, body) = (r.clone(), body.clone());
+        tokio::spawn(async move {
+            if let Some(peers) = &r.peers {
+                for (to, answer) in peers.forward(&passed_on, body).await {
+                    if let Err(why) = answer {
+                        tracing::warn!(peer = %to, %why, "cannot pass a webhook delivery on");
+                    }
+                }
+            }
+        });
+        let _ = peers;
+    }
     let event = header("x-github-event").unwrap_or_default();
     match parse(event, &body) {
         Ok(Parsed::Changed(targets)) => {
-            let woken = r.routes.route(&targets, "github", received);
+            let woken = routes.route(&targets, "github", received);
             let outcome = if woken > 0 { "matched" } else { "ignored" };
             r.metrics.events.with_label_values(&["github", outcome]).inc();
             (StatusCode::ACCEPTED, format!("{outcome}: {woken} objects\n"))

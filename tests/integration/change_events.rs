@@ -374,12 +374,11 @@ async fn github_changes_are_healed_or_reported_within_seconds_through_the_webhoo
         repositories: Some(repo_ctx),
         ..Default::default()
     });
-    let state = Arc::new(receiver::Receiver {
-        gate: Gate::new(secret, receiver::MAX_BODY, 1000),
-        max_body: receiver::MAX_BODY,
-        routes: routes.clone(),
-        metrics: metrics.clone(),
-    });
+    let state = Arc::new(receiver::Receiver::acting(
+        Gate::new(secret, receiver::MAX_BODY, 1000),
+        routes.clone(),
+        metrics.clone(),
+    ));
     let (_stop, stopping) = tokio::sync::watch::channel(false);
     let (address, _server) = receiver::serve("127.0.0.1:0".parse().expect("addr"), state, stopping)
         .await
@@ -665,15 +664,15 @@ async fn a_created_repository_is_counted_by_the_coverage_without_listing_the_org
     assert!(listed_before > 0, "the organization was listed once");
 
     let secret: &'static [u8] = b"org secret";
-    let state = Arc::new(receiver::Receiver {
-        gate: Gate::new(secret, receiver::MAX_BODY, 1000),
-        max_body: receiver::MAX_BODY,
-        routes: Arc::new(Router {
-            databases: Some(ctx.clone()),
-            ..Default::default()
-        }),
-        metrics: ctx.metrics.clone(),
+    let routes = Arc::new(Router {
+        databases: Some(ctx.clone()),
+        ..Default::default()
     });
+    let state = Arc::new(receiver::Receiver::acting(
+        Gate::new(secret, receiver::MAX_BODY, 1000),
+        routes,
+        ctx.metrics.clone(),
+    ));
     let (_stop, stopping) = tokio::sync::watch::channel(false);
     let (address, _server) = receiver::serve("127.0.0.1:0".parse().expect("addr"), state, stopping)
         .await

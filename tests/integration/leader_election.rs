@@ -168,3 +168,154 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
     assert_eq!(holder(&leases).await, None, "released on shutdown");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A replica with leader election and the webhook receiver on `hook`, advertising it.
+fn hooked(namespace: &str, identity: &str, metrics: &str, hook: &str, secret: &std::path::Path) -> Child {
+    let env = testing::env();
+    Command::new(env!("CARGO_BIN_EXE_backup-warden"))
+        .args(["run", "--listen-address", metrics])
+        .args([
+            "--namespace",
+            namespace,
+            "--leader-election",
+            "--lease-namespace",
+            namespace,
+        ])
+        .args(["--aws-endpoint-url", &env.aws_endpoint])
+        .args([
+            "--tenancy-file",
+            &testing::open_tenancy_file().display().to_string(),
+        ])
+        .args(["--github-webhook-listen-address", hook])
+        .arg("--github-webhook-secret-file")
+        .arg(secret)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env("BACKUP_WARDEN_POD_NAME", identity)
+        .env("BACKUP_WARDEN_POD_IP", "127.0.0.1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start controller")
+}
+
+fn post_ping(hook: &str, delivery: &str) -> (u16, String) {
+    use hmac::Mac;
+    use std::io::{Read, Write};
+    let body = "{}";
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"shared").expect("key");
+    mac.update(body.as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let Ok(mut stream) = std::net::TcpStream::connect(hook) else {
+        return (0, String::new());
+    };
+    let _ = write!(
+        stream,
+        "POST /github/webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: ping\r\nX-GitHub-Delivery: {delivery}\r\n\
+         X-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, response)
+}
+
+fn counted(metrics: &str, outcome: &str) -> u64 {
+    let addr: std::net::SocketAddr = metrics.parse().expect("addr");
+    let scrape = testing::http_get(addr, "/metrics")
+        .map(|(_, s)| s)
+        .unwrap_or_default();
+    scrape
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "backup_warden_events_total{{outcome=\"{outcome}\",source=\"github\"}} "
+            ))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+// Blocking HTTP beside the processes: the test's own runtime only waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_to_the_standby_is_handled_by_the_leader() {
+    let env = testing::env();
+    let client = env.client().await;
+    testing::install_crds(&client).await;
+    let namespace = testing::namespace(&client, "leader-hooks").await;
+    let dir = std::env::temp_dir().join(testing::unique_name("leader-hooks"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "shared").expect("secret");
+    let replicas: Vec<(String, String, String)> = ["first", "second"]
+        .iter()
+        .map(|name| {
+            (
+                name.to_string(),
+                format!("127.0.0.1:{}", free_port()),
+                format!("127.0.0.1:{}", free_port()),
+            )
+        })
+        .collect();
+    let mut children: Vec<Child> = replicas
+        .iter()
+        .map(|(name, metrics, hook)| hooked(&namespace, name, metrics, hook, &secret))
+        .collect();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        if let Some(h) = holder(&leases).await.filter(|h| !h.is_empty()) {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let lease = leases.get("backup-warden").await.expect("lease");
+    let advertised = lease
+        .metadata
+        .annotations
+        .and_then(|a| a.get("backupwarden.io/webhook-address").cloned());
+    let (leading, standing) = if replicas[0].0 == leader {
+        (&replicas[0], &replicas[1])
+    } else {
+        (&replicas[1], &replicas[0])
+    };
+    assert_eq!(advertised.as_deref(), Some(leading.2.as_str()));
+    // The standby's receiver answers, with the leader's answer.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, response) = loop {
+        let answer = tokio::task::spawn_blocking({
+            let hook = standing.2.clone();
+            move || post_ping(&hook, "d-standby")
+        })
+        .await
+        .expect("post");
+        if answer.0 != 0 {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "the standby's receiver never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status, 202, "{response}");
+    assert!(response.contains("passed to the leader"), "{response}");
+    assert_eq!(counted(&leading.1, "ignored"), 1, "the leader handled the ping");
+    assert_eq!(counted(&standing.1, "forwarded"), 1);
+    // The same delivery again, to the leader: a replay.
+    let hook = leading.2.clone();
+    let (again, _) = tokio::task::spawn_blocking(move || post_ping(&hook, "d-standby"))
+        .await
+        .expect("post");
+    assert_eq!(again, 409);
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
