@@ -131,6 +131,10 @@ async fn deliver(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
                 )
             }
             None => {
+                // Not handled anywhere: a redelivery (the same id) must be admitted.
+                if let Some(id) = header("x-github-delivery") {
+                    r.gate.forget(id);
+                }
                 r.metrics.events.with_label_values(&["github", "failed"]).inc();
                 (
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -90,6 +90,17 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// Forgets an admitted delivery that could not be handled (no replica to act on it):
+    /// GitHub's redelivery keeps the delivery id, and must not be refused as a replay.
+    pub fn forget(&self, delivery: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.ids.remove(delivery) {
+            seen.order.retain(|d| d != delivery);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +155,18 @@ mod tests {
             Err(Refused::BadSignature)
         );
         assert_eq!(gate.admit(Some(SIGNATURE), Some("d"), BODY), Ok(()));
+    }
+
+    #[test]
+    fn a_delivery_forgotten_may_come_again() {
+        let gate = Gate::new(SECRET, 1024, 10);
+        assert_eq!(gate.admit(Some(SIGNATURE), Some("d"), BODY), Ok(()));
+        gate.forget("d");
+        assert_eq!(gate.admit(Some(SIGNATURE), Some("d"), BODY), Ok(()));
+        assert_eq!(
+            gate.admit(Some(SIGNATURE), Some("d"), BODY),
+            Err(Refused::Replayed)
+        );
     }
 
     #[test]

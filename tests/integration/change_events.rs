@@ -694,3 +694,32 @@ async fn a_created_repository_is_counted_by_the_coverage_without_listing_the_org
     running.abort();
     let _ = coverages.delete(&name, &Default::default()).await;
 }
+
+// The deliveries are plain blocking HTTP: the receiver runs on the other worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_nobody_could_handle_may_be_redelivered() {
+    let metrics = Arc::new(backup_warden::report::metrics::Metrics::new().expect("metrics"));
+    let secret: &'static [u8] = b"standby secret";
+    // A standby with no leader to pass deliveries to (a takeover under way).
+    let state = Arc::new(receiver::Receiver {
+        gate: Gate::new(secret, receiver::MAX_BODY, 1000),
+        max_body: receiver::MAX_BODY,
+        routes: Default::default(),
+        peers: None,
+        metrics: metrics.clone(),
+    });
+    let (_stop, stopping) = tokio::sync::watch::channel(false);
+    let (address, _server) = receiver::serve("127.0.0.1:0".parse().expect("addr"), state.clone(), stopping)
+        .await
+        .expect("serve");
+    let hook = Hook { address };
+    let body = br#"{"zen": "Keep it logically awesome."}"#;
+    assert_eq!(hook.deliver("ping", "d-takeover", body, secret), 503);
+    // GitHub's Redeliver keeps the delivery id: not a replay, since nothing handled it.
+    assert_eq!(hook.deliver("ping", "d-takeover", body, secret), 503);
+    // Once acting, the redelivery is handled, and only once.
+    let _ = state.routes.set(Arc::new(Router::default()));
+    assert_eq!(hook.deliver("ping", "d-takeover", body, secret), 202);
+    assert_eq!(hook.deliver("ping", "d-takeover", body, secret), 409);
+    assert_eq!(metrics.events.with_label_values(&["github", "failed"]).get(), 2);
+}
