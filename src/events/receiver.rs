@@ -144,7 +144,7 @@ async fn deliver(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
         };
     };
     // Sharded: the other replicas act on their shards' objects.
-    if let (Some(peers), false) = (&r.peers, forwarded) {
+    if r.peers.is_some() && !forwarded {
         let (r, body) = (r.clone(), body.clone());
         tokio::spawn(async move {
             if let Some(peers) = &r.peers {
@@ -155,7 +155,6 @@ async fn deliver(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
                 }
             }
         });
-        let _ = peers;
     }
     let event = header("x-github-event").unwrap_or_default();
     match parse(event, &body) {
