@@ -374,6 +374,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let routes = Arc::new(routes);
     controllers.extend(events_queue(
         &args,
+        &client,
         routes.clone(),
         aws_for_events,
         &metrics,
@@ -615,6 +616,7 @@ fn repository_context(
 /// only (a message is handled once).
 fn events_queue(
     args: &RunArgs,
+    client: &Client,
     routes: Arc<crate::events::route::Router>,
     aws: Arc<AwsClients>,
     metrics: &Arc<Metrics>,
@@ -626,6 +628,15 @@ fn events_queue(
         url: url.clone(),
         dead_letter_url: args.events_dead_letter_queue_url.clone(),
         wait_seconds: 20,
+        // With shards, every replica must see every message.
+        fanout: (args.shards > 1).then(|| {
+            Arc::new(crate::events::peers::Peers::new(
+                client.clone(),
+                &args.lease_namespace,
+                acting_leases(args),
+                &identity(),
+            ))
+        }),
     };
     let region = settings.region(&args.events_queue_region);
     tracing::info!(queue = %url, %region, "reading change events from SQS");
@@ -670,15 +681,7 @@ async fn webhook_receiver(
             path.display()
         )));
     }
-    // The leases whose holders act: the leader's, or every shard's.
-    let name = leader::LeaseSettings::new(&args.lease_namespace, &identity()).name;
-    let leases: Vec<String> = if args.shards > 1 {
-        (0..args.shards).map(|s| format!("{name}-shard-{s}")).collect()
-    } else if args.leader_election {
-        vec![name]
-    } else {
-        Vec::new()
-    };
+    let leases = acting_leases(args);
     let peers =
         (!leases.is_empty()).then(|| Peers::new(client.clone(), &args.lease_namespace, leases, &identity()));
     let max = receiver::MAX_BODY;
@@ -694,6 +697,18 @@ async fn webhook_receiver(
         .map_err(|e| RunError::Events(format!("cannot serve GitHub webhooks on {addr}: {e}")))?;
     tracing::info!(address = %bound, "serving GitHub webhooks on /github/webhook");
     Ok(Some((state, server)))
+}
+
+/// The leases whose holders act: every shard's, or the leader's (none without either).
+fn acting_leases(args: &RunArgs) -> Vec<String> {
+    let name = leader::LeaseSettings::new(&args.lease_namespace, &identity()).name;
+    if args.shards > 1 {
+        (0..args.shards).map(|s| format!("{name}-shard-{s}")).collect()
+    } else if args.leader_election {
+        vec![name]
+    } else {
+        Vec::new()
+    }
 }
 
 /// Where peers reach this replica's webhook receiver: the pod's IP (the downward API's

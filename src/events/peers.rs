@@ -39,6 +39,15 @@ pub struct Peers {
     seen: Mutex<Option<(Instant, Vec<String>)>>,
 }
 
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers")
+            .field("leases", &self.leases)
+            .field("me", &self.me)
+            .finish()
+    }
+}
+
 /// How long a read of the peers' addresses serves (leases are renewed every 2 s).
 const FRESH: Duration = Duration::from_secs(2);
 
@@ -86,6 +95,28 @@ impl Peers {
         }
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), found.clone()));
         found
+    }
+
+    /// The identities holding the leases now (this replica's included).
+    pub async fn holders(&self) -> Vec<String> {
+        let now = Timestamp::now();
+        let mut found = Vec::new();
+        for name in &self.leases {
+            let Ok(Some(lease)) = self.api.get_opt(name).await else {
+                continue;
+            };
+            let Some(spec) = &lease.spec else { continue };
+            let holder = spec.holder_identity.as_deref().unwrap_or_default();
+            if !holder.is_empty() && !expired(spec, now) && !found.iter().any(|h| h == holder) {
+                found.push(holder.to_string());
+            }
+        }
+        found
+    }
+
+    /// This replica's identity.
+    pub fn me(&self) -> &str {
+        &self.me
     }
 
     /// Passes the delivery to every peer; each one's answer (status, or why not).

@@ -25,6 +25,18 @@ pub struct QueueSettings {
     pub dead_letter_url: Option<String>,
     /// Seconds a receive waits for a message (long polling, at most 20).
     pub wait_seconds: i32,
+    /// With shards: the replicas, each of which must see every message (each wakes only
+    /// its own shards' objects). A message is sent again, naming who saw it, until every
+    /// live holder has.
+    pub fanout: Option<Arc<super::peers::Peers>>,
+}
+
+/// The message attribute naming the replicas that handled a message already.
+const SEEN: &str = "backup-warden-seen";
+
+/// Who still has to see a message: the live holders not in `seen`.
+pub fn unseen(holders: &[String], seen: &[String]) -> Vec<String> {
+    holders.iter().filter(|h| !seen.contains(h)).cloned().collect()
 }
 
 impl QueueSettings {
@@ -102,6 +114,7 @@ pub async fn poll_once(
         .queue_url(&settings.url)
         .max_number_of_messages(10)
         .wait_time_seconds(settings.wait_seconds)
+        .message_attribute_names(SEEN)
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("ReceiveMessage", &e))?;
@@ -111,7 +124,24 @@ pub async fn poll_once(
         let Some(receipt) = message.receipt_handle() else {
             continue;
         };
+        let mut seen: Vec<String> = message
+            .message_attributes()
+            .and_then(|a| a.get(SEEN))
+            .and_then(|v| v.string_value())
+            .map(|s| {
+                s.split(',')
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let handled_here = settings
+            .fanout
+            .as_ref()
+            .is_some_and(|f| seen.iter().any(|h| h == f.me()));
         let outcome = match parse(message.body().unwrap_or_default()) {
+            // Sharded, and handled here already: only passed on.
+            Ok(Parsed::Changed(..)) if handled_here => "forwarded",
             Ok(Parsed::Changed(targets, at)) => {
                 if router.route(&targets, "aws", at) > 0 {
                     handled.matched += 1;
@@ -160,6 +190,36 @@ pub async fn poll_once(
                 "failed"
             }
         };
+        // Sharded: send it again for the replicas that have not seen it; kept until sent.
+        if let Some(fanout) = settings.fanout.as_ref().filter(|_| outcome != "failed") {
+            if !handled_here {
+                seen.push(fanout.me().to_string());
+            }
+            if !unseen(&fanout.holders().await, &seen).is_empty() {
+                let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(seen.join(","))
+                    .build()
+                    .map_err(|e| AwsError {
+                        operation: "SendMessage",
+                        kind: crate::aws::AwsErrorKind::Refused,
+                        code: "InvalidAttribute".into(),
+                        message: e.to_string(),
+                    })?;
+                let sent = c
+                    .sqs
+                    .send_message()
+                    .queue_url(&settings.url)
+                    .message_body(message.body().unwrap_or_default())
+                    .message_attributes(SEEN, attribute)
+                    .send()
+                    .await;
+                if let Err(e) = sent {
+                    tracing::warn!(error = %AwsError::from_sdk("SendMessage", &e), "cannot pass a change event to the other replicas");
+                    continue;
+                }
+            }
+        }
         metrics.events.with_label_values(&["aws", outcome]).inc();
         done.push(
             aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
@@ -200,11 +260,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_message_goes_round_until_every_live_holder_saw_it() {
+        let holders = ["a".to_string(), "b".to_string(), "c".to_string()];
+        assert_eq!(unseen(&holders, &["a".into()]), ["b", "c"]);
+        assert!(unseen(&holders, &["c".into(), "a".into(), "b".into()]).is_empty());
+        // A holder gone (its lease expired) is not waited for.
+        assert!(unseen(&holders[..2], &["a".into(), "b".into(), "c".into()]).is_empty());
+    }
+
+    #[test]
     fn the_region_comes_from_the_queue_url() {
         let settings = |url: &str| QueueSettings {
             url: url.into(),
             dead_letter_url: None,
             wait_seconds: 20,
+            fanout: None,
         };
         assert_eq!(
             settings("https://sqs.eu-west-1.amazonaws.com/111122223333/backup-warden-events")

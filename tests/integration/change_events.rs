@@ -122,6 +122,7 @@ async fn aws_changes_are_healed_or_reported_within_seconds_through_the_queue() {
         url: url.clone(),
         dead_letter_url: Some(dead.clone()),
         wait_seconds: 1,
+        fanout: None,
     };
     let consumer = tokio::spawn(sqs::consume(
         testing::env().aws_clients().await,
@@ -429,6 +430,7 @@ async fn github_changes_are_healed_or_reported_within_seconds_through_the_webhoo
             url: url.clone(),
             dead_letter_url: None,
             wait_seconds: 1,
+            fanout: None,
         },
         SOURCE.into(),
         routes,
@@ -578,6 +580,7 @@ async fn a_created_instance_is_counted_by_the_coverage_within_seconds() {
             url: url.clone(),
             dead_letter_url: None,
             wait_seconds: 1,
+            fanout: None,
         },
         SOURCE.into(),
         Arc::new(Router {
@@ -722,4 +725,116 @@ async fn a_delivery_nobody_could_handle_may_be_redelivered() {
     assert_eq!(hook.deliver("ping", "d-takeover", body, secret), 202);
     assert_eq!(hook.deliver("ping", "d-takeover", body, secret), 409);
     assert_eq!(metrics.events.with_label_values(&["github", "failed"]).get(), 2);
+}
+
+/// A shard lease held by `holder` for an hour.
+async fn shard_lease(leases: &Api<k8s_openapi::api::coordination::v1::Lease>, name: &str, holder: &str) {
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(Timestamp::now());
+    let lease: k8s_openapi::api::coordination::v1::Lease = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 3600, "renewTime": now, "acquireTime": now},
+    }))
+    .expect("lease");
+    leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create lease");
+}
+
+#[tokio::test]
+async fn with_shards_every_replica_sees_every_message() {
+    let w = world("events-shards").await;
+    testing::create_instance(&w.rds_source, "sharded-db", 7).await;
+    w.apply("sharded", "sharded-db", json!({})).await;
+    // Replica b holds the object's shard and runs its controller; replica a holds the other.
+    let c = RunningController::start(
+        testing::env().context(Policy::default(), slow_timing()).await,
+        &w.namespace,
+    );
+    wait_for(&w.dbs, "sharded", CONVERGE, is("True", ConditionType::Ready)).await;
+    let client = w.env.client().await;
+    let leases = Api::namespaced(client.clone(), &w.namespace);
+    shard_lease(&leases, "backup-warden-shard-0", "a").await;
+    shard_lease(&leases, "backup-warden-shard-1", "b").await;
+    let names = vec![
+        "backup-warden-shard-0".to_string(),
+        "backup-warden-shard-1".to_string(),
+    ];
+    let sqs = sqs_client().await;
+    let url = queue(&sqs, "events-shards").await;
+    let aws = testing::env().aws_clients().await;
+    let replica = |me: &str, routes: Router, metrics: Arc<backup_warden::report::metrics::Metrics>| {
+        let peers = backup_warden::events::peers::Peers::new(client.clone(), &w.namespace, names.clone(), me);
+        let settings = QueueSettings {
+            url: url.clone(),
+            dead_letter_url: None,
+            wait_seconds: 1,
+            fanout: Some(Arc::new(peers)),
+        };
+        tokio::spawn(sqs::consume(
+            aws.clone(),
+            settings,
+            SOURCE.into(),
+            Arc::new(routes),
+            metrics,
+            std::future::pending(),
+        ))
+    };
+    // Replica a alone first: it gets the event, wakes nothing of its own, and passes it on.
+    let a_metrics = Arc::new(backup_warden::report::metrics::Metrics::new().expect("metrics"));
+    let a = replica("a", Router::default(), a_metrics.clone());
+    w.set_retention("sharded-db", 2).await;
+    send(
+        &sqs,
+        &url,
+        &cloudtrail_event(
+            &w.account,
+            SOURCE,
+            "rds.amazonaws.com",
+            "ModifyDBInstance",
+            json!({"dBInstanceIdentifier": "sharded-db", "backupRetentionPeriod": 2}),
+        ),
+    )
+    .await;
+    within("replica a saw the event", async || {
+        (a_metrics.events.with_label_values(&["aws", "ignored"]).get() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(w.retention("sharded-db").await, 2, "nobody acted yet");
+    // Replica b starts: the copy a sent reaches it, and it heals its object.
+    let b = replica(
+        "b",
+        Router {
+            databases: Some(c.ctx.clone()),
+            ..Default::default()
+        },
+        c.ctx.metrics.clone(),
+    );
+    let (_, healed) = within("healed by replica b", async || {
+        (w.retention("sharded-db").await == 7).then_some(())
+    })
+    .await;
+    println!("with two shards, healed {healed:?} after replica b started");
+    assert_eq!(
+        c.ctx.metrics.events.with_label_values(&["aws", "matched"]).get(),
+        1
+    );
+    // Both saw it: no copy is left.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let left = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("attributes");
+    assert_eq!(
+        left.attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+            .map(String::as_str),
+        Some("0")
+    );
+    assert_eq!(a_metrics.events.with_label_values(&["aws", "ignored"]).get(), 1);
+    a.abort();
+    b.abort();
 }
