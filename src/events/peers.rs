@@ -65,6 +65,30 @@ impl Peers {
         }
     }
 
+    /// Each live holder of the leases, with the address it advertises, once each.
+    async fn live(&self) -> Vec<(String, Option<String>)> {
+        let now = Timestamp::now();
+        let mut found: Vec<(String, Option<String>)> = Vec::new();
+        for name in &self.leases {
+            let Ok(Some(lease)) = self.api.get_opt(name).await else {
+                continue;
+            };
+            let Some(spec) = &lease.spec else { continue };
+            let holder = spec.holder_identity.as_deref().unwrap_or_default();
+            if holder.is_empty() || expired(spec, now) || found.iter().any(|(h, _)| h == holder) {
+                continue;
+            }
+            let address = lease
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(WEBHOOK_ADDRESS))
+                .cloned();
+            found.push((holder.to_string(), address));
+        }
+        found
+    }
+
     /// The addresses of the live holders other than this replica.
     async fn addresses(&self) -> Vec<String> {
         if let Some((at, seen)) = self.seen.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
@@ -72,25 +96,10 @@ impl Peers {
         {
             return seen.clone();
         }
-        let now = Timestamp::now();
-        let mut found = Vec::new();
-        for name in &self.leases {
-            let Ok(Some(lease)) = self.api.get_opt(name).await else {
-                continue;
-            };
-            let Some(spec) = &lease.spec else { continue };
-            let holder = spec.holder_identity.as_deref().unwrap_or_default();
-            if holder.is_empty() || holder == self.me || expired(spec, now) {
-                continue;
-            }
-            if let Some(address) = lease
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(WEBHOOK_ADDRESS))
-                && !found.contains(address)
-            {
-                found.push(address.clone());
+        let mut found: Vec<String> = Vec::new();
+        for (holder, address) in self.live().await {
+            if let Some(address) = address.filter(|a| holder != self.me && !found.contains(a)) {
+                found.push(address);
             }
         }
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), found.clone()));
@@ -99,19 +108,7 @@ impl Peers {
 
     /// The identities holding the leases now (this replica's included).
     pub async fn holders(&self) -> Vec<String> {
-        let now = Timestamp::now();
-        let mut found = Vec::new();
-        for name in &self.leases {
-            let Ok(Some(lease)) = self.api.get_opt(name).await else {
-                continue;
-            };
-            let Some(spec) = &lease.spec else { continue };
-            let holder = spec.holder_identity.as_deref().unwrap_or_default();
-            if !holder.is_empty() && !expired(spec, now) && !found.iter().any(|h| h == holder) {
-                found.push(holder.to_string());
-            }
-        }
-        found
+        self.live().await.into_iter().map(|(holder, _)| holder).collect()
     }
 
     /// This replica's identity.

@@ -53,6 +53,16 @@ impl QueueSettings {
     }
 }
 
+/// A request the SDK's builder refused (a missing required field: a bug, not AWS).
+fn unbuildable(operation: &'static str, code: &str, e: impl std::fmt::Display) -> AwsError {
+    AwsError {
+        operation,
+        kind: crate::aws::AwsErrorKind::Refused,
+        code: code.into(),
+        message: e.to_string(),
+    }
+}
+
 /// What one receive's messages came to.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Handled {
@@ -170,12 +180,7 @@ pub async fn poll_once(
                                 .data_type("String")
                                 .string_value(why.chars().take(256).collect::<String>())
                                 .build()
-                                .map_err(|e| AwsError {
-                                    operation: "SendMessage",
-                                    kind: crate::aws::AwsErrorKind::Refused,
-                                    code: "InvalidAttribute".into(),
-                                    message: e.to_string(),
-                                })?,
+                                .map_err(|e| unbuildable("SendMessage", "InvalidAttribute", e))?,
                         )
                         .send()
                         .await;
@@ -200,12 +205,7 @@ pub async fn poll_once(
                     .data_type("String")
                     .string_value(seen.join(","))
                     .build()
-                    .map_err(|e| AwsError {
-                        operation: "SendMessage",
-                        kind: crate::aws::AwsErrorKind::Refused,
-                        code: "InvalidAttribute".into(),
-                        message: e.to_string(),
-                    })?;
+                    .map_err(|e| unbuildable("SendMessage", "InvalidAttribute", e))?;
                 let sent = c
                     .sqs
                     .send_message()
@@ -226,12 +226,7 @@ pub async fn poll_once(
                 .id(i.to_string())
                 .receipt_handle(receipt)
                 .build()
-                .map_err(|e| AwsError {
-                    operation: "DeleteMessageBatch",
-                    kind: crate::aws::AwsErrorKind::Refused,
-                    code: "InvalidEntry".into(),
-                    message: e.to_string(),
-                })?,
+                .map_err(|e| unbuildable("DeleteMessageBatch", "InvalidEntry", e))?,
         );
     }
     if !done.is_empty() {
