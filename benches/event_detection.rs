@@ -105,6 +105,16 @@ async fn main() {
         model.change_instance(&source, id, |i| days = i.retention_days);
         days
     };
+    // The changes whose retention is back, with the time each took, out of `pending`.
+    let repaired = |pending: &mut Vec<(String, Instant)>, latencies: &mut Vec<Duration>| {
+        pending.retain(|(id, changed)| {
+            let back = retention(id) >= 7;
+            if back {
+                latencies.push(changed.elapsed());
+            }
+            !back
+        });
+    };
     let mut pending: Vec<(String, Instant)> = Vec::new();
     let mut latencies = Vec::new();
     let step = (n / events.max(1)).max(1);
@@ -125,14 +135,7 @@ async fn main() {
         pending.push((victim, Instant::now()));
         let next = Instant::now() + gap;
         while Instant::now() < next {
-            pending.retain(|(id, changed)| {
-                if retention(id) >= 7 {
-                    latencies.push(changed.elapsed());
-                    false
-                } else {
-                    true
-                }
-            });
+            repaired(&mut pending, &mut latencies);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -142,14 +145,7 @@ async fn main() {
             "{} changes not repaired",
             pending.len()
         );
-        pending.retain(|(id, changed)| {
-            if retention(id) >= 7 {
-                latencies.push(changed.elapsed());
-                false
-            } else {
-                true
-            }
-        });
+        repaired(&mut pending, &mut latencies);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     latencies.sort();

@@ -36,7 +36,7 @@ pub struct Peers {
     leases: Vec<String>,
     me: String,
     client: Client<HttpConnector, Full<Bytes>>,
-    seen: Mutex<Option<(Instant, Vec<String>)>>,
+    seen: Mutex<Option<(Instant, Vec<Holder>)>>,
 }
 
 impl std::fmt::Debug for Peers {
@@ -48,7 +48,10 @@ impl std::fmt::Debug for Peers {
     }
 }
 
-/// How long a read of the peers' addresses serves (leases are renewed every 2 s).
+/// A live lease holder's identity, and the address it advertises.
+type Holder = (String, Option<String>);
+
+/// How long a read of the lease holders serves (leases are renewed every 2 s).
 const FRESH: Duration = Duration::from_secs(2);
 
 impl Peers {
@@ -65,10 +68,16 @@ impl Peers {
         }
     }
 
-    /// Each live holder of the leases, with the address it advertises, once each.
-    async fn live(&self) -> Vec<(String, Option<String>)> {
+    /// Each live holder of the leases, with the address it advertises, once each; read at
+    /// most once per `FRESH`, however many deliveries and messages ask.
+    async fn live(&self) -> Vec<Holder> {
+        if let Some((at, seen)) = self.seen.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && at.elapsed() < FRESH
+        {
+            return seen.clone();
+        }
         let now = Timestamp::now();
-        let mut found: Vec<(String, Option<String>)> = Vec::new();
+        let mut found: Vec<Holder> = Vec::new();
         for name in &self.leases {
             let Ok(Some(lease)) = self.api.get_opt(name).await else {
                 continue;
@@ -86,23 +95,18 @@ impl Peers {
                 .cloned();
             found.push((holder.to_string(), address));
         }
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), found.clone()));
         found
     }
 
     /// The addresses of the live holders other than this replica.
     async fn addresses(&self) -> Vec<String> {
-        if let Some((at, seen)) = self.seen.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
-            && at.elapsed() < FRESH
-        {
-            return seen.clone();
-        }
         let mut found: Vec<String> = Vec::new();
         for (holder, address) in self.live().await {
             if let Some(address) = address.filter(|a| holder != self.me && !found.contains(a)) {
                 found.push(address);
             }
         }
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), found.clone()));
         found
     }
 
