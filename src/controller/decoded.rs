@@ -282,4 +282,27 @@ mod tests {
         let valid = items.items.iter().filter(|i| i.valid().is_some()).count();
         assert_eq!((items.items.len(), valid), (2, 1));
     }
+
+    #[test]
+    fn one_bad_audit_trail_does_not_fail_the_list() {
+        let trail = |name: &str, spec: serde_json::Value| {
+            json!({"apiVersion": "backupwarden.io/v1alpha1", "kind": "RetainedAuditTrail",
+                   "metadata": {"name": name, "namespace": "security"}, "spec": spec})
+        };
+        let list = json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": [
+            // Stored past a tightened schema: a retention Rust cannot hold, an unreadable age.
+            trail("bad", json!({"trail": {"name": "org", "region": "us-east-1"}, "retentionDays": 1e12,
+                                "freshness": {"maxDeliveryAge": "soon"}})),
+            trail("good", json!({"trail": {"name": "org", "region": "us-east-1"}})),
+        ]});
+        let items: kube::core::ObjectList<Decoded<crate::api::RetainedAuditTrail>> =
+            serde_json::from_value(list).expect("the list decodes");
+        let valid: Vec<String> = items
+            .items
+            .iter()
+            .filter_map(|i| i.valid())
+            .map(|t| kube::ResourceExt::name_any(t.as_ref()))
+            .collect();
+        assert_eq!((items.items.len(), valid), (2, vec!["good".to_string()]));
+    }
 }
