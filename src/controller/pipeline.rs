@@ -284,6 +284,14 @@ pub fn error_policy<K: Kind>(object: Arc<Decoded<K>>, error: &Error, ctx: Arc<K:
         .with_label_values(&[K::KIND, error.category()])
         .inc();
     let key = super::object_key(object.as_ref());
+    if let Error::Status(e) = error
+        && is_conflict(e)
+    {
+        // Changed since read (by a person, or twice by us before the watch caught up):
+        // look again soon, with what is stored.
+        tracing::debug!(object = %key, "status changed since read; looking again");
+        return Action::requeue(shared.timing.settle);
+    }
     let delay = error.retry_after().unwrap_or_else(|| shared.backoff.delay(&key));
     tracing::warn!(object = %key, category = error.category(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -336,35 +344,52 @@ pub async fn reconcile<K: Kind>(object: Arc<K>, ctx: Arc<K::Context>) -> Result<
     };
     let findings = audited(audit, object.evaluate(&ctx, &obs));
     let plan = object.plan(&ctx, &obs, &findings);
-    // What was found before acting, for the drift events and Slack.
-    let found = object.build_status(&old, &obs, &findings, &Progress::default());
-
     let (mut progress, taken, outcome) = act(object.as_ref(), &ctx, &obs, &plan.actions).await;
     progress.holding = plan.holding.clone();
     // Look again, so that status shows the state after this reconcile's changes.
-    let (obs, after) = if plan.actions.is_empty() {
-        let after = findings.clone();
-        (obs, after)
+    let (looked_again, after) = if plan.actions.is_empty() {
+        (None, findings.clone())
     } else {
         object.forget(&ctx);
-        let obs = object.observe(&ctx, fresh).await.map_err(Error::Observe)?;
-        let after = audited(audit, object.evaluate(&ctx, &obs));
-        (obs, after)
+        let again = object.observe(&ctx, fresh).await.map_err(Error::Observe)?;
+        let after = audited(audit, object.evaluate(&ctx, &again));
+        (Some(again), after)
     };
-    let mut status = object.build_status(&old, &obs, &after, &progress);
-    if let Some(request) = request {
-        status.set_last_handled_reconcile_at(request);
-    }
-    let status = report(
+    let now = looked_again.as_ref().unwrap_or(&obs);
+    // What was found before acting (for the drift events and Slack), and the new status.
+    let statuses = |old: &K::Status| {
+        let found = object.build_status(old, &obs, &findings, &Progress::default());
+        let mut status = object.build_status(old, now, &after, &progress);
+        if let Some(request) = &request {
+            status.set_last_handled_reconcile_at(request.clone());
+        }
+        (found, status)
+    };
+    let (found, status) = statuses(&old);
+    let (old, found, status, change) =
+        match record(object.as_ref(), &shared, &old, status, (&findings, &after)).await {
+            Ok((status, change)) => (old, found, status, change),
+            // The cached object is older than what is stored (the watch has not delivered the
+            // last write yet): decide against what is stored, or a message would be repeated.
+            Err(Error::Status(e)) if is_conflict(&e) => {
+                let stored = stored(object.as_ref(), shared.client).await?;
+                let old = stored.status().cloned().unwrap_or_default();
+                let (found, status) = statuses(&old);
+                let (status, change) = record(&stored, &shared, &old, status, (&findings, &after)).await?;
+                (old, found, status, change)
+            }
+            Err(e) => return Err(e),
+        };
+    announce(
         object.as_ref(),
         &ctx,
-        (&old, found.conditions()),
-        status,
+        (&old, found.conditions(), &status),
+        change,
         (&findings, &after),
-        &obs,
+        now,
         taken,
     )
-    .await?;
+    .await;
     object.after(&ctx).await;
     if let Some((source, at)) = urgent {
         let took = Timestamp::now().duration_since(at).as_secs_f64().max(0.0);
@@ -485,23 +510,34 @@ async fn act<K: Kind>(
     (progress, taken, Outcome::Done)
 }
 
-/// Writes the status, tells Slack about a change of drift, records the metrics and
-/// publishes the Events in the order things happened: drift found, actions, drift resolved.
-async fn report<K: Kind>(
+/// Decides what drift is now announced and writes the status (only when it changed).
+async fn record<K: Kind>(
     object: &K,
-    ctx: &K::Context,
-    (old, found): (&K::Status, &[Condition]),
+    shared: &Shared<'_>,
+    old: &K::Status,
     mut status: K::Status,
     (before, after): (&[Finding], &[Finding]),
-    obs: &K::Observation,
-    taken: Vec<Event>,
-) -> Result<K::Status, Error> {
-    let shared = K::shared(ctx);
-    let (namespace, name) = (object.namespace().unwrap_or_default(), object.name_any());
+) -> Result<(K::Status, Option<notify::Change>), Error> {
     let notified = notify::parse_notified(old.notified_drift());
     let (change, notified) = notify::decide(&notified, before, after);
     status.set_notified_drift(notify::store_notified(&notified));
-    write_status(object, &shared, old, &status).await?;
+    write_status(object, shared, old, &status).await?;
+    Ok((status, change))
+}
+
+/// Once the status is written: tells Slack about a change of drift, records the metrics and
+/// publishes the Events in the order things happened: drift found, actions, drift resolved.
+async fn announce<K: Kind>(
+    object: &K,
+    ctx: &K::Context,
+    (old, found, status): (&K::Status, &[Condition], &K::Status),
+    change: Option<notify::Change>,
+    (before, after): (&[Finding], &[Finding]),
+    obs: &K::Observation,
+    taken: Vec<Event>,
+) {
+    let shared = K::shared(ctx);
+    let (namespace, name) = (object.namespace().unwrap_or_default(), object.name_any());
     if let Some(change) = change {
         shared.notifier.notify(notify::notification(
             K::KIND,
@@ -519,7 +555,6 @@ async fn report<K: Kind>(
     let published =
         events::transitions(old.conditions(), found, status.conditions(), K::CHECKS).around(taken);
     events::publish(shared.recorder, &object.object_ref(&()), published).await;
-    Ok(status)
 }
 
 /// The facts could not be read. Access denied stalls (fixed outside the cluster: looked at
@@ -574,7 +609,18 @@ async fn unobserved<K: Kind>(
     Err(Error::Observe(e))
 }
 
-/// Writes the status, only when it differs from what is stored.
+/// The object as stored now, not as the cache has it.
+async fn stored<K: Kind>(object: &K, client: &kube::Client) -> Result<K, Error> {
+    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    api.get_status(&object.name_any()).await.map_err(Error::Status)
+}
+
+/// The write was refused because the object changed since it was read.
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 409)
+}
+
+/// Writes the status, only when it differs from what was read.
 async fn write_status<K: Kind>(
     object: &K,
     shared: &Shared<'_>,

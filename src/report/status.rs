@@ -305,8 +305,14 @@ where
         api::{Patch, PatchParams},
     };
     let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
-    let patch =
-        serde_json::json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    // The version read: a status decided from an older copy than the stored one is refused
+    // (409) rather than written over a newer one.
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"resourceVersion": object.resource_version()},
+        "status": status,
+    });
     api.patch_status(
         &object.name_any(),
         &PatchParams::apply(crate::controller::FIELD_MANAGER).force(),

@@ -46,36 +46,9 @@ async fn slack_hears_once_per_transition_and_metrics_match_conditions() {
     let namespace = testing::namespace(&client, "notify").await;
     let account = testing::unique_account();
     let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, &account).await);
-    let rds_destination = aws_sdk_rds::Client::new(&env.aws_config_in(DESTINATION, &account).await);
-    let kms = aws_sdk_kms::Client::new(&env.aws_config_in(DESTINATION, &account).await);
 
-    // A replicated instance whose only drift is its retention; Audit, so the test decides
-    // when the drift ends.
-    testing::create_instance(&rds, "orders-db", 1).await;
-    let key = kms
-        .create_key()
-        .key_usage(KeyUsageType::EncryptDecrypt)
-        .send()
-        .await
-        .expect("key")
-        .key_metadata
-        .and_then(|m| m.arn)
-        .expect("arn");
-    rds_destination
-        .start_db_instance_automated_backups_replication()
-        .source_db_instance_arn(format!("arn:aws:rds:{SOURCE}:{account}:db:orders-db"))
-        .kms_key_id(&key)
-        .backup_retention_period(7)
-        .send()
-        .await
-        .expect("replication");
+    let object = replicated_in_audit(env, &account, "orders-db", "orders").await;
     let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);
-    let object: BackedUpDatabase = serde_json::from_value(json!({
-        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase", "metadata": {"name": "orders"},
-        "spec": {"mode": "Audit", "instance": {"identifier": "orders-db", "region": SOURCE, "roleArn": testing::role_arn(&account)},
-                 "replication": {"kmsKey": {"arn": key}}},
-    }))
-    .expect("object");
     dbs.create(&PostParams::default(), &object).await.expect("create");
 
     let slack = SlackFake::start().await;
@@ -267,4 +240,114 @@ async fn slack_hears_once_per_transition_and_metrics_match_conditions() {
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(slack.messages().len(), 4, "one message, nothing after it");
+}
+
+/// A reconcile given a copy older than the stored object (the watch has not delivered the
+/// last status write yet) decides against what is stored: no message is repeated, and the
+/// newer status is not written over.
+#[tokio::test]
+async fn a_reconcile_of_a_stale_copy_repeats_no_message() {
+    let env = testing::env();
+    let client = env.client().await;
+    testing::install_crds(&client).await;
+    let namespace = testing::namespace(&client, "notify-stale").await;
+    let account = testing::unique_account();
+    let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, &account).await);
+    let object = replicated_in_audit(env, &account, "stale-db", "stale").await;
+    let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);
+    dbs.create(&PostParams::default(), &object).await.expect("create");
+
+    let slack = SlackFake::start().await;
+    let (notifier, _sender) = SlackNotifier::start(slack.url(), SlackSettings::default());
+    let aws = env.aws_clients().await;
+    let sdk = Arc::new(backup_warden::aws::rds::SdkRds { clients: aws.clone() });
+    // Every look reads AWS afresh: nothing cached answers.
+    let timing = Timing {
+        resync: Duration::from_millis(1),
+        ..testing::fast_timing()
+    };
+    let ctx = env
+        .context_with(sdk, aws, Policy::default(), timing, Some(notifier))
+        .await;
+    let reconcile = |object: BackedUpDatabase| {
+        backup_warden::controller::pipeline::reconcile(Arc::new(object), ctx.clone())
+    };
+
+    reconcile(dbs.get("stale").await.expect("get"))
+        .await
+        .expect("drift");
+    assert!(
+        slack.wait_for_messages(1, Duration::from_secs(10)).await,
+        "no drift message"
+    );
+    rds.modify_db_instance()
+        .db_instance_identifier("stale-db")
+        .backup_retention_period(7)
+        .send()
+        .await
+        .expect("fix");
+    let drifted = dbs.get("stale").await.expect("get");
+    reconcile(drifted.clone()).await.expect("resolved");
+    assert!(
+        slack.wait_for_messages(2, Duration::from_secs(10)).await,
+        "no resolved message"
+    );
+    let resolved = dbs.get("stale").await.expect("get");
+    let stored = |db: &BackedUpDatabase| {
+        let status = db.status.as_ref().expect("status");
+        (
+            condition(db, ConditionType::Ready).map(|c| c.0),
+            status.notified_drift.clone(),
+        )
+    };
+    assert_eq!(stored(&resolved), (Some("True".into()), Vec::<String>::new()));
+
+    // The copy from before the resolution, as a lagging cache would hand it over.
+    reconcile(drifted).await.expect("stale copy");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        slack.messages().len(),
+        2,
+        "a stale copy repeats nothing: {:?}",
+        slack.messages()
+    );
+    let after = dbs.get("stale").await.expect("get");
+    assert_eq!(stored(&after), stored(&resolved));
+}
+
+/// A replicated instance whose only drift is its retention (1 day), and its object in
+/// Audit, so the test decides when the drift ends.
+async fn replicated_in_audit(
+    env: &testing::TestEnv,
+    account: &str,
+    instance: &str,
+    name: &str,
+) -> BackedUpDatabase {
+    let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, account).await);
+    let rds_destination = aws_sdk_rds::Client::new(&env.aws_config_in(DESTINATION, account).await);
+    let kms = aws_sdk_kms::Client::new(&env.aws_config_in(DESTINATION, account).await);
+    testing::create_instance(&rds, instance, 1).await;
+    let key = kms
+        .create_key()
+        .key_usage(KeyUsageType::EncryptDecrypt)
+        .send()
+        .await
+        .expect("key")
+        .key_metadata
+        .and_then(|m| m.arn)
+        .expect("arn");
+    rds_destination
+        .start_db_instance_automated_backups_replication()
+        .source_db_instance_arn(format!("arn:aws:rds:{SOURCE}:{account}:db:{instance}"))
+        .kms_key_id(&key)
+        .backup_retention_period(7)
+        .send()
+        .await
+        .expect("replication");
+    serde_json::from_value(json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase", "metadata": {"name": name},
+        "spec": {"mode": "Audit", "instance": {"identifier": instance, "region": SOURCE, "roleArn": testing::role_arn(account)},
+                 "replication": {"kmsKey": {"arn": key}}},
+    }))
+    .expect("object")
 }
