@@ -6,10 +6,12 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod api;
+pub mod auditor;
 pub mod aws;
 pub mod check;
 pub mod cli;
 pub mod controller;
+pub mod estate;
 pub mod events;
 pub mod external;
 pub mod github;

@@ -1,0 +1,1 @@
+//! The compliance timeline as an inline SVG chart (placeholder).
