@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod estate;
+pub mod evidence;
 pub mod events;
 pub mod external;
 pub mod github;

@@ -152,6 +152,13 @@ impl Intercept for CallCounter {
         let (service, op) = operation(cfg);
         self.calls
             .finished(&service, &op, matches!(context.output_or_error(), Some(Err(_))));
+        // An action's evidence names the requests it made.
+        if let Some(id) = context
+            .response()
+            .and_then(|response| crate::evidence::request_ids::aws_request_id(response.headers()))
+        {
+            crate::evidence::request_ids::note(&op, &id);
+        }
         Ok(())
     }
 }

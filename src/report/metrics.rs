@@ -54,6 +54,14 @@ pub struct Metrics {
     pub event_detection: HistogramVec,
     /// When the SQS queue was last polled successfully (a poll that found nothing counts).
     pub event_queue_last_poll: prometheus::Gauge,
+    /// Evidence records by outcome: kept (buffered), written (uploaded), dropped (the
+    /// buffer was full).
+    pub evidence_records: IntCounterVec,
+    /// Evidence records buffered, not uploaded yet.
+    pub evidence_pending: prometheus::IntGauge,
+    /// When the evidence log was last uploaded (or opened), and upload attempts that failed.
+    pub evidence_last_write: prometheus::Gauge,
+    pub evidence_write_errors: prometheus::IntCounter,
     /// Objects, ready objects and failing checks by kind and namespace: bounded by the
     /// namespaces, whatever the number of objects.
     objects_total: IntGaugeVec,
@@ -219,6 +227,32 @@ impl Metrics {
                 prometheus::Gauge::new(
                     "backup_warden_event_queue_last_poll_timestamp_seconds",
                     "When the SQS queue of change events was last polled successfully (absent without --events-queue-url).",
+                )?,
+            )?,
+            evidence_records: counters(
+                "backup_warden_evidence_records_total",
+                "Evidence records by outcome: kept (buffered for upload), written (uploaded to the evidence bucket), dropped (the buffer was full).",
+                &["outcome"],
+            )?,
+            evidence_pending: add(
+                &registry,
+                prometheus::IntGauge::new(
+                    "backup_warden_evidence_pending_records",
+                    "Evidence records buffered and not uploaded yet.",
+                )?,
+            )?,
+            evidence_last_write: add(
+                &registry,
+                prometheus::Gauge::new(
+                    "backup_warden_evidence_last_write_timestamp_seconds",
+                    "When the evidence log was last uploaded to its bucket (or opened, before the first upload).",
+                )?,
+            )?,
+            evidence_write_errors: add(
+                &registry,
+                prometheus::IntCounter::new(
+                    "backup_warden_evidence_write_errors_total",
+                    "Uploads of evidence records to the evidence bucket that failed (the records stay buffered).",
                 )?,
             )?,
             objects: Mutex::new(HashMap::new()),

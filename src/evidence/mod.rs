@@ -1,0 +1,224 @@
+//! The evidence log: every check transition and action, and one attestation per object a
+//! day, appended as JSON lines to an S3 bucket that nothing rewrites, for the auditor's
+//! report. Records are kept in a bounded spool (on disk, when given a directory) until
+//! uploaded, so an outage or a restart loses none; a full spool drops records, counts them
+//! and says so in a gap record.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use k8s_openapi::jiff::{Timestamp, civil::Date, tz::TimeZone};
+
+use crate::report::metrics::Metrics;
+
+pub mod read;
+pub mod record;
+pub mod request_ids;
+pub mod spool;
+pub mod upload;
+
+pub use record::{Body, CheckState, Controller, ObjectRef, Record};
+
+/// Where the evidence goes and how much may wait.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub bucket: String,
+    /// Key prefix, "" or ending with '/'.
+    pub prefix: String,
+    pub region: String,
+    /// The spool directory; None keeps waiting records in memory only.
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max_bytes: u64,
+    /// How often waiting records are uploaded.
+    pub flush_every: std::time::Duration,
+}
+
+/// The handle reconciles record through. Off (records nothing) without an evidence bucket.
+pub struct EvidenceLog {
+    inner: Option<Inner>,
+}
+
+struct Inner {
+    controller: Controller,
+    spool: Mutex<spool::Spool>,
+    sequence: AtomicU64,
+    /// The day each object was last attested.
+    attested: Mutex<HashMap<String, Date>>,
+    /// Records dropped since the last one kept: count, first and last time.
+    dropped: Mutex<Option<(u64, String, String)>>,
+    metrics: Arc<Metrics>,
+}
+
+/// The UTC day of a time.
+pub fn day(at: Timestamp) -> Date {
+    at.to_zoned(TimeZone::UTC).date()
+}
+
+impl EvidenceLog {
+    pub fn off() -> Arc<Self> {
+        Arc::new(Self { inner: None })
+    }
+
+    /// Opens the spool (uploading what a previous run left is the uploader's first job).
+    pub fn open(settings: &Settings, controller: Controller, metrics: Arc<Metrics>) -> std::io::Result<Arc<Self>> {
+        let spool = spool::Spool::open(settings.spool_dir.as_deref(), settings.spool_max_bytes)?;
+        metrics.evidence_pending.set(spool.pending().0 as i64);
+        metrics.evidence_last_write.set(Timestamp::now().as_second() as f64);
+        Ok(Arc::new(Self {
+            inner: Some(Inner {
+                controller,
+                spool: Mutex::new(spool),
+                sequence: AtomicU64::new(0),
+                attested: Mutex::new(HashMap::new()),
+                dropped: Mutex::new(None),
+                metrics,
+            }),
+        }))
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// True once per UTC day for each object: the first look of the day attests it.
+    pub fn attest_due(&self, object: &ObjectRef, now: Timestamp) -> bool {
+        let Some(inner) = &self.inner else {
+            return false;
+        };
+        let today = day(now);
+        let mut attested = inner.attested.lock().unwrap_or_else(|p| p.into_inner());
+        attested.insert(object.key(), today) != Some(today)
+    }
+
+    /// An object deleted: its next incarnation is attested afresh.
+    pub fn forget(&self, object: &ObjectRef) {
+        if let Some(inner) = &self.inner {
+            inner
+                .attested
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&object.key());
+        }
+    }
+
+    /// Appends one record; never fails the caller (a record that cannot be kept is counted).
+    pub fn record(&self, object: Option<ObjectRef>, body: Body) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
+        let now = Timestamp::now();
+        let record = inner.make(now, object, body);
+        let mut spool = inner.spool.lock().unwrap_or_else(|p| p.into_inner());
+        // Records dropped before this one are told first, in a gap record.
+        let gap = inner.dropped.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut from = record.time.clone();
+        let mut before = 0;
+        if let Some((dropped, first, last)) = gap {
+            let gap = inner.make(now, None, Body::Gap { dropped, from: first.clone(), to: last });
+            if !inner.keep(&mut spool, &gap) {
+                (before, from) = (dropped, first);
+            }
+        }
+        if before > 0 || !inner.keep(&mut spool, &record) {
+            inner.dropped(before, &from, &record.time);
+        }
+    }
+
+    /// Sealed batches for the uploader, and what it left of each.
+    pub(crate) fn seal(&self) -> std::io::Result<Vec<spool::Batch>> {
+        match &self.inner {
+            Some(inner) => inner.spool.lock().unwrap_or_else(|p| p.into_inner()).seal(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub(crate) fn finish(&self, batch: spool::Batch, left: Vec<String>) -> std::io::Result<()> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let uploaded = batch.lines.len().saturating_sub(left.len()) as u64;
+        let mut spool = inner.spool.lock().unwrap_or_else(|p| p.into_inner());
+        let result = spool.finish(batch, left);
+        inner.metrics.evidence_records.with_label_values(&["written"]).inc_by(uploaded);
+        inner.metrics.evidence_pending.set(spool.pending().0 as i64);
+        result
+    }
+
+    /// Records waiting to be uploaded.
+    pub fn pending(&self) -> u64 {
+        self.inner
+            .as_ref()
+            .map(|i| i.spool.lock().unwrap_or_else(|p| p.into_inner()).pending().0)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn controller(&self) -> Option<&Controller> {
+        self.inner.as_ref().map(|i| &i.controller)
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.inner.as_ref().map(|i| &i.metrics)
+    }
+}
+
+impl Inner {
+    fn make(&self, now: Timestamp, object: Option<ObjectRef>, body: Body) -> Record {
+        let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+        Record {
+            v: record::FORMAT,
+            id: format!(
+                "{}-{}-{n}",
+                now.as_nanosecond(),
+                self.controller.replica
+            ),
+            time: now.to_string(),
+            controller: self.controller.clone(),
+            object,
+            body,
+        }
+    }
+
+    /// Into the spool; false when it is full.
+    fn keep(&self, spool: &mut spool::Spool, record: &Record) -> bool {
+        let Ok(line) = serde_json::to_string(record) else {
+            return false;
+        };
+        let kept = match spool.append(&line) {
+            Ok(kept) => kept,
+            Err(error) => {
+                tracing::error!(%error, "cannot write to the evidence spool");
+                false
+            }
+        };
+        if kept {
+            self.metrics.evidence_records.with_label_values(&["kept"]).inc();
+            self.metrics.evidence_pending.set(spool.pending().0 as i64);
+        }
+        kept
+    }
+
+    /// Counts one record dropped at `at`, after `before` dropped earlier (from `from`) whose
+    /// gap record could not be kept either.
+    fn dropped(&self, before: u64, from: &str, at: &str) {
+        self.metrics.evidence_records.with_label_values(&["dropped"]).inc();
+        let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+        match dropped.as_mut() {
+            Some((n, _, last)) => {
+                *n += 1;
+                *last = at.to_string();
+            }
+            None => {
+                if before == 0 {
+                    tracing::warn!("the evidence spool is full: records are dropped (and counted) until it drains");
+                }
+                *dropped = Some((before + 1, from.to_string(), at.to_string()));
+            }
+        }
+    }
+}
