@@ -110,6 +110,28 @@ pub struct RunArgs {
         requires = "github_webhook_listen_address"
     )]
     pub github_webhook_secret_file: Option<PathBuf>,
+    /// Keep evidence for auditors in this S3 bucket: every check transition and action, and
+    /// one attestation per object a day, as JSON lines nothing rewrites (`backup-warden
+    /// report` reads them). Without it, no evidence is kept.
+    #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_BUCKET")]
+    pub evidence_bucket: Option<String>,
+    /// The key prefix of the evidence ("" for the bucket's root).
+    #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_PREFIX", default_value = "backup-warden/evidence/")]
+    pub evidence_prefix: String,
+    /// The evidence bucket's region.
+    #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_REGION", default_value = "us-east-1")]
+    pub evidence_region: String,
+    /// Where evidence records wait until uploaded (a volume, so that a restart or an outage of
+    /// the bucket loses none); without it they wait in memory.
+    #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_SPOOL_DIR")]
+    pub evidence_spool_dir: Option<PathBuf>,
+    /// The most evidence that may wait, in bytes; beyond it records are dropped, counted and
+    /// reported in a gap record.
+    #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_SPOOL_MAX_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
+    pub evidence_spool_max_bytes: u64,
+    /// How often waiting evidence is uploaded.
+    #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_FLUSH_INTERVAL", default_value = "1m")]
+    pub evidence_flush_interval: PositiveDuration,
     /// A file holding the Slack incoming-webhook URL (a mounted Secret); SLACK_WEBHOOK_URL is
     /// read when absent. Without either, nothing is sent to Slack.
     #[arg(long, env = "BACKUP_WARDEN_SLACK_WEBHOOK_URL_FILE")]

@@ -65,6 +65,8 @@ pub struct Context {
     /// Repositories the webhooks saw created, archived, renamed, moved or deleted, for the
     /// coverages' organization listings.
     pub listings: crate::events::Listings,
+    /// The evidence log (off without an evidence bucket).
+    pub evidence: Arc<crate::evidence::EvidenceLog>,
 }
 
 /// Per-object failure counts behind the retry delays.
@@ -103,6 +105,8 @@ impl Backoff {
 pub struct Reporters {
     pub metrics: Arc<Metrics>,
     pub notifier: Arc<dyn Notifier>,
+    /// The evidence log (off without an evidence bucket).
+    pub evidence: Arc<crate::evidence::EvidenceLog>,
 }
 
 impl Context {
@@ -115,7 +119,11 @@ impl Context {
         timing: Timing,
         reporters: Reporters,
     ) -> Self {
-        let Reporters { metrics, notifier } = reporters;
+        let Reporters {
+            metrics,
+            notifier,
+            evidence,
+        } = reporters;
         let recorder = Recorder::new(client.clone(), "backup-warden".into());
         Self {
             metrics,
@@ -135,6 +143,7 @@ impl Context {
             wakes: Default::default(),
             coverages: Default::default(),
             listings: Default::default(),
+            evidence,
         }
     }
 

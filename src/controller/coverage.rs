@@ -361,6 +361,7 @@ async fn reconcile(object: Arc<Decoded<BackupCoverage>>, c: Arc<Coverages>) -> R
         event(ctx, &coverage, kind, reason.as_str(), message).await;
     }
     write_status(ctx, &name, &status, Some(&before)).await?;
+    attest(ctx, &coverage, &status);
     // Just after the oldest read used expires: the next scan reads that region again,
     // unless an object read it since (and a read that finds an instance come or gone wakes
     // the coverage at once), so a new instance shows within one period.
@@ -711,6 +712,24 @@ fn stalled(
         );
     }
     status.observed_generation = generation;
+}
+
+/// The coverage's daily attestation for the evidence log: its counts, and what is exempt
+/// and why.
+fn attest(ctx: &Context, coverage: &BackupCoverage, status: &BackupCoverageStatus) {
+    let who = crate::evidence::ObjectRef {
+        kind: KIND.to_string(),
+        namespace: String::new(),
+        name: coverage.name_any(),
+        uid: coverage.metadata.uid.clone(),
+        generation: coverage.metadata.generation,
+    };
+    if !ctx.evidence.attest_due(&who, Timestamp::now()) {
+        return;
+    }
+    let mode = format!("{:?}", coverage.spec.mode);
+    let body = crate::evidence::attestation(coverage, &status.conditions, status, &mode, false);
+    ctx.evidence.record(Some(who), body);
 }
 
 /// Writes status when it differs from what the object holds: a quiet scan writes nothing.

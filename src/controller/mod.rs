@@ -183,6 +183,8 @@ pub enum RunError {
     LeadershipLost,
     #[error("change events: {0}")]
     Events(String),
+    #[error("evidence log: {0}")]
+    Evidence(String),
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
@@ -261,6 +263,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let aws_for_repositories = aws.clone();
     let aws_for_trails = aws.clone();
     let aws_for_events = aws.clone();
+    let evidence = evidence_log(&args, &metrics)?;
+    let uploader = evidence_uploader(&args, &evidence, &aws).await;
     let policy = Policy {
         min_retention_days: args.policy_min_retention_days,
         audit_only: args.audit_only,
@@ -280,6 +284,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         context::Reporters {
             metrics: metrics.clone(),
             notifier: notifier.clone(),
+            evidence: evidence.clone(),
         },
     )
     .with_key_cleanup(key_cleanup::KeyCleanupSettings {
@@ -317,6 +322,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         context::Reporters {
             metrics: metrics.clone(),
             notifier,
+            evidence: evidence.clone(),
         },
         tenancy,
         shards.clone(),
@@ -424,6 +430,14 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(controllers)).await;
     if drained.is_err() {
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown were abandoned");
+    }
+    // The evidence of the last reconciles too: one more upload (what it cannot upload waits
+    // in the spool for the next start).
+    if let Some((task, stop)) = uploader {
+        let _ = stop.send(true);
+        if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
+            tracing::warn!(pending = evidence.pending(), "the last evidence upload did not finish in time");
+        }
     }
     if let Some(leadership) = leadership
         && outcome.is_ok()
@@ -599,6 +613,7 @@ fn repository_context(
         tenancy,
         shards,
         wakes: Default::default(),
+        evidence: reporters.evidence,
     };
     let ctx = Arc::new(ctx);
     // Weak: the context holds the shards, whose watch keeps this callback alive.
@@ -610,6 +625,65 @@ fn repository_context(
         std::future::ready(())
     });
     Ok((ctx, writer))
+}
+
+/// The evidence log, when an evidence bucket is configured (off otherwise).
+fn evidence_log(args: &RunArgs, metrics: &Arc<Metrics>) -> Result<Arc<crate::evidence::EvidenceLog>, RunError> {
+    use crate::evidence::{Controller, EvidenceLog, Settings};
+    let Some(bucket) = &args.evidence_bucket else {
+        return Ok(EvidenceLog::off());
+    };
+    let settings = Settings {
+        bucket: bucket.clone(),
+        prefix: args.evidence_prefix.clone(),
+        region: args.evidence_region.clone(),
+        spool_dir: args.evidence_spool_dir.clone(),
+        spool_max_bytes: args.evidence_spool_max_bytes,
+        flush_every: args.evidence_flush_interval.as_duration(),
+    };
+    if !(settings.prefix.is_empty() || settings.prefix.ends_with('/')) {
+        return Err(RunError::Evidence(format!(
+            "--evidence-prefix {:?} must be empty or end with '/'",
+            settings.prefix
+        )));
+    }
+    let controller = Controller {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        replica: identity(),
+    };
+    let log = EvidenceLog::open(&settings, controller, metrics.clone()).map_err(|e| {
+        let dir = settings.spool_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default();
+        RunError::Evidence(format!("cannot open the spool {dir}: {e}"))
+    })?;
+    if settings.spool_dir.is_none() {
+        tracing::warn!("no --evidence-spool-dir: evidence waiting for upload is lost if the process stops");
+    }
+    tracing::info!(bucket = %settings.bucket, prefix = %settings.prefix, pending = log.pending(), "keeping evidence");
+    Ok(log)
+}
+
+/// The uploader of the evidence log, and what stops it (after the reconciles have drained).
+async fn evidence_uploader(
+    args: &RunArgs,
+    log: &Arc<crate::evidence::EvidenceLog>,
+    aws: &Arc<AwsClients>,
+) -> Option<(tokio::task::JoinHandle<()>, watch::Sender<bool>)> {
+    use crate::evidence::upload;
+    let bucket = args.evidence_bucket.clone().filter(|_| log.is_on())?;
+    let s3 = aws.for_scope(&crate::aws::Scope::new(None, &args.evidence_region)).await.s3;
+    let to = upload::Destination {
+        s3,
+        bucket,
+        prefix: args.evidence_prefix.clone(),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(upload::run(
+        log.clone(),
+        to,
+        args.evidence_flush_interval.as_duration(),
+        stopped,
+    ));
+    Some((task, stop))
 }
 
 /// The SQS consumer of change events, when a queue is configured: on the acting replica
@@ -750,6 +824,7 @@ fn trail_context(
         tenancy: databases.tenancy.clone(),
         shards: databases.shards.clone(),
         wakes: Default::default(),
+        evidence: databases.evidence.clone(),
     };
     (Arc::new(ctx), writer)
 }

@@ -53,6 +53,8 @@ pub struct Shared<'a> {
     pub shards: &'a Arc<super::shards::Ownership>,
     /// The objects change events woke: read afresh.
     pub urgent: &'a crate::events::Urgent,
+    /// Where transitions, actions and daily attestations are kept for auditors.
+    pub evidence: &'a crate::evidence::EvidenceLog,
 }
 
 /// The status every kind keeps: conditions, the generation they describe, and what drift
@@ -112,6 +114,7 @@ macro_rules! shared_of {
             timing: $ctx.timing,
             shards: &$ctx.shards,
             urgent: &$ctx.wakes.urgent,
+            evidence: &$ctx.evidence,
         }
     };
 }
@@ -125,6 +128,7 @@ pub trait Kind:
     + Claimant
     + Clone
     + serde::de::DeserializeOwned
+    + serde::Serialize
     + Debug
     + Send
     + Sync
@@ -297,6 +301,56 @@ pub fn error_policy<K: Kind>(object: Arc<Decoded<K>>, error: &Error, ctx: Arc<K:
     Action::requeue(delay)
 }
 
+/// An action's Event, and the request ids of the calls it made.
+type Taken = (Event, Vec<String>);
+
+/// The evidence of one reconcile, in the order things happened: drift found, actions, drift
+/// resolved; and the object's attestation, on its first look of the day.
+fn keep_evidence<K: Kind>(
+    object: &K,
+    ctx: &K::Context,
+    transitions: &events::Transitions,
+    taken: &[Taken],
+    status: &K::Status,
+) {
+    let evidence = K::shared(ctx).evidence;
+    let who = || Some(evidence_ref(object));
+    for event in &transitions.drifted {
+        evidence.record(who(), crate::evidence::transition(event, false));
+    }
+    for (event, request_ids) in taken {
+        evidence.record(who(), crate::evidence::action(event, request_ids.clone()));
+    }
+    for event in &transitions.resolved {
+        evidence.record(who(), crate::evidence::transition(event, true));
+    }
+    attest(object, ctx, status, false);
+}
+
+/// The object's attestation, when it has none today.
+fn attest<K: Kind>(object: &K, ctx: &K::Context, status: &K::Status, suspended: bool) {
+    let evidence = K::shared(ctx).evidence;
+    let who = evidence_ref(object);
+    if !evidence.attest_due(&who, Timestamp::now()) {
+        return;
+    }
+    let mode = if object.audit(ctx) { "Audit" } else { "Enforce" };
+    evidence.record(
+        Some(who),
+        crate::evidence::attestation(object, status.conditions(), status, mode, suspended),
+    );
+}
+
+fn evidence_ref<K: Kind>(object: &K) -> crate::evidence::ObjectRef {
+    crate::evidence::ObjectRef {
+        kind: K::KIND.to_string(),
+        namespace: object.namespace().unwrap_or_default(),
+        name: object.name_any(),
+        uid: object.meta().uid.clone(),
+        generation: object.meta().generation,
+    }
+}
+
 /// How the actions ended.
 enum Outcome {
     /// All done, or stopped on something only a human can fix (in `Progress::stalled`).
@@ -321,7 +375,7 @@ pub async fn reconcile<K: Kind>(object: Arc<K>, ctx: Arc<K::Context>) -> Result<
     // An event said it changed: read afresh, and time the detection.
     let urgent = shared.urgent.take(&key);
     if object.suspended() {
-        return suspended(object.as_ref(), &shared, &old, request).await;
+        return suspended(object.as_ref(), &ctx, &old, request).await;
     }
     // Asked for (after a fix by hand): nothing cached answers. Woken by an event: what
     // moves (an instance, a replication, a repository) is read afresh, and whatever else the
@@ -441,14 +495,18 @@ fn restamped<S: KindStatus>(old: &S, generation: Option<i64>, request: Option<St
 /// `spec.suspend`: nothing is read or changed; status says so and keeps the last look.
 async fn suspended<K: Kind>(
     object: &K,
-    shared: &Shared<'_>,
+    ctx: &K::Context,
     old: &K::Status,
     request: Option<String>,
 ) -> Result<Action, Error> {
+    let shared = &K::shared(ctx);
     let generation = object.meta().generation;
     let mut status = restamped(old, generation, request);
     apply_suspended(status.conditions_mut(), generation, Timestamp::now());
     write_status(object, shared, old, &status).await?;
+    if shared.evidence.is_on() {
+        attest(object, ctx, &status, true);
+    }
     shared.backoff.reset(&super::object_key(object));
     Ok(Action::requeue(shared.timing.resync))
 }
@@ -459,26 +517,27 @@ async fn act<K: Kind>(
     ctx: &K::Context,
     obs: &K::Observation,
     actions: &[K::Action],
-) -> (Progress, Vec<Event>, Outcome) {
+) -> (Progress, Vec<Taken>, Outcome) {
     let mut progress = Progress::default();
     let mut taken = Vec::new();
     let mut scratch = K::Scratch::default();
     for action in actions {
         let description = object.describe(action);
         tracing::info!(object = %super::object_key(object), action = %description, "enforcing");
-        let e = match object.perform(ctx, obs, action, &mut scratch).await {
+        let (outcome, request_ids) =
+            crate::evidence::request_ids::collect(object.perform(ctx, obs, action, &mut scratch)).await;
+        let e = match outcome {
             Ok(note) => {
                 let done = note.unwrap_or(description);
                 progress.working.push(done.clone());
-                taken.push(events::action(K::reason(action), done, false));
+                taken.push((events::action(K::reason(action), done, false), request_ids));
                 continue;
             }
             Err(e) => e,
         };
-        taken.push(events::action(
-            K::reason(action),
-            format!("{description}: failed: {e}"),
-            true,
+        taken.push((
+            events::action(K::reason(action), format!("{description}: failed: {e}"), true),
+            request_ids,
         ));
         let outcome = match e.failure() {
             Failure::Transient => {
@@ -534,7 +593,7 @@ async fn announce<K: Kind>(
     change: Option<notify::Change>,
     (before, after): (&[Finding], &[Finding]),
     obs: &K::Observation,
-    taken: Vec<Event>,
+    taken: Vec<Taken>,
 ) {
     let shared = K::shared(ctx);
     let (namespace, name) = (object.namespace().unwrap_or_default(), object.name_any());
@@ -552,8 +611,11 @@ async fn announce<K: Kind>(
     shared
         .metrics
         .record_object(K::KIND, &namespace, &name, after, &object.ages(obs));
-    let published =
-        events::transitions(old.conditions(), found, status.conditions(), K::CHECKS).around(taken);
+    let transitions = events::transitions(old.conditions(), found, status.conditions(), K::CHECKS);
+    if shared.evidence.is_on() {
+        keep_evidence(object, ctx, &transitions, &taken, status);
+    }
+    let published = transitions.around(taken.into_iter().map(|(event, _)| event).collect());
     events::publish(shared.recorder, &object.object_ref(&()), published).await;
 }
 

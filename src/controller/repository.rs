@@ -55,6 +55,8 @@ pub struct RepoContext {
     pub shards: Arc<super::shards::Ownership>,
     /// The objects change events woke.
     pub wakes: Arc<crate::events::route::Wakes<BackedUpRepository>>,
+    /// The evidence log (off without an evidence bucket).
+    pub evidence: Arc<crate::evidence::EvidenceLog>,
 }
 
 /// The reflector store the repository controller and its context share.

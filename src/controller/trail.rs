@@ -47,6 +47,8 @@ pub struct TrailContext {
     pub shards: Arc<super::shards::Ownership>,
     /// The objects change events woke.
     pub wakes: Arc<crate::events::route::Wakes<RetainedAuditTrail>>,
+    /// The evidence log (off without an evidence bucket).
+    pub evidence: Arc<crate::evidence::EvidenceLog>,
 }
 
 /// The reflector store the trail controller and its context share.

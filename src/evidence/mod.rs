@@ -222,3 +222,70 @@ impl Inner {
         }
     }
 }
+
+/// A check's drift found (`resolved` false) or resolved, from the Event that tells it.
+pub fn transition(event: &kube::runtime::events::Event, resolved: bool) -> Body {
+    let check = event.action.clone();
+    // The note reads "Check: message".
+    let note = event.note.clone().unwrap_or_default();
+    let message = note
+        .strip_prefix(&format!("{check}: "))
+        .map(str::to_string)
+        .unwrap_or(note);
+    if resolved {
+        Body::Resolved { check, message }
+    } else {
+        Body::Drift {
+            check,
+            reason: event.reason.clone(),
+            message,
+        }
+    }
+}
+
+/// An action taken (or failed), from its Event, with the request ids of its calls.
+pub fn action(event: &kube::runtime::events::Event, request_ids: Vec<String>) -> Body {
+    Body::Action {
+        action: event.action.clone(),
+        description: event.note.clone().unwrap_or_default(),
+        failed: event.type_ == kube::runtime::events::EventType::Warning,
+        request_ids,
+    }
+}
+
+/// The whole state of an object: every condition, and the object itself with `status` as
+/// now written and its metadata trimmed to what identifies it.
+pub fn attestation<K: serde::Serialize>(
+    object: &K,
+    conditions: &[crate::api::conditions::Condition],
+    status: &impl serde::Serialize,
+    mode: &str,
+    suspended: bool,
+) -> Body {
+    let mut state = serde_json::to_value(object).unwrap_or_default();
+    if let Some(map) = state.as_object_mut() {
+        if let Some(metadata) = map.get("metadata").and_then(|m| m.as_object()) {
+            let kept: serde_json::Map<String, serde_json::Value> = metadata
+                .iter()
+                .filter(|(k, _)| matches!(k.as_str(), "name" | "namespace" | "uid" | "generation" | "labels"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            map.insert("metadata".into(), serde_json::Value::Object(kept));
+        }
+        map.insert("status".into(), serde_json::to_value(status).unwrap_or_default());
+    }
+    Body::Attestation {
+        mode: mode.to_string(),
+        suspended,
+        checks: conditions
+            .iter()
+            .map(|c| CheckState {
+                type_: c.type_.as_str().to_string(),
+                status: c.status.to_string(),
+                reason: c.reason.to_string(),
+                message: c.message.to_string(),
+            })
+            .collect(),
+        state,
+    }
+}

@@ -318,6 +318,10 @@ impl GitHubClient {
             self.observe_reply(operation, false, None);
             transient(format!("GitHub did not answer within {limit:?}"))
         })??;
+        // An action's evidence names the requests it made.
+        if let Some(id) = headers.get("x-github-request-id").and_then(|v| v.to_str().ok()) {
+            crate::evidence::request_ids::note(operation, id);
+        }
         let body: Value = if text.trim().is_empty() {
             Value::Null
         } else {

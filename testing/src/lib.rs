@@ -344,6 +344,7 @@ impl TestEnv {
             backup_warden::controller::context::Reporters {
                 metrics,
                 notifier: std::sync::Arc::new(backup_warden::report::slack::NoopNotifier),
+                evidence: backup_warden::evidence::EvidenceLog::off(),
             },
         );
         ctx.tenancy = open_tenancy();
@@ -369,7 +370,11 @@ impl TestEnv {
             calls,
             policy,
             timing,
-            backup_warden::controller::context::Reporters { metrics, notifier },
+            backup_warden::controller::context::Reporters {
+                metrics,
+                notifier,
+                evidence: backup_warden::evidence::EvidenceLog::off(),
+            },
         );
         ctx.tenancy = open_tenancy();
         ctx
@@ -581,6 +586,7 @@ pub async fn repository_context_on(
         tenancy: open_tenancy(),
         shards: backup_warden::controller::shards::Ownership::all(),
         wakes: Default::default(),
+        evidence: backup_warden::evidence::EvidenceLog::off(),
     };
     (Arc::new(ctx), writer)
 }

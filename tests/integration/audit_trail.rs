@@ -202,6 +202,7 @@ impl World {
             tenancy: testing::open_tenancy(),
             shards: backup_warden::controller::shards::Ownership::all(),
             wakes: Default::default(),
+            evidence: backup_warden::evidence::EvidenceLog::off(),
             client,
         });
         let handle = tokio::spawn(trail::run(
