@@ -267,7 +267,10 @@ pub fn attestation<K: serde::Serialize>(
         if let Some(metadata) = map.get("metadata").and_then(|m| m.as_object()) {
             let kept: serde_json::Map<String, serde_json::Value> = metadata
                 .iter()
-                .filter(|(k, _)| matches!(k.as_str(), "name" | "namespace" | "uid" | "generation" | "labels"))
+                .filter(|(k, _)| matches!(
+                        k.as_str(),
+                        "name" | "namespace" | "uid" | "generation" | "labels" | "creationTimestamp"
+                    ))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             map.insert("metadata".into(), serde_json::Value::Object(kept));
