@@ -33,8 +33,68 @@ pub enum Command {
     /// What BackupCoverage manifests find in AWS that no BackedUpDatabase manifest declares.
     #[command(subcommand)]
     Coverage(CoverageCommand),
+    /// The auditor's report for a period, from the evidence bucket (and today's state from
+    /// the cluster, when one answers): one self-contained HTML file, and JSON with --json.
+    /// Exits 0 when written, 2 on error.
+    Report(Box<ReportArgs>),
+    /// The data-flow map of the estate the cluster declares (databases and their replicated
+    /// backups, repositories and their bucket, the audit trail and its bucket), as SVG,
+    /// Graphviz DOT or Mermaid. Exits 0 when written, 2 on error.
+    Map(MapArgs),
     /// Print the version.
     Version,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The first day (UTC) of the period, YYYY-MM-DD.
+    #[arg(long, value_parser = parse_date)]
+    pub from: k8s_openapi::jiff::civil::Date,
+    /// The last day (UTC) of the period, YYYY-MM-DD (included).
+    #[arg(long, value_parser = parse_date)]
+    pub to: k8s_openapi::jiff::civil::Date,
+    /// The evidence bucket (the controller's --evidence-bucket).
+    #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_BUCKET")]
+    pub bucket: String,
+    /// The evidence key prefix (the controller's --evidence-prefix).
+    #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_PREFIX", default_value = "backup-warden/evidence/")]
+    pub prefix: String,
+    /// The evidence bucket's region.
+    #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// The HTML file to write (default: backup-evidence-FROM-TO.html).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Read today's state from the cluster: auto (when the period includes today and a
+    /// cluster answers), always, or never (from the bucket alone).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub live: crate::auditor::command::Live,
+    /// Send AWS calls to this endpoint instead of AWS (an emulator).
+    #[arg(long, env = "BACKUP_WARDEN_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MapArgs {
+    /// svg, dot (Graphviz) or mermaid.
+    #[arg(long, short = 'f', default_value = "svg", value_parser = ["svg", "dot", "mermaid"])]
+    pub format: String,
+    /// The file to write (default: standard output).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Only the objects of this namespace (default: every namespace).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+}
+
+fn parse_date(text: &str) -> Result<k8s_openapi::jiff::civil::Date, String> {
+    text.parse()
+        .map_err(|e| format!("{text:?} is not a date YYYY-MM-DD: {e}"))
 }
 
 #[derive(Args, Debug, Clone)]
@@ -340,6 +400,8 @@ impl Cli {
             // No log subscriber: standard output is the report.
             Command::Check(args) => run_check(*args).await,
             Command::Coverage(CoverageCommand::Export(args)) => run_export(*args).await,
+            Command::Report(args) => run_report(*args).await,
+            Command::Map(args) => run_map(args).await,
             Command::Crd(args) => match print_crds(&args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -382,6 +444,66 @@ pub(crate) fn github_settings(
         reads_per_minute: g.reads_per_minute,
         timeouts: timeouts.timeouts(),
     })
+}
+
+async fn run_report(args: ReportArgs) -> ExitCode {
+    use crate::auditor::command::{ReportRequest, report};
+    let aws = crate::check::aws(args.aws_endpoint_url.clone(), args.timeouts.timeouts()).await;
+    let s3 = aws.for_scope(&crate::aws::Scope::new(None, &args.region)).await.s3;
+    let html = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("backup-evidence-{}-{}.html", args.from, args.to)));
+    let request = ReportRequest {
+        from: args.from,
+        to: args.to,
+        bucket: args.bucket,
+        prefix: args.prefix,
+        s3,
+        live: args.live,
+        html: html.clone(),
+        json: args.json,
+    };
+    match report(request).await {
+        Ok(report) => {
+            eprintln!(
+                "wrote {}: {} resources, {} records, {}",
+                html.display(),
+                report.resources.len(),
+                report.records,
+                if report.tamper_evidence.tamper_evident {
+                    "tamper-evident"
+                } else {
+                    "not tamper-evident"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+async fn run_map(args: MapArgs) -> ExitCode {
+    let objects = match crate::auditor::command::objects(args.namespace.as_deref()).await {
+        Ok(objects) => objects,
+        Err(e) => return fail(&format!("cannot read the objects from the cluster: {e}")),
+    };
+    let estate = objects.estate();
+    let text = match args.format.as_str() {
+        "dot" => crate::estate::dot::render(&estate),
+        "mermaid" => crate::estate::mermaid::render(&estate),
+        _ => crate::estate::svg::render(&estate),
+    };
+    match &args.output {
+        Some(path) => match std::fs::write(path, &text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("cannot write {}: {e}", path.display())),
+        },
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 /// An error of `check` or `coverage export`: each line on standard error, exit code 2.

@@ -3,5 +3,6 @@
 
 pub mod build;
 pub mod chart;
+pub mod command;
 pub mod html;
 pub mod model;
