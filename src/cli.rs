@@ -57,7 +57,11 @@ pub struct ReportArgs {
     #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_BUCKET")]
     pub bucket: String,
     /// The evidence key prefix (the controller's --evidence-prefix).
-    #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_PREFIX", default_value = "backup-warden/evidence/")]
+    #[arg(
+        long,
+        env = "BACKUP_WARDEN_EVIDENCE_PREFIX",
+        default_value = "backup-warden/evidence/"
+    )]
     pub prefix: String,
     /// The evidence bucket's region.
     #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_REGION", default_value = "us-east-1")]
@@ -176,7 +180,11 @@ pub struct RunArgs {
     #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_BUCKET")]
     pub evidence_bucket: Option<String>,
     /// The key prefix of the evidence ("" for the bucket's root).
-    #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_PREFIX", default_value = "backup-warden/evidence/")]
+    #[arg(
+        long,
+        env = "BACKUP_WARDEN_EVIDENCE_PREFIX",
+        default_value = "backup-warden/evidence/"
+    )]
     pub evidence_prefix: String,
     /// The evidence bucket's region.
     #[arg(long, env = "BACKUP_WARDEN_EVIDENCE_REGION", default_value = "us-east-1")]
@@ -449,7 +457,10 @@ pub(crate) fn github_settings(
 async fn run_report(args: ReportArgs) -> ExitCode {
     use crate::auditor::command::{ReportRequest, report};
     let aws = crate::check::aws(args.aws_endpoint_url.clone(), args.timeouts.timeouts()).await;
-    let s3 = aws.for_scope(&crate::aws::Scope::new(None, &args.region)).await.s3;
+    let s3 = aws
+        .for_scope(&crate::aws::Scope::new(None, &args.region))
+        .await
+        .s3;
     let html = args
         .output
         .clone()

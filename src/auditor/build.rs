@@ -161,9 +161,7 @@ fn resource(records: &[&Record], days: &[Date], now: Timestamp, estate: &mut Est
     let current = if episodes.iter().any(|e| e.resolved_at.is_none()) {
         Compliance::Drift
     } else {
-        latest
-            .map(|a| ready_of(a.3))
-            .unwrap_or(Compliance::Unknown)
+        latest.map(|a| ready_of(a.3)).unwrap_or(Compliance::Unknown)
     };
     Resource {
         kind: object.kind.clone(),
@@ -197,7 +195,11 @@ fn resource(records: &[&Record], days: &[Date], now: Timestamp, estate: &mut Est
 }
 
 fn ready_of(checks: &[CheckState]) -> Compliance {
-    match checks.iter().find(|c| c.type_ == "Ready").map(|c| c.status.as_str()) {
+    match checks
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str())
+    {
         Some("True") => Compliance::Compliant,
         Some("False") => Compliance::Drift,
         _ => Compliance::Unknown,
@@ -217,7 +219,11 @@ fn episodes(records: &[&Record]) -> Vec<Episode> {
     let mut done = Vec::new();
     for record in records {
         match &record.body {
-            Body::Drift { check, reason, message } => {
+            Body::Drift {
+                check,
+                reason,
+                message,
+            } => {
                 open.entry(check.clone()).or_insert_with(|| Episode {
                     check: check.clone(),
                     found_at: record.time.clone(),
@@ -270,7 +276,9 @@ fn episodes(records: &[&Record]) -> Vec<Episode> {
 }
 
 fn close(mut episode: Episode, at: &str, message: &str, by_attestation: bool) -> Episode {
-    let took = instant(at).duration_since(instant(&episode.found_at)).as_secs_f64();
+    let took = instant(at)
+        .duration_since(instant(&episode.found_at))
+        .as_secs_f64();
     episode.resolved_at = Some(at.to_string());
     episode.resolved = Some(message.to_string());
     episode.heal_seconds = Some(took.max(0.0));
@@ -300,7 +308,10 @@ fn day_state(
     if episodes.iter().any(overlaps) {
         return DayState::Drift;
     }
-    let today: Vec<_> = attestations.iter().filter(|a| day(instant(&a.0.time)) == d).collect();
+    let today: Vec<_> = attestations
+        .iter()
+        .filter(|a| day(instant(&a.0.time)) == d)
+        .collect();
     if today.is_empty() {
         return DayState::NoEvidence;
     }
@@ -344,7 +355,10 @@ fn add_to_estate(kind: &str, state: &serde_json::Value, estate: &mut Estate) -> 
         "BackedUpRepository" => match serde_json::from_value::<BackedUpRepository>(state.clone()) {
             Ok(repo) => {
                 let flow = RepositoryFlow::from_object(&repo);
-                let subject = format!("repository {} → s3://{}/{}", flow.repository, flow.bucket, flow.prefix);
+                let subject = format!(
+                    "repository {} → s3://{}/{}",
+                    flow.repository, flow.bucket, flow.prefix
+                );
                 estate.repositories.push(flow);
                 subject
             }
@@ -353,7 +367,10 @@ fn add_to_estate(kind: &str, state: &serde_json::Value, estate: &mut Estate) -> 
         "RetainedAuditTrail" => match serde_json::from_value::<RetainedAuditTrail>(state.clone()) {
             Ok(trail) => {
                 let flow = TrailFlow::from_object(&trail);
-                let subject = format!("CloudTrail trail {} in {} (account {})", flow.trail, flow.region, flow.account);
+                let subject = format!(
+                    "CloudTrail trail {} in {} (account {})",
+                    flow.trail, flow.region, flow.account
+                );
                 estate.trails.push(flow);
                 subject
             }
@@ -393,7 +410,10 @@ fn coverage(record: &Record) -> Option<CoverageSummary> {
     let status = coverage.status.clone().unwrap_or_default();
     let mut counts = Vec::new();
     let mut exemptions = Vec::new();
-    for (what, c) in [("RDS instances", &status.databases), ("repositories", &status.repositories)] {
+    for (what, c) in [
+        ("RDS instances", &status.databases),
+        ("repositories", &status.repositories),
+    ] {
         let Some(c) = c else { continue };
         counts.push(format!(
             "{what}: {} in scope, {} declared, {} exempt, {} undeclared",

@@ -40,7 +40,14 @@ pub struct ReportRequest {
 /// Reads, builds and writes the report; returns it for the summary line.
 pub async fn report(request: ReportRequest) -> Result<Report, String> {
     let ReportRequest {
-        from, to, bucket, prefix, s3, live, html: html_path, json,
+        from,
+        to,
+        bucket,
+        prefix,
+        s3,
+        live,
+        html: html_path,
+        json,
     } = request;
     if from > to {
         return Err(format!("--from {from} is after --to {to}"));
@@ -54,7 +61,10 @@ pub async fn report(request: ReportRequest) -> Result<Report, String> {
     let now = Timestamp::now();
     let live_state = match live_records(live, to, now).await? {
         Ok(records) => {
-            let said = format!("today's state read from the cluster at {now} ({} objects)", records.len());
+            let said = format!(
+                "today's state read from the cluster at {now} ({} objects)",
+                records.len()
+            );
             read.records.extend(records);
             said
         }
@@ -84,7 +94,9 @@ fn write(path: &PathBuf, text: &str) -> Result<(), String> {
 /// outer result only when `--live always` could not read it).
 async fn live_records(live: Live, to: Date, now: Timestamp) -> Result<Result<Vec<Record>, String>, String> {
     if live == Live::Never {
-        return Ok(Err("not read (--live never): the report is from the bucket alone".into()));
+        return Ok(Err(
+            "not read (--live never): the report is from the bucket alone".into(),
+        ));
     }
     if to < evidence::day(now) && live == Live::Auto {
         return Ok(Err("not read: the period ends before today".into()));
@@ -92,7 +104,9 @@ async fn live_records(live: Live, to: Date, now: Timestamp) -> Result<Result<Vec
     match objects(None).await {
         Ok(objects) => Ok(Ok(objects.attestations(now))),
         Err(e) if live == Live::Always => Err(format!("cannot read today's state from the cluster: {e}")),
-        Err(e) => Ok(Err(format!("not read: no cluster answered ({e}); the report is from the bucket alone"))),
+        Err(e) => Ok(Err(format!(
+            "not read: no cluster answered ({e}); the report is from the bucket alone"
+        ))),
     }
 }
 
@@ -115,7 +129,12 @@ impl Objects {
         let mut add = |kind: &str, meta: &kube::api::ObjectMeta, body: evidence::Body| {
             records.push(Record {
                 v: evidence::record::FORMAT,
-                id: format!("live-{}-{kind}-{}-{}", now.as_nanosecond(), meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default()),
+                id: format!(
+                    "live-{}-{kind}-{}-{}",
+                    now.as_nanosecond(),
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default()
+                ),
                 time: now.to_string(),
                 controller: Controller {
                     version: env!("CARGO_PKG_VERSION").into(),
@@ -133,22 +152,46 @@ impl Objects {
         };
         for db in &self.databases {
             let status = db.status.clone().unwrap_or_default();
-            let body = evidence::attestation(db, &status.conditions, &status, &format!("{:?}", db.spec.mode), db.spec.suspend);
+            let body = evidence::attestation(
+                db,
+                &status.conditions,
+                &status,
+                &format!("{:?}", db.spec.mode),
+                db.spec.suspend,
+            );
             add("BackedUpDatabase", db.meta(), body);
         }
         for repo in &self.repositories {
             let status = repo.status.clone().unwrap_or_default();
-            let body = evidence::attestation(repo, &status.conditions, &status, &format!("{:?}", repo.spec.mode), repo.spec.suspend);
+            let body = evidence::attestation(
+                repo,
+                &status.conditions,
+                &status,
+                &format!("{:?}", repo.spec.mode),
+                repo.spec.suspend,
+            );
             add("BackedUpRepository", repo.meta(), body);
         }
         for trail in &self.trails {
             let status = trail.status.clone().unwrap_or_default();
-            let body = evidence::attestation(trail, &status.conditions, &status, &format!("{:?}", trail.spec.mode), trail.spec.suspend);
+            let body = evidence::attestation(
+                trail,
+                &status.conditions,
+                &status,
+                &format!("{:?}", trail.spec.mode),
+                trail.spec.suspend,
+            );
             add("RetainedAuditTrail", trail.meta(), body);
         }
         for coverage in &self.coverages {
             let status = coverage.status.clone().unwrap_or_default();
-            let body = evidence::attestation(coverage, &status.conditions, &status, &format!("{:?}", coverage.spec.mode), false);
+            let body = evidence::attestation(
+                coverage,
+                &status.conditions,
+                &status,
+                &format!("{:?}", coverage.spec.mode),
+                false,
+            );
             add("BackupCoverage", coverage.meta(), body);
         }
         records

@@ -436,7 +436,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     if let Some((task, stop)) = uploader {
         let _ = stop.send(true);
         if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
-            tracing::warn!(pending = evidence.pending(), "the last evidence upload did not finish in time");
+            tracing::warn!(
+                pending = evidence.pending(),
+                "the last evidence upload did not finish in time"
+            );
         }
     }
     if let Some(leadership) = leadership
@@ -628,7 +631,10 @@ fn repository_context(
 }
 
 /// The evidence log, when an evidence bucket is configured (off otherwise).
-fn evidence_log(args: &RunArgs, metrics: &Arc<Metrics>) -> Result<Arc<crate::evidence::EvidenceLog>, RunError> {
+fn evidence_log(
+    args: &RunArgs,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<crate::evidence::EvidenceLog>, RunError> {
     use crate::evidence::{Controller, EvidenceLog, Settings};
     let Some(bucket) = &args.evidence_bucket else {
         return Ok(EvidenceLog::off());
@@ -652,7 +658,11 @@ fn evidence_log(args: &RunArgs, metrics: &Arc<Metrics>) -> Result<Arc<crate::evi
         replica: identity(),
     };
     let log = EvidenceLog::open(&settings, controller, metrics.clone()).map_err(|e| {
-        let dir = settings.spool_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default();
+        let dir = settings
+            .spool_dir
+            .as_deref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
         RunError::Evidence(format!("cannot open the spool {dir}: {e}"))
     })?;
     if settings.spool_dir.is_none() {
@@ -670,7 +680,10 @@ async fn evidence_uploader(
 ) -> Option<(tokio::task::JoinHandle<()>, watch::Sender<bool>)> {
     use crate::evidence::upload;
     let bucket = args.evidence_bucket.clone().filter(|_| log.is_on())?;
-    let s3 = aws.for_scope(&crate::aws::Scope::new(None, &args.evidence_region)).await.s3;
+    let s3 = aws
+        .for_scope(&crate::aws::Scope::new(None, &args.evidence_region))
+        .await
+        .s3;
     let to = upload::Destination {
         s3,
         bucket,

@@ -301,25 +301,25 @@ pub fn error_policy<K: Kind>(object: Arc<Decoded<K>>, error: &Error, ctx: Arc<K:
     Action::requeue(delay)
 }
 
-/// An action's Event, and the request ids of the calls it made.
-type Taken = (Event, Vec<String>);
+/// An action's Event, the request ids of the calls it made, and when it ended.
+type Taken = (Event, Vec<String>, Timestamp);
 
 /// The evidence of one reconcile, in the order things happened: drift found, actions, drift
 /// resolved; and the object's attestation, on its first look of the day.
 fn keep_evidence<K: Kind>(
     object: &K,
     ctx: &K::Context,
-    transitions: &events::Transitions,
-    taken: &[Taken],
+    seen_at: Timestamp,
+    (transitions, taken): (&events::Transitions, &[Taken]),
     status: &K::Status,
 ) {
     let evidence = K::shared(ctx).evidence;
     let who = || Some(evidence_ref(object));
     for event in &transitions.drifted {
-        evidence.record(who(), crate::evidence::transition(event, false));
+        evidence.record_at(seen_at, who(), crate::evidence::transition(event, false));
     }
-    for (event, request_ids) in taken {
-        evidence.record(who(), crate::evidence::action(event, request_ids.clone()));
+    for (event, request_ids, at) in taken {
+        evidence.record_at(*at, who(), crate::evidence::action(event, request_ids.clone()));
     }
     for event in &transitions.resolved {
         evidence.record(who(), crate::evidence::transition(event, true));
@@ -396,6 +396,8 @@ pub async fn reconcile<K: Kind>(object: Arc<K>, ctx: Arc<K::Context>) -> Result<
         Ok(obs) => obs,
         Err(e) => return unobserved(object.as_ref(), &shared, &old, request, e).await,
     };
+    // When the drift this look finds was seen (evidence).
+    let seen_at = Timestamp::now();
     let findings = audited(audit, object.evaluate(&ctx, &obs));
     let plan = object.plan(&ctx, &obs, &findings);
     let (mut progress, taken, outcome) = act(object.as_ref(), &ctx, &obs, &plan.actions).await;
@@ -441,7 +443,7 @@ pub async fn reconcile<K: Kind>(object: Arc<K>, ctx: Arc<K::Context>) -> Result<
         change,
         (&findings, &after),
         now,
-        taken,
+        (taken, seen_at),
     )
     .await;
     object.after(&ctx).await;
@@ -530,7 +532,11 @@ async fn act<K: Kind>(
             Ok(note) => {
                 let done = note.unwrap_or(description);
                 progress.working.push(done.clone());
-                taken.push((events::action(K::reason(action), done, false), request_ids));
+                taken.push((
+                    events::action(K::reason(action), done, false),
+                    request_ids,
+                    Timestamp::now(),
+                ));
                 continue;
             }
             Err(e) => e,
@@ -538,6 +544,7 @@ async fn act<K: Kind>(
         taken.push((
             events::action(K::reason(action), format!("{description}: failed: {e}"), true),
             request_ids,
+            Timestamp::now(),
         ));
         let outcome = match e.failure() {
             Failure::Transient => {
@@ -593,7 +600,7 @@ async fn announce<K: Kind>(
     change: Option<notify::Change>,
     (before, after): (&[Finding], &[Finding]),
     obs: &K::Observation,
-    taken: Vec<Taken>,
+    (taken, seen_at): (Vec<Taken>, Timestamp),
 ) {
     let shared = K::shared(ctx);
     let (namespace, name) = (object.namespace().unwrap_or_default(), object.name_any());
@@ -613,9 +620,9 @@ async fn announce<K: Kind>(
         .record_object(K::KIND, &namespace, &name, after, &object.ages(obs));
     let transitions = events::transitions(old.conditions(), found, status.conditions(), K::CHECKS);
     if shared.evidence.is_on() {
-        keep_evidence(object, ctx, &transitions, &taken, status);
+        keep_evidence(object, ctx, seen_at, (&transitions, &taken), status);
     }
-    let published = transitions.around(taken.into_iter().map(|(event, _)| event).collect());
+    let published = transitions.around(taken.into_iter().map(|(event, ..)| event).collect());
     events::publish(shared.recorder, &object.object_ref(&()), published).await;
 }
 

@@ -66,10 +66,16 @@ impl EvidenceLog {
     }
 
     /// Opens the spool (uploading what a previous run left is the uploader's first job).
-    pub fn open(settings: &Settings, controller: Controller, metrics: Arc<Metrics>) -> std::io::Result<Arc<Self>> {
+    pub fn open(
+        settings: &Settings,
+        controller: Controller,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Arc<Self>> {
         let spool = spool::Spool::open(settings.spool_dir.as_deref(), settings.spool_max_bytes)?;
         metrics.evidence_pending.set(spool.pending().0 as i64);
-        metrics.evidence_last_write.set(Timestamp::now().as_second() as f64);
+        metrics
+            .evidence_last_write
+            .set(Timestamp::now().as_second() as f64);
         Ok(Arc::new(Self {
             inner: Some(Inner {
                 controller,
@@ -107,12 +113,18 @@ impl EvidenceLog {
         }
     }
 
-    /// Appends one record; never fails the caller (a record that cannot be kept is counted).
+    /// Appends one record of now; never fails the caller (a record that cannot be kept is
+    /// counted).
     pub fn record(&self, object: Option<ObjectRef>, body: Body) {
+        self.record_at(Timestamp::now(), object, body);
+    }
+
+    /// Appends one record of something that happened `at`.
+    pub fn record_at(&self, at: Timestamp, object: Option<ObjectRef>, body: Body) {
         let Some(inner) = &self.inner else {
             return;
         };
-        let now = Timestamp::now();
+        let now = at;
         let record = inner.make(now, object, body);
         let mut spool = inner.spool.lock().unwrap_or_else(|p| p.into_inner());
         // Records dropped before this one are told first, in a gap record.
@@ -120,7 +132,15 @@ impl EvidenceLog {
         let mut from = record.time.clone();
         let mut before = 0;
         if let Some((dropped, first, last)) = gap {
-            let gap = inner.make(now, None, Body::Gap { dropped, from: first.clone(), to: last });
+            let gap = inner.make(
+                now,
+                None,
+                Body::Gap {
+                    dropped,
+                    from: first.clone(),
+                    to: last,
+                },
+            );
             if !inner.keep(&mut spool, &gap) {
                 (before, from) = (dropped, first);
             }
@@ -145,7 +165,11 @@ impl EvidenceLog {
         let uploaded = batch.lines.len().saturating_sub(left.len()) as u64;
         let mut spool = inner.spool.lock().unwrap_or_else(|p| p.into_inner());
         let result = spool.finish(batch, left);
-        inner.metrics.evidence_records.with_label_values(&["written"]).inc_by(uploaded);
+        inner
+            .metrics
+            .evidence_records
+            .with_label_values(&["written"])
+            .inc_by(uploaded);
         inner.metrics.evidence_pending.set(spool.pending().0 as i64);
         result
     }
@@ -172,11 +196,7 @@ impl Inner {
         let n = self.sequence.fetch_add(1, Ordering::Relaxed);
         Record {
             v: record::FORMAT,
-            id: format!(
-                "{}-{}-{n}",
-                now.as_nanosecond(),
-                self.controller.replica
-            ),
+            id: format!("{}-{}-{n}", now.as_nanosecond(), self.controller.replica),
             time: now.to_string(),
             controller: self.controller.clone(),
             object,
@@ -206,7 +226,10 @@ impl Inner {
     /// Counts one record dropped at `at`, after `before` dropped earlier (from `from`) whose
     /// gap record could not be kept either.
     fn dropped(&self, before: u64, from: &str, at: &str) {
-        self.metrics.evidence_records.with_label_values(&["dropped"]).inc();
+        self.metrics
+            .evidence_records
+            .with_label_values(&["dropped"])
+            .inc();
         let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
         match dropped.as_mut() {
             Some((n, _, last)) => {
@@ -215,7 +238,9 @@ impl Inner {
             }
             None => {
                 if before == 0 {
-                    tracing::warn!("the evidence spool is full: records are dropped (and counted) until it drains");
+                    tracing::warn!(
+                        "the evidence spool is full: records are dropped (and counted) until it drains"
+                    );
                 }
                 *dropped = Some((before + 1, from.to_string(), at.to_string()));
             }
@@ -267,10 +292,12 @@ pub fn attestation<K: serde::Serialize>(
         if let Some(metadata) = map.get("metadata").and_then(|m| m.as_object()) {
             let kept: serde_json::Map<String, serde_json::Value> = metadata
                 .iter()
-                .filter(|(k, _)| matches!(
+                .filter(|(k, _)| {
+                    matches!(
                         k.as_str(),
                         "name" | "namespace" | "uid" | "generation" | "labels" | "creationTimestamp"
-                    ))
+                    )
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             map.insert("metadata".into(), serde_json::Value::Object(kept));

@@ -30,7 +30,13 @@ pub fn day_prefix(prefix: &str, day: Date) -> String {
 }
 
 /// Reads the records of every day from `from` to `to`, both included.
-pub async fn read(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str, from: Date, to: Date) -> Result<Read, String> {
+pub async fn read(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    from: Date,
+    to: Date,
+) -> Result<Read, String> {
     let mut keys = Vec::new();
     let mut day = from;
     while day <= to {

@@ -83,7 +83,10 @@ impl Spool {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos())
                 .unwrap_or_default();
-            fs::rename(&current, dir.join(format!("batch-{nanos:024}-{:06}.jsonl", self.counter)))?;
+            fs::rename(
+                &current,
+                dir.join(format!("batch-{nanos:024}-{:06}.jsonl", self.counter)),
+            )?;
         }
         Ok(())
     }
@@ -140,11 +143,7 @@ impl Spool {
                 continue;
             }
             let text = fs::read_to_string(&path)?;
-            let lines = text
-                .lines()
-                .filter(|l| whole(l))
-                .map(str::to_string)
-                .collect();
+            let lines = text.lines().filter(|l| whole(l)).map(str::to_string).collect();
             batches.push(Batch {
                 path: Some(path),
                 lines,
@@ -290,7 +289,11 @@ mod tests {
             .into_iter()
             .flat_map(|b| b.lines)
             .collect();
-        assert_eq!(lines, vec![line(0), line(1)], "the torn line is gone, the next one whole");
+        assert_eq!(
+            lines,
+            vec![line(0), line(1)],
+            "the torn line is gone, the next one whole"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 }

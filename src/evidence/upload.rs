@@ -39,7 +39,10 @@ impl DefaultRetention {
 }
 
 /// Reads the bucket's Object Lock default retention; None when it has none.
-pub async fn default_retention(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Option<DefaultRetention>, String> {
+pub async fn default_retention(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<Option<DefaultRetention>, String> {
     let out = match s3.get_object_lock_configuration().bucket(bucket).send().await {
         Ok(out) => out,
         Err(e) => {
@@ -97,7 +100,11 @@ fn folder(prefix: &str, line: &str) -> String {
         }) => format!(
             "{}/{}/{}",
             object.kind,
-            if object.namespace.is_empty() { "_cluster" } else { &object.namespace },
+            if object.namespace.is_empty() {
+                "_cluster"
+            } else {
+                &object.namespace
+            },
             object.name
         ),
         Some(Head {
@@ -110,16 +117,25 @@ fn folder(prefix: &str, line: &str) -> String {
 
 /// Uploads everything waiting; returns the records uploaded, or the first error (what was
 /// not uploaded stays waiting).
-pub async fn flush(log: &EvidenceLog, to: &Destination, lock: Option<&DefaultRetention>) -> Result<usize, String> {
+pub async fn flush(
+    log: &EvidenceLog,
+    to: &Destination,
+    lock: Option<&DefaultRetention>,
+) -> Result<usize, String> {
     let Some(controller) = log.controller() else {
         return Ok(0);
     };
-    let batches = log.seal().map_err(|e| format!("reading the evidence spool: {e}"))?;
+    let batches = log
+        .seal()
+        .map_err(|e| format!("reading the evidence spool: {e}"))?;
     let mut uploaded = 0;
     for batch in batches {
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for line in &batch.lines {
-            groups.entry(folder(&to.prefix, line)).or_default().push(line.clone());
+            groups
+                .entry(folder(&to.prefix, line))
+                .or_default()
+                .push(line.clone());
         }
         let mut left = Vec::new();
         let mut failure = None;
@@ -150,7 +166,12 @@ pub async fn flush(log: &EvidenceLog, to: &Destination, lock: Option<&DefaultRet
     Ok(uploaded)
 }
 
-async fn put(to: &Destination, key: &str, lines: &[String], lock: Option<&DefaultRetention>) -> Result<(), String> {
+async fn put(
+    to: &Destination,
+    key: &str,
+    lines: &[String],
+    lock: Option<&DefaultRetention>,
+) -> Result<(), String> {
     let mut body = lines.join("\n");
     body.push('\n');
     let mut request = to
@@ -180,20 +201,35 @@ async fn put(to: &Destination, key: &str, lines: &[String], lock: Option<&Defaul
 
 /// Uploads every `every` until `shutdown`, then once more. The bucket's Object Lock setting
 /// is read at the start and hourly.
-pub async fn run(log: Arc<EvidenceLog>, to: Destination, every: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    log: Arc<EvidenceLog>,
+    to: Destination,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut lock: Option<(Timestamp, Option<DefaultRetention>)> = None;
     let mut failing = false;
     loop {
         let stop = *shutdown.borrow();
-        if lock.as_ref().is_none_or(|(at, _)| Timestamp::now().duration_since(*at).as_secs() > 3600) {
+        if lock
+            .as_ref()
+            .is_none_or(|(at, _)| Timestamp::now().duration_since(*at).as_secs() > 3600)
+        {
+            // Until the setting is known, nothing is uploaded: an object written without its
+            // retention would be one an auditor cannot rely on.
             match default_retention(&to.s3, &to.bucket).await {
                 Ok(retention) => lock = Some((Timestamp::now(), retention)),
-                Err(e) => tracing::warn!(bucket = %to.bucket, error = %e, "cannot read the evidence bucket's Object Lock setting"),
+                Err(e) if log.pending() > 0 => report(&log, &to, Err(e), &mut failing),
+                Err(_) => {}
             }
         }
-        let retention = lock.as_ref().and_then(|(_, r)| r.as_ref());
-        if lock.is_some() || log.pending() == 0 {
-            report(&log, &to, flush(&log, &to, retention).await, &mut failing);
+        if let Some((_, retention)) = &lock {
+            report(
+                &log,
+                &to,
+                flush(&log, &to, retention.as_ref()).await,
+                &mut failing,
+            );
         }
         if stop {
             return;
@@ -212,7 +248,9 @@ fn report(log: &EvidenceLog, to: &Destination, outcome: Result<usize, String>, f
     match outcome {
         Ok(uploaded) => {
             if uploaded > 0 || log.pending() == 0 {
-                metrics.evidence_last_write.set(Timestamp::now().as_second() as f64);
+                metrics
+                    .evidence_last_write
+                    .set(Timestamp::now().as_second() as f64);
             }
             if std::mem::take(failing) {
                 tracing::info!(bucket = %to.bucket, "the evidence bucket takes records again");
@@ -239,7 +277,10 @@ mod tests {
     #[test]
     fn records_are_filed_by_day_and_object() {
         let line = r#"{"time":"2026-12-01T23:59:59Z","object":{"kind":"BackedUpDatabase","namespace":"team","name":"orders"}}"#;
-        assert_eq!(folder("evidence/", line), "evidence/2026/12/01/BackedUpDatabase/team/orders/");
+        assert_eq!(
+            folder("evidence/", line),
+            "evidence/2026/12/01/BackedUpDatabase/team/orders/"
+        );
         let coverage = r#"{"time":"2026-12-02T00:00:00Z","object":{"kind":"BackupCoverage","name":"all"}}"#;
         assert_eq!(folder("", coverage), "2026/12/02/BackupCoverage/_cluster/all/");
         let gap = r#"{"time":"2026-12-02T00:00:00Z","controller":{"version":"1","replica":"pod-0"}}"#;

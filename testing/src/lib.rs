@@ -29,6 +29,7 @@ use kube::{
     runtime::wait::{await_condition, conditions},
 };
 
+pub mod chromium;
 pub mod github_fake;
 pub mod model;
 pub mod private_env;

@@ -18,6 +18,7 @@ mod database_faults;
 mod database_keys;
 mod database_reads;
 mod database_sweep;
+mod evidence;
 mod emulator_rds;
 mod fault_campaign;
 mod github_client;

@@ -35,7 +35,12 @@ fn check(type_: &str, status: &str) -> CheckState {
     CheckState {
         type_: type_.into(),
         status: status.into(),
-        reason: if status == "True" { "Compliant" } else { "DriftDetected" }.into(),
+        reason: if status == "True" {
+            "Compliant"
+        } else {
+            "DriftDetected"
+        }
+        .into(),
         message: format!("{type_} is {status}"),
     }
 }
@@ -104,21 +109,38 @@ fn a_drift_healed_in_five_minutes_makes_one_drift_day_and_its_episode() {
         ),
         at("2026-12-03T00:01:00Z", attestation("True")),
     ];
-    let report = build(&records, date("2026-12-01"), date("2026-12-04"), source(None, 4, 0), now());
+    let report = build(
+        &records,
+        date("2026-12-01"),
+        date("2026-12-04"),
+        source(None, 4, 0),
+        now(),
+    );
     assert_eq!(report.resources.len(), 1);
     let r = &report.resources[0];
     assert_eq!(
         r.days,
-        [DayState::Compliant, DayState::Drift, DayState::Compliant, DayState::NoEvidence]
+        [
+            DayState::Compliant,
+            DayState::Drift,
+            DayState::Compliant,
+            DayState::NoEvidence
+        ]
     );
     assert_eq!(r.compliance_percent, Some(50.0));
     assert_eq!(r.episodes.len(), 1);
     let e = &r.episodes[0];
-    assert_eq!((e.check.as_str(), e.heal_seconds), ("RetentionCompliant", Some(300.0)));
+    assert_eq!(
+        (e.check.as_str(), e.heal_seconds),
+        ("RetentionCompliant", Some(300.0))
+    );
     assert!(!e.resolved_by_attestation);
     assert_eq!(r.actions[0].request_ids, ["ModifyDBInstance r-1"]);
     assert_eq!(r.current, Compliance::Compliant);
-    assert_eq!(r.subject, "RDS instance orders-db in us-east-1 (account self) → us-west-2");
+    assert_eq!(
+        r.subject,
+        "RDS instance orders-db in us-east-1 (account self) → us-west-2"
+    );
     assert_eq!(report.estate.databases.len(), 1);
     assert_eq!(report.days[1].drift, 1);
     assert_eq!(report.days[3].no_evidence, 1);
@@ -130,7 +152,13 @@ fn attestations_open_an_unrecorded_drift_and_close_one_whose_resolution_was_not_
         at("2026-12-01T00:01:00Z", attestation("False")),
         at("2026-12-02T00:01:00Z", attestation("True")),
     ];
-    let report = build(&records, date("2026-12-01"), date("2026-12-02"), source(None, 2, 0), now());
+    let report = build(
+        &records,
+        date("2026-12-01"),
+        date("2026-12-02"),
+        source(None, 2, 0),
+        now(),
+    );
     let e = &report.resources[0].episodes[0];
     assert!(e.resolved_by_attestation);
     assert_eq!(e.heal_seconds, Some(86_400.0));
@@ -151,7 +179,13 @@ fn an_open_drift_is_current_and_days_before_creation_do_not_count() {
             },
         ),
     ];
-    let report = build(&records, date("2026-10-31"), date("2026-11-02"), source(None, 1, 0), now());
+    let report = build(
+        &records,
+        date("2026-10-31"),
+        date("2026-11-02"),
+        source(None, 1, 0),
+        now(),
+    );
     let r = &report.resources[0];
     assert_eq!(r.days, [DayState::Absent, DayState::NoEvidence, DayState::Drift]);
     assert_eq!(r.compliance_percent, Some(0.0));
@@ -204,10 +238,19 @@ fn a_gap_and_a_coverage_attestation_are_reported() {
         name: "all".into(),
         ..Default::default()
     });
-    let report = build(&[gap, cov], date("2026-12-01"), date("2026-12-01"), source(None, 2, 0), now());
+    let report = build(
+        &[gap, cov],
+        date("2026-12-01"),
+        date("2026-12-01"),
+        source(None, 2, 0),
+        now(),
+    );
     assert_eq!(report.gaps[0].dropped, 12);
     assert!(report.resources.is_empty(), "neither is a resource");
     let c = &report.coverage[0];
-    assert_eq!(c.counts, ["RDS instances: 3 in scope, 1 declared, 1 exempt, 1 undeclared"]);
+    assert_eq!(
+        c.counts,
+        ["RDS instances: 3 in scope, 1 declared, 1 exempt, 1 undeclared"]
+    );
     assert_eq!(c.exemptions[0].reason, "test data, CTO 2026-10");
 }
