@@ -125,6 +125,7 @@ async fn main() {
     let reporters = backup_warden::controller::context::Reporters {
         metrics: ctx.metrics.clone(),
         notifier: notifier.clone(),
+        evidence: backup_warden::evidence::EvidenceLog::off(),
     };
     let (repo_ctx, writer) = testing::repository_context(
         &github.base_url(),

@@ -5,7 +5,7 @@
 //! and says so in a gap record.
 
 use std::{
-    collections::HashMap,
+    collections::HashSet,
     path::PathBuf,
     sync::{
         Arc, Mutex,
@@ -48,8 +48,8 @@ struct Inner {
     controller: Controller,
     spool: Mutex<spool::Spool>,
     sequence: AtomicU64,
-    /// The day each object was last attested.
-    attested: Mutex<HashMap<String, Date>>,
+    /// The objects (incarnations: by uid) attested on the day it names.
+    attested: Mutex<(Option<Date>, HashSet<String>)>,
     /// Records dropped since the last one kept: count, first and last time.
     dropped: Mutex<Option<(u64, String, String)>>,
     metrics: Arc<Metrics>,
@@ -81,7 +81,7 @@ impl EvidenceLog {
                 controller,
                 spool: Mutex::new(spool),
                 sequence: AtomicU64::new(0),
-                attested: Mutex::new(HashMap::new()),
+                attested: Mutex::new((None, HashSet::new())),
                 dropped: Mutex::new(None),
                 metrics,
             }),
@@ -92,25 +92,19 @@ impl EvidenceLog {
         self.inner.is_some()
     }
 
-    /// True once per UTC day for each object: the first look of the day attests it.
+    /// True once per UTC day for each object (a new incarnation, with a new uid, too): its
+    /// first look of the day attests it.
     pub fn attest_due(&self, object: &ObjectRef, now: Timestamp) -> bool {
         let Some(inner) = &self.inner else {
             return false;
         };
         let today = day(now);
         let mut attested = inner.attested.lock().unwrap_or_else(|p| p.into_inner());
-        attested.insert(object.key(), today) != Some(today)
-    }
-
-    /// An object deleted: its next incarnation is attested afresh.
-    pub fn forget(&self, object: &ObjectRef) {
-        if let Some(inner) = &self.inner {
-            inner
-                .attested
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&object.key());
+        if attested.0 != Some(today) {
+            *attested = (Some(today), HashSet::new());
         }
+        let key = format!("{}/{}", object.key(), object.uid.as_deref().unwrap_or_default());
+        attested.1.insert(key)
     }
 
     /// Appends one record of now; never fails the caller (a record that cannot be kept is
@@ -317,5 +311,104 @@ pub fn attestation<K: serde::Serialize>(
             })
             .collect(),
         state,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(max_bytes: u64) -> (Arc<EvidenceLog>, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let settings = Settings {
+            bucket: "evidence".into(),
+            prefix: String::new(),
+            region: "us-east-1".into(),
+            spool_dir: None,
+            spool_max_bytes: max_bytes,
+            flush_every: std::time::Duration::from_secs(1),
+        };
+        let controller = Controller {
+            version: "0.1.0".into(),
+            replica: "pod-0".into(),
+        };
+        (EvidenceLog::open(&settings, controller, metrics.clone()).expect("open"), metrics)
+    }
+
+    fn resolved() -> Body {
+        Body::Resolved {
+            check: "RetentionCompliant".into(),
+            message: "retention is 7 days".into(),
+        }
+    }
+
+    fn records(log: &EvidenceLog) -> Vec<Record> {
+        log.seal()
+            .expect("seal")
+            .into_iter()
+            .flat_map(|b| b.lines)
+            .map(|l| serde_json::from_str(&l).expect("record"))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_spool_drops_and_counts_then_says_so_in_a_gap_record_once_drained() {
+        let (log, metrics) = log(1200);
+        let mut kept = 0;
+        for _ in 0..20 {
+            log.record(None, resolved());
+            kept = log.pending();
+        }
+        let dropped = metrics.evidence_records.with_label_values(&["dropped"]).get();
+        assert!(kept > 0 && dropped > 0, "kept {kept}, dropped {dropped}");
+        assert_eq!(kept + dropped, 20, "each record kept or counted");
+        // Uploaded: room again; the next record is preceded by the gap.
+        for batch in log.seal().expect("seal") {
+            log.finish(batch, Vec::new()).expect("finish");
+        }
+        log.record(None, resolved());
+        let after = records(&log);
+        assert_eq!(after.len(), 2);
+        assert!(
+            matches!(after[0].body, Body::Gap { dropped: n, .. } if n == dropped),
+            "{:?}",
+            after[0]
+        );
+        assert!(matches!(after[1].body, Body::Resolved { .. }));
+    }
+
+    #[test]
+    fn each_object_is_attested_once_a_day() {
+        let (log, _) = log(1 << 20);
+        let orders = ObjectRef {
+            kind: "BackedUpDatabase".into(),
+            namespace: "team".into(),
+            name: "orders".into(),
+            ..Default::default()
+        };
+        let morning: Timestamp = "2026-12-01T00:00:01Z".parse().expect("time");
+        let evening: Timestamp = "2026-12-01T23:59:59Z".parse().expect("time");
+        let tomorrow: Timestamp = "2026-12-02T00:00:00Z".parse().expect("time");
+        assert!(log.attest_due(&orders, morning));
+        assert!(!log.attest_due(&orders, evening));
+        assert!(log.attest_due(&orders, tomorrow));
+        let again = ObjectRef {
+            uid: Some("new".into()),
+            ..orders.clone()
+        };
+        assert!(log.attest_due(&again, tomorrow), "a new incarnation is attested afresh");
+        assert!(!EvidenceLog::off().attest_due(&orders, morning), "off: nothing");
+    }
+
+    #[test]
+    fn ids_are_unique_and_records_carry_the_controller() {
+        let (log, _) = log(1 << 20);
+        for _ in 0..100 {
+            log.record(None, resolved());
+        }
+        let all = records(&log);
+        let ids: std::collections::HashSet<_> = all.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids.len(), 100);
+        assert!(all.iter().all(|r| r.controller.replica == "pod-0" && r.v == record::FORMAT));
     }
 }

@@ -577,17 +577,17 @@ pub async fn repository_context_on(
             || Arc::new(backup_warden::report::metrics::Metrics::new().expect("metrics")),
             |r| r.metrics.clone(),
         ),
-        notifier: reporters.map_or_else(
+        notifier: reporters.as_ref().map_or_else(
             || {
                 Arc::new(backup_warden::report::slack::NoopNotifier)
                     as Arc<dyn backup_warden::report::slack::Notifier>
             },
-            |r| r.notifier,
+            |r| r.notifier.clone(),
         ),
         tenancy: open_tenancy(),
         shards: backup_warden::controller::shards::Ownership::all(),
         wakes: Default::default(),
-        evidence: backup_warden::evidence::EvidenceLog::off(),
+        evidence: reporters.map_or_else(backup_warden::evidence::EvidenceLog::off, |r| r.evidence),
     };
     (Arc::new(ctx), writer)
 }
