@@ -5,8 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
-    BackedUpDatabase, BackedUpRepository, ConditionType, RetainedAuditTrail,
-    conditions::find_condition,
+    BackedUpDatabase, BackedUpRepository, ConditionType, RetainedAuditTrail, conditions::find_condition,
 };
 use crate::policy::{coverage::account_of, database::replica_key_alias};
 
@@ -164,7 +163,10 @@ impl TrailFlow {
         let observed = status.trail.clone().unwrap_or_default();
         let retention = status.retention.clone().unwrap_or_default();
         Self {
-            object: object_name(trail.metadata.namespace.as_deref(), trail.metadata.name.as_deref()),
+            object: object_name(
+                trail.metadata.namespace.as_deref(),
+                trail.metadata.name.as_deref(),
+            ),
             account: account_of(spec.trail.role_arn.as_deref()).to_string(),
             region: spec.trail.region.clone(),
             trail: spec.trail.name.clone(),

@@ -332,7 +332,10 @@ mod tests {
             version: "0.1.0".into(),
             replica: "pod-0".into(),
         };
-        (EvidenceLog::open(&settings, controller, metrics.clone()).expect("open"), metrics)
+        (
+            EvidenceLog::open(&settings, controller, metrics.clone()).expect("open"),
+            metrics,
+        )
     }
 
     fn resolved() -> Body {
@@ -396,7 +399,10 @@ mod tests {
             uid: Some("new".into()),
             ..orders.clone()
         };
-        assert!(log.attest_due(&again, tomorrow), "a new incarnation is attested afresh");
+        assert!(
+            log.attest_due(&again, tomorrow),
+            "a new incarnation is attested afresh"
+        );
         assert!(!EvidenceLog::off().attest_due(&orders, morning), "off: nothing");
     }
 
@@ -409,6 +415,9 @@ mod tests {
         let all = records(&log);
         let ids: std::collections::HashSet<_> = all.iter().map(|r| r.id.clone()).collect();
         assert_eq!(ids.len(), 100);
-        assert!(all.iter().all(|r| r.controller.replica == "pod-0" && r.v == record::FORMAT));
+        assert!(
+            all.iter()
+                .all(|r| r.controller.replica == "pod-0" && r.v == record::FORMAT)
+        );
     }
 }
