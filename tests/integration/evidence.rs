@@ -456,4 +456,84 @@ async fn a_bucket_that_refuses_writes_for_a_while_loses_no_record_across_a_resta
         "the spool is empty"
     );
     let _ = std::fs::remove_dir_all(&spool);
+
+    // The commands an owner runs: the report from the bucket with today's state from the
+    // cluster, and the map of what the cluster declares.
+    let dir = std::env::temp_dir().join(testing::unique_name("report-command"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (html, json) = (dir.join("evidence.html"), dir.join("evidence.json"));
+    let out = command(&[
+        "report",
+        "--from",
+        &today.to_string(),
+        "--to",
+        &today.to_string(),
+        "--bucket",
+        &missing,
+        "--prefix",
+        PREFIX,
+        "--live",
+        "always",
+        "-o",
+        html.to_str().expect("path"),
+        "--json",
+        json.to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    assert!(
+        report["liveState"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("today's state read from the cluster")),
+        "{}",
+        report["liveState"]
+    );
+    let billing = report["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["namespace"] == namespace.as_str() && r["name"] == "billing-db")
+        .expect("billing-db in the report");
+    assert_eq!(billing["current"], "Compliant");
+    assert!(
+        std::fs::read_to_string(&html)
+            .expect("html")
+            .contains("billing-db")
+    );
+
+    let out = command(&["map", "-n", &namespace]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let svg = String::from_utf8(out.stdout).expect("utf-8");
+    let map = roxmltree::Document::parse(&svg).expect("valid XML");
+    let billing = map
+        .descendants()
+        .find(|n| n.attribute("data-object") == Some(&format!("{namespace}/billing-db")))
+        .expect("billing-db on the map");
+    assert_eq!(billing.attribute("data-compliance"), Some("compliant"));
+    for (format, start) in [("dot", "digraph"), ("mermaid", "flowchart")] {
+        let out = command(&["map", "-n", &namespace, "-f", format]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(start), "{format}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The binary, with the test environment's cluster and throwaway AWS credentials for the
+/// emulator.
+fn command(args: &[&str]) -> std::process::Output {
+    let env = testing::env();
+    std::process::Command::new(env!("CARGO_BIN_EXE_backup-warden"))
+        .args(args)
+        .args(if args[0] == "report" {
+            vec!["--aws-endpoint-url", env.aws_endpoint.as_str()]
+        } else {
+            vec![]
+        })
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", SOURCE)
+        .output()
+        .expect("run backup-warden")
 }
