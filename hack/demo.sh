@@ -2,7 +2,8 @@
 # `make demo`: the whole loop, locally. The environment comes up (kube-apiserver + etcd, the
 # AWS emulator); a non-compliant database and a repository without the backup workflow are
 # declared; the controller fixes both; a drift is injected and healed; the Slack messages and
-# drift metrics are shown. The environment keeps running afterwards; `make down` stops it.
+# drift metrics are shown, and the evidence for auditors is written to S3 and turned into a
+# report and a data-flow map. The environment keeps running afterwards; `make down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hack/prereqs.sh
