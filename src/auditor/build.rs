@@ -145,7 +145,6 @@ fn resource(records: &[&Record], days: &[Date], now: Timestamp, estate: &mut Est
         .collect();
     let latest = attestations.last();
     let state = latest.map(|a| a.4.clone()).unwrap_or_default();
-    let subject = add_to_estate(&object.kind, &state, estate);
     let episodes = episodes(records);
     let created = state
         .pointer("/metadata/creationTimestamp")
@@ -158,11 +157,8 @@ fn resource(records: &[&Record], days: &[Date], now: Timestamp, estate: &mut Est
         .collect();
     let existed = states.iter().filter(|s| **s != DayState::Absent).count();
     let compliant = states.iter().filter(|s| **s == DayState::Compliant).count();
-    let current = if episodes.iter().any(|e| e.resolved_at.is_none()) {
-        Compliance::Drift
-    } else {
-        latest.map(|a| ready_of(a.3)).unwrap_or(Compliance::Unknown)
-    };
+    let current = current(latest.map(|a| (a.0, a.3)), &episodes);
+    let subject = add_to_estate(&object.kind, &state, current, estate);
     Resource {
         kind: object.kind.clone(),
         namespace: object.namespace.clone(),
@@ -191,6 +187,27 @@ fn resource(records: &[&Record], days: &[Date], now: Timestamp, estate: &mut Est
                 _ => None,
             })
             .collect(),
+    }
+}
+
+/// The state at the end: in drift while an episode is open; otherwise compliant when the
+/// latest attestation says so or a drift was resolved since it.
+fn current(latest: Option<(&Record, &[CheckState])>, episodes: &[Episode]) -> Compliance {
+    if episodes.iter().any(|e| e.resolved_at.is_none()) {
+        return Compliance::Drift;
+    }
+    let Some((attested, checks)) = latest else {
+        return Compliance::Unknown;
+    };
+    let since = instant(&attested.time);
+    let resolved_since = episodes
+        .iter()
+        .filter_map(|e| e.resolved_at.as_deref())
+        .any(|at| instant(at) > since);
+    match ready_of(checks) {
+        Compliance::Compliant => Compliance::Compliant,
+        _ if resolved_since => Compliance::Compliant,
+        other => other,
     }
 }
 
@@ -336,13 +353,17 @@ fn bounds(d: Date) -> (Timestamp, Timestamp) {
     (start, end)
 }
 
-/// Adds the resource's flow to the estate; returns what it protects, in words.
-fn add_to_estate(kind: &str, state: &serde_json::Value, estate: &mut Estate) -> String {
+/// Adds the resource's flow to the estate, coloured by `current`; returns what it protects,
+/// in words.
+fn add_to_estate(kind: &str, state: &serde_json::Value, current: Compliance, estate: &mut Estate) -> String {
     use crate::estate::{DatabaseFlow, RepositoryFlow, TrailFlow};
     match kind {
         "BackedUpDatabase" => match serde_json::from_value::<BackedUpDatabase>(state.clone()) {
             Ok(db) => {
-                let flow = DatabaseFlow::from_object(&db);
+                let flow = DatabaseFlow {
+                    compliance: current,
+                    ..DatabaseFlow::from_object(&db)
+                };
                 let subject = format!(
                     "RDS instance {} in {} (account {}) → {}",
                     flow.instance, flow.region, flow.account, flow.destination_region
@@ -354,7 +375,10 @@ fn add_to_estate(kind: &str, state: &serde_json::Value, estate: &mut Estate) -> 
         },
         "BackedUpRepository" => match serde_json::from_value::<BackedUpRepository>(state.clone()) {
             Ok(repo) => {
-                let flow = RepositoryFlow::from_object(&repo);
+                let flow = RepositoryFlow {
+                    compliance: current,
+                    ..RepositoryFlow::from_object(&repo)
+                };
                 let subject = format!(
                     "repository {} → s3://{}/{}",
                     flow.repository, flow.bucket, flow.prefix
@@ -366,7 +390,10 @@ fn add_to_estate(kind: &str, state: &serde_json::Value, estate: &mut Estate) -> 
         },
         "RetainedAuditTrail" => match serde_json::from_value::<RetainedAuditTrail>(state.clone()) {
             Ok(trail) => {
-                let flow = TrailFlow::from_object(&trail);
+                let flow = TrailFlow {
+                    compliance: current,
+                    ..TrailFlow::from_object(&trail)
+                };
                 let subject = format!(
                     "CloudTrail trail {} in {} (account {})",
                     flow.trail, flow.region, flow.account

@@ -138,6 +138,11 @@ fn a_drift_healed_in_five_minutes_makes_one_drift_day_and_its_episode() {
     assert_eq!(r.actions[0].request_ids, ["ModifyDBInstance r-1"]);
     assert_eq!(r.current, Compliance::Compliant);
     assert_eq!(
+        report.estate.databases[0].compliance,
+        Compliance::Compliant,
+        "the map shows the end state"
+    );
+    assert_eq!(
         r.subject,
         "RDS instance orders-db in us-east-1 (account self) → us-west-2"
     );
@@ -253,4 +258,28 @@ fn a_gap_and_a_coverage_attestation_are_reported() {
         ["RDS instances: 3 in scope, 1 declared, 1 exempt, 1 undeclared"]
     );
     assert_eq!(c.exemptions[0].reason, "test data, CTO 2026-10");
+}
+
+#[test]
+fn a_drift_resolved_after_the_days_attestation_ends_compliant_on_the_map() {
+    let records = vec![
+        at("2026-12-01T00:01:00Z", attestation("False")),
+        at(
+            "2026-12-01T00:01:01Z",
+            Body::Resolved {
+                check: "RetentionCompliant".into(),
+                message: "retention is 7 days".into(),
+            },
+        ),
+    ];
+    let report = build(
+        &records,
+        date("2026-12-01"),
+        date("2026-12-01"),
+        source(None, 1, 0),
+        now(),
+    );
+    assert_eq!(report.resources[0].current, Compliance::Compliant);
+    assert_eq!(report.estate.databases[0].compliance, Compliance::Compliant);
+    assert_eq!(report.resources[0].episodes[0].heal_seconds, Some(1.0));
 }
