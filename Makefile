@@ -1,5 +1,5 @@
 # backup-warden: `make demo` shows it, `make test` proves it. See README.md.
-.PHONY: demo test chaos bench bench-repositories bench-scale bench-scale-repositories bench-scale-sharded bench-relist bench-events down crds build clean
+.PHONY: demo test chaos bench bench-repositories bench-scale bench-scale-repositories bench-scale-sharded bench-relist bench-events bench-evidence down crds build clean
 
 # CI keeps the Rust build outside the fresh clone, so a run reuses the last one's work.
 ifdef CI
@@ -52,6 +52,12 @@ bench-relist:
 bench-events:
 	hack/local-env.sh up >/dev/null
 	cargo bench --locked --bench event_detection
+
+# The evidence log and the auditor's report: BENCH_OBJECTS (default 500) objects over
+# BENCH_DAYS (default 30) days into the emulator's S3, then the report of the period.
+bench-evidence:
+	hack/local-env.sh up >/dev/null
+	cargo bench --locked --bench evidence_report
 
 down:
 	hack/local-env.sh down
