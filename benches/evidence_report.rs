@@ -107,12 +107,8 @@ async fn main() {
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let log = EvidenceLog::open(
         &evidence::Settings {
-            bucket: bucket.clone(),
-            prefix: PREFIX.into(),
-            region: "us-east-1".into(),
             spool_dir: None,
             spool_max_bytes: 1 << 30,
-            flush_every: std::time::Duration::from_secs(60),
         },
         evidence::Controller {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -141,7 +137,7 @@ async fn main() {
             bytes += serde_json::to_string(&body).map(|s| s.len()).unwrap_or_default();
             log.record_at(at(0), Some(who(n)), body);
             count += 1;
-            if (n + d as usize) % 10 == 0 {
+            if (n + d as usize).is_multiple_of(10) {
                 let drift = Body::Drift {
                     check: "RetentionCompliant".into(),
                     reason: "DriftDetected".into(),
@@ -169,8 +165,8 @@ async fn main() {
         upload_time += started.elapsed().as_secs_f64();
     }
     let uploaded = calls_by_operation(&calls);
-    let puts = uploaded.get("PutObject").map(|c| c.0).unwrap_or_default()
-        - before.get("PutObject").map(|c| c.0).unwrap_or_default();
+    let puts = uploaded.get("S3.PutObject").map(|c| c.0).unwrap_or_default()
+        - before.get("S3.PutObject").map(|c| c.0).unwrap_or_default();
     println!(
         "records per day: {records_per_day} ({objects} attestations); attestation size {} bytes",
         bytes / (objects * days as usize)
@@ -184,7 +180,22 @@ async fn main() {
     measure::reset_heap_peak();
     let started = Instant::now();
     let last = first.checked_add((days - 1).days()).expect("last");
-    let read = read::read(&s3, &bucket, PREFIX, first, last).await.expect("read");
+    // As `report` does: one day at a time into the builder.
+    let mut builder = backup_warden::auditor::build::Builder::new(first, last, Timestamp::now());
+    let read = read::each_day(
+        &s3,
+        &bucket,
+        PREFIX,
+        (first, last),
+        usize::from(read::CONCURRENCY),
+        |day| {
+            for record in day {
+                builder.add(record);
+            }
+        },
+    )
+    .await
+    .expect("read");
     let read_time = started.elapsed();
     let built = Instant::now();
     let source = backup_warden::auditor::build::Source {
@@ -194,14 +205,14 @@ async fn main() {
         objects_locked: read.objects_locked,
         live_state: "not read".into(),
     };
-    let report = backup_warden::auditor::build::build(&read.records, first, last, source, Timestamp::now());
+    let report = builder.finish(source);
     let html = backup_warden::auditor::html::render(&report);
     let build_time = built.elapsed();
     let (_, peak) = measure::heap_bytes();
     print_calls("report: AWS calls", &calls_by_operation(&calls), &uploaded);
     println!(
-        "report of {days} days: {} records from {} objects read in {:.1} s ({:.0} objects/s), built and rendered in {:.2} s; HTML {} KiB; heap peak {} MiB",
-        read.records.len(),
+        "report of {days} days: {} records from {} objects read and folded in {:.1} s ({:.0} objects/s), finished and rendered in {:.2} s; HTML {} KiB; heap peak {} MiB",
+        report.records,
         read.objects,
         read_time.as_secs_f64(),
         read.objects as f64 / read_time.as_secs_f64(),

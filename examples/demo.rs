@@ -139,12 +139,8 @@ async fn main() {
     let mut ctx = Arc::into_inner(ctx).expect("the only reference");
     ctx.evidence = evidence::EvidenceLog::open(
         &evidence::Settings {
-            bucket: evidence_bucket.clone(),
-            prefix: EVIDENCE_PREFIX.into(),
-            region: "us-east-1".into(),
             spool_dir: None,
             spool_max_bytes: 64 << 20,
-            flush_every: Duration::from_secs(1),
         },
         evidence::Controller {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -262,6 +258,7 @@ async fn main() {
         prefix: EVIDENCE_PREFIX.into(),
         s3: evidence_s3,
         live: backup_warden::auditor::command::Live::Never,
+        concurrency: 8,
         html: html.clone(),
         json: None,
     })

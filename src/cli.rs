@@ -76,6 +76,9 @@ pub struct ReportArgs {
     /// cluster answers), always, or never (from the bucket alone).
     #[arg(long, value_enum, default_value = "auto")]
     pub live: crate::auditor::command::Live,
+    /// Evidence objects read at once (S3 takes thousands of GETs a second per prefix).
+    #[arg(long, default_value_t = crate::evidence::read::CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub concurrency: u16,
     /// Send AWS calls to this endpoint instead of AWS (an emulator).
     #[arg(long, env = "BACKUP_WARDEN_AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
@@ -474,6 +477,7 @@ async fn run_report(args: ReportArgs) -> ExitCode {
         live: args.live,
         html: html.clone(),
         json: args.json,
+        concurrency: usize::from(args.concurrency),
     };
     match report(request).await {
         Ok(report) => {

@@ -35,51 +35,228 @@ pub struct Source {
 
 /// The report of `records` (every record once, in time order) for the days `from`..=`to`.
 pub fn build(records: &[Record], from: Date, to: Date, source: Source, now: Timestamp) -> Report {
-    let days = period(from, to);
-    let mut by_resource: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
-    let mut coverages: BTreeMap<String, &Record> = BTreeMap::new();
-    let mut gaps = Vec::new();
-    let mut versions = BTreeSet::new();
+    let mut builder = Builder::new(from, to, now);
     for record in records {
-        versions.insert(record.controller.version.clone());
+        builder.add(record.clone());
+    }
+    builder.finish(source)
+}
+
+/// The report folded one record at a time, in time order, so that a year of evidence is
+/// never held at once: per resource only its latest attestation, its episodes, actions and
+/// the days it was attested.
+pub struct Builder {
+    days: Vec<Date>,
+    now: Timestamp,
+    records: usize,
+    resources: BTreeMap<String, Folded>,
+    coverages: BTreeMap<String, Record>,
+    gaps: Vec<Gap>,
+    versions: BTreeSet<String>,
+}
+
+/// What is kept of one resource's records.
+#[derive(Default)]
+struct Folded {
+    object: crate::evidence::ObjectRef,
+    /// The latest attestation: its time, mode, conditions and the object's state.
+    latest: Option<(String, String, Vec<CheckState>, serde_json::Value)>,
+    /// The days an attestation (one that was suspended) shows it was looked at.
+    attested: BTreeSet<Date>,
+    suspended: BTreeSet<Date>,
+    open: BTreeMap<String, Episode>,
+    done: Vec<Episode>,
+    actions: Vec<Action>,
+}
+
+impl Builder {
+    pub fn new(from: Date, to: Date, now: Timestamp) -> Self {
+        Self {
+            days: period(from, to),
+            now,
+            records: 0,
+            resources: BTreeMap::new(),
+            coverages: BTreeMap::new(),
+            gaps: Vec::new(),
+            versions: BTreeSet::new(),
+        }
+    }
+
+    /// One record; records must come in time order.
+    pub fn add(&mut self, record: Record) {
+        self.records += 1;
+        if !self.versions.contains(&record.controller.version) {
+            self.versions.insert(record.controller.version.clone());
+        }
         match (&record.object, &record.body) {
-            (None, Body::Gap { dropped, from, to }) => gaps.push(Gap {
+            (None, Body::Gap { dropped, from, to }) => self.gaps.push(Gap {
                 from: from.clone(),
                 to: to.clone(),
                 dropped: *dropped,
                 replica: record.controller.replica.clone(),
             }),
             (Some(object), Body::Attestation { .. }) if object.kind == "BackupCoverage" => {
-                coverages.insert(object.name.clone(), record);
+                self.coverages.insert(object.name.clone(), record);
             }
             (Some(object), _) if object.kind != "BackupCoverage" => {
-                by_resource.entry(object.key()).or_default().push(record);
+                let folded = self.resources.entry(object.key()).or_default();
+                folded.add(record);
             }
             _ => {}
         }
     }
-    let mut estate = Estate::default();
-    let resources: Vec<Resource> = by_resource
-        .values()
-        .map(|records| resource(records, &days, now, &mut estate))
-        .collect();
-    estate.databases.sort_by(|a, b| a.object.cmp(&b.object));
-    estate.repositories.sort_by(|a, b| a.object.cmp(&b.object));
-    estate.trails.sort_by(|a, b| a.object.cmp(&b.object));
-    Report {
-        from: from.to_string(),
-        to: to.to_string(),
-        generated_at: now.to_string(),
-        tamper_evidence: tamper_evidence(&source),
-        source: source.location,
-        records: records.len(),
-        controller_versions: versions.into_iter().collect(),
-        gaps,
-        live_state: source.live_state,
-        days: totals(&days, &resources),
-        resources,
-        coverage: coverages.values().filter_map(|r| coverage(r)).collect(),
-        estate,
+
+    pub fn finish(self, source: Source) -> Report {
+        let mut estate = Estate::default();
+        let resources: Vec<Resource> = self
+            .resources
+            .into_values()
+            .map(|folded| folded.finish(&self.days, self.now, &mut estate))
+            .collect();
+        estate.databases.sort_by(|a, b| a.object.cmp(&b.object));
+        estate.repositories.sort_by(|a, b| a.object.cmp(&b.object));
+        estate.trails.sort_by(|a, b| a.object.cmp(&b.object));
+        Report {
+            from: self.days.first().map(Date::to_string).unwrap_or_default(),
+            to: self.days.last().map(Date::to_string).unwrap_or_default(),
+            generated_at: self.now.to_string(),
+            tamper_evidence: tamper_evidence(&source),
+            source: source.location,
+            records: self.records,
+            controller_versions: self.versions.into_iter().collect(),
+            gaps: self.gaps,
+            live_state: source.live_state,
+            days: totals(&self.days, &resources),
+            resources,
+            coverage: self.coverages.values().filter_map(coverage).collect(),
+            estate,
+        }
+    }
+}
+
+impl Folded {
+    fn add(&mut self, record: Record) {
+        if let Some(object) = &record.object {
+            self.object = object.clone();
+        }
+        let Record { time, body, .. } = record;
+        match body {
+            Body::Drift {
+                check,
+                reason,
+                message,
+            } => {
+                self.open
+                    .entry(check.clone())
+                    .or_insert_with(|| opened(check, &time, reason, message));
+            }
+            Body::Resolved { check, message } => {
+                if let Some(episode) = self.open.remove(&check) {
+                    self.done.push(close(episode, &time, &message, false));
+                }
+            }
+            Body::Action {
+                action,
+                description,
+                failed,
+                request_ids,
+            } => self.actions.push(Action {
+                at: time,
+                action,
+                description,
+                failed,
+                request_ids,
+            }),
+            Body::Attestation {
+                mode,
+                suspended,
+                checks,
+                state,
+            } => {
+                self.attested(&time, &checks);
+                let day = day(instant(&time));
+                self.attested.insert(day);
+                if suspended {
+                    self.suspended.insert(day);
+                }
+                self.latest = Some((time, mode, checks, state));
+            }
+            Body::Gap { .. } => {}
+        }
+    }
+
+    /// An attestation completes the transitions: a check failing with no drift recorded
+    /// opens an episode (found before the period, or not recorded); an open episode's check
+    /// passing closes it.
+    fn attested(&mut self, time: &str, checks: &[CheckState]) {
+        for c in checks.iter().filter(|c| is_check(&c.type_)) {
+            match (c.status.as_str(), self.open.contains_key(&c.type_)) {
+                ("True", true) => {
+                    if let Some(episode) = self.open.remove(&c.type_) {
+                        self.done.push(close(episode, time, &c.message, true));
+                    }
+                }
+                ("False", false) => {
+                    let episode = opened(c.type_.clone(), time, c.reason.clone(), c.message.clone());
+                    self.open.insert(c.type_.clone(), episode);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn finish(self, days: &[Date], now: Timestamp, estate: &mut Estate) -> Resource {
+        let Folded {
+            object,
+            latest,
+            attested,
+            suspended,
+            open,
+            mut done,
+            actions,
+        } = self;
+        done.extend(open.into_values());
+        done.sort_by(|a, b| (instant(&a.found_at), &a.check).cmp(&(instant(&b.found_at), &b.check)));
+        let episodes = done;
+        let state = latest.as_ref().map(|l| l.3.clone()).unwrap_or_default();
+        let created = state
+            .pointer("/metadata/creationTimestamp")
+            .and_then(|t| t.as_str())
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map(day);
+        let states: Vec<DayState> = days
+            .iter()
+            .map(|d| day_state(*d, created, (&attested, &suspended), &episodes, now))
+            .collect();
+        let existed = states.iter().filter(|s| **s != DayState::Absent).count();
+        let compliant = states.iter().filter(|s| **s == DayState::Compliant).count();
+        let current = current(latest.as_ref().map(|l| (l.0.as_str(), l.2.as_slice())), &episodes);
+        let subject = add_to_estate(&object.kind, &state, current, estate);
+        Resource {
+            kind: object.kind.clone(),
+            namespace: object.namespace.clone(),
+            name: object.name.clone(),
+            subject,
+            mode: latest.map(|l| l.1).unwrap_or_default(),
+            days: states,
+            compliance_percent: (existed > 0).then(|| compliant as f64 * 100.0 / existed as f64),
+            current,
+            episodes,
+            actions,
+        }
+    }
+}
+
+fn opened(check: String, at: &str, reason: String, found: String) -> Episode {
+    Episode {
+        check,
+        found_at: at.to_string(),
+        reason,
+        found,
+        resolved_at: None,
+        resolved: None,
+        heal_seconds: None,
+        resolved_by_attestation: false,
     }
 }
 
@@ -125,81 +302,16 @@ fn tamper_evidence(source: &Source) -> TamperEvidence {
     }
 }
 
-fn resource(records: &[&Record], days: &[Date], now: Timestamp, estate: &mut Estate) -> Resource {
-    let object = records
-        .iter()
-        .rev()
-        .find_map(|r| r.object.clone())
-        .unwrap_or_default();
-    let attestations: Vec<(&Record, &str, bool, &[CheckState], &serde_json::Value)> = records
-        .iter()
-        .filter_map(|r| match &r.body {
-            Body::Attestation {
-                mode,
-                suspended,
-                checks,
-                state,
-            } => Some((*r, mode.as_str(), *suspended, checks.as_slice(), state)),
-            _ => None,
-        })
-        .collect();
-    let latest = attestations.last();
-    let state = latest.map(|a| a.4.clone()).unwrap_or_default();
-    let episodes = episodes(records);
-    let created = state
-        .pointer("/metadata/creationTimestamp")
-        .and_then(|t| t.as_str())
-        .and_then(|t| t.parse::<Timestamp>().ok())
-        .map(day);
-    let states: Vec<DayState> = days
-        .iter()
-        .map(|d| day_state(*d, created, &attestations, &episodes, now))
-        .collect();
-    let existed = states.iter().filter(|s| **s != DayState::Absent).count();
-    let compliant = states.iter().filter(|s| **s == DayState::Compliant).count();
-    let current = current(latest.map(|a| (a.0, a.3)), &episodes);
-    let subject = add_to_estate(&object.kind, &state, current, estate);
-    Resource {
-        kind: object.kind.clone(),
-        namespace: object.namespace.clone(),
-        name: object.name.clone(),
-        subject,
-        mode: latest.map(|a| a.1.to_string()).unwrap_or_default(),
-        days: states,
-        compliance_percent: (existed > 0).then(|| compliant as f64 * 100.0 / existed as f64),
-        current,
-        episodes,
-        actions: records
-            .iter()
-            .filter_map(|r| match &r.body {
-                Body::Action {
-                    action,
-                    description,
-                    failed,
-                    request_ids,
-                } => Some(Action {
-                    at: r.time.clone(),
-                    action: action.clone(),
-                    description: description.clone(),
-                    failed: *failed,
-                    request_ids: request_ids.clone(),
-                }),
-                _ => None,
-            })
-            .collect(),
-    }
-}
-
 /// The state at the end: in drift while an episode is open; otherwise compliant when the
 /// latest attestation says so or a drift was resolved since it.
-fn current(latest: Option<(&Record, &[CheckState])>, episodes: &[Episode]) -> Compliance {
+fn current(latest: Option<(&str, &[CheckState])>, episodes: &[Episode]) -> Compliance {
     if episodes.iter().any(|e| e.resolved_at.is_none()) {
         return Compliance::Drift;
     }
     let Some((attested, checks)) = latest else {
         return Compliance::Unknown;
     };
-    let since = instant(&attested.time);
+    let since = instant(attested);
     let resolved_since = episodes
         .iter()
         .filter_map(|e| e.resolved_at.as_deref())
@@ -228,70 +340,6 @@ fn is_check(type_: &str) -> bool {
     !matches!(type_, "Ready" | "Reconciling" | "Stalled")
 }
 
-/// Drift episodes per check, from the transitions, completed by the attestations: one that
-/// shows a check failing with no drift recorded opens an episode (found before the period,
-/// or not recorded), one that shows an open episode's check passing closes it.
-fn episodes(records: &[&Record]) -> Vec<Episode> {
-    let mut open: BTreeMap<String, Episode> = BTreeMap::new();
-    let mut done = Vec::new();
-    for record in records {
-        match &record.body {
-            Body::Drift {
-                check,
-                reason,
-                message,
-            } => {
-                open.entry(check.clone()).or_insert_with(|| Episode {
-                    check: check.clone(),
-                    found_at: record.time.clone(),
-                    reason: reason.clone(),
-                    found: message.clone(),
-                    resolved_at: None,
-                    resolved: None,
-                    heal_seconds: None,
-                    resolved_by_attestation: false,
-                });
-            }
-            Body::Resolved { check, message } => {
-                if let Some(episode) = open.remove(check) {
-                    done.push(close(episode, &record.time, message, false));
-                }
-            }
-            Body::Attestation { checks, .. } => {
-                for c in checks.iter().filter(|c| is_check(&c.type_)) {
-                    match (c.status.as_str(), open.contains_key(&c.type_)) {
-                        ("True", true) => {
-                            if let Some(episode) = open.remove(&c.type_) {
-                                done.push(close(episode, &record.time, &c.message, true));
-                            }
-                        }
-                        ("False", false) => {
-                            open.insert(
-                                c.type_.clone(),
-                                Episode {
-                                    check: c.type_.clone(),
-                                    found_at: record.time.clone(),
-                                    reason: c.reason.clone(),
-                                    found: c.message.clone(),
-                                    resolved_at: None,
-                                    resolved: None,
-                                    heal_seconds: None,
-                                    resolved_by_attestation: false,
-                                },
-                            );
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    done.extend(open.into_values());
-    done.sort_by(|a, b| (instant(&a.found_at), &a.check).cmp(&(instant(&b.found_at), &b.check)));
-    done
-}
-
 fn close(mut episode: Episode, at: &str, message: &str, by_attestation: bool) -> Episode {
     let took = instant(at)
         .duration_since(instant(&episode.found_at))
@@ -306,7 +354,7 @@ fn close(mut episode: Episode, at: &str, message: &str, by_attestation: bool) ->
 fn day_state(
     d: Date,
     created: Option<Date>,
-    attestations: &[(&Record, &str, bool, &[CheckState], &serde_json::Value)],
+    (attested, suspended): (&BTreeSet<Date>, &BTreeSet<Date>),
     episodes: &[Episode],
     now: Timestamp,
 ) -> DayState {
@@ -325,17 +373,13 @@ fn day_state(
     if episodes.iter().any(overlaps) {
         return DayState::Drift;
     }
-    let today: Vec<_> = attestations
-        .iter()
-        .filter(|a| day(instant(&a.0.time)) == d)
-        .collect();
-    if today.is_empty() {
-        return DayState::NoEvidence;
-    }
-    if today.iter().any(|a| a.2) {
+    if suspended.contains(&d) {
         return DayState::Suspended;
     }
-    DayState::Compliant
+    if attested.contains(&d) {
+        return DayState::Compliant;
+    }
+    DayState::NoEvidence
 }
 
 /// The instants a UTC day starts and ends.

@@ -109,19 +109,56 @@ pub fn resource_strip(days: &[DayState], from: &str) -> String {
         num(width),
         escape(&strip_summary(days))
     );
-    for (i, (state, date)) in days.iter().zip(dates(from, days.len())).enumerate() {
-        let label = date.unwrap_or_else(|| format!("day {}", i + 1));
-        let _ = write!(
-            svg,
-            r#"<rect class="cell" x="{}" y="0" width="{CELL}" height="{CELL_HEIGHT}" fill="{}"><title>{}: {}</title></rect>"#,
-            num(pitch * i as f64),
-            state_colour(*state),
-            escape(&label),
-            state.as_str()
-        );
+    let labels: Vec<String> = dates(from, days.len())
+        .enumerate()
+        .map(|(i, date)| date.unwrap_or_else(|| format!("day {}", i + 1)))
+        .collect();
+    if gap > 0.0 {
+        for (i, state) in days.iter().enumerate() {
+            let _ = write!(
+                svg,
+                r#"<rect class="cell" x="{}" y="0" width="{CELL}" height="{CELL_HEIGHT}" fill="{}"><title>{}: {}</title></rect>"#,
+                num(pitch * i as f64),
+                state_colour(*state),
+                escape(&labels[i]),
+                state.as_str()
+            );
+        }
+    } else {
+        // A long period: one bar per run of days in the same state, so that a year of
+        // 10,000 resources stays a page, not a million rectangles.
+        for (start, len, state) in runs(days) {
+            let last = start + len - 1;
+            let span = if len == 1 {
+                labels[start].clone()
+            } else {
+                format!("{} – {} ({len} days)", labels[start], labels[last])
+            };
+            let _ = write!(
+                svg,
+                r#"<rect class="run" x="{}" y="0" width="{}" height="{CELL_HEIGHT}" fill="{}"><title>{}: {}</title></rect>"#,
+                num(pitch * start as f64),
+                num(pitch * len as f64),
+                state_colour(state),
+                escape(&span),
+                state.as_str()
+            );
+        }
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// Consecutive days in one state: (first index, length, state).
+fn runs(days: &[DayState]) -> Vec<(usize, usize, DayState)> {
+    let mut runs: Vec<(usize, usize, DayState)> = Vec::new();
+    for (i, state) in days.iter().enumerate() {
+        match runs.last_mut() {
+            Some((_, len, last)) if last == state => *len += 1,
+            _ => runs.push((i, 1, *state)),
+        }
+    }
+    runs
 }
 
 /// The `n` dates from `from` on, as `YYYY-MM-DD`; None for each when `from` is no date
@@ -453,13 +490,19 @@ mod tests {
     }
 
     #[test]
-    fn strip_of_a_year_keeps_one_cell_per_day_in_a_bounded_width() {
-        let days = vec![DayState::Compliant; 366];
+    fn strip_of_a_year_draws_one_bar_per_run_in_a_bounded_width() {
+        let mut days = vec![DayState::Compliant; 366];
+        days[59] = DayState::Drift; // 2028-02-29
         let svg = resource_strip(&days, "2028-01-01");
-        assert_eq!(svg.matches(r#"class="cell""#).count(), 366);
+        assert_eq!(
+            svg.matches(r#"class="run""#).count(),
+            3,
+            "before, the drift day, after"
+        );
         assert!(svg.contains(r#"width="240""#));
-        assert!(svg.contains("<title>2028-02-29: compliant</title>"));
-        assert!(svg.contains("<title>2028-12-31: compliant</title>"));
+        assert!(svg.contains("<title>2028-01-01 – 2028-02-28 (59 days): compliant</title>"));
+        assert!(svg.contains("<title>2028-02-29: drift</title>"));
+        assert!(svg.contains("<title>2028-03-01 – 2028-12-31 (306 days): compliant</title>"));
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct ReportRequest {
     pub live: Live,
     pub html: PathBuf,
     pub json: Option<PathBuf>,
+    /// Evidence objects read at once.
+    pub concurrency: usize,
 }
 
 /// Reads, builds and writes the report; returns it for the summary line.
@@ -48,6 +50,7 @@ pub async fn report(request: ReportRequest) -> Result<Report, String> {
         live,
         html: html_path,
         json,
+        concurrency,
     } = request;
     if from > to {
         return Err(format!("--from {from} is after --to {to}"));
@@ -55,17 +58,24 @@ pub async fn report(request: ReportRequest) -> Result<Report, String> {
     let lock = upload::default_retention(&s3, &bucket)
         .await
         .map_err(|e| format!("cannot read the evidence bucket's Object Lock configuration: {e}"))?;
-    let mut read = read::read(&s3, &bucket, &prefix, from, to)
-        .await
-        .map_err(|e| format!("cannot read the evidence in s3://{bucket}/{prefix}: {e}"))?;
     let now = Timestamp::now();
+    let mut builder = build::Builder::new(from, to, now);
+    let read = read::each_day(&s3, &bucket, &prefix, (from, to), concurrency, |day| {
+        for record in day {
+            builder.add(record);
+        }
+    })
+    .await
+    .map_err(|e| format!("cannot read the evidence in s3://{bucket}/{prefix}: {e}"))?;
     let live_state = match live_records(live, to, now).await? {
         Ok(records) => {
             let said = format!(
                 "today's state read from the cluster at {now} ({} objects)",
                 records.len()
             );
-            read.records.extend(records);
+            for record in records {
+                builder.add(record);
+            }
             said
         }
         Err(why) => why,
@@ -77,7 +87,7 @@ pub async fn report(request: ReportRequest) -> Result<Report, String> {
         objects_locked: read.objects_locked,
         live_state,
     };
-    let report = build::build(&read.records, from, to, source, now);
+    let report = builder.finish(source);
     write(&html_path, &html::render(&report))?;
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;

@@ -639,20 +639,16 @@ fn evidence_log(
     let Some(bucket) = &args.evidence_bucket else {
         return Ok(EvidenceLog::off());
     };
-    let settings = Settings {
-        bucket: bucket.clone(),
-        prefix: args.evidence_prefix.clone(),
-        region: args.evidence_region.clone(),
-        spool_dir: args.evidence_spool_dir.clone(),
-        spool_max_bytes: args.evidence_spool_max_bytes,
-        flush_every: args.evidence_flush_interval.as_duration(),
-    };
-    if !(settings.prefix.is_empty() || settings.prefix.ends_with('/')) {
+    if !(args.evidence_prefix.is_empty() || args.evidence_prefix.ends_with('/')) {
         return Err(RunError::Evidence(format!(
             "--evidence-prefix {:?} must be empty or end with '/'",
-            settings.prefix
+            args.evidence_prefix
         )));
     }
+    let settings = Settings {
+        spool_dir: args.evidence_spool_dir.clone(),
+        spool_max_bytes: args.evidence_spool_max_bytes,
+    };
     let controller = Controller {
         version: env!("CARGO_PKG_VERSION").to_string(),
         replica: identity(),
@@ -668,7 +664,7 @@ fn evidence_log(
     if settings.spool_dir.is_none() {
         tracing::warn!("no --evidence-spool-dir: evidence waiting for upload is lost if the process stops");
     }
-    tracing::info!(bucket = %settings.bucket, prefix = %settings.prefix, pending = log.pending(), "keeping evidence");
+    tracing::info!(%bucket, prefix = %args.evidence_prefix, pending = log.pending(), "keeping evidence");
     Ok(log)
 }
 

@@ -25,18 +25,12 @@ pub mod upload;
 
 pub use record::{Body, CheckState, Controller, ObjectRef, Record};
 
-/// Where the evidence goes and how much may wait.
+/// Where records wait until uploaded, and how much may wait.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub bucket: String,
-    /// Key prefix, "" or ending with '/'.
-    pub prefix: String,
-    pub region: String,
     /// The spool directory; None keeps waiting records in memory only.
     pub spool_dir: Option<PathBuf>,
     pub spool_max_bytes: u64,
-    /// How often waiting records are uploaded.
-    pub flush_every: std::time::Duration,
 }
 
 /// The handle reconciles record through. Off (records nothing) without an evidence bucket.
@@ -321,12 +315,8 @@ mod tests {
     fn log(max_bytes: u64) -> (Arc<EvidenceLog>, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let settings = Settings {
-            bucket: "evidence".into(),
-            prefix: String::new(),
-            region: "us-east-1".into(),
             spool_dir: None,
             spool_max_bytes: max_bytes,
-            flush_every: std::time::Duration::from_secs(1),
         };
         let controller = Controller {
             version: "0.1.0".into(),

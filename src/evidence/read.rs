@@ -9,8 +9,8 @@ use k8s_openapi::jiff::{Timestamp, civil::Date};
 use super::{Record, record::FORMAT};
 use crate::aws::AwsError;
 
-/// GETs in flight at once.
-const CONCURRENCY: usize = 16;
+/// GETs in flight at once, by default.
+pub const CONCURRENCY: u16 = 32;
 
 /// What was read.
 #[derive(Debug, Default)]
@@ -29,7 +29,7 @@ pub fn day_prefix(prefix: &str, day: Date) -> String {
     format!("{prefix}{:04}/{:02}/{:02}/", day.year(), day.month(), day.day())
 }
 
-/// Reads the records of every day from `from` to `to`, both included.
+/// Reads the records of every day from `from` to `to`, both included, all at once.
 pub async fn read(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -37,38 +37,57 @@ pub async fn read(
     from: Date,
     to: Date,
 ) -> Result<Read, String> {
-    let mut keys = Vec::new();
+    let mut records = Vec::new();
+    let mut read = each_day(s3, bucket, prefix, (from, to), usize::from(CONCURRENCY), |day| {
+        records.extend(day)
+    })
+    .await?;
+    read.records = records;
+    Ok(read)
+}
+
+/// Reads the records one day at a time, oldest first, handing each day's (in time order)
+/// to `fold`, so that a year of evidence is never held at once. The counts are returned;
+/// `records` stays empty.
+pub async fn each_day(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    (from, to): (Date, Date),
+    concurrency: usize,
+    mut fold: impl FnMut(Vec<Record>),
+) -> Result<Read, String> {
+    let mut totals = Read::default();
     let mut day = from;
     while day <= to {
-        keys.extend(list(s3, bucket, &day_prefix(prefix, day)).await?);
-        day = day.tomorrow().map_err(|e| e.to_string())?;
-    }
-    let objects: Vec<(String, bool)> = futures::stream::iter(keys)
-        .map(|key| get(s3, bucket, key))
-        .buffered(CONCURRENCY)
-        .try_collect()
-        .await?;
-    let mut read = Read {
-        objects: objects.len(),
-        objects_locked: objects.iter().filter(|(_, locked)| *locked).count(),
-        ..Read::default()
-    };
-    let mut seen = HashSet::new();
-    for (text, _) in &objects {
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            match serde_json::from_str::<Record>(line) {
-                Ok(record) if record.v <= FORMAT => {
-                    if seen.insert(record.id.clone()) {
-                        read.records.push(record);
+        let keys = list(s3, bucket, &day_prefix(prefix, day)).await?;
+        let objects: Vec<(String, bool)> = futures::stream::iter(keys)
+            .map(|key| get(s3, bucket, key))
+            .buffered(concurrency.max(1))
+            .try_collect()
+            .await?;
+        totals.objects += objects.len();
+        totals.objects_locked += objects.iter().filter(|(_, locked)| *locked).count();
+        // Copies of a record (an upload retried) are in the same day's folder.
+        let mut seen = HashSet::new();
+        let mut records = Vec::new();
+        for (text, _) in &objects {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                match serde_json::from_str::<Record>(line) {
+                    Ok(record) if record.v <= FORMAT => {
+                        if seen.insert(record.id.clone()) {
+                            records.push(record);
+                        }
                     }
+                    _ => totals.skipped += 1,
                 }
-                _ => read.skipped += 1,
             }
         }
+        records.sort_by(|a, b| (instant(&a.time), &a.id).cmp(&(instant(&b.time), &b.id)));
+        fold(records);
+        day = day.tomorrow().map_err(|e| e.to_string())?;
     }
-    read.records
-        .sort_by(|a, b| (instant(&a.time), &a.id).cmp(&(instant(&b.time), &b.id)));
-    Ok(read)
+    Ok(totals)
 }
 
 /// A record's time as an instant (RFC 3339 strings of other offsets sort wrongly as text).

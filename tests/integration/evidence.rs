@@ -113,12 +113,8 @@ async fn context_with_evidence(aws: Arc<AwsClients>, spool: &std::path::Path) ->
     let mut ctx = Arc::into_inner(ctx).expect("the only reference");
     ctx.evidence = EvidenceLog::open(
         &evidence::Settings {
-            bucket: String::new(),
-            prefix: PREFIX.into(),
-            region: SOURCE.into(),
             spool_dir: Some(spool.to_path_buf()),
             spool_max_bytes: 1 << 20,
-            flush_every: Duration::from_millis(200),
         },
         evidence::Controller {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -169,6 +165,7 @@ async fn report_of(s3: &aws_sdk_s3::Client, bucket: &str, name: &str) -> (Report
         prefix: PREFIX.into(),
         s3: s3.clone(),
         live: Live::Never,
+        concurrency: 8,
         html: html.clone(),
         json: Some(html.with_extension("json")),
     })
@@ -414,12 +411,8 @@ async fn a_bucket_that_refuses_writes_for_a_while_loses_no_record_across_a_resta
     let metrics = Arc::new(backup_warden::report::metrics::Metrics::new().expect("metrics"));
     let reopened = EvidenceLog::open(
         &evidence::Settings {
-            bucket: missing.clone(),
-            prefix: PREFIX.into(),
-            region: SOURCE.into(),
             spool_dir: Some(spool.clone()),
             spool_max_bytes: 1 << 20,
-            flush_every: Duration::from_millis(200),
         },
         evidence::Controller {
             version: env!("CARGO_PKG_VERSION").into(),
