@@ -109,7 +109,21 @@ helm.sh/chart: {{ include "backup-warden.chart" . }}
 {{- fail "githubWebhook.port must differ from service.port: the Service serves both" }}
 {{- end }}
 {{- end }}
+{{- $evidence := .Values.evidence | default dict }}
+{{- if and $evidence.bucket (include "backup-warden.evidenceClaim" .) (gt (int .Values.replicaCount) 1) }}
+{{- fail "evidence.spool.existingClaim needs replicaCount: 1: one process may use a spool at a time, and every replica would mount the same claim (leave existingClaim empty for an emptyDir per pod)" }}
 {{- end }}
+{{- end }}
+
+{{/* The PersistentVolumeClaim of the evidence spool (evidence.spool.existingClaim), or empty
+for the emptyDir. evidence may be missing: `helm upgrade --reuse-values` from a chart
+without it. */}}
+{{- define "backup-warden.evidenceClaim" -}}
+{{- (((.Values.evidence | default dict).spool | default dict).existingClaim) | default "" }}
+{{- end }}
+
+{{/* Where the evidence spool is mounted (--evidence-spool-dir). */}}
+{{- define "backup-warden.evidenceSpoolDir" -}}/var/lib/backup-warden/evidence{{- end }}
 
 {{/* The number of shards (sharding.shards; 1: no sharding). sharding may be missing:
 `helm upgrade --reuse-values` from a chart without it. */}}
