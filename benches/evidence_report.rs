@@ -221,7 +221,7 @@ async fn main() {
         peak / (1 << 20)
     );
     assert_eq!(
-        read.records.len(),
+        report.records,
         records_per_day * days as usize,
         "every record read back"
     );
