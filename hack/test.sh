@@ -41,5 +41,9 @@ step "AWS emulator smoke test"
 "$(hack/moto-venv.sh)" tests/emulator/smoke_test.py > "$generated/smoke.log" 2>&1 || { cat "$generated/smoke.log" >&2; exit 1; }
 tail -n 1 "$generated/smoke.log" >&2
 
+step "headless Chromium (the auditor's report is rendered in it)"
+CHROMIUM=$(hack/chromium.sh)
+export CHROMIUM
+
 step "cargo test"
 cargo test --all-features --locked

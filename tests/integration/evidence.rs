@@ -329,15 +329,39 @@ async fn drift_healed_and_drift_fixed_by_hand_are_reported_with_their_heal_times
         rendered.dom.contains("data-ready=\"1\""),
         "the page's script ran to its end"
     );
+    // Every resource of the estate is on the map, and every node that names a resource
+    // names one of the estate.
     let dom = map_nodes(&rendered.dom);
-    for db in &enforced.estate.databases {
+    let estate: Vec<&str> = enforced
+        .estate
+        .databases
+        .iter()
+        .map(|d| d.object.as_str())
+        .collect();
+    assert_eq!(estate, [format!("{}/ledger-db", ledger.namespace)]);
+    for object in &estate {
         assert!(
             dom.iter()
-                .any(|n| n.contains(&format!("data-object=\"{}\"", db.object))),
-            "{} is on the map: {dom:?}",
-            db.object
+                .any(|n| n.contains(&format!("data-object=\"{object}\""))),
+            "{object} is on the map: {dom:?}"
         );
     }
+    for node in &dom {
+        let named = node
+            .split("data-object=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        assert!(
+            named.is_empty() || estate.contains(&named),
+            "{node} is not in the estate"
+        );
+    }
+    assert!(
+        dom.iter()
+            .any(|n| n.contains("data-kind=\"database\"") && n.contains("data-compliance=\"compliant\"")),
+        "the healed database is drawn compliant: {dom:?}"
+    );
     println!("screenshot: {}", screenshot.display());
 
     // The map is valid XML on its own.
