@@ -11,6 +11,7 @@ pub mod aws;
 pub mod check;
 pub mod cli;
 pub mod controller;
+pub mod drill;
 pub mod estate;
 pub mod events;
 pub mod evidence;

@@ -50,6 +50,9 @@ pub enum ConditionType {
     Database(DatabaseCheck),
     Repository(RepositoryCheck),
     Trail(TrailCheck),
+    /// A restore drill proved the backups restore, recently enough (only with
+    /// `spec.restoreDrill`, for databases and repositories).
+    RestoreVerified,
 }
 
 impl From<DatabaseCheck> for ConditionType {
@@ -107,6 +110,7 @@ impl ConditionType {
             .into_iter()
             .chain(Self::REPOSITORY_CHECKS)
             .chain(Self::TRAIL_CHECKS)
+            .chain([Self::RestoreVerified])
     }
 
     pub const fn as_str(self) -> &'static str {
@@ -117,6 +121,7 @@ impl ConditionType {
             Self::Database(check) => check.as_str(),
             Self::Repository(check) => check.as_str(),
             Self::Trail(check) => check.as_str(),
+            Self::RestoreVerified => "RestoreVerified",
         }
     }
 
@@ -126,6 +131,7 @@ impl ConditionType {
             "Ready" => Some(Self::Ready),
             "Reconciling" => Some(Self::Reconciling),
             "Stalled" => Some(Self::Stalled),
+            "RestoreVerified" => Some(Self::RestoreVerified),
             _ => DatabaseCheck::parse(text)
                 .map(Self::Database)
                 .or_else(|| RepositoryCheck::parse(text).map(Self::Repository))
@@ -210,6 +216,11 @@ wire_enum! {
         Suspended,
         /// The referenced CloudTrail trail does not exist in its home region.
         TrailNotFound,
+        /// The last restore drill failed, or none succeeded within twice its interval
+        /// (`RestoreVerified`).
+        DrillFailed,
+        /// No restore drill has run yet (`RestoreVerified` Unknown).
+        DrillNotRunYet,
         /// Drift backup-warden does not fix: the message says what a person must change.
         ManualFixRequired,
         /// CloudTrail reports an error delivering log files (bucket policy, KMS key).
@@ -233,6 +244,10 @@ wire_enum! {
         TrailUpdated,
         LifecycleRaised,
         LogRetentionRaised,
+        /// A restore drill restored and verified the backups.
+        DrillSucceeded,
+        /// A restore drill was stopped by a restart of the controller; its instance deleted.
+        DrillInterrupted,
         /// An action was refused or failed; the event's note says why.
         ActionFailed,
     }

@@ -140,6 +140,9 @@ pub struct RepositoryTemplate {
     /// How old the newest backup and run may get.
     #[serde(default)]
     pub freshness: RepositoryFreshness,
+    /// Restore drills for each adopted repository (none without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_drill: Option<super::drill::RepositoryRestoreDrill>,
 }
 
 /// A `BackedUpDatabase` spec without its instance, which adoption fills in.
@@ -158,6 +161,9 @@ pub struct DatabaseTemplate {
     /// How old backups may get before they count as stale.
     #[serde(default)]
     pub freshness: DatabaseFreshness,
+    /// Restore drills for each adopted database (none without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_drill: Option<super::drill::DatabaseRestoreDrill>,
 }
 
 /// Accounts and regions to scan, and which of their instances count.

@@ -84,6 +84,10 @@ pub struct BackedUpDatabaseSpec {
     /// How old backups may get before they count as stale.
     #[serde(default)]
     pub freshness: DatabaseFreshness,
+    /// Prove the replicated backups restore, on a schedule (off without it; never in Audit
+    /// or while suspended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_drill: Option<super::drill::DatabaseRestoreDrill>,
 }
 
 /// Which RDS DB instance, where, and with which credentials.
@@ -250,6 +254,9 @@ pub struct BackedUpDatabaseStatus {
     /// The replicated automated backups as last observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<ObservedReplica>,
+    /// The restore drills: the one under way and the last one's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_drill: Option<super::drill::RestoreDrillStatus>,
     /// The checks whose drift was last announced (Slack), so that a restarted controller
     /// neither repeats nor loses a message. Empty when the object was last announced compliant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

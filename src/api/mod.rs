@@ -7,6 +7,7 @@ pub mod common;
 pub mod conditions;
 pub mod coverage;
 pub mod database;
+pub mod drill;
 pub mod duration;
 pub mod repository;
 pub mod trail;

@@ -98,6 +98,10 @@ pub struct BackedUpRepositorySpec {
     /// How old the newest run and backup may get.
     #[serde(default)]
     pub freshness: RepositoryFreshness,
+    /// Prove the newest backup restores, on a schedule (off without it; never in Audit or
+    /// while suspended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_drill: Option<super::drill::RepositoryRestoreDrill>,
 }
 
 /// How a workflow change reaches the default branch.
@@ -304,6 +308,9 @@ pub struct BackedUpRepositoryStatus {
     /// The newest backup object under the prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_backup: Option<ObservedBackup>,
+    /// The restore drills: the last one's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_drill: Option<super::drill::RestoreDrillStatus>,
     /// The checks whose drift was last announced (Slack), so that a restarted controller
     /// neither repeats nor loses a message. Empty when the object was last announced compliant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

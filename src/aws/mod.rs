@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod calls;
 pub mod cloudtrail;
+pub mod drill;
 pub mod inventory;
 pub mod kms;
 pub mod rds;

@@ -73,6 +73,7 @@ impl Adoptable for BackedUpDatabase {
                 backups: template.backups.clone(),
                 replication: template.replication.clone(),
                 freshness: template.freshness.clone(),
+                restore_drill: template.restore_drill.clone(),
             },
             status: None,
         })
@@ -97,6 +98,7 @@ impl Adoptable for BackedUpRepository {
                 workflow: template.workflow.clone(),
                 storage: template.storage.clone(),
                 freshness: template.freshness.clone(),
+                restore_drill: template.restore_drill.clone(),
             },
             status: None,
         })

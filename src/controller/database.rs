@@ -104,7 +104,16 @@ impl Kind for BackedUpDatabase {
     }
 
     fn evaluate(&self, ctx: &Context, obs: &DatabaseObservation) -> Vec<Finding> {
-        evaluate(&self.spec, obs, &ctx.policy)
+        let mut findings = evaluate(&self.spec, obs, &ctx.policy);
+        if let Some(drill) = &self.spec.restore_drill {
+            findings.push(crate::drill::finding(
+                self.status.as_ref().and_then(|s| s.restore_drill.as_ref()),
+                drill.every.as_duration(),
+                created(&self.metadata, obs.now),
+                obs.now,
+            ));
+        }
+        findings
     }
 
     fn plan(&self, ctx: &Context, obs: &DatabaseObservation, findings: &[Finding]) -> Plan {
@@ -148,7 +157,13 @@ impl Kind for BackedUpDatabase {
     }
 
     fn desired(&self, ctx: &Context, check: ConditionType) -> String {
-        crate::policy::database::desired(check, &self.spec, &ctx.policy)
+        match (check, &self.spec.restore_drill) {
+            (ConditionType::RestoreVerified, Some(drill)) => format!(
+                "a successful restore drill every {} (at most twice that apart)",
+                drill.every
+            ),
+            _ => crate::policy::database::desired(check, &self.spec, &ctx.policy),
+        }
     }
 
     fn link(&self, _obs: &DatabaseObservation) -> Option<(String, String)> {
@@ -275,6 +290,11 @@ async fn perform(
     Ok(None)
 }
 
+/// When the object was created (now, for one not stored yet).
+pub(crate) fn created(meta: &kube::api::ObjectMeta, now: Timestamp) -> Timestamp {
+    meta.creation_timestamp.as_ref().map_or(now, |t| t.0)
+}
+
 fn build_status(
     db: &BackedUpDatabase,
     old: &BackedUpDatabaseStatus,
@@ -286,6 +306,11 @@ fn build_status(
     let mut status = old.clone();
     status.observed_generation = generation;
     apply_findings(&mut status.conditions, findings, progress, generation, obs.now);
+    if db.spec.restore_drill.is_none() {
+        status
+            .conditions
+            .retain(|c| c.type_.as_str() != ConditionType::RestoreVerified.as_str());
+    }
     status.instance = obs.instance.as_ref().map(|i| ObservedInstance {
         arn: Some(i.arn.clone()),
         status: Some(i.status.clone()),

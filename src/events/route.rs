@@ -54,6 +54,11 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Wakes<K> {
         })
     }
 
+    /// Looks at the object soon, without reading AWS afresh for it (its status changed, say).
+    pub fn wake_for_status(&self, namespace: &str, name: &str) {
+        let _ = self.tx.send(ObjectRef::new(name).within(namespace));
+    }
+
     fn wake(&self, object: &K, source: &'static str, at: Timestamp) {
         let namespace = object.namespace().unwrap_or_default();
         let name = object.name_any();

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub event_detection: HistogramVec,
     /// When the SQS queue was last polled successfully (a poll that found nothing counts).
     pub event_queue_last_poll: prometheus::Gauge,
+    /// Restore drills ended, by kind and result (succeeded, failed).
+    pub restore_drills: IntCounterVec,
     /// Evidence records by outcome: kept (buffered), written (uploaded), dropped (the
     /// buffer was full).
     pub evidence_records: IntCounterVec,
@@ -228,6 +230,11 @@ impl Metrics {
                     "backup_warden_event_queue_last_poll_timestamp_seconds",
                     "When the SQS queue of change events was last polled successfully (absent without --events-queue-url).",
                 )?,
+            )?,
+            restore_drills: counters(
+                "backup_warden_restore_drills_total",
+                "Restore drills ended, by kind and result (succeeded, failed).",
+                &["kind", "result"],
             )?,
             evidence_records: counters(
                 "backup_warden_evidence_records_total",

@@ -7,6 +7,7 @@ Accepts the same arguments as `moto_server` (moto.server.main) and serves every 
 service (RDS, KMS, S3, STS, ...) on one port, exactly like `moto_server`. The only
 difference is that the patches in this directory are installed first:
 rds_backup_replication.py, rds_backup_retention.py, rds_instances.py, rds_pagination.py,
+rds_restore.py (RestoreDBInstanceToPointInTime from replicated automated backups),
 kms_key_ids.py, and for the audit trail kind cloudtrail_trails.py (GetEventSelectors defaults,
 DescribeTrails trailNameList, GetTrailStatus times), logs_retention.py (PutRetentionPolicy
 values) and s3_buckets.py (GetBucketVersioning root element, GetObjectLockConfiguration
@@ -53,6 +54,7 @@ import rds_backup_replication  # noqa: E402
 import rds_backup_retention  # noqa: E402
 import rds_instances  # noqa: E402
 import rds_pagination  # noqa: E402
+import rds_restore  # noqa: E402
 import s3_buckets  # noqa: E402
 import state_file  # noqa: E402
 
@@ -80,6 +82,7 @@ def install() -> None:
     rds_backup_retention.install()
     rds_instances.install()
     rds_pagination.install()
+    rds_restore.install()
     # moto builds the Flask app for /moto-api/* lazily from this table (on first request).
     moto_api_urls.url_paths["{0}" + HEALTH_PATH + "$"] = _health
     moto_api_urls.url_paths["{0}" + rds_backup_retention.MAINTENANCE_PATH + "$"] = (

@@ -35,6 +35,9 @@ QDST = "ap-southeast-2"  # the quota section's destination Region
 KEY_AGE = "/moto-api/backup-warden/kms-key-age"
 KDST = "ca-central-1"  # the KMS section's Region
 THOME, TOTHER = "eu-west-2", "sa-east-1"  # the audit trail section's home and other Region
+RDST = "ap-northeast-1"  # the restore section's destination Region
+STATE_MANAGER = "/moto-api/state-manager"  # moto's own transition settings
+RESTORE_MODEL = "rds::restored-db-instance"  # rds_restore's model name there
 
 
 def free_port() -> int:
@@ -44,7 +47,10 @@ def free_port() -> int:
 
 
 class Emulator:
-    def __init__(self, state_file: str | None = None, port: int | None = None) -> None:
+    def __init__(self, state_file: str | None = None, port: int | None = None, env: dict[str, str] | None = None) -> None:
+        extra = dict(env or {})
+        if state_file:
+            extra["BACKUP_WARDEN_MOTO_STATE_FILE"] = state_file
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"backup-warden-moto-{self.port}.log"), "w")
@@ -52,7 +58,7 @@ class Emulator:
             [sys.executable, os.path.join(HERE, "backup_warden_moto.py"), "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "BACKUP_WARDEN_MOTO_STATE_FILE": state_file} if state_file else None,
+            env={**os.environ, **extra} if extra else None,
         )
         deadline = time.time() + 30
         while True:
@@ -118,6 +124,7 @@ def main() -> None:
     finally:
         emu.stop()
     restart_keeps_state()
+    restore_knobs_and_restart()
     print(f"PASS: {checks} checks")
 
 
@@ -179,6 +186,61 @@ def restart_keeps_state() -> None:
                          "state file: the bucket name stays taken")
             check(client("logs", THOME).describe_log_groups(logGroupNamePrefix="/aws/cloudtrail/kept")["logGroups"][0]
                   .get("retentionInDays") == 400, "state file: the log group and its retention outlive a restart")
+        finally:
+            emu.stop()
+
+
+def restore_knobs_and_restart() -> None:
+    """BACKUP_WARDEN_MOTO_RESTORE_SECONDS and BACKUP_WARDEN_MOTO_REPLICATION_PENDING_SECONDS
+    take effect at server start: a pending replica can't be restored from, and a restore
+    still creating outlives a restart with the state file."""
+    knobs = {"BACKUP_WARDEN_MOTO_RESTORE_SECONDS": "600", "BACKUP_WARDEN_MOTO_REPLICATION_PENDING_SECONDS": "600"}
+    with tempfile.TemporaryDirectory() as tmp:
+        state = os.path.join(tmp, "state.pickle")
+        emu = Emulator(state_file=state, env=knobs)
+
+        def client(service: str, region: str) -> Any:
+            return boto3.client(service, region_name=region, endpoint_url=emu.endpoint,
+                                aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="secret")
+
+        def drill() -> dict:
+            return client("rds", DST).describe_db_instances(DBInstanceIdentifier="env-drill")["DBInstances"][0]
+
+        try:
+            status, body = post_json(emu.endpoint, f"{STATE_MANAGER}/get-transition?model_name={RESTORE_MODEL}", method="GET")
+            check(status == 200 and body == {"progression": "time", "seconds": 600},
+                  f"BACKUP_WARDEN_MOTO_RESTORE_SECONDS=600: {RESTORE_MODEL} becomes available after 600 s ({body})")
+            rds = client("rds", DST)
+            raw = RawCapture(rds)
+            source = new_db(client("rds", SRC), "env-src")
+            arn = rds.start_db_instance_automated_backups_replication(
+                SourceDBInstanceArn=source["DBInstanceArn"])["DBInstanceAutomatedBackup"]["DBInstanceAutomatedBackupsArn"]
+            backup = rds.describe_db_instance_automated_backups()["DBInstanceAutomatedBackups"][0]
+            check(backup["Status"] == "pending" and not (backup.get("RestoreWindow") or {}).get("LatestTime"),
+                  "a pending replica has no latest restorable time yet")
+            expect_error(lambda: rds.restore_db_instance_to_point_in_time(
+                SourceDBInstanceAutomatedBackupsArn=arn, UseLatestRestorableTime=True, TargetDBInstanceIdentifier="env-drill"),
+                "InvalidDBInstanceAutomatedBackupState", "restore from a pending replica", raw, 400)
+            rds.stop_db_instance_automated_backups_replication(SourceDBInstanceArn=source["DBInstanceArn"])
+            rds.restore_db_instance_to_point_in_time(
+                SourceDBInstanceAutomatedBackupsArn=arn, UseLatestRestorableTime=True, TargetDBInstanceIdentifier="env-drill",
+                Tags=[{"Key": "backupwarden.io/drill", "Value": "env"}])
+            check(drill()["DBInstanceStatus"] == "creating" and "Endpoint" not in drill(),
+                  "BACKUP_WARDEN_MOTO_RESTORE_SECONDS=600: the restored instance is creating, no Endpoint")
+        finally:
+            emu.stop()
+        emu = Emulator(state_file=state, port=emu.port, env=knobs)
+        try:
+            d = drill()
+            check(d["DBInstanceStatus"] == "creating" and d["TagList"] == [{"Key": "backupwarden.io/drill", "Value": "env"}],
+                  "state file: a restore still creating outlives a restart, still creating")
+            status, _ = post_json(emu.endpoint, f"{STATE_MANAGER}/set-transition",
+                                  {"model_name": RESTORE_MODEL, "transition": {"progression": "immediate"}})
+            check(status == 201 and drill()["DBInstanceStatus"] == "available" and drill()["Endpoint"]["Port"] == 5432,
+                  "after the restart, set-transition immediate: available, with an Endpoint")
+            client("rds", DST).delete_db_instance(DBInstanceIdentifier="env-drill", SkipFinalSnapshot=True,
+                                                  DeleteAutomatedBackups=True)
+            check(not client("rds", DST).describe_db_instances()["DBInstances"], "the restored instance deleted after the restart")
         finally:
             emu.stop()
 
@@ -398,6 +460,7 @@ def run(endpoint: str) -> None:
     check_pagination(client)
     check_instance_facts(client)
     check_destination_listing(client)
+    check_restore(endpoint, client)
     # Last: it ends with /moto-api/reset.
     check_replication_quota(endpoint, client)
     check_kms_keys(endpoint, client)
@@ -786,6 +849,170 @@ def check_destination_listing(client: Callable[[str, str], Any]) -> None:
     remaining = {b["DBInstanceAutomatedBackupsArn"] for b in listing()}
     check(len(remaining) == 22 and remaining <= seen and "Marker" not in second,
           "deleting a backup of the first page doesn't shift the second (Marker names the last backup returned)")
+
+
+def check_restore(endpoint: str, client: Callable[[str, str], Any]) -> None:
+    """The restore drill: RestoreDBInstanceToPointInTime from replicated automated backups in
+    the destination Region, its errors, creating -> available, and DeleteDBInstance."""
+    rds_src, rds, kms, ec2 = client("rds", SRC), client("rds", RDST), client("kms", RDST), client("ec2", RDST)
+    raw, raw_src = RawCapture(rds), RawCapture(rds_src)
+
+    def restore(target: str, region_client: Any = rds, **kw: Any) -> dict:
+        return region_client.restore_db_instance_to_point_in_time(TargetDBInstanceIdentifier=target, **kw)["DBInstance"]
+
+    def describe(name: str) -> dict:
+        return rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
+
+    def window_of(arn: str) -> dict:
+        return rds.describe_db_instance_automated_backups(DBInstanceAutomatedBackupsArn=arn)["DBInstanceAutomatedBackups"][0]
+
+    def set_transition(transition: dict) -> None:
+        status, _ = post_json(endpoint, f"{STATE_MANAGER}/set-transition", {"model_name": RESTORE_MODEL, "transition": transition})
+        check(status == 201, f"POST {STATE_MANAGER}/set-transition {transition}: 201")
+
+    # --- A replication into RDST, and what the drill needs there --------------------------------
+    key = kms.create_key(Description="restore drill replica key")["KeyMetadata"]
+    source = new_db(rds_src, "drill-src", EngineVersion="16.3", DBInstanceClass="db.t3.small", AllocatedStorage=50,
+                    StorageType="gp2", StorageEncrypted=True, BackupRetentionPeriod=7)
+    arn = rds.start_db_instance_automated_backups_replication(
+        SourceDBInstanceArn=source["DBInstanceArn"], KmsKeyId=key["Arn"], BackupRetentionPeriod=3,
+    )["DBInstanceAutomatedBackup"]["DBInstanceAutomatedBackupsArn"]
+    backup = window_of(arn)
+    window = backup.get("RestoreWindow") or {}
+    check(backup["Status"] == "replicating" and window.get("EarliestTime") and window.get("LatestTime")
+          and window["EarliestTime"] <= window["LatestTime"],
+          "replicated backup: RestoreWindow.LatestTime, its latest restorable time (recovery point age)")
+    check("<DBInstanceClass>" not in raw.body and "<DBName>" not in raw.body,
+          "the DBInstanceClass/DBName recorded for restores don't show in DescribeDBInstanceAutomatedBackups")
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=f"{RDST}{zone}")["Subnet"]["SubnetId"]
+               for i, zone in enumerate("ac")]
+    rds.create_db_subnet_group(DBSubnetGroupName="drill-subnets", DBSubnetGroupDescription="restore drills", SubnetIds=subnets)
+    new_db(rds, "drill-taken", BackupRetentionPeriod=0)
+    tags = [{"Key": "backupwarden.io/drill", "Value": "smoke"}]
+    drill = dict(SourceDBInstanceAutomatedBackupsArn=arn, UseLatestRestorableTime=True, DBInstanceClass="db.m5.large",
+                 DBSubnetGroupName="drill-subnets", PubliclyAccessible=False, DeletionProtection=False,
+                 BackupRetentionPeriod=0, Tags=tags)
+
+    # --- Refused restores --------------------------------------------------------------------------
+    no_source = {k: v for k, v in drill.items() if k != "SourceDBInstanceAutomatedBackupsArn"}
+    expect_error(lambda: restore("drill-x", **no_source), "InvalidParameterCombination", "restore without a source", raw, 400)
+    expect_error(lambda: restore("drill-x", SourceDBInstanceIdentifier="drill-taken", **drill), "InvalidParameterCombination",
+                 "restore from both a backup ARN and SourceDBInstanceIdentifier", raw, 400)
+    expect_error(lambda: restore("drill-x", SourceDbiResourceId=source["DbiResourceId"], **drill), "InvalidParameterCombination",
+                 "restore from both a backup ARN and SourceDbiResourceId")
+    expect_error(lambda: restore("drill-x", RestoreTime=window["LatestTime"], **drill), "InvalidParameterCombination",
+                 "restore with both UseLatestRestorableTime and RestoreTime", raw, 400)
+    expect_error(lambda: restore("drill-x", rds_src, **drill), "DBInstanceAutomatedBackupNotFound",
+                 f"restore in {SRC} from backups that live in {RDST}", raw_src, 404)
+    unknown = re.sub(r"ab-[a-z0-9]+$", "ab-" + "0" * 39, arn)
+    expect_error(lambda: restore("drill-x", **dict(drill, SourceDBInstanceAutomatedBackupsArn=unknown)),
+                 "DBInstanceAutomatedBackupNotFound", "restore from an ARN that names no automated backups", raw, 404)
+    at_time = {k: v for k, v in drill.items() if k != "UseLatestRestorableTime"}
+    expect_error(lambda: restore("drill-x", RestoreTime=window["EarliestTime"] - datetime.timedelta(days=1), **at_time),
+                 "InvalidRestoreFault", "RestoreTime before the RestoreWindow", raw, 400)
+    expect_error(lambda: restore("drill-x", RestoreTime=window["LatestTime"] + datetime.timedelta(hours=1), **at_time),
+                 "InvalidRestoreFault", "RestoreTime after the latest restorable time")
+    expect_error(lambda: restore("drill-x", **dict(drill, BackupRetentionPeriod=36)), "InvalidParameterValue",
+                 "restore with BackupRetentionPeriod 36")
+    expect_error(lambda: restore("drill-x", MultiAZ=True, AvailabilityZone=f"{RDST}a", **drill), "InvalidParameterCombination",
+                 "restore Multi-AZ into a given Availability Zone")
+    expect_error(lambda: restore("drill-taken", **drill), "DBInstanceAlreadyExists", "restore onto an existing identifier", raw, 400)
+    expect_error(lambda: restore("drill-x", SourceDBInstanceIdentifier="drill-taken", UseLatestRestorableTime=True),
+                 "PointInTimeRestoreNotEnabled", "restore from an instance with BackupRetentionPeriod 0", raw, 400)
+    check([d["DBInstanceIdentifier"] for d in rds.describe_db_instances()["DBInstances"]] == ["drill-taken"],
+          "refused restores created no instance")
+
+    # --- The drill (default transition: available at once) ----------------------------------------------
+    status, body = post_json(endpoint, f"{STATE_MANAGER}/get-transition?model_name={RESTORE_MODEL}", method="GET")
+    check(status == 200 and body == {"progression": "immediate"},
+          f"{RESTORE_MODEL}: default transition immediate (BACKUP_WARDEN_MOTO_RESTORE_SECONDS unset)")
+    r = restore("drill-1", **drill)
+    check(r["DBInstanceStatus"] == "creating" and "Endpoint" not in r, "restore answers DBInstanceStatus creating, no Endpoint (as AWS does)")
+    check("<RestoreDBInstanceToPointInTimeResult><DBInstance>" in raw.body and "<DBInstanceStatus>creating</DBInstanceStatus>" in raw.body,
+          "Restore XML: result wrapper, DBInstanceStatus creating")
+    d = describe("drill-1")
+    check(d["DBInstanceStatus"] == "available" and d["Endpoint"]["Address"].startswith("drill-1.") and d["Endpoint"]["Port"] == 5432,
+          "default transition: available at the first DescribeDBInstances, with Endpoint.Address/Port")
+    check(d["Engine"] == "postgres" and d["EngineVersion"] == "16.3" and d["AllocatedStorage"] == 50 and d["StorageType"] == "gp2",
+          "restored: the source's engine, engine version, allocated storage and storage type")
+    check(d["StorageEncrypted"] is True and d["KmsKeyId"] == key["Arn"],
+          f"restored: encrypted with the replica's KMS key of {RDST}")
+    check(d["DBInstanceClass"] == "db.m5.large" and d["DBSubnetGroup"]["DBSubnetGroupName"] == "drill-subnets"
+          and d["PubliclyAccessible"] is False and d["DeletionProtection"] is False and d["MultiAZ"] is False,
+          "restored: DBInstanceClass and DBSubnetGroupName as asked; not public, no deletion protection, single-AZ")
+    check(d["BackupRetentionPeriod"] == 0 and "LatestRestorableTime" not in d and d["TagList"] == tags
+          and d["CopyTagsToSnapshot"] is False and d["DbiResourceId"] != source["DbiResourceId"],
+          "restored: BackupRetentionPeriod 0, the drill tags, CopyTagsToSnapshot false, its own DbiResourceId")
+    expect_error(lambda: rds.describe_db_instance_automated_backups(DBInstanceIdentifier="drill-1"),
+                 "DBInstanceAutomatedBackupNotFound", "restored with BackupRetentionPeriod 0: no automated backup")
+    gone = rds.delete_db_instance(DBInstanceIdentifier="drill-1", SkipFinalSnapshot=True, DeleteAutomatedBackups=True)["DBInstance"]
+    check(gone["DBInstanceStatus"] == "deleting", "DeleteDBInstance SkipFinalSnapshot, DeleteAutomatedBackups: deleting")
+    expect_error(lambda: describe("drill-1"), "DBInstanceNotFound", "the drill instance is gone", raw, 404)
+    check(window_of(arn)["Status"] == "replicating" and len(rds.describe_db_instance_automated_backups()["DBInstanceAutomatedBackups"]) == 1,
+          "the drill left the replica replicating, and no automated backup of its own")
+
+    # --- A time in the window; the defaults ------------------------------------------------------------
+    window = window_of(arn)["RestoreWindow"]
+    middle = window["EarliestTime"] + (window["LatestTime"] - window["EarliestTime"]) / 2
+    restore("drill-2", SourceDBInstanceAutomatedBackupsArn=arn, RestoreTime=middle, Port=6543, MultiAZ=True)
+    d = describe("drill-2")
+    check(d["DBInstanceClass"] == "db.t3.small" and d["BackupRetentionPeriod"] == 3 and d["DeletionProtection"] is False
+          and not d.get("TagList") and "DBSubnetGroup" not in d,
+          "RestoreTime in the window; defaults: the source's class, the backup's retention (3), no tags, default subnet group")
+    check(d["Endpoint"]["Port"] == 6543 and d["MultiAZ"] is True, "restored: Port and MultiAZ as asked")
+    local = rds.describe_db_instance_automated_backups(DBInstanceIdentifier="drill-2")["DBInstanceAutomatedBackups"]
+    check([b["Status"] for b in local] == ["active"], "restored with retention 3: its own automated backup, active")
+    rds.delete_db_instance(DBInstanceIdentifier="drill-2", SkipFinalSnapshot=True, DeleteAutomatedBackups=True)
+    expect_error(lambda: rds.describe_db_instance_automated_backups(DBInstanceIdentifier="drill-2"),
+                 "DBInstanceAutomatedBackupNotFound", "DeleteAutomatedBackups=true: its automated backup is gone too")
+    r = restore("drill-3", SourceDbiResourceId=source["DbiResourceId"], UseLatestRestorableTime=True)
+    check(r["KmsKeyId"] == key["Arn"] and r["AllocatedStorage"] == 50, f"SourceDbiResourceId finds the replica in {RDST}")
+    rds.delete_db_instance(DBInstanceIdentifier="drill-3", SkipFinalSnapshot=True)
+
+    # --- creating -> available through moto's state manager --------------------------------------------
+    set_transition({"progression": "manual", "times": 2})
+    restore("drill-4", **drill)
+    d = describe("drill-4")
+    check(d["DBInstanceStatus"] == "creating" and "Endpoint" not in d and "<Endpoint>" not in raw.body,
+          "manual transition, first DescribeDBInstances: creating, no Endpoint")
+    d = describe("drill-4")
+    check(d["DBInstanceStatus"] == "available" and d["Endpoint"]["Port"] == 5432, "manual transition, second DescribeDBInstances: available")
+    set_transition({"progression": "time", "seconds": 1})
+    started = time.time()
+    restore("drill-5", **drill)
+    statuses = [describe("drill-5")["DBInstanceStatus"]]
+    while statuses[-1] != "available" and time.time() - started < 10:
+        time.sleep(0.2)
+        statuses.append(describe("drill-5")["DBInstanceStatus"])
+    check(statuses[0] == "creating" and statuses[-1] == "available" and time.time() - started >= 1,
+          f"time transition of 1 s: creating, then available ({len(statuses)} polls)")
+    set_transition({"progression": "manual", "times": 1000})
+    restore("drill-6", **drill)
+    check(rds.delete_db_instance(DBInstanceIdentifier="drill-6", SkipFinalSnapshot=True,
+                                 DeleteAutomatedBackups=True)["DBInstance"]["DBInstanceStatus"] == "deleting",
+          "a restore still creating can be deleted (a drill abandoned half-way)")
+    status, _ = post_json(endpoint, f"{STATE_MANAGER}/unset-transition", {"model_name": RESTORE_MODEL})
+    restore("drill-7", **drill)
+    check(status == 201 and describe("drill-7")["DBInstanceStatus"] == "available", "unset-transition: available at once again")
+    for name in ("drill-4", "drill-5", "drill-7"):
+        rds.delete_db_instance(DBInstanceIdentifier=name, SkipFinalSnapshot=True, DeleteAutomatedBackups=True)
+
+    # --- A retained replica; a local source -------------------------------------------------------------
+    rds.stop_db_instance_automated_backups_replication(SourceDBInstanceArn=source["DBInstanceArn"])
+    stopped_at = window_of(arn)["RestoreWindow"]["LatestTime"]
+    time.sleep(0.05)
+    expect_error(lambda: restore("drill-x", SourceDBInstanceAutomatedBackupsArn=arn,
+                                 RestoreTime=datetime.datetime.now(datetime.timezone.utc)),
+                 "InvalidRestoreFault", "retained replica: a RestoreTime after the replication stopped")
+    check(restore("drill-8", SourceDBInstanceAutomatedBackupsArn=arn, UseLatestRestorableTime=True)["KmsKeyId"] == key["Arn"]
+          and window_of(arn)["RestoreWindow"]["LatestTime"] == stopped_at, "retained replica: restores to the time replication stopped")
+    new_db(rds, "drill-local", BackupRetentionPeriod=5, DeletionProtection=True, PubliclyAccessible=True)
+    restore("drill-9", SourceDBInstanceIdentifier="drill-local", UseLatestRestorableTime=True,
+            DeletionProtection=False, PubliclyAccessible=False, BackupRetentionPeriod=0)
+    d = describe("drill-9")
+    check(d["DeletionProtection"] is False and d["PubliclyAccessible"] is False and d["BackupRetentionPeriod"] == 0,
+          "SourceDBInstanceIdentifier: false and 0 override the source's true and 5 (moto kept the source's)")
 
 
 def check_replication_quota(endpoint: str, client: Callable[[str, str], Any]) -> None:
