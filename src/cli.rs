@@ -177,6 +177,10 @@ pub struct RunArgs {
         requires = "github_webhook_listen_address"
     )]
     pub github_webhook_secret_file: Option<PathBuf>,
+    /// Restore drills running at once per AWS account and region at most (each is a
+    /// temporary RDS instance).
+    #[arg(long, env = "BACKUP_WARDEN_RESTORE_DRILLS_PER_REGION", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub restore_drills_per_region: u16,
     /// Keep evidence for auditors in this S3 bucket: every check transition and action, and
     /// one attestation per object a day, as JSON lines nothing rewrites (`backup-warden
     /// report` reads them). Without it, no evidence is kept.

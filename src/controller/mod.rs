@@ -263,6 +263,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let aws_for_repositories = aws.clone();
     let aws_for_trails = aws.clone();
     let aws_for_events = aws.clone();
+    let aws_for_drills = aws.clone();
     let evidence = evidence_log(&args, &metrics)?;
     let uploader = evidence_uploader(&args, &evidence, &aws).await;
     let policy = Policy {
@@ -304,12 +305,31 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     metrics
         .resync_interval
         .set(args.resync_interval.as_duration().as_secs_f64());
-    let mut controllers = vec![supervise(
-        "BackedUpDatabase controller",
-        health.clone(),
-        shutdown_rx.clone(),
-        database::run(databases, ctx.clone(), args.concurrency, stop(&shutdown_rx)),
-    )];
+    let mut controllers = vec![
+        supervise(
+            "BackedUpDatabase controller",
+            health.clone(),
+            shutdown_rx.clone(),
+            database::run(databases, ctx.clone(), args.concurrency, stop(&shutdown_rx)),
+        ),
+        supervise(
+            "database restore drills",
+            health.clone(),
+            shutdown_rx.clone(),
+            crate::drill::database::run(
+                ctx.clone(),
+                Arc::new(SdkRds {
+                    clients: aws_for_drills,
+                }),
+                crate::drill::database::Settings {
+                    per_region: usize::from(args.restore_drills_per_region),
+                    tick: args.settle_interval.as_duration(),
+                    sweep: args.resync_interval.as_duration(),
+                },
+                shutdown_rx.clone(),
+            ),
+        ),
+    ];
     let mut github = None;
     let mut routes = crate::events::route::Router {
         databases: Some(ctx.clone()),

@@ -65,7 +65,16 @@ pub async fn run(
     let mut started = false;
     let mut last_sweep: Option<Timestamp> = None;
     loop {
-        if let Some(store) = ctx.wakes.store.get() {
+        // The first sweep must see every object, or it would take a drill under way for a
+        // leftover (or miss one): only once the store has listed them.
+        let store = ctx.wakes.store.get().cloned();
+        let ready = match &store {
+            Some(store) => tokio::time::timeout(settings.tick, store.wait_until_ready())
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            None => false,
+        };
+        if let Some(store) = store.filter(|_| ready) {
             let objects: Vec<Arc<BackedUpDatabase>> =
                 store.state().iter().filter_map(|o| o.valid().cloned()).collect();
             let now = Timestamp::now();
@@ -443,18 +452,50 @@ fn evidence(
     );
 }
 
-/// Writes `status.restoreDrill`, refused (409) when the object changed since it was read:
-/// the next tick reads it again.
+/// Writes `status.restoreDrill`. The write names the version it was decided on; when the
+/// object changed since (the store lagged, the pipeline wrote), it is written again on the
+/// stored version only if the drill status is still the one decided on, else dropped: the
+/// next tick decides afresh.
 async fn write(ctx: &Context, db: &BackedUpDatabase, drill: RestoreDrillStatus) -> Result<(), String> {
     let api: Api<BackedUpDatabase> = Api::namespaced(ctx.client.clone(), &db.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "metadata": {"resourceVersion": db.resource_version()},
-        "status": {"restoreDrill": drill},
-    });
-    api.patch_status(&db.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+    // A merge patch removes a field only when it says null: every field is said.
+    let mut value = serde_json::to_value(&drill).map_err(|e| e.to_string())?;
+    if let Some(map) = value.as_object_mut() {
+        for field in ["running", "last", "lastSuccessAt", "nextAt"] {
+            map.entry(field).or_insert(serde_json::Value::Null);
+        }
+    }
+    let patch = |version: Option<String>| {
+        serde_json::json!({
+            "metadata": {"resourceVersion": version},
+            "status": {"restoreDrill": value},
+        })
+    };
+    let params = PatchParams::default();
+    match api
+        .patch_status(
+            &db.name_any(),
+            &params,
+            &Patch::Merge(&patch(db.resource_version())),
+        )
         .await
-        .map(|_| ())
-        .map_err(|e| format!("writing status.restoreDrill: {e}"))
+    {
+        Ok(_) => return Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(format!("writing status.restoreDrill: {e}")),
+    }
+    let stored = api.get_status(&db.name_any()).await.map_err(|e| e.to_string())?;
+    if drill_status(&stored) != drill_status(db) {
+        return Ok(());
+    }
+    api.patch_status(
+        &db.name_any(),
+        &params,
+        &Patch::Merge(&patch(stored.resource_version())),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("writing status.restoreDrill: {e}"))
 }
 
 /// Deletes drill instances nobody's drill is using: at start every one (a drill under way

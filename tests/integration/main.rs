@@ -32,6 +32,7 @@ mod poison_objects;
 mod product_binary;
 mod repository_controller;
 mod repository_sweep;
+mod restore_drills;
 mod run_command;
 mod sharding;
 mod slack;

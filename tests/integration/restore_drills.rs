@@ -1,0 +1,323 @@
+//! Restore drills end to end against the emulator: a replicated database's backups are
+//! restored in the destination region to a temporary instance that becomes available and is
+//! deleted, status says how long it took and how old the data was; a controller killed
+//! mid-drill leaves an instance the next start removes; nothing to restore is reported once,
+//! not retried in a loop; Audit runs no drill.
+
+use std::{sync::Arc, time::Duration};
+
+use aws_sdk_kms::types::KeyUsageType;
+use backup_warden::{
+    api::{BackedUpDatabase, ConditionType},
+    aws::{AwsClients, rds::SdkRds},
+    controller::Context,
+    drill::database::{Settings, run},
+    policy::database::Policy,
+};
+use backup_warden_testing::{self as testing, RunningController, condition, wait_for};
+use kube::{
+    Api,
+    api::{PostParams, ResourceExt},
+};
+use serde_json::json;
+
+const SOURCE: &str = "us-east-1";
+const DESTINATION: &str = "us-west-2";
+
+/// A compliant replicated instance, and its object with drills every `every`.
+async fn replicated(account: &str, instance: &str, mode: &str, every: &str) -> BackedUpDatabase {
+    let env = testing::env();
+    let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, account).await);
+    let rds_destination = aws_sdk_rds::Client::new(&env.aws_config_in(DESTINATION, account).await);
+    let kms = aws_sdk_kms::Client::new(&env.aws_config_in(DESTINATION, account).await);
+    testing::create_instance(&rds, instance, 7).await;
+    let key = kms
+        .create_key()
+        .key_usage(KeyUsageType::EncryptDecrypt)
+        .send()
+        .await
+        .expect("key")
+        .key_metadata
+        .and_then(|m| m.arn)
+        .expect("arn");
+    rds_destination
+        .start_db_instance_automated_backups_replication()
+        .source_db_instance_arn(format!("arn:aws:rds:{SOURCE}:{account}:db:{instance}"))
+        .kms_key_id(&key)
+        .backup_retention_period(7)
+        .send()
+        .await
+        .expect("replication");
+    drill_object(account, instance, mode, every, Some(&key))
+}
+
+fn drill_object(
+    account: &str,
+    instance: &str,
+    mode: &str,
+    every: &str,
+    key: Option<&str>,
+) -> BackedUpDatabase {
+    let replication = match key {
+        Some(key) => json!({"kmsKey": {"arn": key}}),
+        None => json!({}),
+    };
+    serde_json::from_value(json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase", "metadata": {"name": instance},
+        "spec": {"mode": mode, "instance": {"identifier": instance, "region": SOURCE, "roleArn": testing::role_arn(account)},
+                 "replication": replication,
+                 "restoreDrill": {"every": every, "instanceClass": "db.t3.micro", "maxDuration": "10m"}},
+    }))
+    .expect("object")
+}
+
+/// The emulator's restores take `seconds` to become available (0: at once).
+fn restore_delay(seconds: u64) {
+    let transition = if seconds == 0 {
+        json!({"progression": "immediate"})
+    } else {
+        json!({"progression": "time", "seconds": seconds})
+    };
+    let (status, body) = testing::env().emulator_post(
+        "/moto-api/state-manager/set-transition",
+        &json!({"model_name": "rds::restored-db-instance", "transition": transition}),
+    );
+    assert!(status < 300, "{status} {body}");
+}
+
+async fn context(aws: Arc<AwsClients>) -> Arc<Context> {
+    let rds = Arc::new(SdkRds { clients: aws.clone() });
+    testing::env()
+        .context_with(rds, aws, Policy::default(), testing::fast_timing(), None)
+        .await
+}
+
+fn start_drills(
+    ctx: &Arc<Context>,
+    aws: &Arc<AwsClients>,
+) -> (tokio::task::JoinHandle<()>, tokio::sync::watch::Sender<bool>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let settings = Settings {
+        per_region: 1,
+        tick: Duration::from_millis(200),
+        sweep: Duration::from_secs(60),
+    };
+    let rds = Arc::new(SdkRds { clients: aws.clone() });
+    (tokio::spawn(run(ctx.clone(), rds, settings, stopped)), stop)
+}
+
+/// The drill instances in the destination: (identifier, status, tag).
+async fn drill_instances(rds: &aws_sdk_rds::Client) -> Vec<(String, String, Option<String>)> {
+    let out = rds.describe_db_instances().send().await.expect("describe");
+    out.db_instances()
+        .iter()
+        .filter(|db| {
+            db.db_instance_identifier()
+                .is_some_and(|id| id.starts_with("bw-drill-"))
+        })
+        .map(|db| {
+            let tag = db
+                .tag_list()
+                .iter()
+                .find(|t| t.key() == Some("backupwarden.io/restore-drill"))
+                .and_then(|t| t.value().map(str::to_string));
+            (
+                db.db_instance_identifier().unwrap_or_default().to_string(),
+                db.db_instance_status().unwrap_or_default().to_string(),
+                tag,
+            )
+        })
+        .collect()
+}
+
+fn last_result(db: &BackedUpDatabase) -> Option<String> {
+    db.status
+        .as_ref()?
+        .restore_drill
+        .as_ref()?
+        .last
+        .as_ref()
+        .map(|l| l.result.clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drill_restores_the_replica_and_deletes_it_and_a_killed_one_is_removed_at_the_next_start() {
+    let env = testing::env();
+    let client = env.client().await;
+    testing::install_crds(&client).await;
+    let namespace = testing::namespace(&client, "drill").await;
+    let account = testing::unique_account();
+    let destination = aws_sdk_rds::Client::new(&env.aws_config_in(DESTINATION, &account).await);
+    // Every 30 s: the first drill is due within 30 s of the object's creation.
+    let object = replicated(&account, "ledger-db", "Enforce", "30s").await;
+    let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);
+    restore_delay(3);
+    let aws = env.aws_clients().await;
+    let ctx = context(aws.clone()).await;
+    let controller = RunningController::start(ctx.clone(), &namespace);
+    let (drills, stop) = start_drills(&ctx, &aws);
+    dbs.create(&PostParams::default(), &object).await.expect("create");
+
+    // The temporary instance appears in the destination, tagged, restoring.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        let found = drill_instances(&destination).await;
+        if let Some(found) = found.into_iter().next() {
+            break found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no drill instance appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        seen.2.as_deref(),
+        Some(format!("{namespace}/ledger-db").as_str()),
+        "tagged: {seen:?}"
+    );
+    assert_eq!(seen.1, "creating");
+
+    // Available, deleted, and status says how it went.
+    let db = wait_for(&dbs, "ledger-db", Duration::from_secs(60), |db| {
+        last_result(db).is_some()
+    })
+    .await;
+    let drill = db
+        .status
+        .as_ref()
+        .and_then(|s| s.restore_drill.clone())
+        .expect("drill status");
+    let last = drill.last.expect("last");
+    assert_eq!(last.result, "Succeeded", "{}", last.message);
+    assert!(
+        last.duration_seconds.is_some_and(|d| d >= 3),
+        "waited for it: {last:?}"
+    );
+    assert!(
+        last.recovery_point_age_seconds
+            .is_some_and(|a| (0..600).contains(&a)),
+        "{last:?}"
+    );
+    assert!(drill.running.is_none());
+    assert!(drill.last_success_at.is_some());
+    assert!(drill.next_at.is_some_and(|n| n.0 > last.started_at.0));
+    let gone = drill_instances(&destination).await;
+    assert!(
+        gone.iter()
+            .all(|(id, status, _)| id != &seen.0 || status == "deleting"),
+        "the drill instance is deleted: {gone:?}"
+    );
+    wait_for(&dbs, "ledger-db", Duration::from_secs(30), |db| {
+        condition(db, ConditionType::RestoreVerified).is_some_and(|c| c.0 == "True")
+    })
+    .await;
+
+    // The next drill is killed mid-way (with the controller); a new start deletes its instance.
+    restore_delay(600);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let running = loop {
+        let db = dbs.get("ledger-db").await.expect("get");
+        let running = db.status.and_then(|s| s.restore_drill).and_then(|d| d.running);
+        if let Some(running) = running {
+            break running;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no second drill started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    drills.abort();
+    drop(stop);
+    controller.kill();
+    let leftover = running.instance.clone().expect("instance");
+    assert!(
+        drill_instances(&destination)
+            .await
+            .iter()
+            .any(|(id, status, _)| id == &leftover && status == "creating"),
+        "the killed drill left its instance"
+    );
+    restore_delay(0);
+    let ctx = context(aws.clone()).await;
+    let _controller = RunningController::start(ctx.clone(), &namespace);
+    let (drills, _stop) = start_drills(&ctx, &aws);
+    let db = wait_for(&dbs, "ledger-db", Duration::from_secs(30), |db| {
+        last_result(db).as_deref() == Some("Interrupted")
+    })
+    .await;
+    let after = drill_instances(&destination).await;
+    assert!(
+        after
+            .iter()
+            .all(|(id, status, _)| id != &leftover || status == "deleting"),
+        "the next start removed it: {after:?}"
+    );
+    assert!(
+        db.status
+            .and_then(|s| s.restore_drill)
+            .and_then(|d| d.running)
+            .is_none()
+    );
+    drills.abort();
+    restore_delay(0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_to_restore_is_reported_once_and_audit_runs_no_drill() {
+    let env = testing::env();
+    let client = env.client().await;
+    testing::install_crds(&client).await;
+    let namespace = testing::namespace(&client, "drill-none").await;
+    let account = testing::unique_account();
+    let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, &account).await);
+    // Backups on, but replication can never start here: the destination is the policy's,
+    // the quota says no room.
+    testing::create_instance(&rds, "orphan-db", 7).await;
+    testing::create_instance(&rds, "audited-db", 7).await;
+    let (status, body) = env.emulator_post(
+        "/moto-api/backup-warden/quota",
+        &json!({"account_id": account, "region": DESTINATION, "replications": 0}),
+    );
+    assert!(status < 300, "{status} {body}");
+    let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);
+    let aws = env.aws_clients().await;
+    let ctx = context(aws.clone()).await;
+    let _controller = RunningController::start(ctx.clone(), &namespace);
+    let (drills, _stop) = start_drills(&ctx, &aws);
+    for (name, mode) in [("orphan-db", "Enforce"), ("audited-db", "Audit")] {
+        let object = drill_object(&account, name, mode, "2s", None);
+        dbs.create(&PostParams::default(), &object).await.expect("create");
+    }
+    let db = wait_for(&dbs, "orphan-db", Duration::from_secs(60), |db| {
+        last_result(db).is_some()
+    })
+    .await;
+    let last = db
+        .status
+        .and_then(|s| s.restore_drill)
+        .and_then(|d| d.last)
+        .expect("last");
+    assert_eq!(last.result, "Failed");
+    assert!(last.message.starts_with("nothing to restore"), "{}", last.message);
+    // Tried again at the next interval, not in a loop: a few ticks later, still one failure
+    // (or two, one interval later), and no restore was asked of RDS.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let failed = ctx
+        .metrics
+        .restore_drills
+        .with_label_values(&["BackedUpDatabase", "failed"])
+        .get();
+    assert!((1..=2).contains(&failed), "failed drills: {failed}");
+    assert_eq!(aws.calls().calls("RestoreDBInstanceToPointInTime"), 0);
+    let audited = dbs.get("audited-db").await.expect("get");
+    assert!(
+        audited
+            .status
+            .as_ref()
+            .and_then(|s| s.restore_drill.as_ref())
+            .is_none(),
+        "Audit runs no drill: {:?}",
+        audited.status
+    );
+    assert_eq!(audited.name_any(), "audited-db");
+    drills.abort();
+}
