@@ -106,12 +106,7 @@ impl Kind for BackedUpDatabase {
     fn evaluate(&self, ctx: &Context, obs: &DatabaseObservation) -> Vec<Finding> {
         let mut findings = evaluate(&self.spec, obs, &ctx.policy);
         if let Some(drill) = &self.spec.restore_drill {
-            findings.push(crate::drill::finding(
-                self.status.as_ref().and_then(|s| s.restore_drill.as_ref()),
-                drill.every.as_duration(),
-                created(&self.metadata, obs.now),
-                obs.now,
-            ));
+            findings.push(crate::drill::finding(self, drill.every.as_duration(), obs.now));
         }
         findings
     }
@@ -158,10 +153,7 @@ impl Kind for BackedUpDatabase {
 
     fn desired(&self, ctx: &Context, check: ConditionType) -> String {
         match (check, &self.spec.restore_drill) {
-            (ConditionType::RestoreVerified, Some(drill)) => format!(
-                "a successful restore drill every {} (at most twice that apart)",
-                drill.every
-            ),
+            (ConditionType::RestoreVerified, Some(drill)) => crate::drill::desired(&drill.every),
             _ => crate::policy::database::desired(check, &self.spec, &ctx.policy),
         }
     }
@@ -307,9 +299,7 @@ fn build_status(
     status.observed_generation = generation;
     apply_findings(&mut status.conditions, findings, progress, generation, obs.now);
     if db.spec.restore_drill.is_none() {
-        status
-            .conditions
-            .retain(|c| c.type_.as_str() != ConditionType::RestoreVerified.as_str());
+        crate::drill::drop_condition(&mut status.conditions);
     }
     status.instance = obs.instance.as_ref().map(|i| ObservedInstance {
         arn: Some(i.arn.clone()),

@@ -319,7 +319,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             crate::drill::database::run(
                 ctx.clone(),
                 Arc::new(SdkRds {
-                    clients: aws_for_drills,
+                    clients: aws_for_drills.clone(),
                 }),
                 crate::drill::database::Settings {
                     per_region: usize::from(args.restore_drills_per_region),
@@ -350,6 +350,17 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         Ok((repo_ctx, writer)) => {
             github = Some(repo_ctx.github.clone());
             routes.repositories = Some(repo_ctx.clone());
+            controllers.push(supervise(
+                "repository restore drills",
+                health.clone(),
+                shutdown_rx.clone(),
+                crate::drill::repository::run(
+                    repo_ctx.clone(),
+                    aws_for_drills.clone(),
+                    args.settle_interval.as_duration(),
+                    shutdown_rx.clone(),
+                ),
+            ));
             let repositories: Api<BackedUpRepository> = scoped(&client, args.namespace.as_deref());
             controllers.push(supervise(
                 "BackedUpRepository controller",

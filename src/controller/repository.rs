@@ -123,7 +123,11 @@ impl Kind for BackedUpRepository {
     }
 
     fn evaluate(&self, ctx: &RepoContext, obs: &RepositoryObservation) -> Vec<Finding> {
-        evaluate(&self.spec, obs, &ctx.policy)
+        let mut findings = evaluate(&self.spec, obs, &ctx.policy);
+        if let Some(drill) = &self.spec.restore_drill {
+            findings.push(crate::drill::finding(self, drill.every.as_duration(), obs.now));
+        }
+        findings
     }
 
     fn plan(&self, ctx: &RepoContext, obs: &RepositoryObservation, findings: &[Finding]) -> Plan<RepoAction> {
@@ -167,7 +171,10 @@ impl Kind for BackedUpRepository {
     }
 
     fn desired(&self, ctx: &RepoContext, check: ConditionType) -> String {
-        crate::policy::repository::desired(check, &self.spec, &ctx.policy)
+        match (check, &self.spec.restore_drill) {
+            (ConditionType::RestoreVerified, Some(drill)) => crate::drill::desired(&drill.every),
+            _ => crate::policy::repository::desired(check, &self.spec, &ctx.policy),
+        }
     }
 
     fn link(&self, obs: &RepositoryObservation) -> Option<(String, String)> {
@@ -286,6 +293,9 @@ fn build_status(
     let mut status = old.clone();
     status.observed_generation = generation;
     apply_findings(&mut status.conditions, findings, progress, generation, obs.now);
+    if repo.spec.restore_drill.is_none() {
+        crate::drill::drop_condition(&mut status.conditions);
+    }
     status.workflow = obs.repo.as_ref().map(|r| ObservedWorkflow {
         present: r.file.is_some(),
         state: obs.workflow.as_ref().map(|w| w.state.clone()),

@@ -9,16 +9,13 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
-use kube::{
-    Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
-};
+use kube::ResourceExt;
 use tokio::sync::watch;
 
 use super::schedule;
 use crate::{
     api::{
-        BackedUpDatabase, Mode, Reason,
+        BackedUpDatabase, Mode,
         drill::{DatabaseRestoreDrill, DrillResult, RestoreDrillStatus, RunningDrill},
     },
     aws::{
@@ -26,7 +23,6 @@ use crate::{
         drill::{DrillInstance, DrillRds, DrillRestore},
     },
     controller::Context,
-    report::slack::{CheckLine, Notification, Transition},
 };
 
 /// How the runner paces itself.
@@ -124,10 +120,7 @@ fn object_name(db: &BackedUpDatabase) -> String {
 }
 
 fn drill_status(db: &BackedUpDatabase) -> RestoreDrillStatus {
-    db.status
-        .as_ref()
-        .and_then(|s| s.restore_drill.clone())
-        .unwrap_or_default()
+    super::report::Drilled::drill_status(db)
 }
 
 async fn advance_all(
@@ -172,7 +165,7 @@ async fn advance(
         if status.next_at.is_none() {
             let mut status = status;
             status.next_at = Some(Time(due));
-            write(ctx, db, status).await?;
+            super::report::write(&ctx.client, db, status).await?;
         }
         return Ok(());
     }
@@ -240,8 +233,8 @@ async fn start(
             return finish(ctx, db, drill, status, failed(now, now, why, None), None).await;
         }
     }
-    evidence(
-        ctx,
+    super::report::record(
+        &ctx.evidence,
         db,
         "RestoreDrillStarted",
         format!("restoring {} to {identifier} in {}", backup.arn, scope.region),
@@ -255,7 +248,7 @@ async fn start(
         started_at: Time(now),
         recovery_point: backup.latest_time.map(Time),
     });
-    write(ctx, db, status).await
+    super::report::write(&ctx.client, db, status).await
 }
 
 fn failed(started: Timestamp, now: Timestamp, why: String, recovery: Option<i64>) -> DrillResult {
@@ -377,6 +370,16 @@ async fn tcp_probe(host: &str, port: u16, timeout: Duration) -> Result<String, S
     }
 }
 
+fn reporters(ctx: &Context) -> super::report::Reporters<'_> {
+    super::report::Reporters {
+        client: &ctx.client,
+        metrics: &ctx.metrics,
+        notifier: ctx.notifier.as_ref(),
+        recorder: &ctx.recorder,
+        evidence: &ctx.evidence,
+    }
+}
+
 /// Records a drill's end: status, an Event, evidence, Slack when it failed; wakes the
 /// object so that `RestoreVerified` says so at once.
 async fn finish(
@@ -388,114 +391,13 @@ async fn finish(
     next_at: Option<Timestamp>,
 ) -> Result<(), String> {
     let ok = result.succeeded();
-    let reason = if ok {
-        Reason::DrillSucceeded
-    } else {
-        Reason::DrillFailed
-    };
     let note = result.message.clone();
     let status = schedule::ended(status, drill.every.as_duration(), result, next_at);
-    write(ctx, db, status).await?;
-    if ok {
-        ctx.metrics
-            .restore_drills
-            .with_label_values(&["BackedUpDatabase", "succeeded"])
-            .inc();
-    } else {
-        ctx.metrics
-            .restore_drills
-            .with_label_values(&["BackedUpDatabase", "failed"])
-            .inc();
-        ctx.notifier.notify(Notification {
-            kind: "BackedUpDatabase",
-            namespace: db.namespace().unwrap_or_default(),
-            name: db.name_any(),
-            transition: Transition::Drift,
-            checks: vec![CheckLine {
-                check: "RestoreDrill".into(),
-                desired: "the replicated backups restore".into(),
-                observed: note.clone(),
-            }],
-            link: None,
-        });
-    }
-    evidence(ctx, db, reason.as_str(), note.clone(), !ok, Vec::new());
-    let event = crate::report::events::action(reason, note, !ok);
-    crate::report::events::publish(&ctx.recorder, &db.object_ref(&()), vec![event]).await;
+    super::report::write(&ctx.client, db, status).await?;
+    super::report::ended(&reporters(ctx), db, ok, note).await;
     ctx.wakes
         .wake_for_status(&db.namespace().unwrap_or_default(), &db.name_any());
     Ok(())
-}
-
-fn evidence(
-    ctx: &Context,
-    db: &BackedUpDatabase,
-    action: &str,
-    description: String,
-    failed: bool,
-    request_ids: Vec<String>,
-) {
-    ctx.evidence.record(
-        Some(crate::evidence::ObjectRef {
-            kind: "BackedUpDatabase".into(),
-            namespace: db.namespace().unwrap_or_default(),
-            name: db.name_any(),
-            uid: db.metadata.uid.clone(),
-            generation: db.metadata.generation,
-        }),
-        crate::evidence::Body::Action {
-            action: action.into(),
-            description,
-            failed,
-            request_ids,
-        },
-    );
-}
-
-/// Writes `status.restoreDrill`. The write names the version it was decided on; when the
-/// object changed since (the store lagged, the pipeline wrote), it is written again on the
-/// stored version only if the drill status is still the one decided on, else dropped: the
-/// next tick decides afresh.
-async fn write(ctx: &Context, db: &BackedUpDatabase, drill: RestoreDrillStatus) -> Result<(), String> {
-    let api: Api<BackedUpDatabase> = Api::namespaced(ctx.client.clone(), &db.namespace().unwrap_or_default());
-    // A merge patch removes a field only when it says null: every field is said.
-    let mut value = serde_json::to_value(&drill).map_err(|e| e.to_string())?;
-    if let Some(map) = value.as_object_mut() {
-        for field in ["running", "last", "lastSuccessAt", "nextAt"] {
-            map.entry(field).or_insert(serde_json::Value::Null);
-        }
-    }
-    let patch = |version: Option<String>| {
-        serde_json::json!({
-            "metadata": {"resourceVersion": version},
-            "status": {"restoreDrill": value},
-        })
-    };
-    let params = PatchParams::default();
-    match api
-        .patch_status(
-            &db.name_any(),
-            &params,
-            &Patch::Merge(&patch(db.resource_version())),
-        )
-        .await
-    {
-        Ok(_) => return Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => return Err(format!("writing status.restoreDrill: {e}")),
-    }
-    let stored = api.get_status(&db.name_any()).await.map_err(|e| e.to_string())?;
-    if drill_status(&stored) != drill_status(db) {
-        return Ok(());
-    }
-    api.patch_status(
-        &db.name_any(),
-        &params,
-        &Patch::Merge(&patch(stored.resource_version())),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| format!("writing status.restoreDrill: {e}"))
 }
 
 /// Deletes drill instances nobody's drill is using: at start every one (a drill under way
@@ -552,7 +454,7 @@ async fn interrupted(ctx: &Context, db: &BackedUpDatabase, instance: &DrillInsta
     let Some(drill) = &db.spec.restore_drill else {
         let mut status = drill_status(db);
         status.running = None;
-        let _ = write(ctx, db, status).await;
+        let _ = super::report::write(&ctx.client, db, status).await;
         return;
     };
     let status = drill_status(db);
@@ -573,7 +475,7 @@ async fn interrupted(ctx: &Context, db: &BackedUpDatabase, instance: &DrillInsta
         recovery_point_age_seconds: None,
     };
     let status = schedule::ended(status, drill.every.as_duration(), result, Some(now));
-    if let Err(error) = write(ctx, db, status).await {
+    if let Err(error) = super::report::write(&ctx.client, db, status).await {
         tracing::warn!(object = %object_name(db), %error, "restore drill: cannot record the interrupted drill");
     }
 }

@@ -3,23 +3,22 @@
 //! (`database`); a repository's newest backup is downloaded and verified (`bundle`).
 pub mod bundle;
 pub mod database;
+pub mod report;
+pub mod repository;
 pub mod schedule;
 
 use k8s_openapi::jiff::Timestamp;
 
 use crate::{
-    api::{ConditionType, Reason, drill::RestoreDrillStatus},
+    api::{ConditionType, Reason},
     policy::{Finding, Verdict},
 };
 
-/// The `RestoreVerified` finding of an object with drills.
-pub fn finding(
-    status: Option<&RestoreDrillStatus>,
-    every: std::time::Duration,
-    created: Timestamp,
-    now: Timestamp,
-) -> Finding {
-    match schedule::verified(status, every, created, now) {
+/// The `RestoreVerified` finding of an object with drills every `every`.
+pub fn finding<K: report::Drilled>(object: &K, every: std::time::Duration, now: Timestamp) -> Finding {
+    let created = object.meta().creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let status = object.drill_status();
+    match schedule::verified(Some(&status), every, created, now) {
         schedule::Verified::Yes(message) => Finding::pass(ConditionType::RestoreVerified, message),
         schedule::Verified::NotYet(message) => Finding::new(
             ConditionType::RestoreVerified,
@@ -34,4 +33,14 @@ pub fn finding(
             message,
         ),
     }
+}
+
+/// What `RestoreVerified` wants, in words.
+pub fn desired(every: &crate::api::PositiveDuration) -> String {
+    format!("a successful restore drill every {every} (at most twice that apart)")
+}
+
+/// Without drills, no `RestoreVerified` condition (one left from when they were on goes).
+pub fn drop_condition(conditions: &mut Vec<crate::api::conditions::Condition>) {
+    conditions.retain(|c| c.type_.as_str() != ConditionType::RestoreVerified.as_str());
 }

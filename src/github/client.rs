@@ -703,6 +703,25 @@ impl GitHub for GitHubClient {
         }
     }
 
+    async fn newest_successful_run_sha(&self, repo: &str, path: &str) -> Result<Option<String>, GitHubError> {
+        let uri = format!(
+            "/repos/{repo}/actions/workflows/{}/runs?status=success&per_page=1",
+            file_name(path)
+        );
+        match self
+            .send("ListWorkflowRuns", http::Method::GET, &uri, None, None)
+            .await
+        {
+            Ok(reply) => Ok(reply
+                .body
+                .pointer("/workflow_runs/0/head_sha")
+                .and_then(Value::as_str)
+                .map(str::to_string)),
+            Err(e) if e.kind == GitHubErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn enable_workflow(&self, repo: &str, workflow_id: u64) -> Result<(), GitHubError> {
         let uri = format!("/repos/{repo}/actions/workflows/{workflow_id}/enable");
         self.send("EnableWorkflow", http::Method::PUT, &uri, None, None)

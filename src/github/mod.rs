@@ -55,6 +55,15 @@ pub trait GitHub: Send + Sync {
     async fn workflow(&self, repo: &str, path: &str) -> Result<Option<WorkflowFacts>, GitHubError>;
     /// The newest completed run of the workflow at `path`.
     async fn newest_completed_run(&self, repo: &str, path: &str) -> Result<Option<RunFacts>, GitHubError>;
+    /// The commit the newest successful run of the workflow backed up (its `head_sha`):
+    /// what a restore drill expects the newest backup to hold.
+    async fn newest_successful_run_sha(
+        &self,
+        _repo: &str,
+        _path: &str,
+    ) -> Result<Option<String>, GitHubError> {
+        Ok(None)
+    }
     /// The open pull request from backup-warden's branch.
     async fn open_pull_request(&self, repo: &str) -> Result<Option<PullRequestFacts>, GitHubError>;
     async fn enable_workflow(&self, repo: &str, workflow_id: u64) -> Result<(), GitHubError>;

@@ -299,16 +299,30 @@ impl GitHubFake {
     /// `started_at` (RFC 3339); `completed` with `conclusion` when given, else
     /// `in_progress`. Returns the run id.
     pub fn add_run(&self, full_name: &str, path: &str, conclusion: Option<&str>, started_at: &str) -> u64 {
+        self.add_run_of(full_name, path, conclusion, started_at, None)
+    }
+
+    /// `add_run` of the commit `head_sha` (the run's checkout: what its backup holds), not
+    /// the branch's tip in the fake.
+    pub fn add_run_of(
+        &self,
+        full_name: &str,
+        path: &str,
+        conclusion: Option<&str>,
+        started_at: &str,
+        head_sha: Option<&str>,
+    ) -> u64 {
         let started = started_at
             .parse::<k8s_openapi::jiff::Timestamp>()
             .unwrap_or_else(|e| panic!("{started_at} is not RFC 3339: {e}"));
         let started = state::epoch_rfc3339(started.as_second());
         self.with_repo(full_name, |repo, ids| {
-            let head_sha = repo
-                .branches
-                .get(&repo.default_branch)
-                .cloned()
-                .unwrap_or_default();
+            let head_sha = head_sha.map(str::to_string).unwrap_or_else(|| {
+                repo.branches
+                    .get(&repo.default_branch)
+                    .cloned()
+                    .unwrap_or_default()
+            });
             let head_branch = repo.default_branch.clone();
             let workflow = repo
                 .workflows

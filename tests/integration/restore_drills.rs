@@ -321,3 +321,154 @@ async fn nothing_to_restore_is_reported_once_and_audit_runs_no_drill() {
     assert_eq!(audited.name_any(), "audited-db");
     drills.abort();
 }
+
+/// A git repository with two commits on main, bundled as the backup workflow bundles it;
+/// returns the bundle's bytes and main's commit.
+fn git_bundle() -> (Vec<u8>, String) {
+    let dir = std::env::temp_dir().join(testing::unique_name("drill-repo"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args([
+                "-c",
+                "init.defaultBranch=main",
+                "-c",
+                "user.name=backup",
+                "-c",
+                "user.email=backup@example.com",
+            ])
+            .args(args)
+            .current_dir(&dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    for (n, text) in ["first", "second"].iter().enumerate() {
+        std::fs::write(dir.join("README.md"), text).expect("write");
+        git(&["add", "README.md"]);
+        git(&["commit", "-q", "-m", &format!("commit {n}")]);
+    }
+    git(&["bundle", "create", "-q", "repo.bundle", "--all"]);
+    let head = git(&["rev-parse", "main"]);
+    let bytes = std::fs::read(dir.join("repo.bundle")).expect("bundle");
+    let _ = std::fs::remove_dir_all(&dir);
+    (bytes, head)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repository_drill_verifies_a_real_bundle_and_fails_a_cut_or_altered_one_saying_why() {
+    use backup_warden::api::BackedUpRepository;
+    use backup_warden_testing::{RunningRepoController, github_fake::GitHubFake};
+    const REPO: &str = "narrative-io/ledger";
+    const WORKFLOW: &str = ".github/workflows/backup-daily.yml";
+    let env = testing::env();
+    let client = env.client().await;
+    testing::install_crds(&client).await;
+    let namespace = testing::namespace(&client, "drill-repo").await;
+    let aws = env.aws_clients().await;
+    let s3 = aws
+        .for_scope(&backup_warden::aws::Scope::new(None, SOURCE))
+        .await
+        .s3;
+    let bucket = testing::unique_name("backups").to_lowercase();
+    s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
+    let (bundle, head) = git_bundle();
+    let put = |key: String, body: Vec<u8>| {
+        let (s3, bucket) = (s3.clone(), bucket.clone());
+        async move {
+            s3.put_object()
+                .bucket(&bucket)
+                .key(key)
+                .body(body.into())
+                .send()
+                .await
+                .expect("put backup");
+        }
+    };
+    put(format!("{REPO}/2026-12-01T00-00-00Z.bundle"), bundle.clone()).await;
+    let github = GitHubFake::start().await;
+    github.add_repo(REPO, "main");
+    github.put_file(REPO, "main", WORKFLOW, "name: backup-daily\n");
+    github.add_run_of(
+        REPO,
+        WORKFLOW,
+        Some("success"),
+        &k8s_openapi::jiff::Timestamp::now().to_string(),
+        Some(&head),
+    );
+    let (ctx, writer) = testing::repository_context(
+        &github.base_url(),
+        github.token(),
+        Default::default(),
+        testing::fast_timing(),
+        None,
+    )
+    .await;
+    let _controller = RunningRepoController::start(ctx.clone(), writer, &namespace);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let drills = tokio::spawn(backup_warden::drill::repository::run(
+        ctx.clone(),
+        aws.clone(),
+        Duration::from_millis(200),
+        stopped,
+    ));
+    let repos: Api<BackedUpRepository> = Api::namespaced(client.clone(), &namespace);
+    let object: BackedUpRepository = serde_json::from_value(json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpRepository", "metadata": {"name": "ledger"},
+        "spec": {"repository": REPO, "storage": {"bucket": bucket}, "restoreDrill": {"every": "2s"}},
+    }))
+    .expect("object");
+    repos
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create");
+    let last = |repo: &BackedUpRepository| {
+        repo.status
+            .as_ref()
+            .and_then(|s| s.restore_drill.as_ref())
+            .and_then(|d| d.last.clone())
+    };
+    let verified = wait_for(&repos, "ledger", Duration::from_secs(30), |r| {
+        last(r).is_some_and(|l| l.result == "Succeeded")
+    })
+    .await;
+    let message = last(&verified).expect("last").message;
+    assert!(
+        message.contains("intact git bundle") && message.contains(&head),
+        "{message}"
+    );
+
+    // A newer backup cut short, then one with a byte altered: each fails, saying why.
+    let mut cut = bundle.clone();
+    cut.truncate(bundle.len() - 30);
+    let mut altered = bundle.clone();
+    let middle = bundle.len() - 40;
+    altered[middle] ^= 0xff;
+    for (n, (body, why)) in [(cut, "would not restore"), (altered, "would not restore")]
+        .into_iter()
+        .enumerate()
+    {
+        put(format!("{REPO}/2026-12-0{}T00-00-00Z.bundle", n + 2), body).await;
+        let failed = wait_for(&repos, "ledger", Duration::from_secs(30), |r| {
+            last(r)
+                .is_some_and(|l| l.result == "Failed" && l.message.contains(&format!("0{}T00-00-00Z", n + 2)))
+        })
+        .await;
+        let message = last(&failed).expect("last").message;
+        assert!(message.contains(why), "{message}");
+        assert!(
+            message.contains("checksum") || message.contains("truncated") || message.contains("corrupt"),
+            "says what is wrong: {message}"
+        );
+    }
+    let _ = stop.send(true);
+    let _ = drills.await;
+}
