@@ -427,7 +427,7 @@ async fn sweep(ctx: &Context, rds: &dyn DrillRds, objects: &[Arc<BackedUpDatabas
         };
         for instance in instances.iter().filter(|i| i.is_drill()) {
             let owner = in_use.get(&instance.identifier);
-            if owner.is_some() && !at_start {
+            if !ours(ctx, instance) || (!at_start && (owner.is_some() || recent(instance))) {
                 continue;
             }
             if instance.status != "deleting" {
@@ -446,6 +446,25 @@ async fn sweep(ctx: &Context, rds: &dyn DrillRds, objects: &[Arc<BackedUpDatabas
             }
         }
     }
+}
+
+/// The drill instance's object is in this replica's shards (one whose object is gone
+/// too: its name still hashes to one shard, so exactly one replica deletes it).
+fn ours(ctx: &Context, instance: &DrillInstance) -> bool {
+    let (namespace, name) = instance
+        .object
+        .as_deref()
+        .and_then(|o| o.split_once('/'))
+        .unwrap_or_default();
+    ctx.shards.owns(namespace, name)
+}
+
+/// Made in the last ten minutes (or of unknown age): maybe by a drill whose status the
+/// store has not shown yet, so not a leftover.
+fn recent(instance: &DrillInstance) -> bool {
+    instance
+        .created
+        .is_none_or(|at| Timestamp::now().duration_since(at).as_secs() < 600)
 }
 
 /// A drill a restart stopped: its instance deleted, recorded as interrupted, tried again at

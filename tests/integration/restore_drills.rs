@@ -212,6 +212,16 @@ async fn a_drill_restores_the_replica_and_deletes_it_and_a_killed_one_is_removed
         condition(db, ConditionType::RestoreVerified).is_some_and(|c| c.0 == "True")
     })
     .await;
+    // One restore, one delete: nothing retried, nothing left.
+    let calls = aws.calls();
+    assert_eq!(calls.calls("RestoreDBInstanceToPointInTime"), 1);
+    assert_eq!(calls.calls("DeleteDBInstance"), 1);
+    println!(
+        "drill: {} s restoring, recovery point {} s old; calls: {}",
+        last.duration_seconds.unwrap_or_default(),
+        last.recovery_point_age_seconds.unwrap_or_default(),
+        calls.to_json()
+    );
 
     // The next drill is killed mid-way (with the controller); a new start deletes its instance.
     restore_delay(600);
@@ -256,6 +266,35 @@ async fn a_drill_restores_the_replica_and_deletes_it_and_a_killed_one_is_removed
             .and_then(|s| s.restore_drill)
             .and_then(|d| d.running)
             .is_none()
+    );
+
+    // A drill longer than maxDuration is stopped: its instance deleted, the drill failed.
+    restore_delay(600);
+    dbs.patch(
+        "ledger-db",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"restoreDrill": {"maxDuration": "2s"}}})),
+    )
+    .await
+    .expect("patch");
+    let db = wait_for(&dbs, "ledger-db", Duration::from_secs(60), |db| {
+        db.status
+            .as_ref()
+            .and_then(|s| s.restore_drill.as_ref())
+            .and_then(|d| d.last.as_ref())
+            .is_some_and(|l| l.result == "Failed")
+    })
+    .await;
+    let last = db
+        .status
+        .and_then(|s| s.restore_drill)
+        .and_then(|d| d.last)
+        .expect("last");
+    assert!(last.message.contains("maxDuration 2s"), "{}", last.message);
+    let after = drill_instances(&destination).await;
+    assert!(
+        after.iter().all(|(_, status, _)| status == "deleting"),
+        "the overdue drill's instance is deleted: {after:?}"
     );
     drills.abort();
     restore_delay(0);
