@@ -141,7 +141,7 @@ fn last_result(db: &BackedUpDatabase) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_drill_restores_the_replica_and_deletes_it_and_a_killed_one_is_removed_at_the_next_start() {
+async fn a_drill_restores_and_deletes_a_killed_one_is_removed_at_the_next_start_an_overlong_one_is_stopped() {
     let env = testing::env();
     let client = env.client().await;
     testing::install_crds(&client).await;
@@ -301,7 +301,7 @@ async fn a_drill_restores_the_replica_and_deletes_it_and_a_killed_one_is_removed
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn nothing_to_restore_is_reported_once_and_audit_runs_no_drill() {
+async fn nothing_to_restore_is_reported_once_and_told_and_audit_or_suspend_run_no_drill() {
     let env = testing::env();
     let client = env.client().await;
     testing::install_crds(&client).await;
@@ -317,13 +317,30 @@ async fn nothing_to_restore_is_reported_once_and_audit_runs_no_drill() {
         &json!({"account_id": account, "region": DESTINATION, "replications": 0}),
     );
     assert!(status < 300, "{status} {body}");
+    testing::create_instance(&rds, "paused-db", 7).await;
     let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);
     let aws = env.aws_clients().await;
-    let ctx = context(aws.clone()).await;
+    let slack = backup_warden_testing::slack_fake::SlackFake::start().await;
+    let (notifier, _sender) =
+        backup_warden::report::slack::SlackNotifier::start(slack.url(), Default::default());
+    let ctx = env
+        .context_with(
+            Arc::new(SdkRds { clients: aws.clone() }),
+            aws.clone(),
+            Policy::default(),
+            testing::fast_timing(),
+            Some(notifier),
+        )
+        .await;
     let _controller = RunningController::start(ctx.clone(), &namespace);
     let (drills, _stop) = start_drills(&ctx, &aws);
-    for (name, mode) in [("orphan-db", "Enforce"), ("audited-db", "Audit")] {
-        let object = drill_object(&account, name, mode, "2s", None);
+    for (name, mode) in [
+        ("orphan-db", "Enforce"),
+        ("audited-db", "Audit"),
+        ("paused-db", "Enforce"),
+    ] {
+        let mut object = drill_object(&account, name, mode, "2s", None);
+        object.spec.suspend = name == "paused-db";
         dbs.create(&PostParams::default(), &object).await.expect("create");
     }
     let db = wait_for(&dbs, "orphan-db", Duration::from_secs(60), |db| {
@@ -347,17 +364,31 @@ async fn nothing_to_restore_is_reported_once_and_audit_runs_no_drill() {
         .get();
     assert!((1..=2).contains(&failed), "failed drills: {failed}");
     assert_eq!(aws.calls().calls("RestoreDBInstanceToPointInTime"), 0);
-    let audited = dbs.get("audited-db").await.expect("get");
+    for name in ["audited-db", "paused-db"] {
+        let db = dbs.get(name).await.expect("get");
+        assert!(
+            db.status
+                .as_ref()
+                .and_then(|s| s.restore_drill.as_ref())
+                .is_none(),
+            "Audit and suspend run no drill: {} {:?}",
+            db.name_any(),
+            db.status
+        );
+    }
+    // Slack heard of the failed drill.
+    assert!(slack.wait_for_messages(1, Duration::from_secs(10)).await);
+    let told: Vec<String> = slack
+        .messages()
+        .iter()
+        .map(|m| m.to_string())
+        .filter(|m| m.contains("RestoreDrill"))
+        .collect();
     assert!(
-        audited
-            .status
-            .as_ref()
-            .and_then(|s| s.restore_drill.as_ref())
-            .is_none(),
-        "Audit runs no drill: {:?}",
-        audited.status
+        told.iter()
+            .any(|m| m.contains("orphan-db") && m.contains("nothing to restore")),
+        "{told:?}"
     );
-    assert_eq!(audited.name_any(), "audited-db");
     drills.abort();
 }
 
