@@ -254,15 +254,36 @@ fn resource_table(html: &mut String, report: &Report) {
          autocomplete=\"off\"> <span id=\"filter-count\" class=\"muted\" aria-live=\"polite\"></span>\n</div>\n\
          <table id=\"resource-table\">\n<thead><tr><th>Kind</th><th>Resource</th><th>Subject</th>\
          <th>Mode</th><th class=\"num\">Compliance</th><th class=\"num\">Drift episodes</th>\
-         <th>Longest heal</th><th>Current</th><th>Days</th></tr></thead>\n<tbody>\n",
+         <th>Longest heal</th><th>Restore drills</th><th>Current</th><th>Days</th></tr></thead>\n<tbody>\n",
     );
     if report.resources.is_empty() {
-        html.push_str("<tr><td colspan=\"9\" class=\"muted\">No resources in the period.</td></tr>\n");
+        html.push_str("<tr><td colspan=\"10\" class=\"muted\">No resources in the period.</td></tr>\n");
     }
     for (index, resource) in report.resources.iter().enumerate() {
         resource_row(html, report, index, resource);
     }
     html.push_str("</tbody>\n</table>\n");
+}
+
+/// The restore drills of the period, from the actions: how many succeeded and failed, and
+/// the last success ("—" without drills).
+fn restore_drills(resource: &Resource) -> String {
+    let of = |name: &str| {
+        resource
+            .actions
+            .iter()
+            .filter(|a| a.action == name)
+            .collect::<Vec<_>>()
+    };
+    let (succeeded, failed) = (of("DrillSucceeded"), of("DrillFailed"));
+    if succeeded.is_empty() && failed.is_empty() {
+        return "\u{2014}".to_string();
+    }
+    let last = succeeded
+        .last()
+        .map(|a| format!(", last passed {}", a.at.get(..10).unwrap_or(&a.at)))
+        .unwrap_or_default();
+    format!("{} passed, {} failed{last}", succeeded.len(), failed.len())
 }
 
 fn resource_row(html: &mut String, report: &Report, index: usize, resource: &Resource) {
@@ -283,7 +304,7 @@ fn resource_row(html: &mut String, report: &Report, index: usize, resource: &Res
         html,
         "<tr data-resource=\"{}\" data-compliance-percent=\"{}\" data-filter=\"{}\">\
          <td>{}</td><td class=\"nowrap\">{object_cell}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
-         <td class=\"num\">{}</td><td class=\"nowrap\">{}</td><td><span class=\"badge {current}\">{current}</span></td>\
+         <td class=\"num\">{}</td><td class=\"nowrap\">{}</td><td class=\"nowrap\">{}</td><td><span class=\"badge {current}\">{current}</span></td>\
          <td>{}</td></tr>",
         escape(&resource_key(resource)),
         resource
@@ -297,6 +318,7 @@ fn resource_row(html: &mut String, report: &Report, index: usize, resource: &Res
         percent(resource.compliance_percent),
         resource.episodes.len(),
         longest_heal(&resource.episodes),
+        escape(&restore_drills(resource)),
         chart::resource_strip(&resource.days, &report.from)
     );
 }
@@ -560,6 +582,26 @@ mod tests {
     use DayState::*;
 
     const INJECTED: &str = "<script>alert('x')</script>";
+
+    #[test]
+    fn the_restore_drills_column_counts_passed_and_failed_drills() {
+        let mut r = report().resources.remove(0);
+        assert_eq!(restore_drills(&r), "\u{2014}", "no drills");
+        for (at, action) in [
+            ("2026-01-01T05:00:00Z", "DrillSucceeded"),
+            ("2026-01-02T05:00:00Z", "DrillFailed"),
+            ("2026-01-03T05:00:00Z", "DrillSucceeded"),
+        ] {
+            r.actions.push(Action {
+                at: at.into(),
+                action: action.into(),
+                description: String::new(),
+                failed: action == "DrillFailed",
+                request_ids: vec![],
+            });
+        }
+        assert_eq!(restore_drills(&r), "2 passed, 1 failed, last passed 2026-01-03");
+    }
 
     fn report() -> Report {
         let orders = Resource {
