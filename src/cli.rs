@@ -177,8 +177,9 @@ pub struct RunArgs {
         requires = "github_webhook_listen_address"
     )]
     pub github_webhook_secret_file: Option<PathBuf>,
-    /// Restore drills running at once per AWS account and region at most (each is a
-    /// temporary RDS instance).
+    /// Restore drills running at once per AWS identity (an object's role, or the
+    /// controller's own) and destination region at most, per replica: each is a temporary
+    /// RDS instance.
     #[arg(long, env = "BACKUP_WARDEN_RESTORE_DRILLS_PER_REGION", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub restore_drills_per_region: u16,
     /// Keep evidence for auditors in this S3 bucket: every check transition and action, and

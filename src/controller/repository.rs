@@ -124,9 +124,8 @@ impl Kind for BackedUpRepository {
 
     fn evaluate(&self, ctx: &RepoContext, obs: &RepositoryObservation) -> Vec<Finding> {
         let mut findings = evaluate(&self.spec, obs, &ctx.policy);
-        if let Some(drill) = &self.spec.restore_drill {
-            findings.push(crate::drill::finding(self, drill.every.as_duration(), obs.now));
-        }
+        let every = self.spec.restore_drill.as_ref().map(|d| &d.every);
+        crate::drill::add_finding(&mut findings, self, every, self.audit(ctx), obs.now);
         findings
     }
 

@@ -493,8 +493,41 @@ async fn interrupted(ctx: &Context, db: &BackedUpDatabase, instance: &DrillInsta
         duration_seconds: None,
         recovery_point_age_seconds: None,
     };
+    let note = result.message.clone();
     let status = schedule::ended(status, drill.every.as_duration(), result, Some(now));
     if let Err(error) = super::report::write(&ctx.client, db, status).await {
         tracing::warn!(object = %object_name(db), %error, "restore drill: cannot record the interrupted drill");
+    }
+    let event = crate::report::events::action(crate::api::Reason::DrillInterrupted, note, false);
+    crate::report::events::publish(&ctx.recorder, &kube::Resource::object_ref(db, &()), vec![event]).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_probe_connects_or_says_why_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let ok = tcp_probe("127.0.0.1", port, Duration::from_secs(2)).await;
+        assert!(ok.is_ok_and(|note| note.contains(&format!("127.0.0.1:{port} accepted"))));
+        drop(listener);
+        let refused = tcp_probe("127.0.0.1", port, Duration::from_secs(2)).await;
+        assert!(refused.is_err_and(|why| why.starts_with(&format!("cannot connect to 127.0.0.1:{port}"))));
+    }
+
+    #[test]
+    fn only_a_failed_rds_state_ends_a_drill_early() {
+        for status in [
+            "failed",
+            "incompatible-restore",
+            "inaccessible-encryption-credentials",
+        ] {
+            assert!(failed_state(status), "{status}");
+        }
+        for status in ["creating", "backing-up", "modifying", "available", "deleting"] {
+            assert!(!failed_state(status), "{status}");
+        }
     }
 }

@@ -15,7 +15,13 @@ use crate::{
 };
 
 /// The `RestoreVerified` finding of an object with drills every `every`.
-pub fn finding<K: report::Drilled>(object: &K, every: std::time::Duration, now: Timestamp) -> Finding {
+/// In Audit no drill runs: what is not verified says so (`AuditOnly`).
+pub fn finding<K: report::Drilled>(
+    object: &K,
+    every: std::time::Duration,
+    audit: bool,
+    now: Timestamp,
+) -> Finding {
     let created = object.meta().creation_timestamp.as_ref().map_or(now, |t| t.0);
     let status = object.drill_status();
     match schedule::verified(Some(&status), every, created, now) {
@@ -26,12 +32,31 @@ pub fn finding<K: report::Drilled>(object: &K, every: std::time::Duration, now: 
             Reason::DrillNotRunYet,
             message,
         ),
+        schedule::Verified::No(message) if audit => Finding::new(
+            ConditionType::RestoreVerified,
+            Verdict::Drift,
+            Reason::AuditOnly,
+            format!("{message}; no restore drill runs in Audit mode"),
+        ),
         schedule::Verified::No(message) => Finding::new(
             ConditionType::RestoreVerified,
             Verdict::Drift,
             Reason::DrillFailed,
             message,
         ),
+    }
+}
+
+/// Adds the `RestoreVerified` finding to an object's, when it has drills (`every`).
+pub fn add_finding<K: report::Drilled>(
+    findings: &mut Vec<Finding>,
+    object: &K,
+    every: Option<&crate::api::PositiveDuration>,
+    audit: bool,
+    now: Timestamp,
+) {
+    if let Some(every) = every {
+        findings.push(finding(object, every.as_duration(), audit, now));
     }
 }
 

@@ -119,7 +119,7 @@ async fn examples_apply_and_get_schema_defaults() {
             .unwrap_or_else(|e| panic!("{} refused: {e}", path.display()));
         applied += 1;
     }
-    assert_eq!(applied, 2, "one example of each kind");
+    assert_eq!(applied, 3, "the examples of both kinds");
 
     // The typed client reads them back, so the Rust types and the schema agree.
     let db = Api::<BackedUpDatabase>::namespaced(client.clone(), &ns)

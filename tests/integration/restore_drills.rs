@@ -130,6 +130,31 @@ async fn drill_instances(rds: &aws_sdk_rds::Client) -> Vec<(String, String, Opti
         .collect()
 }
 
+/// Changes `spec.restoreDrill` and waits for the next drill to end (one failed, when
+/// `after` is None; any ending after it otherwise).
+async fn next_drill(
+    dbs: &Api<BackedUpDatabase>,
+    drill: serde_json::Value,
+    after: Option<k8s_openapi::jiff::Timestamp>,
+) -> backup_warden::api::drill::DrillResult {
+    dbs.patch(
+        "ledger-db",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"restoreDrill": drill}})),
+    )
+    .await
+    .expect("patch");
+    let last = |db: &BackedUpDatabase| db.status.as_ref()?.restore_drill.as_ref()?.last.clone();
+    let db = wait_for(dbs, "ledger-db", Duration::from_secs(60), |db| {
+        last(db).is_some_and(|l| match after {
+            Some(after) => l.finished_at.0 > after,
+            None => l.result == "Failed",
+        })
+    })
+    .await;
+    last(&db).expect("last")
+}
+
 fn last_result(db: &BackedUpDatabase) -> Option<String> {
     db.status
         .as_ref()?
@@ -270,31 +295,30 @@ async fn a_drill_restores_and_deletes_a_killed_one_is_removed_at_the_next_start_
 
     // A drill longer than maxDuration is stopped: its instance deleted, the drill failed.
     restore_delay(600);
-    dbs.patch(
-        "ledger-db",
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(json!({"spec": {"restoreDrill": {"maxDuration": "2s"}}})),
-    )
-    .await
-    .expect("patch");
-    let db = wait_for(&dbs, "ledger-db", Duration::from_secs(60), |db| {
-        db.status
-            .as_ref()
-            .and_then(|s| s.restore_drill.as_ref())
-            .and_then(|d| d.last.as_ref())
-            .is_some_and(|l| l.result == "Failed")
-    })
-    .await;
-    let last = db
-        .status
-        .and_then(|s| s.restore_drill)
-        .and_then(|d| d.last)
-        .expect("last");
+    let last = next_drill(&dbs, json!({"maxDuration": "2s"}), None).await;
+    assert_eq!(last.result, "Failed");
     assert!(last.message.contains("maxDuration 2s"), "{}", last.message);
     let after = drill_instances(&destination).await;
     assert!(
         after.iter().all(|(_, status, _)| status == "deleting"),
         "the overdue drill's instance is deleted: {after:?}"
+    );
+
+    // With a probe: the restored instance is available, the probe tries its endpoint (the
+    // emulator's names resolve nowhere), the drill fails saying so, and the instance goes.
+    restore_delay(0);
+    let probe = json!({"maxDuration": "10m", "probe": {"timeout": "1s"}});
+    let last = next_drill(&dbs, probe, Some(last.finished_at.0)).await;
+    assert_eq!(last.result, "Failed");
+    assert!(
+        last.message.contains("was restored but the probe failed"),
+        "{}",
+        last.message
+    );
+    let after = drill_instances(&destination).await;
+    assert!(
+        after.iter().all(|(_, status, _)| status == "deleting"),
+        "the probed instance is deleted: {after:?}"
     );
     drills.abort();
     restore_delay(0);
