@@ -47,7 +47,7 @@ impl DrillInstance {
 #[async_trait]
 pub trait DrillRds: Send + Sync {
     /// RestoreDBInstanceToPointInTime from replicated automated backups, at their latest
-    /// restorable time, to a private instance without deletion protection.
+    /// restorable time, to a private instance without deletion protection or backups.
     async fn restore(&self, scope: &Scope, request: &DrillRestore) -> Result<(), AwsError>;
     /// The drill instances of the scope (all pages), or the one named `identifier`.
     async fn drills(&self, scope: &Scope, identifier: Option<&str>) -> Result<Vec<DrillInstance>, AwsError>;
@@ -89,6 +89,8 @@ impl DrillRds for SdkRds {
             .publicly_accessible(false)
             .deletion_protection(false)
             .multi_az(false)
+            // A drill instance is deleted within the drill: it keeps no backups of its own.
+            .backup_retention_period(0)
             .tags(Tag::builder().key(DRILL_TAG).value(&request.object).build())
             .send()
             .await

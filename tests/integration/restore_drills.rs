@@ -202,6 +202,20 @@ async fn a_drill_restores_and_deletes_a_killed_one_is_removed_at_the_next_start_
         "tagged: {seen:?}"
     );
     assert_eq!(seen.1, "creating");
+    let restored = destination
+        .describe_db_instances()
+        .db_instance_identifier(&seen.0)
+        .send()
+        .await
+        .expect("describe");
+    let restored = &restored.db_instances()[0];
+    assert_eq!(restored.publicly_accessible(), Some(false), "private");
+    assert_eq!(restored.deletion_protection(), Some(false));
+    assert_eq!(
+        restored.backup_retention_period(),
+        Some(0),
+        "no backups of its own"
+    );
 
     // Available, deleted, and status says how it went.
     let db = wait_for(&dbs, "ledger-db", Duration::from_secs(60), |db| {
