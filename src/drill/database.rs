@@ -93,14 +93,19 @@ pub async fn run(
     }
 }
 
-/// The objects this replica drills: drills asked for, Enforce, not suspended, its shard.
+/// The objects this replica drills: drills asked for, Enforce, not suspended, its shard,
+/// and admitted (its namespace may use its role; not refused as a second claim on an
+/// instance): a drill acts with the object's role as every action does.
 fn drilled<'a>(
     ctx: &'a Context,
     objects: &'a [Arc<BackedUpDatabase>],
 ) -> impl Iterator<Item = (&'a BackedUpDatabase, &'a DatabaseRestoreDrill)> {
     objects.iter().filter_map(move |db| {
         let drill = db.spec.restore_drill.as_ref()?;
-        let acting = db.spec.mode == Mode::Enforce && !db.spec.suspend && !ctx.policy.audit_only;
+        let acting = db.spec.mode == Mode::Enforce
+            && !db.spec.suspend
+            && !ctx.policy.audit_only
+            && super::admitted(db.as_ref(), &ctx.tenancy);
         let ours = ctx
             .shards
             .owns(&db.namespace().unwrap_or_default(), &db.name_any());

@@ -60,6 +60,23 @@ pub fn add_finding<K: report::Drilled>(
     }
 }
 
+/// Whether the pipeline acts on the object: its namespace may use what it names (the
+/// tenancy), and its status does not say it was refused (a second claim on one resource,
+/// a spec the controller cannot read).
+pub fn admitted<K: crate::controller::admission::Claimant + crate::controller::decoded::HasConditions>(
+    object: &K,
+    tenancy: &crate::tenancy::Tenancy,
+) -> bool {
+    let refused = crate::api::conditions::find_condition(object.conditions(), ConditionType::Stalled)
+        .is_some_and(|c| {
+            c.status == "True"
+                && [Reason::NotAllowed, Reason::Conflict, Reason::InvalidSpec]
+                    .iter()
+                    .any(|r| c.reason.as_str() == r.as_str())
+        });
+    object.allowed(tenancy).is_ok() && !refused
+}
+
 /// What `RestoreVerified` wants, in words.
 pub fn desired(every: &crate::api::PositiveDuration) -> String {
     format!("a successful restore drill every {every} (at most twice that apart)")
@@ -68,4 +85,51 @@ pub fn desired(every: &crate::api::PositiveDuration) -> String {
 /// Without drills, no `RestoreVerified` condition (one left from when they were on goes).
 pub fn drop_condition(conditions: &mut Vec<crate::api::conditions::Condition>) {
     conditions.retain(|c| c.type_.as_str() != ConditionType::RestoreVerified.as_str());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{BackedUpDatabase, ConditionStatus, set_condition};
+
+    fn database(role: Option<&str>) -> BackedUpDatabase {
+        let mut spec = serde_json::json!({"instance": {"identifier": "orders-db", "region": "us-east-1"}});
+        if let Some(role) = role {
+            spec["instance"]["roleArn"] = role.into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase",
+            "metadata": {"name": "orders", "namespace": "team"}, "spec": spec,
+        }))
+        .expect("object")
+    }
+
+    #[test]
+    fn a_drill_acts_only_for_an_admitted_object() {
+        let tenancy = crate::tenancy::Tenancy::single_team();
+        assert!(admitted(&database(None), &tenancy));
+        assert!(
+            !admitted(&database(Some("arn:aws:iam::123456789012:role/other")), &tenancy),
+            "a role the namespace may not use is never assumed for a drill"
+        );
+        let mut second = database(None);
+        let mut conditions = Vec::new();
+        set_condition(
+            &mut conditions,
+            ConditionType::Stalled,
+            ConditionStatus::True,
+            Reason::Conflict,
+            "another object manages orders-db",
+            None,
+            Timestamp::now(),
+        );
+        second.status = Some(crate::api::BackedUpDatabaseStatus {
+            conditions,
+            ..Default::default()
+        });
+        assert!(
+            !admitted(&second, &tenancy),
+            "a refused second claim runs no drill"
+        );
+    }
 }

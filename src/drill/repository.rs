@@ -59,7 +59,10 @@ pub async fn run(
 /// Its drill, when this replica drills it: asked for, Enforce, not suspended, its shard.
 fn drilled<'a>(ctx: &RepoContext, repo: &'a BackedUpRepository) -> Option<&'a RepositoryRestoreDrill> {
     let drill = repo.spec.restore_drill.as_ref()?;
-    let acting = repo.spec.mode == Mode::Enforce && !repo.spec.suspend && !ctx.policy.audit_only;
+    let acting = repo.spec.mode == Mode::Enforce
+        && !repo.spec.suspend
+        && !ctx.policy.audit_only
+        && super::admitted(repo, &ctx.tenancy);
     let ours = ctx
         .shards
         .owns(&repo.namespace().unwrap_or_default(), &repo.name_any());
