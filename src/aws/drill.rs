@@ -3,7 +3,7 @@
 //! with [`DRILL_PREFIX`] are ever touched.
 
 use async_trait::async_trait;
-use aws_sdk_rds::types::{Filter, Tag};
+use aws_sdk_rds::types::Tag;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{AwsError, Scope, rds::SdkRds};
@@ -99,32 +99,11 @@ impl DrillRds for SdkRds {
     }
 
     async fn drills(&self, scope: &Scope, identifier: Option<&str>) -> Result<Vec<DrillInstance>, AwsError> {
-        let c = self.clients.for_scope(scope).await;
-        let _permit = c.limit.acquire().await;
-        let filter = identifier.map(|id| vec![Filter::builder().name("db-instance-id").values(id).build()]);
-        let (mut out, mut marker) = (Vec::new(), None);
-        loop {
-            c.rds_budget.take().await;
-            let page = c
-                .rds
-                .describe_db_instances()
-                .set_filters(filter.clone())
-                .max_records(super::rds::PAGE_SIZE)
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("DescribeDBInstances", &e))?;
-            out.extend(
-                page.db_instances()
-                    .iter()
-                    .map(drill_instance)
-                    .filter(DrillInstance::is_drill),
-            );
-            marker = page.marker().filter(|m| !m.is_empty()).map(str::to_string);
-            if marker.is_none() {
-                return Ok(out);
-            }
-        }
+        let filter = identifier.map(super::rds::instance_filter);
+        self.describe_db_instances(scope, filter, |db| {
+            Some(drill_instance(db)).filter(DrillInstance::is_drill)
+        })
+        .await
     }
 
     async fn delete(&self, scope: &Scope, instance: &DrillInstance) -> Result<(), AwsError> {

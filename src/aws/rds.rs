@@ -123,7 +123,7 @@ pub struct SdkRds {
 }
 
 /// A `db-instance-id` filter: instance identifiers or ARNs.
-fn instance_filter(id: &str) -> Filter {
+pub(super) fn instance_filter(id: &str) -> Filter {
     Filter::builder().name("db-instance-id").values(id).build()
 }
 
@@ -134,6 +134,18 @@ impl SdkRds {
         scope: &Scope,
         filter: Option<Filter>,
     ) -> Result<Vec<InstanceFacts>, AwsError> {
+        self.describe_db_instances(scope, filter, |db| Some(instance_facts(&scope.region, db)))
+            .await
+    }
+
+    /// DescribeDBInstances, all pages, with `filter` when given; each instance as `pick`
+    /// makes it (or left out).
+    pub(super) async fn describe_db_instances<T>(
+        &self,
+        scope: &Scope,
+        filter: Option<Filter>,
+        pick: impl Fn(&DbInstance) -> Option<T>,
+    ) -> Result<Vec<T>, AwsError> {
         let c = self.clients.for_scope(scope).await;
         let _permit = c.limit.acquire().await;
         let (mut out, mut marker) = (Vec::new(), None);
@@ -148,11 +160,7 @@ impl SdkRds {
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk("DescribeDBInstances", &e))?;
-            out.extend(
-                page.db_instances()
-                    .iter()
-                    .map(|db| instance_facts(&scope.region, db)),
-            );
+            out.extend(page.db_instances().iter().filter_map(&pick));
             marker = next(page.marker());
             if marker.is_none() {
                 return Ok(out);

@@ -22,7 +22,7 @@ pub fn finding<K: report::Drilled>(
     audit: bool,
     now: Timestamp,
 ) -> Finding {
-    let created = object.meta().creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let created = crate::controller::database::created(object.meta(), now);
     let status = object.drill_status();
     match schedule::verified(Some(&status), every, created, now) {
         schedule::Verified::Yes(message) => Finding::pass(ConditionType::RestoreVerified, message),

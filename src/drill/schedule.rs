@@ -22,21 +22,22 @@ pub fn due_at(status: &RestoreDrillStatus, every: Duration, created: Timestamp, 
         .unwrap_or(created)
 }
 
-/// A fraction in [0, 1) that is the same for the same uid (FNV-1a).
+/// A fraction in [0, 1) that is the same for the same uid.
 fn fraction(uid: &str) -> f64 {
-    let hash = uid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+    (fnv1a(uid) % 10_000) as f64 / 10_000.0
+}
+
+/// FNV-1a: stable across processes and versions, unlike the standard library's hasher.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (hash % 10_000) as f64 / 10_000.0
+    })
 }
 
 /// The temporary instance of an object's drills: one name per object (lower-case letters,
 /// digits and hyphens, as RDS wants), so that a drill retried finds the one it started.
 pub fn instance_name(uid: &str) -> String {
-    let hash = uid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{}{hash:016x}", crate::aws::drill::DRILL_PREFIX)
+    format!("{}{:016x}", crate::aws::drill::DRILL_PREFIX, fnv1a(uid))
 }
 
 /// The status once a drill ended: its result, no drill running, the next one due an
