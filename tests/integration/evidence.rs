@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use aws_sdk_kms::types::KeyUsageType;
+use crate::support;
 use aws_sdk_s3::types::{
     DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
 };
@@ -25,7 +25,6 @@ use kube::{Api, api::PostParams};
 use serde_json::json;
 
 const SOURCE: &str = "us-east-1";
-const DESTINATION: &str = "us-west-2";
 const PREFIX: &str = "evidence/";
 
 /// A replicated instance whose retention (1 day) is its only drift, and its object.
@@ -34,34 +33,8 @@ async fn drifting_database(
     instance: &str,
     mode: &str,
 ) -> (aws_sdk_rds::Client, BackedUpDatabase) {
-    let env = testing::env();
-    let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, account).await);
-    let rds_destination = aws_sdk_rds::Client::new(&env.aws_config_in(DESTINATION, account).await);
-    let kms = aws_sdk_kms::Client::new(&env.aws_config_in(DESTINATION, account).await);
-    testing::create_instance(&rds, instance, 1).await;
-    let key = kms
-        .create_key()
-        .key_usage(KeyUsageType::EncryptDecrypt)
-        .send()
-        .await
-        .expect("key")
-        .key_metadata
-        .and_then(|m| m.arn)
-        .expect("arn");
-    rds_destination
-        .start_db_instance_automated_backups_replication()
-        .source_db_instance_arn(format!("arn:aws:rds:{SOURCE}:{account}:db:{instance}"))
-        .kms_key_id(&key)
-        .backup_retention_period(7)
-        .send()
-        .await
-        .expect("replication");
-    let object = serde_json::from_value(json!({
-        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase", "metadata": {"name": instance},
-        "spec": {"mode": mode, "instance": {"identifier": instance, "region": SOURCE, "roleArn": testing::role_arn(account)},
-                 "replication": {"kmsKey": {"arn": key}}},
-    }))
-    .expect("object");
+    let rds = aws_sdk_rds::Client::new(&testing::env().aws_config_in(SOURCE, account).await);
+    let object = support::replicated_database(account, (instance, instance), 1, mode, json!({})).await;
     (rds, object)
 }
 

@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use aws_sdk_kms::types::KeyUsageType;
+use crate::support;
 use backup_warden::{
     api::{BackedUpDatabase, ConditionType},
     controller::Timing,
@@ -16,7 +16,6 @@ use kube::{Api, api::PostParams};
 use serde_json::json;
 
 const SOURCE: &str = "us-east-1";
-const DESTINATION: &str = "us-west-2";
 
 fn reconciles(ctx: &backup_warden::controller::Context) -> u64 {
     ctx.metrics
@@ -47,7 +46,7 @@ async fn slack_hears_once_per_transition_and_metrics_match_conditions() {
     let account = testing::unique_account();
     let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, &account).await);
 
-    let object = replicated_in_audit(env, &account, "orders-db", "orders").await;
+    let object = support::replicated_database(&account, ("orders-db", "orders"), 1, "Audit", json!({})).await;
     let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);
     dbs.create(&PostParams::default(), &object).await.expect("create");
 
@@ -253,7 +252,7 @@ async fn a_reconcile_of_a_stale_copy_repeats_no_message() {
     let namespace = testing::namespace(&client, "notify-stale").await;
     let account = testing::unique_account();
     let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, &account).await);
-    let object = replicated_in_audit(env, &account, "stale-db", "stale").await;
+    let object = support::replicated_database(&account, ("stale-db", "stale"), 1, "Audit", json!({})).await;
     let dbs: Api<BackedUpDatabase> = Api::namespaced(client.clone(), &namespace);
     dbs.create(&PostParams::default(), &object).await.expect("create");
 
@@ -313,41 +312,4 @@ async fn a_reconcile_of_a_stale_copy_repeats_no_message() {
     );
     let after = dbs.get("stale").await.expect("get");
     assert_eq!(stored(&after), stored(&resolved));
-}
-
-/// A replicated instance whose only drift is its retention (1 day), and its object in
-/// Audit, so the test decides when the drift ends.
-async fn replicated_in_audit(
-    env: &testing::TestEnv,
-    account: &str,
-    instance: &str,
-    name: &str,
-) -> BackedUpDatabase {
-    let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, account).await);
-    let rds_destination = aws_sdk_rds::Client::new(&env.aws_config_in(DESTINATION, account).await);
-    let kms = aws_sdk_kms::Client::new(&env.aws_config_in(DESTINATION, account).await);
-    testing::create_instance(&rds, instance, 1).await;
-    let key = kms
-        .create_key()
-        .key_usage(KeyUsageType::EncryptDecrypt)
-        .send()
-        .await
-        .expect("key")
-        .key_metadata
-        .and_then(|m| m.arn)
-        .expect("arn");
-    rds_destination
-        .start_db_instance_automated_backups_replication()
-        .source_db_instance_arn(format!("arn:aws:rds:{SOURCE}:{account}:db:{instance}"))
-        .kms_key_id(&key)
-        .backup_retention_period(7)
-        .send()
-        .await
-        .expect("replication");
-    serde_json::from_value(json!({
-        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase", "metadata": {"name": name},
-        "spec": {"mode": "Audit", "instance": {"identifier": instance, "region": SOURCE, "roleArn": testing::role_arn(account)},
-                 "replication": {"kmsKey": {"arn": key}}},
-    }))
-    .expect("object")
 }

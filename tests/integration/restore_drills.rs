@@ -6,7 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use aws_sdk_kms::types::KeyUsageType;
+use crate::support;
 use backup_warden::{
     api::{BackedUpDatabase, ConditionType},
     aws::{AwsClients, rds::SdkRds},
@@ -26,29 +26,9 @@ const DESTINATION: &str = "us-west-2";
 
 /// A compliant replicated instance, and its object with drills every `every`.
 async fn replicated(account: &str, instance: &str, mode: &str, every: &str) -> BackedUpDatabase {
-    let env = testing::env();
-    let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, account).await);
-    let rds_destination = aws_sdk_rds::Client::new(&env.aws_config_in(DESTINATION, account).await);
-    let kms = aws_sdk_kms::Client::new(&env.aws_config_in(DESTINATION, account).await);
-    testing::create_instance(&rds, instance, 7).await;
-    let key = kms
-        .create_key()
-        .key_usage(KeyUsageType::EncryptDecrypt)
-        .send()
-        .await
-        .expect("key")
-        .key_metadata
-        .and_then(|m| m.arn)
-        .expect("arn");
-    rds_destination
-        .start_db_instance_automated_backups_replication()
-        .source_db_instance_arn(format!("arn:aws:rds:{SOURCE}:{account}:db:{instance}"))
-        .kms_key_id(&key)
-        .backup_retention_period(7)
-        .send()
-        .await
-        .expect("replication");
-    drill_object(account, instance, mode, every, Some(&key))
+    let drill =
+        json!({"restoreDrill": {"every": every, "instanceClass": "db.t3.micro", "maxDuration": "10m"}});
+    support::replicated_database(account, (instance, instance), 7, mode, drill).await
 }
 
 fn drill_object(

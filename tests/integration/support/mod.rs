@@ -227,3 +227,50 @@ pub fn is(status: &str, type_: ConditionType) -> impl Fn(&BackedUpDatabase) -> b
             && db.status.as_ref().and_then(|s| s.observed_generation) == db.metadata.generation
     }
 }
+
+/// An instance in SOURCE with `retention_days`, its automated backups replicating to
+/// DESTINATION under a key of the test's own, and an object `name` for it in `mode` with
+/// that key and `extra` merged into its spec.
+pub async fn replicated_database(
+    account: &str,
+    (instance, name): (&str, &str),
+    retention_days: i32,
+    mode: &str,
+    extra: serde_json::Value,
+) -> BackedUpDatabase {
+    let env = testing::env();
+    let rds = aws_sdk_rds::Client::new(&env.aws_config_in(SOURCE, account).await);
+    let rds_destination = aws_sdk_rds::Client::new(&env.aws_config_in(DESTINATION, account).await);
+    let kms = aws_sdk_kms::Client::new(&env.aws_config_in(DESTINATION, account).await);
+    testing::create_instance(&rds, instance, retention_days).await;
+    let key = kms
+        .create_key()
+        .key_usage(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+        .send()
+        .await
+        .expect("key")
+        .key_metadata
+        .and_then(|m| m.arn)
+        .expect("arn");
+    rds_destination
+        .start_db_instance_automated_backups_replication()
+        .source_db_instance_arn(format!("arn:aws:rds:{SOURCE}:{account}:db:{instance}"))
+        .kms_key_id(&key)
+        .backup_retention_period(7)
+        .send()
+        .await
+        .expect("replication");
+    let mut spec = json!({
+        "mode": mode,
+        "instance": {"identifier": instance, "region": SOURCE, "roleArn": testing::role_arn(account)},
+        "replication": {"kmsKey": {"arn": key}},
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "backupwarden.io/v1alpha1", "kind": "BackedUpDatabase", "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("object")
+}
